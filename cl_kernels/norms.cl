@@ -1,0 +1,40 @@
+// norms.cl: RMSNorm and the per-head group norm with its swish gate.
+//
+// Both reduce a row in local memory with RN_WG work-items (group_sum, common.cl); every
+// work-item strides over the row, so any row length works.
+
+// y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w. One work-group per row: global (RN_WG * rows).
+// `has_weight` is 0 for the weightless form. x and y may be the same buffer.
+__kernel void rms_norm(__global const float *x,   // [rows, dim]
+                       __global const float *w,   // [dim]
+                       __global float *y,         // [rows, dim]
+                       int dim, float eps, int has_weight) {
+    __local float scratch[RN_WG];
+    const int lid = get_local_id(0);
+    const size_t row = (size_t)get_group_id(0) * dim;
+    float sum_sq = 0.0f;
+    for (int i = lid; i < dim; i += RN_WG) sum_sq += x[row + i] * x[row + i];
+    const float inv = rsqrt(group_sum(sum_sq, scratch) / dim + eps);
+    for (int i = lid; i < dim; i += RN_WG) {
+        const float v = x[row + i] * inv;
+        y[row + i] = has_weight ? v * w[i] : v;
+    }
+}
+
+// y = silu(g) * o / sqrt(mean(o^2) + eps) per (token, head) over the dv values of the head.
+// torchscale's group norm is RMSNorm without weight; the gate multiplies its output.
+// One work-group per (token, head): global (RN_WG * n * H). o, g, y: [n, H * dv].
+__kernel void group_norm_gate(__global const float *o, __global const float *g,
+                              __global float *y, int dv, float eps) {
+    __local float scratch[RN_WG];
+    const int lid = get_local_id(0);
+    const size_t base = (size_t)get_group_id(0) * dv;
+    float sum_sq = 0.0f;
+    for (int i = lid; i < dv; i += RN_WG) sum_sq += o[base + i] * o[base + i];
+    const float inv = rsqrt(group_sum(sum_sq, scratch) / dv + eps);
+    for (int i = lid; i < dv; i += RN_WG) {
+        const float gate = g[base + i];
+        const float silu = gate / (1.0f + exp(-gate));
+        y[base + i] = silu * (o[base + i] * inv);
+    }
+}

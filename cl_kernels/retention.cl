@@ -1,0 +1,177 @@
+// retention.cl: multi-scale retention in its three forms, with torchscale's normalisations.
+//
+// Per head h with gamma = exp(decay[h]), rotated q_t, k_m (k pre-scaled) and v_m, every form
+// computes the unnormalised retention R_t = sum_{m<=t} gamma^(t-m) (q_t . k_m) v_m and divides
+// it by a positive per-(token, head) scalar that depends on the form (the group norm that
+// follows cancels it up to eps, which is why it must match the reference exactly):
+//   parallel   sqrt(S_t) * clamp(I_t, 1, 5e4)
+//   chunkwise  sqrt(s_c) * max(clamp(I_c, 1), sigma_i)      t = i*C + c
+//   recurrent  sqrt(S_t)
+// with S_t = sum_{j<=t} gamma^j, I the abs-sum of the normalised scores inside the (chunk or
+// whole) window, and sigma_i the clamped column max of the normalised state entering chunk i.
+//
+// Layouts: q, k [n, H*RN_DK]; v, o [n, H*RN_DV]; states [H, RN_DK, RN_DV] (key-major, so that
+// work-items of neighbouring value columns read neighbouring words).
+
+// S_n = sum_{j=0..n} gamma^j = (1 - gamma^(n+1)) / (1 - gamma). expm1 keeps it accurate when
+// gamma is within an ulp of 1 (heads >= 20 have gamma == 1 exactly: S_n = n + 1).
+inline float decay_sum(float decay, int n) {
+    if (decay == 0.0f) return (float)(n + 1);
+    return expm1((float)(n + 1) * decay) / expm1(decay);
+}
+
+// Prefix states across the sequence, and the recurrent state it leaves.
+//
+// One work-item per state entry (h, a, b): global (RN_DK * RN_DV, H). It walks the n tokens
+// once: U <- gamma U + k_t[a] v_t[b]. When `chunk_states` is not empty (chunkwise form) it
+// records U entering every chunk: chunk_states[i][h][a][b] = sum_{m<iC} gamma^(iC-1-m) k_m v_m.
+// At the end it writes the recurrent state U / sqrt(S_(n-1)) and, from item (0, 0), the scale
+// S_(n-1) that the recurrent form would have reached by its own recursion.
+__kernel void retention_scan(__global const float *k, __global const float *v,
+                             __global const float *decays,   // [H]
+                             int n, int chunk, int record,
+                             __global float *chunk_states,   // [ceil(n/chunk), H, DK, DV]
+                             __global float *state,          // [H, DK, DV]
+                             __global float *scale) {        // [H]
+    const int ab = get_global_id(0);
+    const int h = get_global_id(1);
+    const int H = get_global_size(1);
+    const int a = ab / RN_DV, b = ab % RN_DV;
+    const float gamma = exp(decays[h]);
+    const size_t kcol = (size_t)h * RN_DK + a, vcol = (size_t)h * RN_DV + b;
+    float u = 0.0f, s = 0.0f;
+    for (int t = 0; t < n; t++) {
+        if (record && t % chunk == 0)
+            chunk_states[(((size_t)(t / chunk) * H + h) * RN_DK + a) * RN_DV + b] = u;
+        u = gamma * u + k[(size_t)t * H * RN_DK + kcol] * v[(size_t)t * H * RN_DV + vcol];
+        s = s * gamma + 1.0f;
+    }
+    state[((size_t)h * RN_DK + a) * RN_DV + b] = n > 0 ? u / sqrt(s) : 0.0f;
+    if (ab == 0) scale[h] = s;
+}
+
+// sigma_i = max(1, max_b sum_a |U_i[a][b]| / Lambda), Lambda = S_(chunk-1): the scale of the
+// state entering chunk i in torchscale's chunkwise loop; sigma_0 = 1 since U_0 = 0.
+// One work-group per (chunk, head), group index i * H + h: global (RN_WG * n_chunks * H).
+__kernel void retention_sigma(__global const float *chunk_states,  // [n_chunks, H, DK, DV]
+                              __global const float *decays, int H, int chunk,
+                              __global float *sigma) {               // [n_chunks, H]
+    __local float scratch[RN_WG];
+    const int lid = get_local_id(0);
+    const int group = get_group_id(0);
+    __global const float *u = chunk_states + (size_t)group * RN_DK * RN_DV;
+    float best = 0.0f;
+    for (int b = lid; b < RN_DV; b += RN_WG) {
+        float column = 0.0f;
+        for (int a = 0; a < RN_DK; a++) column += fabs(u[a * RN_DV + b]);
+        best = fmax(best, column);
+    }
+    best = group_max(best, scratch);
+    if (lid == 0) sigma[group] = fmax(1.0f, best / decay_sum(decays[group % H], chunk - 1));
+}
+
+// Retention output of every token in the parallel or chunkwise form.
+//
+// One work-group per (token t, head h), group index t * H + h: global (RN_WG * n * H). The
+// window is the token's chunk (chunk = n for the parallel form). Work-items take the window's
+// keys RN_WG at a time: each scores one key, then each accumulates the value columns it owns
+// (b = lid + j * RN_WG). The chunk's incoming state adds the cross term q_t gamma^(c+1) U_i.
+//   cap > 0     the parallel form's upper clamp of I (5e4); 0 for chunkwise
+//   sigma       [n_chunks, H] from retention_sigma, or unused when chunk >= n
+__kernel void retention_output(__global const float *q, __global const float *k,
+                               __global const float *v, __global const float *decays,
+                               __global const float *chunk_states, __global const float *sigma,
+                               int H, int chunk, float cap,
+                               __global float *o) {
+    __local float q_local[RN_DK];
+    __local float scores[RN_WG];
+    __local float scratch[RN_WG];
+    const int lid = get_local_id(0);
+    const int group = get_group_id(0);
+    const int t = group / H, h = group % H;
+    const int c = t % chunk, start = t - c, i = t / chunk;
+    const float decay = decays[h];
+
+    for (int a = lid; a < RN_DK; a += RN_WG) q_local[a] = q[(size_t)t * H * RN_DK + h * RN_DK + a];
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    float acc[RN_DV_PER_ITEM];
+    for (int j = 0; j < RN_DV_PER_ITEM; j++) acc[j] = 0.0f;
+    float abs_sum = 0.0f;
+
+    for (int block = start; block <= t; block += RN_WG) {
+        const int m = block + lid;
+        float score = 0.0f;
+        if (m <= t) {
+            __global const float *key = k + (size_t)m * H * RN_DK + h * RN_DK;
+            for (int a = 0; a < RN_DK; a++) score += q_local[a] * key[a];
+            score *= exp((float)(t - m) * decay);
+            abs_sum += fabs(score);
+        }
+        scores[lid] = score;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const int count = min(RN_WG, t - block + 1);
+        for (int j = 0; j < RN_DV_PER_ITEM; j++) {
+            const int b = lid + j * RN_WG;
+            if (b < RN_DV) {
+                __global const float *value = v + (size_t)block * H * RN_DV + h * RN_DV + b;
+                float sum = 0.0f;
+                for (int r = 0; r < count; r++) sum += scores[r] * value[(size_t)r * H * RN_DV];
+                acc[j] += sum;
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+
+    const float root_s = sqrt(decay_sum(decay, c));
+    float d = fmax(group_sum(abs_sum, scratch) / root_s, 1.0f);
+    if (cap > 0.0f) d = fmin(d, cap);
+    if (i > 0) {
+        d = fmax(d, sigma[i * H + h]);
+        __global const float *u = chunk_states + ((size_t)i * H + h) * RN_DK * RN_DV;
+        const float decay_in = exp((float)(c + 1) * decay);
+        for (int j = 0; j < RN_DV_PER_ITEM; j++) {
+            const int b = lid + j * RN_WG;
+            if (b < RN_DV) {
+                float cross = 0.0f;
+                for (int a = 0; a < RN_DK; a++) cross += q_local[a] * u[a * RN_DV + b];
+                acc[j] += decay_in * cross;
+            }
+        }
+    }
+    for (int j = 0; j < RN_DV_PER_ITEM; j++) {
+        const int b = lid + j * RN_WG;
+        if (b < RN_DV) o[(size_t)t * H * RN_DV + h * RN_DV + b] = acc[j] / (root_s * d);
+    }
+}
+
+// One token in the recurrent form, continuing the state of the previous position.
+//
+// torchscale's recursion: s_n = s_(n-1) gamma + 1 and
+//   state_n = state_(n-1) sqrt(s_(n-1)) gamma / sqrt(s_n) + k_n v_n^T / sqrt(s_n),
+//   o_n = q_n state_n.
+// The scale is double-buffered: read from scale_in, written to scale_out (the host swaps them
+// every token), so no work-item can see a scale another has already advanced.
+// One work-item per (value column b, head h): global (RN_DV, H). q, k [H*DK]; v, o [H*DV].
+__kernel void retention_step(__global const float *q, __global const float *k,
+                             __global const float *v, __global const float *decays,
+                             __global float *state, __global const float *scale_in,
+                             __global float *scale_out, __global float *o) {
+    const int b = get_global_id(0);
+    const int h = get_global_id(1);
+    const float gamma = exp(decays[h]);
+    const float s_prev = scale_in[h];
+    const float s = s_prev * gamma + 1.0f;
+    const float keep = sqrt(s_prev) * gamma / sqrt(s);
+    const float inv_root = 1.0f / sqrt(s);
+    const float value = v[h * RN_DV + b] * inv_root;
+    __global float *st = state + (size_t)h * RN_DK * RN_DV + b;
+    float out = 0.0f;
+    for (int a = 0; a < RN_DK; a++) {
+        const float entry = st[a * RN_DV] * keep + k[h * RN_DK + a] * value;
+        st[a * RN_DV] = entry;
+        out += q[h * RN_DK + a] * entry;
+    }
+    o[h * RN_DV + b] = out;
+    if (b == 0) scale_out[h] = s;
+}

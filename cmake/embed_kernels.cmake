@@ -1,0 +1,22 @@
+# Writes OUT, a C file holding each of SOURCES (cl_kernels/*.cl) as a byte array, plus a table
+# of (name, bytes, size). Bytes rather than string literals: no compiler's literal-length
+# limit applies, and no Python is needed at build time.
+set(body "/* Generated from the cl_kernels sources by cmake/embed_kernels.cmake. Do not edit. */\n#include <stddef.h>\n\n")
+set(table "")
+set(count 0)
+string(REPLACE "|" ";" SOURCES "${SOURCES}")
+foreach(src ${SOURCES})
+  get_filename_component(name ${src} NAME)
+  string(MAKE_C_IDENTIFIER ${name} ident)
+  file(READ ${src} hex HEX)
+  string(LENGTH "${hex}" hexlen)
+  math(EXPR size "${hexlen} / 2")
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(APPEND body "static const unsigned char rn_kernel_${ident}[] = {${bytes}0x00};\n")
+  string(APPEND table "    {\"${name}\", (const char *)rn_kernel_${ident}, ${size}},\n")
+  math(EXPR count "${count} + 1")
+endforeach()
+string(APPEND body "\nstruct rn_embedded_kernel { const char *name; const char *source; size_t size; };\n")
+string(APPEND body "const struct rn_embedded_kernel rn_embedded_kernels[] = {\n${table}};\n")
+string(APPEND body "const size_t rn_embedded_kernel_count = ${count};\n")
+file(WRITE ${OUT} "${body}")

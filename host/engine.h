@@ -1,0 +1,64 @@
+/* engine.h: the objects behind the public handles. Internal to host/. */
+#ifndef RN_ENGINE_H
+#define RN_ENGINE_H
+
+#include "checkpoint.h"
+#include "ops.h"
+#include "retnet.h"
+
+struct rn_context {
+    rt_runtime rt;
+    rn_error err;
+};
+
+typedef struct rn_layer_weights {
+    rt_buffer q_proj, k_proj;          /* [D, D] */
+    rt_buffer v_proj, g_proj;          /* [Dv, D] */
+    rt_buffer out_proj;                /* [D, Dv] */
+    rt_buffer retention_norm;          /* [D] */
+    rt_buffer fc1, gate;               /* [F, D] */
+    rt_buffer fc2;                     /* [D, F] */
+    rt_buffer ffn_norm;                /* [D] */
+} rn_layer_weights;
+
+struct rn_model {
+    rn_context *ctx;
+    rn_config cfg;
+    rn_kernels kernels;
+    rt_buffer embed;                   /* [V, D] */
+    rt_buffer embed_norm;              /* [D], allocated only with layernorm_embedding */
+    rt_buffer final_norm;              /* [D], allocated only with pre-norm */
+    rt_buffer output;                  /* [V, D], not allocated when tied: embed is used */
+    rt_buffer angle;                   /* [dk] */
+    rt_buffer decay;                   /* [H] log gamma */
+    rn_layer_weights *layers;          /* [L] */
+    uint64_t parameters, file_bytes, device_bytes;
+    const char *file_dtype;
+};
+
+/* Activations for `rows` tokens at a time. */
+typedef struct rn_workspace {
+    int64_t rows;
+    rt_buffer tokens;                  /* [rows] int */
+    rt_buffer x, h;                    /* [rows, D] residual stream, normed input / branch output */
+    rt_buffer q, k;                    /* [rows, D] */
+    rt_buffer v, g;                    /* [rows, Dv]; v's rows become the retention output */
+    rt_buffer o;                       /* [rows, Dv] retention output, then gated in place */
+    rt_buffer a, b;                    /* [rows, F] */
+    rt_buffer logits;                  /* [rows, V] */
+    rn_retention_scratch retention;
+} rn_workspace;
+
+struct rn_session {
+    rn_model *model;
+    uint64_t position;                 /* tokens consumed */
+    rt_buffer *state;                  /* [L] each [H, dk, dv] */
+    rt_buffer *scale;                  /* [L][2] each [H], double-buffered by position parity */
+    rn_workspace step;                 /* one row, for decoding */
+};
+
+static inline const rt_buffer *rn_model_output(const rn_model *m) {
+    return m->cfg.share_embed ? &m->embed : &m->output;
+}
+
+#endif /* RN_ENGINE_H */

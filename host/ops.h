@@ -1,0 +1,72 @@
+/*
+ * ops.h: one function per kernel (or CLBlast product), the building blocks of a forward pass.
+ *
+ * The engine chains these; tests/test_ops.c runs each against the plain-C reference. All
+ * enqueue on the runtime's in-order queue and return without waiting. Shapes are in elements;
+ * layouts are those of tests/ref.h.
+ */
+#ifndef RN_OPS_H
+#define RN_OPS_H
+
+#include "rt.h"
+
+/* The program built for one retention head shape, and its kernels. */
+typedef struct rn_kernels {
+    cl_program program;
+    size_t wg;  /* RN_WG: work-items of the reducing kernels */
+    int64_t dk, dv;
+    cl_kernel embed_tokens, rms_norm, group_norm_gate, theta_shift, glu, residual, matvec;
+    cl_kernel retention_scan, retention_sigma, retention_output, retention_step;
+} rn_kernels;
+
+/* Compiles the embedded cl_kernels sources for heads of dk key and dv value dimensions. */
+rn_status rn_kernels_build(rt_runtime *rt, int64_t dk, int64_t dv, rn_kernels *out);
+void rn_kernels_release(rn_kernels *k);
+
+/* x [n, D] = scale * E[tokens] (tokens: n ints on the device, already range-checked). */
+rn_status rn_op_embed(rt_runtime *rt, const rn_kernels *k, const rt_buffer *tokens, int64_t n,
+                      const rt_buffer *E, int64_t D, float scale, rt_buffer *x);
+/* y [rows, dim] = rmsnorm(x) * w; w NULL: no weight. y may be x. */
+rn_status rn_op_rms_norm(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x,
+                         const rt_buffer *w, int64_t rows, int64_t dim, float eps, rt_buffer *y);
+/* y [n, H*dv] = silu(g) * groupnorm(o). */
+rn_status rn_op_group_norm_gate(rt_runtime *rt, const rn_kernels *k, const rt_buffer *o,
+                                const rt_buffer *g, int64_t n, int64_t H, float eps,
+                                rt_buffer *y);
+/* In place on x [n, H*dk]: scale, then rotate by positions pos0 .. pos0+n-1. */
+rn_status rn_op_theta_shift(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, int64_t n,
+                            int64_t H, const rt_buffer *angle, int64_t pos0, float scale);
+/* c = act(a) * b over `count` elements. */
+rn_status rn_op_glu(rt_runtime *rt, const rn_kernels *k, const rt_buffer *a, const rt_buffer *b,
+                    int64_t count, rn_activation act, rt_buffer *c);
+/* x = alpha * x + y over `count` elements. */
+rn_status rn_op_residual(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, const rt_buffer *y,
+                         int64_t count, float alpha);
+/* y [n, out] = x [n, in] W^T, W [out, in]: a matrix-vector kernel for one row, CLBlast else. */
+rn_status rn_op_linear(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x, int64_t n,
+                       int64_t in, const rt_buffer *W, int64_t out, rt_buffer *y);
+
+/* Scratch the parallel and chunkwise forms need for n tokens: chunk states and sigmas. */
+typedef struct rn_retention_scratch {
+    rt_buffer chunk_states;  /* [n_chunks, H, dk, dv] */
+    rt_buffer sigma;         /* [n_chunks, H] */
+} rn_retention_scratch;
+
+/* Number of chunks, and the bytes of each scratch buffer, for n tokens in `mode`. */
+void rn_retention_scratch_size(rn_mode mode, int64_t n, int64_t chunk, int64_t H, int64_t dk,
+                               int64_t dv, uint64_t *state_bytes, uint64_t *sigma_bytes);
+
+/* Retention of n tokens from an empty state in the parallel or chunkwise form: o [n, H*dv]
+ * before the group norm, and the recurrent state and scale it leaves behind. */
+rn_status rn_op_retention(rt_runtime *rt, const rn_kernels *k, rn_mode mode, int64_t chunk,
+                          const rt_buffer *q, const rt_buffer *kk, const rt_buffer *v,
+                          int64_t n, int64_t H, const rt_buffer *decays,
+                          rn_retention_scratch *scratch, rt_buffer *o, rt_buffer *state,
+                          rt_buffer *scale);
+/* One recurrent step: reads scale_in, writes scale_out, updates state, writes o [H*dv]. */
+rn_status rn_op_retention_step(rt_runtime *rt, const rn_kernels *k, const rt_buffer *q,
+                               const rt_buffer *kk, const rt_buffer *v, int64_t H,
+                               const rt_buffer *decays, rt_buffer *state,
+                               const rt_buffer *scale_in, rt_buffer *scale_out, rt_buffer *o);
+
+#endif /* RN_OPS_H */

@@ -1,0 +1,189 @@
+/*
+ * retnet.h: the public API of retnet-cl.
+ *
+ * retnet-cl runs Retentive Network (RetNet) language models on any OpenCL 1.2 device.
+ * A program opens an rn_context on one OpenCL device, loads an rn_model from a checkpoint
+ * directory (config.json + model.safetensors, torchscale's RetNetDecoder state dict), and
+ * runs one or more rn_session objects on it. A session holds the recurrent state of every
+ * layer: a prompt is prefilled in the parallel or chunkwise form, which returns one row of
+ * logits per position and leaves the state behind, and generation continues one token at a
+ * time in the recurrent form.
+ *
+ * Errors. Every call returns an rn_status. RN_OK is zero, every error is negative and
+ * rn_status_str() names it. The context keeps a detailed message of the last error
+ * (rn_context_last_error): which file, tensor, shape, OpenCL call and its error name, or the
+ * kernel build log. The library never prints, never exits and never aborts on bad input.
+ * A call that fails leaves every object it was given as it was, and allocates nothing.
+ *
+ * Threads. A context and everything made from it are used by one thread at a time; different
+ * contexts are independent.
+ */
+#ifndef RETNET_H
+#define RETNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status codes                                                                               */
+
+typedef enum rn_status {
+    RN_OK = 0,
+
+    /* misuse and arguments */
+    RN_ERR_INVALID_ARGUMENT = -1,    /* NULL handle, bad option, token id outside the vocabulary */
+    RN_ERR_OUT_OF_HOST_MEMORY = -2,  /* malloc failed */
+    RN_ERR_LIMIT = -3,               /* a size above what the runtime accepts (prompt, file, dims) */
+
+    /* files */
+    RN_ERR_IO = -10,                 /* missing, unreadable, a directory, short read */
+    RN_ERR_JSON = -11,               /* JSON syntax, invalid UTF-8, nesting, duplicate keys */
+    RN_ERR_TRUNCATED = -12,          /* file shorter than its header says */
+    RN_ERR_HEADER_SIZE = -13,        /* safetensors header length zero, over the cap or past the end */
+    RN_ERR_TENSOR_ENTRY = -14,       /* safetensors entry malformed: keys, shape, offsets types */
+    RN_ERR_OFFSETS = -15,            /* data offsets overlap, leave gaps, or disagree with the shape */
+    RN_ERR_UNKNOWN_DTYPE = -16,      /* dtype string not in the safetensors list */
+    RN_ERR_UNSUPPORTED_DTYPE = -17,  /* a known dtype this runtime does not load (F64, I8, ...) */
+    RN_ERR_DUPLICATE = -18,          /* a name given twice */
+
+    /* model description */
+    RN_ERR_CONFIG = -20,             /* config value missing, of the wrong type or out of range */
+    RN_ERR_UNSUPPORTED_CONFIG = -21, /* a valid torchscale setting this runtime does not implement */
+    RN_ERR_MISSING_TENSOR = -22,     /* a tensor the config requires is not in the checkpoint */
+    RN_ERR_TENSOR_SHAPE = -23,       /* a tensor's shape disagrees with the config */
+
+    /* device */
+    RN_ERR_NO_PLATFORM = -30,        /* no OpenCL platform (no ICD installed) */
+    RN_ERR_NO_DEVICE = -31,          /* no device, or none matches the requested one */
+    RN_ERR_BUILD = -32,              /* kernel build failed; the message holds the build log */
+    RN_ERR_DEVICE_MEMORY = -33,      /* the device cannot hold what is asked of it */
+    RN_ERR_OPENCL = -34,             /* any other OpenCL error; the message names call and code */
+    RN_ERR_CLBLAST = -35,            /* a CLBlast routine failed; the message names it and its code */
+    RN_ERR_NUMERIC = -36             /* non-finite values appeared in the output */
+} rn_status;
+
+/* A fixed, static name for a status ("RN_ERR_TENSOR_SHAPE"). Never NULL. */
+const char *rn_status_str(rn_status status);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Devices and contexts                                                                       */
+
+typedef struct rn_context rn_context;
+typedef struct rn_model rn_model;
+typedef struct rn_session rn_session;
+
+typedef struct rn_device_info {
+    char platform[128];
+    char vendor[128];
+    char name[128];
+    char version[64];        /* CL_DEVICE_OPENCL_C_VERSION */
+    char driver[64];
+    int is_gpu;              /* 1 for CL_DEVICE_TYPE_GPU */
+    uint32_t compute_units;
+    uint64_t global_mem_bytes;
+    uint64_t max_alloc_bytes;
+    uint64_t local_mem_bytes;
+    size_t max_work_group;
+    int has_fp16;            /* cl_khr_fp16 */
+    uint32_t platform_index; /* the P of "P:D" */
+    uint32_t device_index;   /* the D of "P:D" */
+} rn_device_info;
+
+/* Lists the OpenCL devices of every platform. Writes at most `capacity` entries and sets
+ * *count to the number of devices present (which may be larger). */
+rn_status rn_devices_list(rn_device_info *infos, size_t capacity, size_t *count);
+
+typedef struct rn_context_options {
+    const char *device;      /* "P:D", a name substring, or NULL for $RETNET_DEVICE, else the
+                                first GPU, else the first device */
+    int program_cache;       /* -1 auto (on, except on PoCL which caches itself), 0 off, 1 on */
+    const char *cache_dir;   /* NULL: $RETNET_CACHE_DIR, else $XDG_CACHE_HOME/retnet-cl, else
+                                ~/.cache/retnet-cl */
+} rn_context_options;
+
+/* Sets `opts` to the defaults described above. */
+void rn_context_options_default(rn_context_options *opts);
+
+/* Opens the chosen device. On failure *out is NULL and, when `error_message` is not NULL, up
+ * to `error_capacity` bytes of the reason are written there. */
+rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
+                          char *error_message, size_t error_capacity);
+void rn_context_free(rn_context *ctx);
+
+/* The detailed message of the last failed call on this context or its models and sessions. */
+const char *rn_context_last_error(const rn_context *ctx);
+/* The device the context runs on. */
+const rn_device_info *rn_context_device(const rn_context *ctx);
+/* Bytes of device memory this context has allocated, now and at most. */
+void rn_context_memory(const rn_context *ctx, uint64_t *current_bytes, uint64_t *peak_bytes);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Models                                                                                     */
+
+typedef enum rn_activation { RN_ACT_GELU = 0, RN_ACT_SWISH = 1 } rn_activation;
+
+typedef struct rn_model_info {
+    int64_t embed_dim;        /* D   decoder_embed_dim */
+    int64_t value_embed_dim;  /* Dv  decoder_value_embed_dim */
+    int64_t heads;            /* H   decoder_retention_heads */
+    int64_t ffn_dim;          /* F   decoder_ffn_embed_dim */
+    int64_t layers;           /* L   decoder_layers */
+    int64_t vocab_size;       /* V */
+    int64_t chunk_size;       /* recurrent_chunk_size */
+    rn_activation activation;
+    double layernorm_eps;
+    int scale_embedding;      /* !no_scale_embedding */
+    int layernorm_embedding;
+    int tied_embeddings;      /* share_decoder_input_output_embed */
+    int normalize_before;     /* pre-norm */
+    int deepnorm;
+    uint64_t parameters;      /* count, tied weights once */
+    uint64_t file_bytes;      /* tensor bytes in the checkpoint */
+    uint64_t device_bytes;    /* weight bytes on the device */
+    const char *file_dtype;   /* "F32", "F16", "BF16" or "mixed" */
+} rn_model_info;
+
+/* Loads `dir`/config.json and `dir`/model.safetensors, validates them against each other and
+ * uploads the weights. Nothing is allocated when it fails. */
+rn_status rn_model_load(rn_context *ctx, const char *dir, rn_model **out);
+void rn_model_free(rn_model *model);
+rn_status rn_model_info_get(const rn_model *model, rn_model_info *info);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sessions                                                                                   */
+
+typedef enum rn_mode {
+    RN_MODE_PARALLEL = 0,   /* O(T^2) retention over the whole prompt */
+    RN_MODE_CHUNKWISE = 1,  /* parallel inside chunks, recurrent across them */
+    RN_MODE_RECURRENT = 2   /* one token at a time */
+} rn_mode;
+
+rn_status rn_session_init(rn_model *model, rn_session **out);
+void rn_session_free(rn_session *session);
+/* Forgets every token: the state is zero and the position 0. */
+rn_status rn_session_reset(rn_session *session);
+/* The number of tokens the session has consumed. */
+uint64_t rn_session_position(const rn_session *session);
+
+/* Feeds `n` tokens to a session at position 0 in the given form and writes n * vocab_size
+ * logits (row-major, one row per position) to `logits` when it is not NULL. `chunk_size` is
+ * used by RN_MODE_CHUNKWISE (0: the config's recurrent_chunk_size). RN_MODE_RECURRENT feeds
+ * the tokens one by one. Afterwards the session holds the recurrent state and continues with
+ * rn_session_decode. A session that already holds tokens accepts RN_MODE_RECURRENT only: the
+ * parallel and chunkwise forms start from an empty state, as torchscale's do. */
+rn_status rn_session_prefill(rn_session *session, const int32_t *tokens, size_t n, rn_mode mode,
+                             size_t chunk_size, float *logits);
+
+/* Feeds one token in the recurrent form and writes vocab_size logits when `logits` is not
+ * NULL. */
+rn_status rn_session_decode(rn_session *session, int32_t token, float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RETNET_H */

@@ -1,0 +1,293 @@
+/*
+ * session.c: forward passes. A session owns the recurrent state of every layer; a prompt is
+ * prefilled in the parallel or chunkwise form (which leaves that state behind) or fed token by
+ * token in the recurrent form, and decoding continues recurrently.
+ *
+ * One layer, pre-norm (decoder_normalize_before), alpha = (2L)^(1/4) with deepnorm, else 1:
+ *     x = alpha x + out_proj(silu(g) * groupnorm(retention(theta(q), theta(k) / sqrt(dk), v)))
+ *           where q, k, v, g are projections of rmsnorm(x)
+ *     x = alpha x + fc2(act(fc1 h) * gate h),  h = rmsnorm(x)
+ * Post-norm applies each rmsnorm after its residual add instead. Nothing waits on the device
+ * inside a pass; the logits are read at the end.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+
+#define RN_MAX_PROMPT (1 << 20)
+
+/* ---- workspaces ---------------------------------------------------------------------------- */
+
+static void workspace_free(rt_runtime *rt, rn_workspace *ws) {
+    rt_buffer *all[] = {&ws->tokens, &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->g, &ws->o,
+                        &ws->a, &ws->b, &ws->logits, &ws->retention.chunk_states,
+                        &ws->retention.sigma};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rt_buffer_free(rt, all[i]);
+    ws->rows = 0;
+}
+
+static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t chunk,
+                                rn_workspace *ws) {
+    rt_runtime *rt = &m->ctx->rt;
+    const rn_config *c = &m->cfg;
+    memset(ws, 0, sizeof *ws);
+    ws->rows = rows;
+    uint64_t state_bytes, sigma_bytes;
+    rn_retention_scratch_size(mode, rows, chunk, c->heads, c->key_head_dim, c->value_head_dim,
+                              &state_bytes, &sigma_bytes);
+    const size_t f = sizeof(float), r = (size_t)rows;
+    struct { rt_buffer *buf; uint64_t bytes; const char *what; } plan[] = {
+        {&ws->tokens, r * sizeof(cl_int), "token ids"},
+        {&ws->x, r * (size_t)c->embed_dim * f, "residual stream"},
+        {&ws->h, r * (size_t)c->embed_dim * f, "normed activations"},
+        {&ws->q, r * (size_t)c->embed_dim * f, "queries"},
+        {&ws->k, r * (size_t)c->embed_dim * f, "keys"},
+        {&ws->v, r * (size_t)c->value_embed_dim * f, "values"},
+        {&ws->g, r * (size_t)c->value_embed_dim * f, "gates"},
+        {&ws->o, r * (size_t)c->value_embed_dim * f, "retention output"},
+        {&ws->a, r * (size_t)c->ffn_dim * f, "FFN activations"},
+        {&ws->b, r * (size_t)c->ffn_dim * f, "FFN gates"},
+        {&ws->logits, r * (size_t)c->vocab_size * f, "logits"},
+        {&ws->retention.chunk_states, state_bytes, "chunk states"},
+        {&ws->retention.sigma, sigma_bytes, "chunk scales"},
+    };
+    for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
+        rn_status st = rt_buffer_alloc(rt, (size_t)plan[i].bytes, plan[i].what, plan[i].buf);
+        if (st != RN_OK) {
+            workspace_free(rt, ws);
+            return st;
+        }
+    }
+    return RN_OK;
+}
+
+/* ---- sessions ------------------------------------------------------------------------------ */
+
+void rn_session_free(rn_session *s) {
+    if (!s) return;
+    rt_runtime *rt = &s->model->ctx->rt;
+    for (int64_t l = 0; l < s->model->cfg.layers; l++) {
+        if (s->state) rt_buffer_free(rt, &s->state[l]);
+        if (s->scale) {
+            rt_buffer_free(rt, &s->scale[2 * l]);
+            rt_buffer_free(rt, &s->scale[2 * l + 1]);
+        }
+    }
+    workspace_free(rt, &s->step);
+    free(s->state);
+    free(s->scale);
+    free(s);
+}
+
+rn_status rn_session_init(rn_model *m, rn_session **out) {
+    if (!m || !out) return RN_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    const rn_config *c = &m->cfg;
+    rn_session *s = calloc(1, sizeof *s);
+    if (!s) return RN_ERR_OUT_OF_HOST_MEMORY;
+    s->model = m;
+    s->state = calloc((size_t)c->layers, sizeof *s->state);
+    s->scale = calloc(2 * (size_t)c->layers, sizeof *s->scale);
+    if (!s->state || !s->scale) {
+        rn_session_free(s);
+        return rn_fail(&m->ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for a session");
+    }
+    rt_runtime *rt = &m->ctx->rt;
+    size_t state_bytes = (size_t)(c->heads * c->key_head_dim * c->value_head_dim) * sizeof(float);
+    rn_status st = RN_OK;
+    for (int64_t l = 0; l < c->layers && st == RN_OK; l++) {
+        st = rt_buffer_alloc(rt, state_bytes, "recurrent state", &s->state[l]);
+        if (st == RN_OK) st = rt_buffer_alloc(rt, (size_t)c->heads * sizeof(float), "state scale", &s->scale[2 * l]);
+        if (st == RN_OK)
+            st = rt_buffer_alloc(rt, (size_t)c->heads * sizeof(float), "state scale", &s->scale[2 * l + 1]);
+    }
+    if (st == RN_OK) st = workspace_init(m, 1, RN_MODE_RECURRENT, 1, &s->step);
+    if (st != RN_OK) {
+        rn_session_free(s);
+        return st;
+    }
+    *out = s;
+    return RN_OK;
+}
+
+rn_status rn_session_reset(rn_session *s) {
+    if (!s) return RN_ERR_INVALID_ARGUMENT;
+    rt_runtime *rt = &s->model->ctx->rt;
+    for (int64_t l = 0; l < s->model->cfg.layers; l++) {
+        rn_status st = rt_buffer_zero(rt, &s->state[l]);
+        if (st == RN_OK) st = rt_buffer_zero(rt, &s->scale[2 * l]);
+        if (st == RN_OK) st = rt_buffer_zero(rt, &s->scale[2 * l + 1]);
+        if (st != RN_OK) return st;
+    }
+    s->position = 0;
+    return RN_OK;
+}
+
+uint64_t rn_session_position(const rn_session *s) {
+    return s ? s->position : 0;
+}
+
+/* ---- the forward pass ---------------------------------------------------------------------- */
+
+/* Runs ws->rows tokens (already in ws->tokens) through the network, from position `pos0`.
+ * With one row and RN_MODE_RECURRENT, retention is one recurrent step; otherwise the rows are
+ * a whole prompt from an empty state in the parallel or chunkwise form. */
+static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t chunk,
+                         uint64_t pos0) {
+    rn_model *m = s->model;
+    rt_runtime *rt = &m->ctx->rt;
+    const rn_kernels *k = &m->kernels;
+    const rn_config *c = &m->cfg;
+    const int64_t n = ws->rows, D = c->embed_dim, Dv = c->value_embed_dim, F = c->ffn_dim;
+    const float eps = (float)c->layernorm_eps;
+    const float alpha = c->deepnorm ? (float)pow(2.0 * (double)c->layers, 0.25) : 1.0f;
+    const float embed_scale = c->no_scale_embedding ? 1.0f : (float)sqrt((double)D);
+    const float k_scale = (float)(1.0 / sqrt((double)c->key_head_dim));
+    const bool pre = c->normalize_before;
+    rn_status st;
+
+#define TRY(call)                       \
+    do {                                \
+        if ((st = (call)) != RN_OK) return st; \
+    } while (0)
+
+    TRY(rn_op_embed(rt, k, &ws->tokens, n, &m->embed, D, embed_scale, &ws->x));
+    if (c->layernorm_embedding) TRY(rn_op_rms_norm(rt, k, &ws->x, &m->embed_norm, n, D, eps, &ws->x));
+
+    for (int64_t l = 0; l < c->layers; l++) {
+        const rn_layer_weights *w = &m->layers[l];
+        /* retention */
+        const rt_buffer *in = &ws->x;
+        if (pre) {
+            TRY(rn_op_rms_norm(rt, k, &ws->x, &w->retention_norm, n, D, eps, &ws->h));
+            in = &ws->h;
+        }
+        TRY(rn_op_linear(rt, k, in, n, D, &w->q_proj, D, &ws->q));
+        TRY(rn_op_linear(rt, k, in, n, D, &w->k_proj, D, &ws->k));
+        TRY(rn_op_linear(rt, k, in, n, D, &w->v_proj, Dv, &ws->v));
+        TRY(rn_op_linear(rt, k, in, n, D, &w->g_proj, Dv, &ws->g));
+        TRY(rn_op_theta_shift(rt, k, &ws->q, n, c->heads, &m->angle, (int64_t)pos0, 1.0f));
+        TRY(rn_op_theta_shift(rt, k, &ws->k, n, c->heads, &m->angle, (int64_t)pos0, k_scale));
+        if (mode == RN_MODE_RECURRENT) {
+            /* The scale of position p lives in slot p & 1; the previous one in the other. */
+            rt_buffer *scale_in = &s->scale[2 * l + ((pos0 + 1) & 1)];
+            rt_buffer *scale_out = &s->scale[2 * l + (pos0 & 1)];
+            TRY(rn_op_retention_step(rt, k, &ws->q, &ws->k, &ws->v, c->heads, &m->decay,
+                                     &s->state[l], scale_in, scale_out, &ws->o));
+        } else {
+            rt_buffer *scale_out = &s->scale[2 * l + ((uint64_t)(n - 1) & 1)];
+            TRY(rn_op_retention(rt, k, mode, chunk, &ws->q, &ws->k, &ws->v, n, c->heads, &m->decay,
+                                &ws->retention, &ws->o, &s->state[l], scale_out));
+        }
+        TRY(rn_op_group_norm_gate(rt, k, &ws->o, &ws->g, n, c->heads, eps, &ws->o));
+        TRY(rn_op_linear(rt, k, &ws->o, n, Dv, &w->out_proj, D, &ws->h));
+        TRY(rn_op_residual(rt, k, &ws->x, &ws->h, n * D, alpha));
+        if (!pre) TRY(rn_op_rms_norm(rt, k, &ws->x, &w->retention_norm, n, D, eps, &ws->x));
+
+        /* gated FFN */
+        in = &ws->x;
+        if (pre) {
+            TRY(rn_op_rms_norm(rt, k, &ws->x, &w->ffn_norm, n, D, eps, &ws->h));
+            in = &ws->h;
+        }
+        TRY(rn_op_linear(rt, k, in, n, D, &w->fc1, F, &ws->a));
+        TRY(rn_op_linear(rt, k, in, n, D, &w->gate, F, &ws->b));
+        TRY(rn_op_glu(rt, k, &ws->a, &ws->b, n * F, c->activation, &ws->a));
+        TRY(rn_op_linear(rt, k, &ws->a, n, F, &w->fc2, D, &ws->h));
+        TRY(rn_op_residual(rt, k, &ws->x, &ws->h, n * D, alpha));
+        if (!pre) TRY(rn_op_rms_norm(rt, k, &ws->x, &w->ffn_norm, n, D, eps, &ws->x));
+    }
+
+    const rt_buffer *last = &ws->x;
+    if (pre) {
+        TRY(rn_op_rms_norm(rt, k, &ws->x, &m->final_norm, n, D, eps, &ws->h));
+        last = &ws->h;
+    }
+    TRY(rn_op_linear(rt, k, last, n, D, rn_model_output(m), c->vocab_size, &ws->logits));
+#undef TRY
+    return RN_OK;
+}
+
+static rn_status check_tokens(rn_session *s, const int32_t *tokens, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= s->model->cfg.vocab_size)
+            return rn_fail(&s->model->ctx->err, RN_ERR_INVALID_ARGUMENT,
+                           "token %d at position %zu is outside the vocabulary [0, %lld)", tokens[i], i,
+                           (long long)s->model->cfg.vocab_size);
+    return RN_OK;
+}
+
+/* Reads the logits and checks them: a non-finite logit means the weights or the device went
+ * wrong, and a caller must not sample from it unknowingly. */
+static rn_status read_logits(rn_session *s, rn_workspace *ws, int64_t rows, float *logits) {
+    rt_runtime *rt = &s->model->ctx->rt;
+    size_t count = (size_t)rows * (size_t)s->model->cfg.vocab_size;
+    rn_status st = rt_buffer_read(rt, &ws->logits, 0, logits, count * sizeof(float));
+    if (st != RN_OK) return st;
+    for (size_t i = 0; i < count; i++)
+        if (!isfinite(logits[i]))
+            return rn_fail(&s->model->ctx->err, RN_ERR_NUMERIC, "non-finite logit %g at row %zu, column %zu",
+                           (double)logits[i], i / (size_t)s->model->cfg.vocab_size,
+                           i % (size_t)s->model->cfg.vocab_size);
+    return RN_OK;
+}
+
+rn_status rn_session_decode(rn_session *s, int32_t token, float *logits) {
+    if (!s) return RN_ERR_INVALID_ARGUMENT;
+    rn_status st = check_tokens(s, &token, 1);
+    if (st != RN_OK) return st;
+    rt_runtime *rt = &s->model->ctx->rt;
+    cl_int id = token;
+    st = rt_buffer_write(rt, &s->step.tokens, 0, &id, sizeof id);
+    if (st == RN_OK) st = forward(s, &s->step, RN_MODE_RECURRENT, 1, s->position);
+    if (st == RN_OK) st = logits ? read_logits(s, &s->step, 1, logits) : rt_finish(rt);
+    /* A failed step may have half-updated the state; position it at the failed token so that
+     * the caller knows to reset rather than trust what follows. */
+    s->position++;
+    return st;
+}
+
+rn_status rn_session_prefill(rn_session *s, const int32_t *tokens, size_t n, rn_mode mode,
+                             size_t chunk_size, float *logits) {
+    if (!s || (!tokens && n)) return RN_ERR_INVALID_ARGUMENT;
+    rn_model *m = s->model;
+    rn_error *err = &m->ctx->err;
+    if (n == 0) return RN_OK;
+    if (n > RN_MAX_PROMPT)
+        return rn_fail(err, RN_ERR_LIMIT, "a prompt of %zu tokens is over the limit of %d", n, RN_MAX_PROMPT);
+    if (mode != RN_MODE_PARALLEL && mode != RN_MODE_CHUNKWISE && mode != RN_MODE_RECURRENT)
+        return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "unknown mode %d", (int)mode);
+    rn_status st = check_tokens(s, tokens, n);
+    if (st != RN_OK) return st;
+
+    if (mode == RN_MODE_RECURRENT) {
+        const size_t V = (size_t)m->cfg.vocab_size;
+        for (size_t i = 0; i < n && st == RN_OK; i++)
+            st = rn_session_decode(s, tokens[i], logits ? logits + i * V : NULL);
+        return st;
+    }
+    if (s->position != 0)
+        return rn_fail(err, RN_ERR_INVALID_ARGUMENT,
+                       "the %s form starts from an empty state, but the session holds %llu tokens; "
+                       "continue it with the recurrent form or reset it",
+                       mode == RN_MODE_PARALLEL ? "parallel" : "chunkwise", (unsigned long long)s->position);
+    int64_t chunk = chunk_size ? (int64_t)chunk_size : m->cfg.chunk_size;
+    if (chunk > RN_MAX_PROMPT) chunk = RN_MAX_PROMPT;
+
+    rn_workspace ws;
+    st = workspace_init(m, (int64_t)n, mode, chunk, &ws);
+    if (st != RN_OK) return st;
+    rt_runtime *rt = &m->ctx->rt;
+    cl_int *ids = malloc(n * sizeof *ids);
+    if (!ids) st = rn_fail(err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for %zu token ids", n);
+    for (size_t i = 0; ids && i < n; i++) ids[i] = tokens[i];
+    if (st == RN_OK) st = rt_buffer_write(rt, &ws.tokens, 0, ids, n * sizeof *ids);
+    free(ids);
+    if (st == RN_OK) st = forward(s, &ws, mode, chunk, 0);
+    if (st == RN_OK) st = logits ? read_logits(s, &ws, (int64_t)n, logits) : rt_finish(rt);
+    workspace_free(rt, &ws);
+    s->position = n;
+    return st;
+}

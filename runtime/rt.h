@@ -1,0 +1,128 @@
+/*
+ * rt.h: the OpenCL and CLBlast layer. It knows devices, programs, buffers and GEMMs, and
+ * nothing about RetNet: another model family could use it unchanged.
+ *
+ * Every function returns an rn_status and, on failure, writes into the runtime's rn_error the
+ * OpenCL call that failed with its symbolic error name (or the CLBlast routine and status).
+ */
+#ifndef RN_RT_H
+#define RN_RT_H
+
+#define CL_USE_DEPRECATED_OPENCL_1_2_APIS
+#include <CL/cl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rn_common.h"
+
+/* ---- errors ---------------------------------------------------------------------------------- */
+
+/* "CL_OUT_OF_RESOURCES"; "CL_UNKNOWN_ERROR" for codes the table lacks. */
+const char *rt_cl_error_name(cl_int code);
+/* "CLBlastInvalidDimension"; OpenCL-range codes are named as OpenCL errors. */
+const char *rt_clblast_status_name(int status);
+/* Records `call` and the name of `code` in err. Allocation failures (-4, -5, -6, -61) map to
+ * RN_ERR_DEVICE_MEMORY, everything else to RN_ERR_OPENCL. */
+rn_status rt_cl_fail(rn_error *err, cl_int code, const char *call);
+
+/* ---- devices --------------------------------------------------------------------------------- */
+
+typedef struct rt_device_entry {
+    cl_platform_id platform;
+    cl_device_id device;
+    rn_device_info info;
+} rt_device_entry;
+
+#define RT_MAX_DEVICES 64
+
+/* Every device of every platform, at most RT_MAX_DEVICES. RN_ERR_NO_PLATFORM when there is no
+ * platform at all; an empty list is not an error here. */
+rn_status rt_devices_enumerate(rt_device_entry *entries, size_t capacity, size_t *count,
+                               rn_error *err);
+
+/* Chooses by `spec`: "P:D" indices, or a case-insensitive substring of the device name;
+ * NULL or "" means $RETNET_DEVICE when set, else the first GPU, else the first device. The
+ * error lists the devices that exist. */
+rn_status rt_device_select(const char *spec, rt_device_entry *out, rn_error *err);
+
+/* ---- the runtime: one device, its context and in-order queue ----------------------------- */
+
+typedef enum rt_cache_mode { RT_CACHE_AUTO = -1, RT_CACHE_OFF = 0, RT_CACHE_ON = 1 } rt_cache_mode;
+
+typedef struct rt_runtime {
+    rt_device_entry dev;
+    cl_context context;
+    cl_command_queue queue;
+    rt_cache_mode cache_mode;
+    char *cache_dir;         /* NULL: caching off */
+    uint64_t bytes_current;  /* device bytes allocated through rt_buffer_alloc */
+    uint64_t bytes_peak;
+    rn_error *err;           /* owned by the caller (the host context) */
+} rt_runtime;
+
+rn_status rt_init(rt_runtime *rt, const char *device_spec, rt_cache_mode cache_mode,
+                  const char *cache_dir, rn_error *err);
+void rt_release(rt_runtime *rt);
+/* Waits for the queue; reports a failure of anything enqueued before. */
+rn_status rt_finish(rt_runtime *rt);
+
+/* ---- programs -------------------------------------------------------------------------------- */
+
+/* Builds `preamble` followed by the n sources for the runtime's device with `options`.
+ * With the binary cache on, a cached binary keyed by (preamble, sources, options, device,
+ * driver, platform version) is tried first; any cache problem falls back to compiling. A
+ * failed build returns RN_ERR_BUILD with the options and the build log in the message. */
+rn_status rt_program_build(rt_runtime *rt, const char *preamble, const char *const *sources,
+                           const size_t *lengths, size_t n, const char *options,
+                           cl_program *out);
+rn_status rt_kernel_create(rt_runtime *rt, cl_program program, const char *name,
+                           cl_kernel *out);
+
+/* ---- buffers --------------------------------------------------------------------------------- */
+
+typedef struct rt_buffer {
+    cl_mem mem;
+    size_t bytes;
+} rt_buffer;
+
+/* Allocates and zero-fills (so that a lazily allocating driver reports out-of-memory here,
+ * not at first use). `what` names the buffer in errors. Checked against the device's maximum
+ * single allocation before asking the driver. */
+rn_status rt_buffer_alloc(rt_runtime *rt, size_t bytes, const char *what, rt_buffer *out);
+void rt_buffer_free(rt_runtime *rt, rt_buffer *buf);
+rn_status rt_buffer_write(rt_runtime *rt, rt_buffer *buf, size_t offset, const void *src,
+                          size_t bytes);
+rn_status rt_buffer_read(rt_runtime *rt, const rt_buffer *buf, size_t offset, void *dst,
+                         size_t bytes);
+rn_status rt_buffer_zero(rt_runtime *rt, rt_buffer *buf);
+rn_status rt_buffer_copy(rt_runtime *rt, const rt_buffer *src, rt_buffer *dst, size_t bytes);
+
+/* ---- launches -------------------------------------------------------------------------------- */
+
+/* One kernel argument: a buffer, or a value of the given size. */
+typedef struct rt_arg {
+    size_t size;
+    const void *value;
+} rt_arg;
+
+#define RT_ARG_BUF(b) ((rt_arg){sizeof(cl_mem), &(b)->mem})
+#define RT_ARG_VAL(v) ((rt_arg){sizeof(v), &(v)})
+#define RT_ARG_LOCAL(bytes) ((rt_arg){(bytes), NULL})
+
+/* Sets the arguments and enqueues `kernel` over `global` items in groups of `local` (NULL:
+ * the driver picks). Every global size must be a multiple of its local size. */
+rn_status rt_launch(rt_runtime *rt, cl_kernel kernel, const char *name, const rt_arg *args,
+                    size_t n_args, cl_uint dims, const size_t *global, const size_t *local);
+
+/* The largest work-group this kernel can run with on the device. */
+size_t rt_kernel_max_group(rt_runtime *rt, cl_kernel kernel);
+
+/* ---- BLAS ------------------------------------------------------------------------------------ */
+
+/* y[M, N] = x[M, K] * w[N, K]^T, row-major, fp32, through CLBlast. Offsets in elements. */
+rn_status rt_gemm_xwt(rt_runtime *rt, size_t M, size_t N, size_t K, const rt_buffer *x,
+                      size_t x_offset, const rt_buffer *w, size_t w_offset, rt_buffer *y,
+                      size_t y_offset);
+
+#endif /* RN_RT_H */

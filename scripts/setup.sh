@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the build needs (Debian packages, only those missing) and builds into build/.
+# Sourced by scripts/demo.sh and scripts/test.sh, which are the README's two commands.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+packages=(cmake gcc make pkg-config ocl-icd-opencl-dev opencl-headers libclblast-dev libcjson-dev
+          pocl-opencl-icd clinfo python3 valgrind)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# Compiled kernels are cached in stable places: PoCL's cold compile costs tens of seconds.
+export POCL_CACHE_DIR=${POCL_CACHE_DIR:-$HOME/.cache/pocl}
+export RETNET_CACHE_DIR=${RETNET_CACHE_DIR:-$HOME/.cache/retnet-cl}
+mkdir -p "$POCL_CACHE_DIR" "$RETNET_CACHE_DIR"
+
+cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$root/build" -j "$(nproc)" >&2
