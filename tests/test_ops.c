@@ -1,0 +1,419 @@
+/*
+ * test_ops.c: every kernel against the plain-C reference, op by op, on every OpenCL device.
+ *
+ * Each output lives inside a larger buffer filled with a sentinel byte: the kernel sees a
+ * sub-buffer in the middle, and afterwards the guard regions before and after it must still
+ * hold the sentinel, so an out-of-bounds write fails the test even where it corrupts nothing
+ * visible. Inputs come from a fixed-seed generator; shapes include sizes that are not
+ * multiples of the work-group, value dimensions above it, and chunk lengths that do not divide
+ * the sequence.
+ *
+ * The metric is max |got - ref| / max |ref| over the output (NaN anywhere fails). Tolerances,
+ * all against a double-precision reference of fp32 kernels:
+ *   1e-6  elementwise ops (embedding, residual): one or two fp32 roundings
+ *   1e-5  reductions over at most a few hundred terms (norms, products, rotation by an fp32
+ *         sin/cos of up to 4 ulp), and the GLU whose erf/exp are accurate to a few ulp
+ *   2e-5  retention: sums of up to n * dk products with decays, then a division
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+#include "ref.h"
+
+#define SENTINEL 0xA5
+#define GUARD_MIN 1024
+
+static int failures = 0;
+
+/* ---- fixed-seed inputs --------------------------------------------------------------------- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static double uniform(void) {  /* splitmix64 -> [0, 1) */
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return (double)((z ^ (z >> 31)) >> 11) / 9007199254740992.0;
+}
+
+static float *random_floats(size_t n, double scale) {
+    float *v = malloc(n * sizeof *v);
+    for (size_t i = 0; i < n; i++) v[i] = (float)((2.0 * uniform() - 1.0) * scale);
+    return v;
+}
+
+/* ---- device buffers with guards ------------------------------------------------------------ */
+
+typedef struct guarded {
+    cl_mem parent;
+    rt_buffer view;   /* what the kernel sees */
+    size_t guard;     /* bytes before and after the view */
+} guarded;
+
+static guarded guarded_alloc(rt_runtime *rt, size_t bytes) {
+    cl_uint align_bits = 0;
+    clGetDeviceInfo(rt->dev.device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits, NULL);
+    size_t guard = align_bits / 8 > GUARD_MIN ? align_bits / 8 : GUARD_MIN;
+    guarded g = {0};
+    g.guard = guard;
+    cl_int rc;
+    g.parent = clCreateBuffer(rt->context, CL_MEM_READ_WRITE, bytes + 2 * guard, NULL, &rc);
+    if (rc != CL_SUCCESS) {
+        fprintf(stderr, "clCreateBuffer: %s\n", rt_cl_error_name(rc));
+        exit(2);
+    }
+    const cl_uchar pattern = SENTINEL;
+    clEnqueueFillBuffer(rt->queue, g.parent, &pattern, 1, 0, bytes + 2 * guard, 0, NULL, NULL);
+    cl_buffer_region region = {guard, bytes};
+    g.view.mem = clCreateSubBuffer(g.parent, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &region, &rc);
+    if (rc != CL_SUCCESS) {
+        fprintf(stderr, "clCreateSubBuffer: %s\n", rt_cl_error_name(rc));
+        exit(2);
+    }
+    g.view.bytes = bytes;
+    return g;
+}
+
+static guarded guarded_from(rt_runtime *rt, const void *data, size_t bytes) {
+    guarded g = guarded_alloc(rt, bytes);
+    clEnqueueWriteBuffer(rt->queue, g.view.mem, CL_TRUE, 0, bytes, data, 0, NULL, NULL);
+    return g;
+}
+
+/* Reads the view into `out` and reports whether both guard regions are intact. */
+static bool guarded_read(rt_runtime *rt, guarded *g, void *out) {
+    size_t total = g->view.bytes + 2 * g->guard;
+    unsigned char *all = malloc(total);
+    cl_int rc = clEnqueueReadBuffer(rt->queue, g->parent, CL_TRUE, 0, total, all, 0, NULL, NULL);
+    if (rc != CL_SUCCESS) {
+        fprintf(stderr, "clEnqueueReadBuffer: %s\n", rt_cl_error_name(rc));
+        exit(2);
+    }
+    bool intact = true;
+    for (size_t i = 0; i < g->guard; i++)
+        if (all[i] != SENTINEL || all[g->guard + g->view.bytes + i] != SENTINEL) intact = false;
+    if (out) memcpy(out, all + g->guard, g->view.bytes);
+    free(all);
+    return intact;
+}
+
+static void guarded_free(guarded *g) {
+    clReleaseMemObject(g->view.mem);
+    clReleaseMemObject(g->parent);
+}
+
+/* ---- comparison ---------------------------------------------------------------------------- */
+
+static void check(const char *op, const char *shape, const float *ref, const float *got, size_t n,
+                  double tol, bool guards_intact) {
+    double max_ref = 0.0, max_diff = 0.0;
+    size_t worst = 0;
+    bool nan = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i]) || !isfinite(ref[i])) nan = true;
+        double d = fabs((double)got[i] - (double)ref[i]);
+        if (d > max_diff) {
+            max_diff = d;
+            worst = i;
+        }
+        if (fabs((double)ref[i]) > max_ref) max_ref = fabs((double)ref[i]);
+    }
+    double rel = max_ref > 0 ? max_diff / max_ref : max_diff;
+    bool ok = !nan && rel <= tol && guards_intact;
+    printf("  %-18s %-34s max err %.2e  tol %.0e  %s%s%s\n", op, shape, rel, tol, ok ? "pass" : "FAIL",
+           nan ? " (non-finite value)" : "", guards_intact ? "" : " (write outside the output)");
+    if (!ok) {
+        failures++;
+        if (!nan && rel > tol)
+            printf("    worst at %zu: got %.9g, reference %.9g\n", worst, (double)got[worst], (double)ref[worst]);
+    }
+}
+
+static void must(rn_status st, rt_runtime *rt, const char *what) {
+    if (st != RN_OK) {
+        fprintf(stderr, "%s: %s: %s\n", what, rn_status_str(st), rt->err->message);
+        exit(2);
+    }
+    if (rt_finish(rt) != RN_OK) {
+        fprintf(stderr, "%s: %s\n", what, rt->err->message);
+        exit(2);
+    }
+}
+
+/* ---- the ops ------------------------------------------------------------------------------- */
+
+static void test_embed(rt_runtime *rt, const rn_kernels *k) {
+    const int64_t V = 50, D = 40, n = 7;
+    float *E = random_floats((size_t)(V * D), 1.0);
+    int32_t tokens[7] = {0, 49, 3, 3, 17, 48, 1};
+    float ref[7 * 40], got[7 * 40];
+    ref_embedding(E, D, tokens, n, 2.5, ref);
+    guarded e = guarded_from(rt, E, sizeof(float) * (size_t)(V * D));
+    guarded t = guarded_from(rt, tokens, sizeof tokens);
+    guarded x = guarded_alloc(rt, sizeof got);
+    must(rn_op_embed(rt, k, &t.view, n, &e.view, D, 2.5f, &x.view), rt, "embed");
+    bool intact = guarded_read(rt, &x, got);
+    check("embed_tokens", "V 50, D 40, n 7, scale 2.5", ref, got, (size_t)(n * D), 1e-6, intact);
+    guarded_free(&e), guarded_free(&t), guarded_free(&x);
+    free(E);
+}
+
+static void test_rms_norm(rt_runtime *rt, const rn_kernels *k) {
+    const int64_t dims[] = {40, 129, 1000};
+    for (size_t d = 0; d < 3; d++)
+        for (int weighted = 0; weighted < 2; weighted++) {
+            const int64_t rows = 5, dim = dims[d];
+            size_t count = (size_t)(rows * dim);
+            float *x = random_floats(count, 3.0), *w = random_floats((size_t)dim, 1.0);
+            float *ref = malloc(count * sizeof *ref), *got = malloc(count * sizeof *got);
+            ref_rms_norm(x, weighted ? w : NULL, rows, dim, 1e-6, ref);
+            guarded gx = guarded_from(rt, x, count * sizeof *x), gw = guarded_from(rt, w, (size_t)dim * sizeof *w);
+            guarded gy = guarded_alloc(rt, count * sizeof *got);
+            must(rn_op_rms_norm(rt, k, &gx.view, weighted ? &gw.view : NULL, rows, dim, 1e-6f, &gy.view), rt,
+                 "rms_norm");
+            bool intact = guarded_read(rt, &gy, got);
+            char shape[64];
+            snprintf(shape, sizeof shape, "5 x %lld, %s", (long long)dim, weighted ? "weight" : "no weight");
+            check("rms_norm", shape, ref, got, count, 1e-5, intact);
+            /* In place, as the post-norm layers and the embedding norm use it. */
+            must(rn_op_rms_norm(rt, k, &gx.view, weighted ? &gw.view : NULL, rows, dim, 1e-6f, &gx.view), rt,
+                 "rms_norm");
+            intact = guarded_read(rt, &gx, got);
+            snprintf(shape, sizeof shape, "5 x %lld, %s, in place", (long long)dim, weighted ? "weight" : "no weight");
+            check("rms_norm", shape, ref, got, count, 1e-5, intact);
+            guarded_free(&gx), guarded_free(&gw), guarded_free(&gy);
+            free(x), free(w), free(ref), free(got);
+        }
+}
+
+static void test_group_norm_gate(rt_runtime *rt, const rn_kernels *k) {
+    const int64_t n = 5, H = 3, dv = k->dv;
+    size_t count = (size_t)(n * H * dv);
+    float *o = random_floats(count, 0.01), *g = random_floats(count, 4.0);
+    float *ref = malloc(count * sizeof *ref), *got = malloc(count * sizeof *got);
+    ref_group_norm_gate(o, g, n, H, dv, 1e-6, ref);
+    guarded go = guarded_from(rt, o, count * sizeof *o), gg = guarded_from(rt, g, count * sizeof *g);
+    guarded gy = guarded_alloc(rt, count * sizeof *got);
+    must(rn_op_group_norm_gate(rt, k, &go.view, &gg.view, n, H, 1e-6f, &gy.view), rt, "group_norm_gate");
+    bool intact = guarded_read(rt, &gy, got);
+    char shape[64];
+    snprintf(shape, sizeof shape, "n 5, H 3, dv %lld", (long long)dv);
+    check("group_norm_gate", shape, ref, got, count, 1e-5, intact);
+    guarded_free(&go), guarded_free(&gg), guarded_free(&gy);
+    free(o), free(g), free(ref), free(got);
+}
+
+static void test_theta_shift(rt_runtime *rt, const rn_kernels *k, const float *angle) {
+    const int64_t n = 6, H = 3, dk = k->dk;
+    const int64_t positions[] = {0, 1000, 70000};
+    for (size_t p = 0; p < 3; p++)
+        for (int is_key = 0; is_key < 2; is_key++) {
+            size_t count = (size_t)(n * H * dk);
+            double scale = is_key ? 1.0 / sqrt((double)dk) : 1.0;
+            float *x = random_floats(count, 2.0), *ref = malloc(count * sizeof *ref), *got = malloc(count * sizeof *got);
+            memcpy(ref, x, count * sizeof *x);
+            ref_theta_shift(ref, n, H, dk, angle, positions[p], scale);
+            guarded gx = guarded_from(rt, x, count * sizeof *x);
+            guarded ga = guarded_from(rt, angle, (size_t)dk * sizeof *angle);
+            must(rn_op_theta_shift(rt, k, &gx.view, n, H, &ga.view, positions[p], (float)scale), rt, "theta_shift");
+            bool intact = guarded_read(rt, &gx, got);
+            char shape[64];
+            snprintf(shape, sizeof shape, "n 6, H 3, dk %lld, pos %lld, %s", (long long)dk, (long long)positions[p],
+                     is_key ? "k" : "q");
+            check("theta_shift", shape, ref, got, count, 1e-5, intact);
+            guarded_free(&gx), guarded_free(&ga);
+            free(x), free(ref), free(got);
+        }
+}
+
+static void test_glu_residual(rt_runtime *rt, const rn_kernels *k) {
+    const int64_t count = 1000;
+    float *a = random_floats((size_t)count, 10.0), *b = random_floats((size_t)count, 2.0);
+    float ref[1000], got[1000];
+    for (int act = 0; act < 2; act++) {
+        ref_glu(a, b, count, (rn_activation)act, ref);
+        guarded ga = guarded_from(rt, a, sizeof ref), gb = guarded_from(rt, b, sizeof ref);
+        guarded gc = guarded_alloc(rt, sizeof got);
+        must(rn_op_glu(rt, k, &ga.view, &gb.view, count, (rn_activation)act, &gc.view), rt, "glu");
+        bool intact = guarded_read(rt, &gc, got);
+        check("glu", act == RN_ACT_GELU ? "1000, gelu, |a| < 10" : "1000, swish, |a| < 10", ref, got,
+              (size_t)count, 1e-5, intact);
+        guarded_free(&ga), guarded_free(&gb), guarded_free(&gc);
+    }
+    const float alphas[] = {1.0f, 1.6817928f};
+    for (int i = 0; i < 2; i++) {
+        for (int64_t j = 0; j < count; j++) ref[j] = (float)((double)alphas[i] * a[j] + b[j]);
+        guarded gx = guarded_from(rt, a, sizeof ref), gy = guarded_from(rt, b, sizeof ref);
+        must(rn_op_residual(rt, k, &gx.view, &gy.view, count, alphas[i]), rt, "residual");
+        bool intact = guarded_read(rt, &gx, got);
+        check("residual", i ? "1000, alpha (2L)^(1/4), L 4" : "1000, alpha 1", ref, got, (size_t)count, 1e-6, intact);
+        guarded_free(&gx), guarded_free(&gy);
+    }
+    free(a), free(b);
+}
+
+static void test_linear(rt_runtime *rt, const rn_kernels *k) {
+    const int64_t shapes[][3] = {{1, 40, 33}, {5, 40, 33}, {1, 130, 7}, {9, 130, 70}};
+    for (size_t s = 0; s < 4; s++) {
+        const int64_t n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+        float *x = random_floats((size_t)(n * in), 1.0), *W = random_floats((size_t)(out * in), 0.2);
+        float *ref = malloc((size_t)(n * out) * sizeof *ref), *got = malloc((size_t)(n * out) * sizeof *got);
+        ref_linear(x, W, n, in, out, ref);
+        guarded gx = guarded_from(rt, x, (size_t)(n * in) * sizeof *x);
+        guarded gw = guarded_from(rt, W, (size_t)(out * in) * sizeof *W);
+        guarded gy = guarded_alloc(rt, (size_t)(n * out) * sizeof *got);
+        must(rn_op_linear(rt, k, &gx.view, n, in, &gw.view, out, &gy.view), rt, "linear");
+        bool intact = guarded_read(rt, &gy, got);
+        char shape[64];
+        snprintf(shape, sizeof shape, "%lld x %lld -> %lld (%s)", (long long)n, (long long)in, (long long)out,
+                 n == 1 ? "matvec" : "CLBlast");
+        check("linear", shape, ref, got, (size_t)(n * out), 1e-5, intact);
+        guarded_free(&gx), guarded_free(&gw), guarded_free(&gy);
+        free(x), free(W), free(ref), free(got);
+    }
+}
+
+/* Parallel and chunkwise retention (output, state, scale), then recurrent steps continuing
+ * from the state it left, all against the reference. q and k are large enough that the
+ * normalisers' clamps act (d_n, iota and sigma above 1). */
+static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *decay) {
+    const int64_t H = 3, dk = k->dk, dv = k->dv, n = 13, steps = 3;
+    const size_t qk = (size_t)(n * H * dk), vv = (size_t)(n * H * dv), st = (size_t)(H * dk * dv);
+    float *q = random_floats(qk + (size_t)(steps * H * dk), 3.0);
+    float *kk = random_floats(qk + (size_t)(steps * H * dk), 3.0);
+    float *v = random_floats(vv + (size_t)(steps * H * dv), 1.0);
+    float *ref_o = malloc(vv * sizeof(float)), *got_o = malloc(vv * sizeof(float));
+    float *ref_state = malloc(st * sizeof(float)), *got_state = malloc(st * sizeof(float));
+    float ref_scale[3], got_scale[3];
+
+    guarded gq = guarded_from(rt, q, qk * sizeof *q), gk = guarded_from(rt, kk, qk * sizeof *kk);
+    guarded gv = guarded_from(rt, v, vv * sizeof *v), gd = guarded_from(rt, decay, (size_t)H * sizeof *decay);
+
+    struct { rn_mode mode; int64_t chunk; const char *name; } cases[] = {
+        {RN_MODE_PARALLEL, 0, "parallel"},
+        {RN_MODE_CHUNKWISE, 4, "chunkwise, chunk 4"},
+        {RN_MODE_CHUNKWISE, 5, "chunkwise, chunk 5"},
+        {RN_MODE_CHUNKWISE, 13, "chunkwise, chunk 13"},
+    };
+    for (size_t c = 0; c < 4; c++) {
+        ref_retention(cases[c].mode, cases[c].chunk ? cases[c].chunk : n, q, kk, v, n, H, dk, dv, decay, ref_o,
+                      ref_state, ref_scale);
+        uint64_t state_bytes, sigma_bytes;
+        rn_retention_scratch_size(cases[c].mode, n, cases[c].chunk, H, dk, dv, &state_bytes, &sigma_bytes);
+        guarded chunk_states = guarded_alloc(rt, state_bytes ? state_bytes : 4);
+        guarded sigma = guarded_alloc(rt, sigma_bytes ? sigma_bytes : 4);
+        rn_retention_scratch scratch = {chunk_states.view, sigma.view};
+        guarded go = guarded_alloc(rt, vv * sizeof(float)), gs = guarded_alloc(rt, st * sizeof(float));
+        guarded gsc = guarded_alloc(rt, sizeof got_scale);
+        must(rn_op_retention(rt, k, cases[c].mode, cases[c].chunk, &gq.view, &gk.view, &gv.view, n, H, &gd.view,
+                             &scratch, &go.view, &gs.view, &gsc.view),
+             rt, "retention");
+        bool intact = guarded_read(rt, &go, got_o) & guarded_read(rt, &chunk_states, NULL) &
+                      guarded_read(rt, &sigma, NULL);
+        char shape[96];
+        snprintf(shape, sizeof shape, "%s, n 13, H 3, dk %lld, dv %lld", cases[c].name, (long long)dk, (long long)dv);
+        check("retention", shape, ref_o, got_o, vv, 2e-5, intact);
+        intact = guarded_read(rt, &gs, got_state);
+        check("retention state", shape, ref_state, got_state, st, 2e-5, intact);
+        intact = guarded_read(rt, &gsc, got_scale);
+        check("retention scale", shape, ref_scale, got_scale, 3, 1e-6, intact);
+
+        /* Recurrent steps continuing from that state: the prefill-then-decode path. */
+        if (c == 1) {
+            guarded scale_other = guarded_alloc(rt, sizeof got_scale);
+            float o_ref[3 * 256], o_got[3 * 256];
+            for (int64_t s = 0; s < steps && dv * H <= 3 * 256; s++) {
+                const float *qs = q + qk + (size_t)(s * H * dk), *ks = kk + qk + (size_t)(s * H * dk);
+                const float *vs = v + vv + (size_t)(s * H * dv);
+                ref_retention_step(qs, ks, vs, H, dk, dv, decay, ref_state, ref_scale, o_ref);
+                guarded sq = guarded_from(rt, qs, (size_t)(H * dk) * sizeof(float));
+                guarded sk = guarded_from(rt, ks, (size_t)(H * dk) * sizeof(float));
+                guarded sv = guarded_from(rt, vs, (size_t)(H * dv) * sizeof(float));
+                guarded so = guarded_alloc(rt, (size_t)(H * dv) * sizeof(float));
+                /* The scale of position p is in one buffer, p + 1 goes to the other. */
+                guarded *in = s % 2 == 0 ? &gsc : &scale_other, *out = s % 2 == 0 ? &scale_other : &gsc;
+                must(rn_op_retention_step(rt, k, &sq.view, &sk.view, &sv.view, H, &gd.view, &gs.view, &in->view,
+                                          &out->view, &so.view),
+                     rt, "retention_step");
+                intact = guarded_read(rt, &so, o_got) & guarded_read(rt, out, got_scale);
+                snprintf(shape, sizeof shape, "step %lld after 13, dk %lld, dv %lld", (long long)s, (long long)dk,
+                         (long long)dv);
+                check("retention_step", shape, o_ref, o_got, (size_t)(H * dv), 2e-5, intact);
+                check("retention_step sc", shape, ref_scale, got_scale, 3, 1e-6, true);
+                guarded_free(&sq), guarded_free(&sk), guarded_free(&sv), guarded_free(&so);
+            }
+            intact = guarded_read(rt, &gs, got_state);
+            check("retention_step st", "state after 3 steps", ref_state, got_state, st, 2e-5, intact);
+            guarded_free(&scale_other);
+        }
+        guarded_free(&chunk_states), guarded_free(&sigma), guarded_free(&go), guarded_free(&gs), guarded_free(&gsc);
+    }
+    guarded_free(&gq), guarded_free(&gk), guarded_free(&gv), guarded_free(&gd);
+    free(q), free(kk), free(v), free(ref_o), free(got_o), free(ref_state), free(got_state);
+}
+
+/* torchscale's angles and decays for H heads of dk dimensions (RetNetRelPos). */
+static void rel_pos(int64_t H, int64_t dk, float *angle, float *decay) {
+    const int64_t P = dk / 2;
+    for (int64_t i = 0; i < P; i++) {
+        float t = P > 1 ? (float)i / (float)(P - 1) : 0.0f;
+        angle[2 * i] = angle[2 * i + 1] = 1.0f / powf(10000.0f, t);
+    }
+    for (int64_t h = 0; h < H; h++) decay[h] = logf(1.0f - exp2f(-5.0f - (float)h));
+}
+
+static void test_device(const rn_device_info *info) {
+    char spec[32];
+    snprintf(spec, sizeof spec, "%u:%u", info->platform_index, info->device_index);
+    printf("device %s: %s (%s)\n", spec, info->name, info->platform);
+    rn_error err = {{0}};
+    rt_runtime rt;
+    if (rt_init(&rt, spec, RT_CACHE_AUTO, NULL, &err) != RN_OK) {
+        printf("  cannot open: %s\n", err.message);
+        failures++;
+        return;
+    }
+    /* (dk, dv): small heads; a value dimension above the work-group (several columns per
+     * work-item); an odd number of rotation pairs. */
+    const int64_t heads[][2] = {{16, 24}, {8, 70}, {6, 129}};
+    for (size_t s = 0; s < 3; s++) {
+        rn_kernels k;
+        rn_status st = rn_kernels_build(&rt, heads[s][0], heads[s][1], &k);
+        if (st != RN_OK) {
+            printf("  kernel build for dk %lld, dv %lld failed: %s\n", (long long)heads[s][0],
+                   (long long)heads[s][1], err.message);
+            failures++;
+            continue;
+        }
+        if (s == 0) printf("  work-group %zu\n", k.wg);
+        float angle[256], decay[3];
+        rel_pos(3, k.dk, angle, decay);
+        if (s == 0) {
+            test_embed(&rt, &k);
+            test_rms_norm(&rt, &k);
+            test_glu_residual(&rt, &k);
+            test_linear(&rt, &k);
+        }
+        test_group_norm_gate(&rt, &k);
+        test_theta_shift(&rt, &k, angle);
+        test_retention(&rt, &k, decay);
+        rn_kernels_release(&k);
+    }
+    rt_release(&rt);
+}
+
+int main(void) {
+    rn_device_info infos[64];
+    size_t n = 0;
+    rn_status st = rn_devices_list(infos, 64, &n);
+    if (st != RN_OK || n == 0) {
+        printf("no OpenCL device: %s\n", rn_status_str(st));
+        return 1;
+    }
+    for (size_t i = 0; i < n && i < 64; i++) test_device(&infos[i]);
+    printf("%s: %d failure%s\n", failures ? "FAIL" : "ok", failures, failures == 1 ? "" : "s");
+    return failures ? 1 : 0;
+}
