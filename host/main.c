@@ -336,6 +336,7 @@ static int cmd_generate(const options *o) {
             }
         }
         printf("\n");
+        fflush(stdout);
     }
     double t2 = seconds();
     if (st != RN_OK) rc = report(ctx, st, "generation");

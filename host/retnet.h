@@ -13,7 +13,8 @@
  * rn_status_str() names it. The context keeps a detailed message of the last error
  * (rn_context_last_error): which file, tensor, shape, OpenCL call and its error name, or the
  * kernel build log. The library never prints, never exits and never aborts on bad input.
- * A call that fails leaves every object it was given as it was, and allocates nothing.
+ * A call refused for its arguments leaves every object as it was and allocates nothing; a
+ * forward pass that fails on the device empties its session (as rn_session_reset).
  *
  * Threads. A context and everything made from it are used by one thread at a time; different
  * contexts are independent.

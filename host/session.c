@@ -210,6 +210,20 @@ static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t 
     return RN_OK;
 }
 
+/* A pass that failed on the device may have updated some layers' state and not others: such a
+ * session is emptied rather than left inconsistent. (Bad arguments are refused before any
+ * work and leave the session as it was.) */
+static rn_status finish_pass(rn_session *s, rn_status st, uint64_t position) {
+    if (st == RN_OK) {
+        s->position = position;
+        return RN_OK;
+    }
+    rn_error saved = s->model->ctx->err;
+    rn_session_reset(s);
+    s->model->ctx->err = saved;
+    return st;
+}
+
 static rn_status check_tokens(rn_session *s, const int32_t *tokens, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= s->model->cfg.vocab_size)
@@ -243,10 +257,7 @@ rn_status rn_session_decode(rn_session *s, int32_t token, float *logits) {
     st = rt_buffer_write(rt, &s->step.tokens, 0, &id, sizeof id);
     if (st == RN_OK) st = forward(s, &s->step, RN_MODE_RECURRENT, 1, s->position);
     if (st == RN_OK) st = logits ? read_logits(s, &s->step, 1, logits) : rt_finish(rt);
-    /* A failed step may have half-updated the state; position it at the failed token so that
-     * the caller knows to reset rather than trust what follows. */
-    s->position++;
-    return st;
+    return finish_pass(s, st, s->position + 1);
 }
 
 rn_status rn_session_prefill(rn_session *s, const int32_t *tokens, size_t n, rn_mode mode,
@@ -288,6 +299,5 @@ rn_status rn_session_prefill(rn_session *s, const int32_t *tokens, size_t n, rn_
     if (st == RN_OK) st = forward(s, &ws, mode, chunk, 0);
     if (st == RN_OK) st = logits ? read_logits(s, &ws, (int64_t)n, logits) : rt_finish(rt);
     workspace_free(rt, &ws);
-    s->position = n;
-    return st;
+    return finish_pass(s, st, n);
 }
