@@ -8,10 +8,12 @@
  */
 #include "checkpoint.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_LISTED_MISSING 20
 #define NAME_CAP 128   /* "layers.1023.retention.out_proj.weight" is 38 bytes */
@@ -120,6 +122,13 @@ rn_status rn_checkpoint_open(const char *dir, rn_checkpoint **out, rn_error *err
     if (!dir || !out) return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "rn_checkpoint_open: NULL argument");
     *out = NULL;
 
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return rn_fail(err, RN_ERR_IO, "%s: cannot open the model directory: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return rn_fail(err, RN_ERR_IO, "%s: not a directory (a checkpoint is a directory holding "
+                       "config.json and model.safetensors)", dir);
+
     ck = calloc(1, sizeof *ck);
     config_path = rn_path_join(dir, "config.json");
     model_path = rn_path_join(dir, "model.safetensors");
@@ -178,11 +187,15 @@ void rn_checkpoint_rel_pos(const rn_checkpoint *ckpt, float *angle, float *decay
     if (ckpt->angle) {
         st_to_f32(ckpt->angle->dtype, ckpt->angle->data, (uint64_t)dk, angle);
     } else {
-        /* torch.linspace(0, 1, P) then 1 / 10000**t, in fp32. linspace itself is not
-         * reproduced to the last ulp, which is why a checkpoint's buffer wins when present. */
+        /* torch.linspace(0, 1, P) then 1 / 10000**t, in fp32. t_i = i/(P-1), computed the way
+         * torch's CPU linspace does: a float step, counted up from 0 in the first half and down
+         * from 1 in the second. The naive i/(P-1) is a few ulps off, and pow amplifies that by
+         * ln(10000); this form matches torch's buffers on the fixtures, though torch's own pow
+         * may still differ by an ulp, which is why a checkpoint's buffer wins when present. */
         int64_t P = dk / 2;
+        float step = P > 1 ? 1.0f / (float)(P - 1) : 0.0f;
         for (int64_t i = 0; i < P; i++) {
-            float t = P == 1 ? 0.0f : (float)i / (float)(P - 1);
+            float t = P == 1 || i < P / 2 ? step * (float)i : 1.0f - step * (float)(P - 1 - i);
             float theta = 1.0f / powf(10000.0f, t);
             angle[2 * i] = theta;
             angle[2 * i + 1] = theta;

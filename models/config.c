@@ -95,7 +95,7 @@ static rn_status get_int(const cJSON *root, const char *key, int64_t lo, int64_t
     if (!isfinite(v) || floor(v) != v)
         return rn_fail(err, RN_ERR_CONFIG, "%s must be an integer, not %g", key, v);
     if (v < (double)lo || v > (double)hi)
-        return rn_fail(err, RN_ERR_CONFIG, "%s = %.0f is outside %lld..%lld", key, v, (long long)lo,
+        return rn_fail(err, RN_ERR_CONFIG, "%s = %.15g is outside %lld..%lld", key, v, (long long)lo,
                        (long long)hi);
     *out = (int64_t)v;
     return RN_OK;
@@ -264,9 +264,20 @@ rn_status rn_config_parse(const char *json, size_t len, rn_config *out, rn_error
 
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
-    if (!root)
-        return rn_fail(err, RN_ERR_JSON, "JSON syntax error near offset %zu",
-                       end ? (size_t)(end - json) : (size_t)0);
+    if (!root) {
+        /* config.json is edited by hand: say where, as an editor would */
+        size_t at = end ? (size_t)(end - json) : 0, line = 1, column = 1;
+        for (size_t i = 0; i < at && i < len; i++) {
+            if (json[i] == '\n') {
+                line++;
+                column = 1;
+            } else {
+                column++;
+            }
+        }
+        return rn_fail(err, RN_ERR_JSON, "JSON syntax error at line %zu, column %zu (offset %zu)",
+                       line, column, at);
+    }
     for (size_t i = (size_t)(end - json); i < len; i++) {
         char c = json[i];
         if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {

@@ -516,8 +516,8 @@ static void retention_block(const ref_model *model, const ref_layer *l, ref_scra
             ref_retention_step(s->q + t * D, s->k + t * D, s->v + t * Dv, H, dk, dv,
                                model->decay, state, scale, s->o + t * Dv);
     } else {
-        ref_retention(mode, chunk, s->q, s->k, s->v, n, H, dk, dv, model->decay, s->o, NULL,
-                      NULL);
+        ref_retention(mode, chunk, s->q, s->k, s->v, n, H, dk, dv, model->decay, s->o, state,
+                      scale);
     }
     ref_group_norm_gate(s->o, s->g, n, H, dv, cfg->layernorm_eps, s->y);   // y [n, Dv]
     ref_linear(s->y, l->out_proj, n, Dv, D, s->f);                          // f [n, D]
@@ -566,8 +566,8 @@ static void layer_forward(const ref_model *model, const ref_layer *l, ref_scratc
     if (!cfg->normalize_before) ref_rms_norm(s->x, l->ffn_norm, n, D, eps, s->x);
 }
 
-void ref_forward(const ref_model *model, const int32_t *tokens, int64_t n, rn_mode mode,
-                 int64_t chunk, float *logits) {
+void ref_forward_prefill(const ref_model *model, const int32_t *tokens, int64_t n,
+                         int64_t n_prefill, rn_mode mode, int64_t chunk, float *logits) {
     const rn_config *cfg = &model->cfg;
     int64_t D = cfg->embed_dim, V = cfg->vocab_size, L = cfg->layers, H = cfg->heads;
     int64_t dk = cfg->key_head_dim, dv = cfg->value_head_dim;
@@ -575,32 +575,36 @@ void ref_forward(const ref_model *model, const int32_t *tokens, int64_t n, rn_mo
     double embed_scale = cfg->no_scale_embedding ? 1.0 : sqrt((double)D);
     const float *output = cfg->share_embed ? model->embed : model->output;   // [V, D]
     if (n <= 0) return;
+    if (mode == RN_MODE_RECURRENT || n_prefill < 0) n_prefill = 0;
+    if (n_prefill > n) n_prefill = n;
 
-    // The recurrent form runs the whole network one token at a time, as fairseq drives
-    // torchscale (§4); the other two see all n tokens at once.
-    int64_t rows = mode == RN_MODE_RECURRENT ? 1 : n;
+    // The prefill sees its n_prefill tokens at once and leaves the recurrent state; the rest
+    // runs the whole network one token at a time, as fairseq drives torchscale (§4).
     ref_scratch s;
-    scratch_init(&s, cfg, rows);
-    float *states = NULL, *scales = NULL;
-    if (mode == RN_MODE_RECURRENT) {
-        states = xcalloc(L * H * dk * dv, sizeof *states);   // [L][H][dk][dv], zero = empty
-        scales = xcalloc(L * H, sizeof *scales);              // [L][H], 0 = no token yet
-    }
+    scratch_init(&s, cfg, n_prefill > 1 ? n_prefill : 1);
+    float *states = xcalloc(L * H * dk * dv, sizeof *states);   // [L][H][dk][dv], zero = empty
+    float *scales = xcalloc(L * H, sizeof *scales);              // [L][H], 0 = no token yet
 
-    for (int64_t t0 = 0; t0 < n; t0 += rows) {
+    for (int64_t t0 = 0; t0 < n;) {
+        int64_t rows = t0 == 0 && n_prefill > 0 ? n_prefill : 1;
+        rn_mode block_mode = t0 == 0 && n_prefill > 0 ? mode : RN_MODE_RECURRENT;
         ref_embedding(model->embed, D, tokens + t0, rows, embed_scale, s.x);   // x [rows, D]
         if (cfg->layernorm_embedding) ref_rms_norm(s.x, model->embed_norm, rows, D, eps, s.x);
-        for (int64_t i = 0; i < L; i++) {
-            float *state = states ? states + i * H * dk * dv : NULL;
-            float *scale = scales ? scales + i * H : NULL;
-            layer_forward(model, &model->layers[i], &s, rows, t0, mode, chunk, state, scale);
-        }
+        for (int64_t i = 0; i < L; i++)
+            layer_forward(model, &model->layers[i], &s, rows, t0, block_mode, chunk,
+                          states + i * H * dk * dv, scales + i * H);
         // Post-norm models end on a norm already and have no final layer_norm (§4 step 6).
         if (cfg->normalize_before) ref_rms_norm(s.x, model->final_norm, rows, D, eps, s.x);
         ref_linear(s.x, output, rows, D, V, logits + t0 * V);   // logits [rows, V]
+        t0 += rows;
     }
 
     free(states);
     free(scales);
     scratch_free(&s);
+}
+
+void ref_forward(const ref_model *model, const int32_t *tokens, int64_t n, rn_mode mode,
+                 int64_t chunk, float *logits) {
+    ref_forward_prefill(model, tokens, n, n, mode, chunk, logits);
 }

@@ -88,4 +88,10 @@ void ref_model_free(ref_model *model);
 void ref_forward(const ref_model *model, const int32_t *tokens, int64_t n, rn_mode mode,
                  int64_t chunk, float *logits);
 
+/* As a session runs a prompt: the first n_prefill tokens at once in the parallel or chunkwise
+ * form, which leaves the recurrent state, then the rest one token at a time in the recurrent
+ * form. Logits [n, V]. */
+void ref_forward_prefill(const ref_model *model, const int32_t *tokens, int64_t n,
+                         int64_t n_prefill, rn_mode mode, int64_t chunk, float *logits);
+
 #endif /* RN_REF_H */

@@ -247,7 +247,8 @@ static rn_status write_tensors(const char *path, const rn_st_entry *entries, siz
     }
 
     /* header, keys in the given order so that st_at gives them back in that order */
-    text_add(&header, "{\"__metadata__\":{\"format\":\"pt\"}", 32);
+    static const char meta[] = "{\"__metadata__\":{\"format\":\"pt\"}";
+    text_add(&header, meta, sizeof meta - 1);
     for (size_t i = 0; i < n; i++) {
         const rn_st_entry *e = &entries[i];
         text_add(&header, ",", 1);

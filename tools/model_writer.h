@@ -6,9 +6,9 @@
  * nearest even), with the header padded by spaces to a multiple of 8 and the tensors laid out
  * widest dtype first so that each one is naturally aligned. rn_write_random_model writes a
  * whole checkpoint directory (config.json + model.safetensors) in torchscale's naming, with
- * weights drawn from a fixed-seed generator at torchscale-like scales, so that the same seed
- * and config always give the same bytes, and the same tensor gets the same values whatever
- * the other settings and the storage dtype.
+ * weights drawn from a fixed-seed generator at torchscale-like scales. The same seed and config
+ * always give the same bytes, and each tensor's values depend only on the seed, its name and
+ * its scale: not on which other tensors are written, nor (beyond rounding) on the dtype.
  */
 #ifndef RN_MODEL_WRITER_H
 #define RN_MODEL_WRITER_H
