@@ -365,6 +365,22 @@ static void rel_pos(int64_t H, int64_t dk, float *angle, float *decay) {
     for (int64_t h = 0; h < H; h++) decay[h] = logf(1.0f - exp2f(-5.0f - (float)h));
 }
 
+/* A kernel that does not compile: RN_ERR_BUILD, with the compiler's log in the message. */
+static void test_build_failure(rt_runtime *rt) {
+    const char *source = "__kernel void broken(__global float *x) { x[0] = undeclared_name; }\n";
+    size_t length = strlen(source);
+    cl_program program = NULL;
+    rn_status st = rt_program_build(rt, "", &source, &length, 1, "", &program);
+    bool ok = st == RN_ERR_BUILD && strstr(rt->err->message, "undeclared_name") != NULL && program == NULL;
+    printf("  %-18s %-34s %s  %s\n", "build failure", "log names the bad identifier", rn_status_str(st),
+           ok ? "pass" : "FAIL");
+    if (!ok) {
+        printf("    message: %.300s\n", rt->err->message);
+        failures++;
+    }
+    if (program) clReleaseProgram(program);
+}
+
 static void test_device(const rn_device_info *info) {
     char spec[32];
     snprintf(spec, sizeof spec, "%u:%u", info->platform_index, info->device_index);
@@ -376,6 +392,7 @@ static void test_device(const rn_device_info *info) {
         failures++;
         return;
     }
+    test_build_failure(&rt);
     /* (dk, dv): small heads; a value dimension above the work-group (several columns per
      * work-item); an odd number of rotation pairs. */
     const int64_t heads[][2] = {{16, 24}, {8, 70}, {6, 129}};

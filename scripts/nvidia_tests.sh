@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs the device tests from a build tree on a machine whose OpenCL driver is NVIDIA's and
+# where nothing else is installed (shared/GPU.md: the runtime libraries travel as .deb files in
+# .gpu/debs). Used through the `device` tool:  run with carry [build, .gpu]:
+#   bash scripts/nvidia_tests.sh
+set -u
+mkdir -p /tmp/r /tmp/icd
+for f in .gpu/debs/*.deb; do dpkg -x "$f" /tmp/r; done
+echo /usr/local/nvidia/lib64/libnvidia-opencl.so.1 > /tmp/icd/nvidia.icd
+export OCL_ICD_VENDORS=/tmp/icd LD_LIBRARY_PATH=/tmp/r/usr/lib/x86_64-linux-gnu
+export RETNET_CACHE_DIR=/tmp/retnet-cache
+failures=0
+run() { echo "== $*"; "$@" || { echo "!! failed: $*"; failures=$((failures + 1)); }; }
+run ./build/retnet devices
+run ./build/tests/test_ref
+run ./build/tests/test_ops
+run ./build/tests/test_model
+while read -r name tokens; do
+  for mode in parallel chunkwise recurrent; do
+    run tests/torchscale_logits.sh ./build/retnet "tests/data/torchscale/$name" "$mode" "$tokens"
+  done
+done <<'LIST'
+gelu-tied 5,17,3,42,96,0,63,28,71,11,50
+swish-scaled 1,2,88,40,40,7,96,33,0,59,14
+postnorm-deepnorm 90,4,4,61,23,0,96,12,37,80,9
+LIST
+run tests/cli.sh ./build/retnet tests/data/torchscale/swish-scaled
+echo "$failures failed"
+[ "$failures" -eq 0 ]
