@@ -232,29 +232,61 @@ static int write_logits(FILE *f, rn_mode mode, const int32_t *ids, size_t n, con
     return ferror(f) ? 1 : 0;
 }
 
-static int cmd_logits(const options *o) {
+/* What `logits` and `generate` share: a prompt, a loaded model, a session and room for the
+ * prompt's logits. */
+typedef struct run {
     rn_mode mode;
-    if (!parse_mode(o->mode, &mode))
-        return fail_usage("--mode must be parallel, chunkwise or recurrent, not '%s'", o->mode ? o->mode : "(none)");
     int32_t *ids;
     size_t n;
-    if (!o->tokens || !parse_tokens(o->tokens, &ids, &n))
-        return fail_usage("--tokens must be comma-separated non-negative ids, not '%s'", o->tokens ? o->tokens : "(none)");
     rn_context *ctx;
     rn_model *model;
-    int rc = open_model(o, &ctx, &model);
+    rn_session *session;
+    size_t vocab;
+    float *logits;  /* [n, vocab] */
+} run;
+
+static void run_close(run *r) {
+    rn_session_free(r->session);
+    free(r->logits);
+    free(r->ids);
+    rn_model_free(r->model);
+    rn_context_free(r->ctx);
+}
+
+/* Parses the prompt options and loads the model; returns an exit code, 0 when ready. `mode`
+ * is the default when --mode is absent and not required. */
+static int run_open(const options *o, int mode_required, rn_mode default_mode, run *r) {
+    memset(r, 0, sizeof *r);
+    r->mode = default_mode;
+    if ((o->mode || mode_required) && !parse_mode(o->mode, &r->mode))
+        return fail_usage("--mode must be parallel, chunkwise or recurrent, not '%s'", o->mode ? o->mode : "(none)");
+    if (!o->tokens || !parse_tokens(o->tokens, &r->ids, &r->n))
+        return fail_usage("--tokens must be comma-separated non-negative ids, not '%s'", o->tokens ? o->tokens : "(none)");
+    int rc = open_model(o, &r->ctx, &r->model);
     if (rc) {
-        free(ids);
+        free(r->ids);
         return rc;
     }
     rn_model_info info;
-    rn_model_info_get(model, &info);
-    float *logits = malloc(n * (size_t)info.vocab_size * sizeof *logits);
-    rn_session *s = NULL;
-    rn_status st = logits ? rn_session_init(model, &s) : RN_ERR_OUT_OF_HOST_MEMORY;
-    if (st == RN_OK) st = rn_session_prefill(s, ids, n, mode, (size_t)o->chunk_size, logits);
+    rn_model_info_get(r->model, &info);
+    r->vocab = (size_t)info.vocab_size;
+    r->logits = malloc(r->n * r->vocab * sizeof *r->logits);
+    rn_status st = r->logits ? rn_session_init(r->model, &r->session) : RN_ERR_OUT_OF_HOST_MEMORY;
     if (st != RN_OK) {
-        rc = report(ctx, st, "the forward pass");
+        rc = report(r->ctx, st, "creating a session");
+        run_close(r);
+        return rc;
+    }
+    return 0;
+}
+
+static int cmd_logits(const options *o) {
+    run r;
+    int rc = run_open(o, 1, RN_MODE_PARALLEL, &r);
+    if (rc) return rc;
+    rn_status st = rn_session_prefill(r.session, r.ids, r.n, r.mode, (size_t)o->chunk_size, r.logits);
+    if (st != RN_OK) {
+        rc = report(r.ctx, st, "the forward pass");
     } else if (o->output) {
         /* Written beside the target and renamed, so a failure leaves no half file. */
         size_t len = strlen(o->output) + 8;
@@ -264,7 +296,7 @@ static int cmd_logits(const options *o) {
             fprintf(stderr, "retnet: cannot write '%s': %s\n", o->output, strerror(errno));
             rc = 1;
         } else {
-            rc = write_logits(f, mode, ids, n, logits, info.vocab_size);
+            rc = write_logits(f, r.mode, r.ids, r.n, r.logits, (int64_t)r.vocab);
             if (fclose(f) != 0 || rc || rename(tmp, o->output) != 0) {
                 fprintf(stderr, "retnet: writing '%s' failed\n", o->output);
                 remove(tmp);
@@ -273,13 +305,9 @@ static int cmd_logits(const options *o) {
         }
         free(tmp);
     } else {
-        rc = write_logits(stdout, mode, ids, n, logits, info.vocab_size);
+        rc = write_logits(stdout, r.mode, r.ids, r.n, r.logits, (int64_t)r.vocab);
     }
-    rn_session_free(s);
-    free(logits);
-    free(ids);
-    rn_model_free(model);
-    rn_context_free(ctx);
+    run_close(&r);
     return rc;
 }
 
@@ -297,40 +325,24 @@ static double seconds(void) {
 }
 
 static int cmd_generate(const options *o) {
-    rn_mode mode = RN_MODE_CHUNKWISE;
-    if (o->mode && (!parse_mode(o->mode, &mode)))
-        return fail_usage("--mode must be parallel, chunkwise or recurrent, not '%s'", o->mode);
-    int32_t *ids;
-    size_t n;
-    if (!o->tokens || !parse_tokens(o->tokens, &ids, &n))
-        return fail_usage("--tokens must be comma-separated non-negative ids, not '%s'", o->tokens ? o->tokens : "(none)");
-    rn_context *ctx;
-    rn_model *model;
-    int rc = open_model(o, &ctx, &model);
-    if (rc) {
-        free(ids);
-        return rc;
-    }
-    rn_model_info info;
-    rn_model_info_get(model, &info);
-    const size_t V = (size_t)info.vocab_size;
-    float *logits = malloc(n * V * sizeof *logits);
-    rn_session *s = NULL;
-    rn_status st = logits ? rn_session_init(model, &s) : RN_ERR_OUT_OF_HOST_MEMORY;
+    run r;
+    int rc = run_open(o, 0, RN_MODE_CHUNKWISE, &r);
+    if (rc) return rc;
+    const size_t V = r.vocab;
     fprintf(stderr, "retnet: %s on %s, prompt of %zu tokens, %s prefill\n", o->model,
-            rn_context_device(ctx)->name, n, mode_name(mode));
+            rn_context_device(r.ctx)->name, r.n, mode_name(r.mode));
     double t0 = seconds();
-    if (st == RN_OK) st = rn_session_prefill(s, ids, n, mode, (size_t)o->chunk_size, logits);
+    rn_status st = rn_session_prefill(r.session, r.ids, r.n, r.mode, (size_t)o->chunk_size, r.logits);
     double t1 = seconds();
     long produced = 0;
-    if (st == RN_OK) {
-        int32_t next = argmax(logits + (n - 1) * V, (int64_t)V);
+    if (st == RN_OK && o->n_generate > 0) {
+        int32_t next = argmax(r.logits + (r.n - 1) * V, (int64_t)V);
         printf("%d", next);
         fflush(stdout);
         for (produced = 1; produced < o->n_generate && st == RN_OK; produced++) {
-            st = rn_session_decode(s, next, logits);
+            st = rn_session_decode(r.session, next, r.logits);
             if (st == RN_OK) {
-                next = argmax(logits, (int64_t)V);
+                next = argmax(r.logits, (int64_t)V);
                 printf(",%d", next);
                 fflush(stdout);
             }
@@ -339,15 +351,12 @@ static int cmd_generate(const options *o) {
         fflush(stdout);
     }
     double t2 = seconds();
-    if (st != RN_OK) rc = report(ctx, st, "generation");
+    if (st != RN_OK)
+        rc = report(r.ctx, st, "generation");
     else
-        fprintf(stderr, "retnet: prefill %.1f tokens/s, decode %.1f tokens/s\n", n / (t1 - t0),
+        fprintf(stderr, "retnet: prefill %.1f tokens/s, decode %.1f tokens/s\n", r.n / (t1 - t0),
                 produced > 1 ? (produced - 1) / (t2 - t1) : 0.0);
-    rn_session_free(s);
-    free(logits);
-    free(ids);
-    rn_model_free(model);
-    rn_context_free(ctx);
+    run_close(&r);
     return rc;
 }
 
