@@ -58,6 +58,8 @@ const char *rn_status_str(rn_status status) {
         RN_NAME(RN_ERR_UNSUPPORTED_CONFIG)
         RN_NAME(RN_ERR_MISSING_TENSOR)
         RN_NAME(RN_ERR_TENSOR_SHAPE)
+        RN_NAME(RN_ERR_TOKENIZER)
+        RN_NAME(RN_ERR_STATE_FILE)
         RN_NAME(RN_ERR_NO_PLATFORM)
         RN_NAME(RN_ERR_NO_DEVICE)
         RN_NAME(RN_ERR_BUILD)

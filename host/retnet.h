@@ -56,6 +56,8 @@ typedef enum rn_status {
     RN_ERR_UNSUPPORTED_CONFIG = -21, /* a valid torchscale setting this runtime does not implement */
     RN_ERR_MISSING_TENSOR = -22,     /* a tensor the config requires is not in the checkpoint */
     RN_ERR_TENSOR_SHAPE = -23,       /* a tensor's shape disagrees with the config */
+    RN_ERR_TOKENIZER = -24,          /* tokenizer.json valid JSON but not a usable tokenizer */
+    RN_ERR_STATE_FILE = -25,         /* a saved session state that is corrupt or from another model */
 
     /* device */
     RN_ERR_NO_PLATFORM = -30,        /* no OpenCL platform (no ICD installed) */
