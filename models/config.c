@@ -1,10 +1,10 @@
 /*
  * config.c: torchscale's RetNetConfig from config.json (config.h).
  *
- * Three passes over the document: a byte scan that keeps hostile input away from cJSON (its
- * Debian build recurses up to 1000 levels and truncates numbers at 63 characters), the cJSON
- * parse with duplicate top-level keys refused, then one typed read per key, followed by the
- * cross-field checks. A JSON null counts as absent, as torchscale's override() skips None.
+ * Three passes over the document: json_guard's byte scan that keeps hostile input away from
+ * cJSON, the cJSON parse with duplicate top-level keys refused, then one typed read per key,
+ * followed by the cross-field checks. A JSON null counts as absent, as torchscale's override()
+ * skips None.
  */
 #include "config.h"
 
@@ -13,68 +13,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CONFIG_MAX_DEPTH 64
-#define CONFIG_MAX_NUMBER_CHARS 64
+#include "json_guard.h"
 
-/* Nesting depth and number length, counted outside strings; NUL bytes anywhere. */
-static rn_status scan_json(const char *json, size_t len, rn_error *err) {
-    bool in_string = false;
-    int depth = 0;
-    size_t number_run = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = json[i];
-        if (c == '\0') return rn_fail(err, RN_ERR_JSON, "NUL byte at offset %zu", i);
-        if (in_string) {
-            if (c == '"') in_string = false;
-            else if (c == '\\' && i + 1 < len) i++;
-            continue;
-        }
-        if ((c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E') {
-            if (++number_run > CONFIG_MAX_NUMBER_CHARS)
-                return rn_fail(err, RN_ERR_JSON, "number literal longer than %d characters at offset %zu",
-                               CONFIG_MAX_NUMBER_CHARS, i);
-            continue;
-        }
-        number_run = 0;
-        if (c == '"') {
-            in_string = true;
-        } else if (c == '{' || c == '[') {
-            if (++depth > CONFIG_MAX_DEPTH)
-                return rn_fail(err, RN_ERR_JSON, "nested deeper than %d at offset %zu",
-                               CONFIG_MAX_DEPTH, i);
-        } else if ((c == '}' || c == ']') && depth > 0) {
-            depth--;
-        }
-    }
-    return RN_OK;
-}
-
-static int compare_strings(const void *a, const void *b) {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* cJSON keeps both copies of a repeated key and its getters return the first: a config that
- * says two things is refused instead. */
-static rn_status check_duplicate_keys(const cJSON *root, rn_error *err) {
-    size_t count = 0;
-    const cJSON *item;
-    cJSON_ArrayForEach(item, root) count++;
-    if (count < 2) return RN_OK;
-    const char **keys = malloc(count * sizeof *keys);
-    if (!keys) return rn_fail(err, RN_ERR_OUT_OF_HOST_MEMORY, "no memory for %zu keys", count);
-    size_t i = 0;
-    cJSON_ArrayForEach(item, root) keys[i++] = item->string;
-    qsort(keys, count, sizeof *keys, compare_strings);
-    rn_status status = RN_OK;
-    for (i = 1; i < count; i++) {
-        if (strcmp(keys[i - 1], keys[i]) == 0) {
-            status = rn_fail(err, RN_ERR_JSON, "key '%.200s' appears twice", keys[i]);
-            break;
-        }
-    }
-    free(keys);
-    return status;
-}
+/* Far above what a config needs: depth 2 for a list such as architectures, and a double prints
+ * in at most 24 characters. */
+static const rn_json_limits k_config_limits = {
+    .max_depth = 64,
+    .max_number_chars = 64,
+    .base_offset = 0,
+};
 
 /* The value of `key`, or NULL when absent or null. Case-sensitive: "Vocab_Size" is not
  * vocab_size. */
@@ -259,7 +206,7 @@ static rn_status read_config(const cJSON *root, rn_config *c, rn_error *err) {
 
 rn_status rn_config_parse(const char *json, size_t len, rn_config *out, rn_error *err) {
     if (!json || !out) return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "rn_config_parse: NULL argument");
-    rn_status s = scan_json(json, len, err);
+    rn_status s = rn_json_prescan(json, len, &k_config_limits, err);
     if (s != RN_OK) return s;
 
     const char *end = NULL;
@@ -289,7 +236,14 @@ rn_status rn_config_parse(const char *json, size_t len, rn_config *out, rn_error
         s = rn_fail(err, RN_ERR_JSON, "the document is not a JSON object");
         goto done;
     }
-    if ((s = check_duplicate_keys(root, err)) != RN_OK) goto done;
+    /* cJSON keeps both copies of a repeated key and its getters return the first: a config
+     * that says two things is refused instead. */
+    const char *dup;
+    if ((s = rn_json_duplicate_key(root, &dup, err)) != RN_OK) goto done;
+    if (dup) {
+        s = rn_fail(err, RN_ERR_JSON, "key '%.200s' appears twice", dup);
+        goto done;
+    }
 
     rn_config c;
     if ((s = read_config(root, &c, err)) != RN_OK) goto done;

@@ -2,14 +2,13 @@
  * safetensors.c: the validating safetensors reader (safetensors.h).
  *
  * st_open runs the checks of style-and-safety.md B.1 in the order listed there: file size,
- * header length, a byte-level scan of the header (first byte, NUL, control characters,
- * "\u0000", UTF-8, nesting depth, number length), the cJSON parse, the root object and its
- * names, every entry, and last the offsets sorted over the whole buffer. Nothing is handed
- * out before all of them pass, and every failure goes through one cleanup path.
+ * header length, the header's first byte and json_guard's byte-level scan (NUL, control
+ * characters, "\u0000", UTF-8, nesting depth, number length), the cJSON parse, the root object
+ * and its names, every entry, and last the offsets sorted over the whole buffer. Nothing is
+ * handed out before all of them pass, and every failure goes through one cleanup path.
  *
- * cJSON is 1.7.15 on Debian with its compiled-in nesting limit of 1000 and a 64-byte number
- * buffer, accepting invalid UTF-8, raw control characters and duplicate keys: the header scan
- * and the checks after the parse are what make the reader strict, not cJSON.
+ * cJSON itself is lax (json_guard.h says how): the header scan and the checks after the parse
+ * are what make the reader strict, not cJSON.
  */
 #define _POSIX_C_SOURCE 200809L   /* O_CLOEXEC, mmap */
 
@@ -26,8 +25,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define ST_MAX_DEPTH 64          /* the format needs 3: root, entry, shape */
-#define ST_MAX_NUMBER_CHARS 64   /* 48-bit integers need 15; cJSON 1.7.15 truncates at 63 */
+#include "json_guard.h"
+
 #define ST_MAX_INT ((double)((UINT64_C(1) << 48) - 1))
 
 struct st_file {
@@ -83,99 +82,20 @@ static const char *printable(const char *name, char *buf, size_t cap) {
 
 /* ---- header scan -------------------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at p (at most `left` bytes), or 0 when it is invalid:
- * overlong forms, surrogates (U+D800..DFFF) and code points above U+10FFFF are refused. */
-static size_t utf8_sequence(const unsigned char *p, size_t left) {
-    unsigned char c = p[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xbf;   /* allowed range of the second byte */
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0) lo = 0xa0;          /* overlong below U+0800 */
-        if (c == 0xed) hi = 0x9f;          /* surrogates */
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0) lo = 0x90;          /* overlong below U+10000 */
-        if (c == 0xf4) hi = 0x8f;          /* above U+10FFFF */
-    } else {
-        return 0;                          /* continuation byte, C0/C1 overlong, F5..FF */
-    }
-    if (left < len) return 0;
-    if (p[1] < lo || p[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if (p[i] < 0x80 || p[i] > 0xbf) return 0;
-    return len;
-}
-
-static bool is_json_space(unsigned char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-/* The byte-level checks of B.1 items 6, 7 and 9 that cJSON does not make. `h` holds `n`
- * bytes; the message gives the offset in the file. */
+/* The byte-level checks of B.1 items 6, 7 and 9 that cJSON does not make, on the `n` header
+ * bytes; the message gives offsets in the file. */
 static rn_status scan_header(const char *path, const unsigned char *h, size_t n, rn_error *err) {
+    static const rn_json_limits limits = {
+        .max_depth = 64,          /* the format needs 3: root, entry, shape */
+        .max_number_chars = 64,   /* 48-bit integers need 15; cJSON 1.7.15 truncates at 63 */
+        .base_offset = 8,         /* after the header length */
+    };
     if (h[0] != '{')
         return rn_fail(err, RN_ERR_JSON, "%s: header does not start with '{' (byte 0x%02x)",
                        path, h[0]);
-    bool in_string = false;
-    int depth = 0;
-    size_t number_run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = h[i];
-        size_t at = 8 + i;
-        if (c == 0)
-            return rn_fail(err, RN_ERR_JSON, "%s: NUL byte in the header at offset %zu", path, at);
-        if (c >= 0x80) {
-            size_t len = utf8_sequence(h + i, n - i);
-            if (len == 0)
-                return rn_fail(err, RN_ERR_JSON, "%s: invalid UTF-8 in the header at offset %zu",
-                               path, at);
-            i += len - 1;
-            number_run = 0;
-            continue;
-        }
-        if (in_string) {
-            if (c < 0x20)
-                return rn_fail(err, RN_ERR_JSON,
-                               "%s: raw control character 0x%02x in a string at offset %zu",
-                               path, c, at);
-            if (c == '"') {
-                in_string = false;
-            } else if (c == '\\' && i + 1 < n) {
-                /* cJSON stores strings NUL-terminated, so "\u0000" would silently cut a name
-                 * short and could make two different names collide. */
-                if (h[i + 1] == 'u' && i + 5 < n && memcmp(h + i + 2, "0000", 4) == 0)
-                    return rn_fail(err, RN_ERR_JSON, "%s: \\u0000 escape in the header at offset %zu",
-                                   path, at);
-                if (h[i + 1] < 0x80) i++;   /* skip the escaped byte: \" does not end the string */
-            }
-            continue;
-        }
-        if (c < 0x20 && !is_json_space(c))
-            return rn_fail(err, RN_ERR_JSON, "%s: control character 0x%02x in the header at offset %zu",
-                           path, c, at);
-        if ((c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E') {
-            if (++number_run > ST_MAX_NUMBER_CHARS)
-                return rn_fail(err, RN_ERR_JSON,
-                               "%s: number literal longer than %d characters at offset %zu",
-                               path, ST_MAX_NUMBER_CHARS, at);
-            continue;
-        }
-        number_run = 0;
-        if (c == '"') {
-            in_string = true;
-        } else if (c == '{' || c == '[') {
-            if (++depth > ST_MAX_DEPTH)
-                return rn_fail(err, RN_ERR_JSON, "%s: header nested deeper than %d at offset %zu",
-                               path, ST_MAX_DEPTH, at);
-        } else if (c == '}' || c == ']') {
-            if (depth > 0) depth--;
-        }
-    }
-    return RN_OK;
+    rn_status status = rn_json_prescan((const char *)h, n, &limits, err);
+    if (status != RN_OK) rn_error_prefix(err, "%s: header", path);
+    return status;
 }
 
 /* ---- header values ------------------------------------------------------------------------ */
@@ -190,7 +110,7 @@ static bool json_u48(const cJSON *item, uint64_t *out) {
     return true;
 }
 
-/* A name and where it came from, sorted by name to find duplicates and for st_find. */
+/* A tensor's name and its index, sorted by name for st_find. */
 typedef struct named {
     const char *name;
     size_t index;
@@ -213,43 +133,27 @@ static int compare_spans(const void *pa, const void *pb) {
     return strcmp(a->name, b->name);
 }
 
-/* Sorts `list` by name and returns the first name given twice, or NULL. */
-static const char *find_duplicate(named *list, size_t count) {
-    qsort(list, count, sizeof *list, compare_named);
-    for (size_t i = 1; i < count; i++)
-        if (strcmp(list[i - 1].name, list[i].name) == 0) return list[i].name;
-    return NULL;
-}
-
 /* __metadata__ (item 11): an object of strings, without duplicate keys. */
 static rn_status check_metadata(const char *path, const cJSON *meta, rn_error *err) {
     char shown[96];
     if (!cJSON_IsObject(meta))
         return rn_fail(err, RN_ERR_TENSOR_ENTRY, "%s: __metadata__ is not an object", path);
-    size_t count = 0;
     const cJSON *item;
     cJSON_ArrayForEach(item, meta) {
         if (!cJSON_IsString(item))
             return rn_fail(err, RN_ERR_TENSOR_ENTRY, "%s: __metadata__ value '%s' is not a string",
                            path, printable(item->string, shown, sizeof shown));
-        count++;
     }
-    if (count < 2) return RN_OK;
-    named *keys = malloc(count * sizeof *keys);
-    if (!keys) return rn_fail(err, RN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for __metadata__", path);
-    size_t i = 0;
-    cJSON_ArrayForEach(item, meta) {
-        keys[i].name = item->string;
-        keys[i].index = i;
-        i++;
+    const char *dup;
+    rn_status status = rn_json_duplicate_key(meta, &dup, err);
+    if (status != RN_OK) {
+        rn_error_prefix(err, "%s: __metadata__", path);
+        return status;
     }
-    const char *dup = find_duplicate(keys, count);
-    rn_status status = RN_OK;
     if (dup)
-        status = rn_fail(err, RN_ERR_DUPLICATE, "%s: __metadata__ key '%s' appears twice", path,
-                         printable(dup, shown, sizeof shown));
-    free(keys);
-    return status;
+        return rn_fail(err, RN_ERR_DUPLICATE, "%s: __metadata__ key '%s' appears twice", path,
+                       printable(dup, shown, sizeof shown));
+    return RN_OK;
 }
 
 /* Items 12-16 for one entry: exact keys, dtype, shape, data_offsets, byte count. */
@@ -472,11 +376,10 @@ rn_status st_open(const char *path, st_file **out, rn_error *err) {
         status = rn_fail(err, RN_ERR_JSON, "%s: header is not a JSON object", path);
         goto fail;
     }
-    size_t keys = 0, tensors = 0;
+    size_t tensors = 0;
     uint64_t name_bytes = 0;
     const cJSON *item, *meta = NULL;
     cJSON_ArrayForEach(item, root) {
-        keys++;
         if (strcmp(item->string, "__metadata__") != 0) {
             tensors++;
             name_bytes += strlen(item->string) + 1;   /* bounded by the 16 MiB header */
@@ -491,24 +394,15 @@ rn_status st_open(const char *path, st_file **out, rn_error *err) {
     }
 
     /* 10. duplicate names, __metadata__ included */
-    if (keys > 0) {
-        names = malloc(keys * sizeof *names);
-        if (!names) {
-            status = rn_fail(err, RN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for %zu names", path, keys);
-            goto fail;
-        }
-        size_t i = 0;
-        cJSON_ArrayForEach(item, root) {
-            names[i].name = item->string;
-            names[i].index = i;
-            i++;
-        }
-        const char *dup = find_duplicate(names, keys);
-        if (dup) {
-            status = rn_fail(err, RN_ERR_DUPLICATE, "%s: tensor '%s' appears twice in the header",
-                             path, printable(dup, shown, sizeof shown));
-            goto fail;
-        }
+    const char *dup;
+    if ((status = rn_json_duplicate_key(root, &dup, err)) != RN_OK) {
+        rn_error_prefix(err, "%s", path);
+        goto fail;
+    }
+    if (dup) {
+        status = rn_fail(err, RN_ERR_DUPLICATE, "%s: tensor '%s' appears twice in the header", path,
+                         printable(dup, shown, sizeof shown));
+        goto fail;
     }
 
     /* 11. __metadata__ */
@@ -522,7 +416,8 @@ rn_status st_open(const char *path, st_file **out, rn_error *err) {
         spans = malloc(tensors * sizeof *spans);
         f->names = malloc((size_t)name_bytes);
         f->by_name = malloc(tensors * sizeof *f->by_name);
-        if (!f->tensors || !begins || !ends || !spans || !f->names || !f->by_name) {
+        names = malloc(tensors * sizeof *names);
+        if (!f->tensors || !begins || !ends || !spans || !f->names || !f->by_name || !names) {
             status = rn_fail(err, RN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for %zu tensors", path,
                              tensors);
             goto fail;

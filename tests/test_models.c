@@ -833,6 +833,8 @@ static void test_config_matrix(void) {
 
     /* whole documents */
 #define NUL_DOC "{\"vocab_size\": 5,\0 \"x\": 1}"
+    /* a config that loads but for the bytes in `member` */
+#define CFG_OK_DOC(member) "{\"vocab_size\": 6, \"decoder_value_embed_dim\": 768, " member "}"
     static const struct {
         const char *label, *json;
         size_t len;   /* 0: strlen */
@@ -846,6 +848,9 @@ static void test_config_matrix(void) {
         {"trailing comma", "{\"vocab_size\": 5,}", 0, RN_ERR_JSON},
         {"duplicate key", "{\"vocab_size\": 5, \"vocab_size\": 6}", 0, RN_ERR_JSON},
         {"NUL inside", NUL_DOC, sizeof NUL_DOC - 1, RN_ERR_JSON},
+        {"invalid UTF-8 (overlong '/')", CFG_OK_DOC("\"x\": \"a\xc0\xaf\""), 0, RN_ERR_JSON},
+        {"raw control byte in a string", CFG_OK_DOC("\"x\": \"a\x01\""), 0, RN_ERR_JSON},
+        {"\\u0000 in a string", CFG_OK_DOC("\"model_type\": \"retnet\\u0000x\""), 0, RN_ERR_JSON},
         {"unclosed object", "{\"vocab_size\": 5", 0, RN_ERR_JSON},
         {"syntax error names line 3", "{\n  \"vocab_size\": 5,\n  \"x\" 1\n}", 0, RN_ERR_JSON},
         {"ok: whitespace around", " \n\t{\"vocab_size\": 6, \"decoder_value_embed_dim\": 768}\r\n ", 0, RN_OK},
