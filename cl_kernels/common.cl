@@ -4,7 +4,21 @@
 //   RN_WG           work-items per group of the reducing kernels, a power of two within the
 //                   device's and the kernels' limits;
 //   RN_DK, RN_DV    key and value dimensions of one retention head;
-//   RN_DV_PER_ITEM  ceil(RN_DV / RN_WG): value columns each work-item of a retention group owns.
+//   RN_DV_PER_ITEM  ceil(RN_DV / RN_WG): value columns each work-item of a retention group owns;
+//   RN_WEIGHT_F32, RN_WEIGHT_F16 or RN_WEIGHT_BF16: how the weight matrices are stored.
+
+// Weight matrices are stored as fp32, fp16 or bf16 and widened to fp32 as they are read, so
+// nothing needs cl_khr_fp16: vload_half is core OpenCL C, and bf16 is the top half of an fp32.
+#if defined(RN_WEIGHT_F16)
+typedef half weight_t;
+#define LOAD_WEIGHT(p, i) vload_half((i), (p))
+#elif defined(RN_WEIGHT_BF16)
+typedef ushort weight_t;
+#define LOAD_WEIGHT(p, i) as_float((uint)(p)[i] << 16)
+#else
+typedef float weight_t;
+#define LOAD_WEIGHT(p, i) ((p)[i])
+#endif
 
 // Sum and max of `value` over the work-group, returned to every work-item. `scratch` holds
 // RN_WG floats. The last barrier keeps the next call from overwriting scratch[0] before every

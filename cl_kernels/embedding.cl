@@ -5,11 +5,11 @@
 // One work-item per element: global (D, n).
 
 __kernel void embed_tokens(__global const int *tokens,   // [n]
-                           __global const float *E,      // [V, D]
+                           __global const weight_t *E,   // [V, D]
                            __global float *x,            // [n, D]
                            int D, float scale) {
     const int col = get_global_id(0);
     const int t = get_global_id(1);
     const int token = tokens[t];
-    x[(size_t)t * D + col] = scale * E[(size_t)token * D + col];
+    x[(size_t)t * D + col] = scale * LOAD_WEIGHT(E, (size_t)token * D + col);
 }

@@ -21,11 +21,13 @@ __kernel void rms_norm(__global const float *x,   // [rows, dim]
     }
 }
 
-// y = silu(g) * o / sqrt(mean(o^2) + eps) per (token, head) over the dv values of the head.
-// torchscale's group norm is RMSNorm without weight; the gate multiplies its output.
-// One work-group per (token, head): global (RN_WG * n * H). o, g, y: [n, H * dv].
+// y = gate(g) * w * o / sqrt(mean(o^2) + eps) per (token, head) over the head's dv values.
+// torchscale's group norm is RMSNorm without weight (has_weight 0); fla's has a [dv] weight
+// shared by the heads. The gate is silu(g), or 1 without an output gate (has_gate 0).
+// One work-group per (token, head): global (RN_WG * n * H). o, g, y: [n, H * dv]; y may be o.
 __kernel void group_norm_gate(__global const float *o, __global const float *g,
-                              __global float *y, int dv, float eps) {
+                              __global const float *w, __global float *y, int dv, float eps,
+                              int has_weight, int has_gate) {
     __local float scratch[RN_WG];
     const int lid = get_local_id(0);
     const size_t base = (size_t)get_group_id(0) * dv;
@@ -33,8 +35,12 @@ __kernel void group_norm_gate(__global const float *o, __global const float *g,
     for (int i = lid; i < dv; i += RN_WG) sum_sq += o[base + i] * o[base + i];
     const float inv = rsqrt(group_sum(sum_sq, scratch) / dv + eps);
     for (int i = lid; i < dv; i += RN_WG) {
-        const float gate = g[base + i];
-        const float silu = gate / (1.0f + exp(-gate));
-        y[base + i] = silu * (o[base + i] * inv);
+        float v = o[base + i] * inv;
+        if (has_weight) v *= w[i];
+        if (has_gate) {
+            const float gate = g[base + i];
+            v *= gate / (1.0f + exp(-gate));
+        }
+        y[base + i] = v;
     }
 }

@@ -9,9 +9,12 @@
 //   recurrent  sqrt(S_t)
 // with S_t = sum_{j<=t} gamma^j, I the abs-sum of the normalised scores inside the (chunk or
 // whole) window, and sigma_i the clamped column max of the normalised state entering chunk i.
+// With `plain` set (fla's checkpoints) there is no scalar at all: o_t = R_t in every form.
 //
-// Layouts: q, k [n, H*RN_DK]; v, o [n, H*RN_DV]; states [H, RN_DK, RN_DV] (key-major, so that
-// work-items of neighbouring value columns read neighbouring words).
+// Grouped keys and values: query head h reads key/value head h / (H / kv_heads).
+// Layouts: q [n, H*RN_DK]; k [n, kv_heads*RN_DK]; v [n, kv_heads*RN_DV]; o [n, H*RN_DV];
+// states [H, RN_DK, RN_DV] (key-major, so that work-items of neighbouring value columns read
+// neighbouring words).
 
 // S_n = sum_{j=0..n} gamma^j = (1 - gamma^(n+1)) / (1 - gamma). expm1 keeps it accurate when
 // gamma is within an ulp of 1 (heads >= 20 have gamma == 1 exactly: S_n = n + 1).
@@ -23,30 +26,32 @@ inline float decay_sum(float decay, int n) {
 // Prefix states across the sequence, and the recurrent state it leaves.
 //
 // One work-item per state entry (h, a, b): global (RN_DK * RN_DV, H). It walks the n tokens
-// once: U <- gamma U + k_t[a] v_t[b]. When `chunk_states` is not empty (chunkwise form) it
-// records U entering every chunk: chunk_states[i][h][a][b] = sum_{m<iC} gamma^(iC-1-m) k_m v_m.
-// At the end it writes the recurrent state U / sqrt(S_(n-1)) and, from item (0, 0), the scale
-// S_(n-1) that the recurrent form would have reached by its own recursion.
+// once: U <- gamma U + k_t[a] v_t[b]. When `record` is set (chunkwise form) it records U
+// entering every chunk: chunk_states[i][h][a][b] = sum_{m<iC} gamma^(iC-1-m) k_m v_m.
+// At the end it writes the recurrent state U / sqrt(S_(n-1)) (U when plain) and, from item
+// (0, 0), the scale S_(n-1) that the recurrent form would have reached by its own recursion.
 __kernel void retention_scan(__global const float *k, __global const float *v,
                              __global const float *decays,   // [H]
-                             int n, int chunk, int record,
+                             int n, int chunk, int record, int kv_heads, int plain,
                              __global float *chunk_states,   // [ceil(n/chunk), H, DK, DV]
                              __global float *state,          // [H, DK, DV]
                              __global float *scale) {        // [H]
     const int ab = get_global_id(0);
     const int h = get_global_id(1);
     const int H = get_global_size(1);
+    const int kvh = h / (H / kv_heads);
     const int a = ab / RN_DV, b = ab % RN_DV;
     const float gamma = exp(decays[h]);
-    const size_t kcol = (size_t)h * RN_DK + a, vcol = (size_t)h * RN_DV + b;
+    const size_t kcol = (size_t)kvh * RN_DK + a, vcol = (size_t)kvh * RN_DV + b;
+    const size_t k_width = (size_t)kv_heads * RN_DK, v_width = (size_t)kv_heads * RN_DV;
     float u = 0.0f, s = 0.0f;
     for (int t = 0; t < n; t++) {
         if (record && t % chunk == 0)
             chunk_states[(((size_t)(t / chunk) * H + h) * RN_DK + a) * RN_DV + b] = u;
-        u = gamma * u + k[(size_t)t * H * RN_DK + kcol] * v[(size_t)t * H * RN_DV + vcol];
+        u = gamma * u + k[(size_t)t * k_width + kcol] * v[(size_t)t * v_width + vcol];
         s = s * gamma + 1.0f;
     }
-    state[((size_t)h * RN_DK + a) * RN_DV + b] = n > 0 ? u / sqrt(s) : 0.0f;
+    state[((size_t)h * RN_DK + a) * RN_DV + b] = plain || n == 0 ? u : u / sqrt(s);
     if (ab == 0) scale[h] = s;
 }
 
@@ -81,7 +86,7 @@ __kernel void retention_sigma(__global const float *chunk_states,  // [n_chunks,
 __kernel void retention_output(__global const float *q, __global const float *k,
                                __global const float *v, __global const float *decays,
                                __global const float *chunk_states, __global const float *sigma,
-                               int H, int chunk, float cap,
+                               int H, int kv_heads, int chunk, float cap, int plain,
                                __global float *o) {
     __local float q_local[RN_DK];
     __local float scores[RN_WG];
@@ -89,8 +94,10 @@ __kernel void retention_output(__global const float *q, __global const float *k,
     const int lid = get_local_id(0);
     const int group = get_group_id(0);
     const int t = group / H, h = group % H;
+    const int kvh = h / (H / kv_heads);
     const int c = t % chunk, start = t - c, i = t / chunk;
     const float decay = decays[h];
+    const size_t k_width = (size_t)kv_heads * RN_DK, v_width = (size_t)kv_heads * RN_DV;
 
     for (int a = lid; a < RN_DK; a += RN_WG) q_local[a] = q[(size_t)t * H * RN_DK + h * RN_DK + a];
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -103,7 +110,7 @@ __kernel void retention_output(__global const float *q, __global const float *k,
         const int m = block + lid;
         float score = 0.0f;
         if (m <= t) {
-            __global const float *key = k + (size_t)m * H * RN_DK + h * RN_DK;
+            __global const float *key = k + (size_t)m * k_width + kvh * RN_DK;
             for (int a = 0; a < RN_DK; a++) score += q_local[a] * key[a];
             score *= exp((float)(t - m) * decay);
             abs_sum += fabs(score);
@@ -114,20 +121,21 @@ __kernel void retention_output(__global const float *q, __global const float *k,
         for (int j = 0; j < RN_DV_PER_ITEM; j++) {
             const int b = lid + j * RN_WG;
             if (b < RN_DV) {
-                __global const float *value = v + (size_t)block * H * RN_DV + h * RN_DV + b;
+                __global const float *value = v + (size_t)block * v_width + kvh * RN_DV + b;
                 float sum = 0.0f;
-                for (int r = 0; r < count; r++) sum += scores[r] * value[(size_t)r * H * RN_DV];
+                for (int r = 0; r < count; r++) sum += scores[r] * value[(size_t)r * v_width];
                 acc[j] += sum;
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 
-    const float root_s = sqrt(decay_sum(decay, c));
+    const float root_s = plain ? 1.0f : sqrt(decay_sum(decay, c));
     float d = fmax(group_sum(abs_sum, scratch) / root_s, 1.0f);
     if (cap > 0.0f) d = fmin(d, cap);
+    if (plain) d = 1.0f;
     if (i > 0) {
-        d = fmax(d, sigma[i * H + h]);
+        if (!plain) d = fmax(d, sigma[i * H + h]);
         __global const float *u = chunk_states + ((size_t)i * H + h) * RN_DK * RN_DV;
         const float decay_in = exp((float)(c + 1) * decay);
         for (int j = 0; j < RN_DV_PER_ITEM; j++) {
@@ -149,26 +157,30 @@ __kernel void retention_output(__global const float *q, __global const float *k,
 //
 // torchscale's recursion: s_n = s_(n-1) gamma + 1 and
 //   state_n = state_(n-1) sqrt(s_(n-1)) gamma / sqrt(s_n) + k_n v_n^T / sqrt(s_n),
-//   o_n = q_n state_n.
+//   o_n = q_n state_n;
+// plain (fla): state_n = gamma state_(n-1) + k_n v_n^T.
 // The scale is double-buffered: read from scale_in, written to scale_out (the host swaps them
 // every token), so no work-item can see a scale another has already advanced.
-// One work-item per (value column b, head h): global (RN_DV, H). q, k [H*DK]; v, o [H*DV].
+// One work-item per (value column b, head h): global (RN_DV, H).
+// q [H*DK]; k [kv_heads*DK]; v [kv_heads*DV]; o [H*DV].
 __kernel void retention_step(__global const float *q, __global const float *k,
                              __global const float *v, __global const float *decays,
+                             int kv_heads, int plain,
                              __global float *state, __global const float *scale_in,
                              __global float *scale_out, __global float *o) {
     const int b = get_global_id(0);
     const int h = get_global_id(1);
+    const int H = get_global_size(1);
+    const int kvh = h / (H / kv_heads);
     const float gamma = exp(decays[h]);
     const float s_prev = scale_in[h];
     const float s = s_prev * gamma + 1.0f;
-    const float keep = sqrt(s_prev) * gamma / sqrt(s);
-    const float inv_root = 1.0f / sqrt(s);
-    const float value = v[h * RN_DV + b] * inv_root;
+    const float keep = plain ? gamma : sqrt(s_prev) * gamma / sqrt(s);
+    const float value = plain ? v[kvh * RN_DV + b] : v[kvh * RN_DV + b] / sqrt(s);
     __global float *st = state + (size_t)h * RN_DK * RN_DV + b;
     float out = 0.0f;
     for (int a = 0; a < RN_DK; a++) {
-        const float entry = st[a * RN_DV] * keep + k[h * RN_DK + a] * value;
+        const float entry = st[a * RN_DV] * keep + k[kvh * RN_DK + a] * value;
         st[a * RN_DV] = entry;
         out += q[h * RN_DK + a] * entry;
     }

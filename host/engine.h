@@ -11,10 +11,14 @@ struct rn_context {
     rn_error err;
 };
 
+/* Matrices are stored in the model's weight type; vectors (norm weights) in fp32. */
 typedef struct rn_layer_weights {
-    rt_buffer q_proj, k_proj;          /* [D, D] */
-    rt_buffer v_proj, g_proj;          /* [Dv, D] */
+    rt_buffer q_proj;                  /* [H*dk, D] */
+    rt_buffer k_proj;                  /* [Hkv*dk, D] */
+    rt_buffer v_proj;                  /* [Hkv*dv, D] */
+    rt_buffer g_proj;                  /* [Dv, D], absent without an output gate */
     rt_buffer out_proj;                /* [D, Dv] */
+    rt_buffer head_norm;               /* [dv], only with a weighted head norm (fla) */
     rt_buffer retention_norm;          /* [D] */
     rt_buffer fc1, gate;               /* [F, D] */
     rt_buffer fc2;                     /* [D, F] */
@@ -24,6 +28,7 @@ typedef struct rn_layer_weights {
 struct rn_model {
     rn_context *ctx;
     rn_config cfg;
+    st_dtype weights;                  /* device storage of the matrices */
     rn_kernels kernels;
     rt_buffer embed;                   /* [V, D] */
     rt_buffer embed_norm;              /* [D], allocated only with layernorm_embedding */
@@ -41,11 +46,15 @@ typedef struct rn_workspace {
     int64_t rows;
     rt_buffer tokens;                  /* [rows] int */
     rt_buffer x, h;                    /* [rows, D] residual stream, normed input / branch output */
-    rt_buffer q, k;                    /* [rows, D] */
-    rt_buffer v, g;                    /* [rows, Dv]; v's rows become the retention output */
+    rt_buffer q;                       /* [rows, H*dk] */
+    rt_buffer k;                       /* [rows, Hkv*dk] */
+    rt_buffer v;                       /* [rows, Hkv*dv] */
+    rt_buffer g;                       /* [rows, Dv] */
     rt_buffer o;                       /* [rows, Dv] retention output, then gated in place */
     rt_buffer a, b;                    /* [rows, F] */
     rt_buffer logits;                  /* [rows, V] */
+    rt_buffer widened;                 /* fp32 copy of one weight matrix for SGEMM, when the
+                                          weights are half precision and rows > 1 */
     rn_retention_scratch retention;
 } rn_workspace;
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "retnet.h"
 
@@ -17,12 +18,16 @@ static const char *usage =
     "         [--chunk-size N] [--output FILE]\n"
     "                                  logits of every position as JSON\n"
     "                                  {\"mode\", \"tokens\", \"logits\": [[V floats] per token]}\n"
-    "  generate --model DIR --tokens IDS [-n N] [--mode parallel|chunkwise]\n"
+    "  generate --model DIR --tokens IDS [-n N] [--mode parallel|chunkwise|recurrent]\n"
     "                                  greedy continuation of the prompt, as token ids\n"
     "\n"
     "options:\n"
-    "  --model DIR        a directory with config.json and model.safetensors (torchscale's\n"
-    "                     RetNetDecoder state dict; F32, F16 or BF16)\n"
+    "  --model DIR        a checkpoint directory: config.json and model.safetensors (or the\n"
+    "                     shards of model.safetensors.index.json) of a torchscale RetNetDecoder,\n"
+    "                     a syncdoth/Spiral or a flash-linear-attention (fla-hub) RetNet;\n"
+    "                     tensors in F32, F16 or BF16\n"
+    "  --weights W        device storage of the weight matrices: f32, f16 or bf16 (default: the\n"
+    "                     checkpoint's own precision; f32 when it mixes precisions)\n"
     "  --tokens IDS       comma-separated token ids, e.g. 5,17,3\n"
     "  --mode M           retention form of the prompt (logits: required; generate: chunkwise)\n"
     "  --chunk-size N     chunk of the chunkwise form (default: the config's recurrent_chunk_size)\n"
@@ -34,7 +39,7 @@ static const char *usage =
     "  -h, --help         this text\n";
 
 typedef struct options {
-    const char *command, *model, *tokens, *mode, *output, *device;
+    const char *command, *model, *tokens, *mode, *output, *device, *weights;
     long chunk_size, n_generate;
     int no_cache;
 } options;
@@ -80,6 +85,11 @@ static int parse_args(int argc, char **argv, options *o) {
         else if (!strcmp(a, "--mode")) o->mode = v;
         else if (!strcmp(a, "--output")) o->output = v;
         else if (!strcmp(a, "--device")) o->device = v;
+        else if (!strcmp(a, "--weights")) {
+            if (strcmp(v, "f32") && strcmp(v, "f16") && strcmp(v, "bf16"))
+                return fail_usage("--weights must be f32, f16 or bf16, not '%s'", v);
+            o->weights = v;
+        }
         else if (!strcmp(a, "--chunk-size")) {
             if (!parse_long(v, 1, 1 << 20, &o->chunk_size)) return fail_usage("--chunk-size must be 1..1048576, not '%s'", v);
         } else if (!strcmp(a, "-n")) {
@@ -163,6 +173,30 @@ static int cmd_devices(void) {
     return 0;
 }
 
+static double seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* A progress bar on a terminal, for loads that take more than a second. */
+typedef struct progress {
+    double start;
+    int shown;
+} progress;
+
+static void show_progress(void *user, uint64_t done, uint64_t total) {
+    progress *p = user;
+    double elapsed = seconds() - p->start;
+    if (elapsed < 1.0 || !isatty(STDERR_FILENO) || total == 0) return;
+    int width = 40, filled = (int)(width * (double)done / (double)total);
+    fprintf(stderr, "\rloading [%.*s%*s] %5.1f%%  %.0f MiB  %.1f s", filled,
+            "########################################", width - filled, "", 100.0 * done / total,
+            done / 1048576.0, elapsed);
+    p->shown = 1;
+    if (done == total) fputc('\n', stderr);
+}
+
 static int open_model(const options *o, rn_context **ctx, rn_model **model) {
     if (!o->model) {
         fprintf(stderr, "retnet: --model DIR is required\n");
@@ -178,7 +212,16 @@ static int open_model(const options *o, rn_context **ctx, rn_model **model) {
         fprintf(stderr, "retnet: %s: %s\n", rn_status_str(st), message);
         return 1;
     }
-    st = rn_model_load(*ctx, o->model, model);
+    rn_model_options load;
+    rn_model_options_default(&load);
+    if (o->weights)
+        load.weights = !strcmp(o->weights, "f16") ? RN_WEIGHTS_F16 : !strcmp(o->weights, "bf16") ? RN_WEIGHTS_BF16
+                                                                                                  : RN_WEIGHTS_F32;
+    progress bar = {seconds(), 0};
+    load.progress = show_progress;
+    load.progress_user = &bar;
+    st = rn_model_load(*ctx, o->model, &load, model);
+    if (bar.shown && st != RN_OK) fputc('\n', stderr);
     if (st != RN_OK) {
         int rc = report(*ctx, st, "loading the model");
         rn_context_free(*ctx);
@@ -195,11 +238,13 @@ static int cmd_info(const options *o) {
     rn_model_info i;
     rn_model_info_get(model, &i);
     printf("model             %s\n", o->model);
+    printf("family            %s\n", i.family);
     printf("device            %s\n", rn_context_device(ctx)->name);
     printf("decoder_embed_dim %lld\n", (long long)i.embed_dim);
     printf("decoder_value_embed_dim %lld\n", (long long)i.value_embed_dim);
-    printf("decoder_retention_heads %lld (key head dim %lld, value head dim %lld)\n", (long long)i.heads,
-           (long long)(i.embed_dim / i.heads), (long long)(i.value_embed_dim / i.heads));
+    printf("decoder_retention_heads %lld (key head dim %lld, value head dim %lld, key/value heads %lld)\n",
+           (long long)i.heads, (long long)(i.key_embed_dim / i.heads), (long long)(i.value_embed_dim / i.heads),
+           (long long)i.kv_heads);
     printf("decoder_ffn_embed_dim %lld\n", (long long)i.ffn_dim);
     printf("decoder_layers    %lld\n", (long long)i.layers);
     printf("vocab_size        %lld\n", (long long)i.vocab_size);
@@ -210,9 +255,11 @@ static int cmd_info(const options *o) {
     printf("output projection %s\n", i.tied_embeddings ? "tied to the embedding" : "separate");
     printf("norm placement    %s%s\n", i.normalize_before ? "pre-norm" : "post-norm", i.deepnorm ? ", deepnorm" : "");
     printf("recurrent_chunk_size %lld\n", (long long)i.chunk_size);
-    printf("parameters        %llu (%.2f M)\n", (unsigned long long)i.parameters, i.parameters / 1e6);
+    printf("parameters        %llu (%.2f M, %.2f B)\n", (unsigned long long)i.parameters, i.parameters / 1e6,
+           i.parameters / 1e9);
     printf("file tensors      %llu bytes, %s\n", (unsigned long long)i.file_bytes, i.file_dtype);
-    printf("device weights    %llu bytes (fp32)\n", (unsigned long long)i.device_bytes);
+    printf("device weights    %llu bytes, matrices as %s, norms as F32\n", (unsigned long long)i.device_bytes,
+           i.device_dtype);
     rn_model_free(model);
     rn_context_free(ctx);
     return 0;
@@ -318,11 +365,6 @@ static int32_t argmax(const float *v, int64_t n) {
     return (int32_t)best;
 }
 
-static double seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmd_generate(const options *o) {
     run r;

@@ -3,36 +3,50 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dtype.h"
 #include "engine.h"
 
-/* The tensors of a checkpoint paired with the device buffers they go to. */
+/* Weights are converted and uploaded this many elements at a time: the file is mapped, so a
+ * model is never held twice in host memory, only this piece of it. */
+#define UPLOAD_PIECE ((uint64_t)1 << 22)
+
+void rn_model_options_default(rn_model_options *opts) {
+    memset(opts, 0, sizeof *opts);
+    opts->weights = RN_WEIGHTS_FILE;
+}
+
+/* A tensor of the checkpoint paired with the device buffer it goes to. Matrices are stored in
+ * the model's weight type, vectors (norm weights) in fp32. */
 typedef struct upload {
     const st_tensor *tensor;
     rt_buffer *buffer;
-    const char *what;
+    bool matrix;
 } upload;
 
-/* At most 3 + 10 L + 1 entries: embed, embed_norm, final_norm, output, the layers. */
 static size_t plan_uploads(const rn_checkpoint *ckpt, rn_model *m, upload *plan) {
     size_t n = 0;
-    plan[n++] = (upload){ckpt->embed, &m->embed, "embed_tokens.weight"};
-    if (ckpt->embed_norm) plan[n++] = (upload){ckpt->embed_norm, &m->embed_norm, "layernorm_embedding.weight"};
-    if (ckpt->final_norm) plan[n++] = (upload){ckpt->final_norm, &m->final_norm, "layer_norm.weight"};
-    if (!m->cfg.share_embed) plan[n++] = (upload){ckpt->output, &m->output, "output_projection.weight"};
+#define PLAN(t, buf, is_matrix) \
+    if (t) plan[n++] = (upload){(t), (buf), (is_matrix)}
+    PLAN(ckpt->embed, &m->embed, true);
+    PLAN(ckpt->embed_norm, &m->embed_norm, false);
+    PLAN(ckpt->final_norm, &m->final_norm, false);
+    if (!m->cfg.share_embed) PLAN(ckpt->output, &m->output, true);
     for (int64_t l = 0; l < m->cfg.layers; l++) {
         const rn_layer_tensors *t = &ckpt->layers[l];
         rn_layer_weights *w = &m->layers[l];
-        plan[n++] = (upload){t->q_proj, &w->q_proj, t->q_proj->name};
-        plan[n++] = (upload){t->k_proj, &w->k_proj, t->k_proj->name};
-        plan[n++] = (upload){t->v_proj, &w->v_proj, t->v_proj->name};
-        plan[n++] = (upload){t->g_proj, &w->g_proj, t->g_proj->name};
-        plan[n++] = (upload){t->out_proj, &w->out_proj, t->out_proj->name};
-        plan[n++] = (upload){t->retention_norm, &w->retention_norm, t->retention_norm->name};
-        plan[n++] = (upload){t->fc1, &w->fc1, t->fc1->name};
-        plan[n++] = (upload){t->gate, &w->gate, t->gate->name};
-        plan[n++] = (upload){t->fc2, &w->fc2, t->fc2->name};
-        plan[n++] = (upload){t->ffn_norm, &w->ffn_norm, t->ffn_norm->name};
+        PLAN(t->q_proj, &w->q_proj, true);
+        PLAN(t->k_proj, &w->k_proj, true);
+        PLAN(t->v_proj, &w->v_proj, true);
+        PLAN(t->g_proj, &w->g_proj, true);
+        PLAN(t->out_proj, &w->out_proj, true);
+        PLAN(t->head_norm, &w->head_norm, false);
+        PLAN(t->retention_norm, &w->retention_norm, false);
+        PLAN(t->fc1, &w->fc1, true);
+        PLAN(t->gate, &w->gate, true);
+        PLAN(t->fc2, &w->fc2, true);
+        PLAN(t->ffn_norm, &w->ffn_norm, false);
     }
+#undef PLAN
     return n;
 }
 
@@ -43,62 +57,83 @@ static void release_weights(rn_model *m, upload *plan, size_t n) {
     rt_buffer_free(rt, &m->decay);
 }
 
+static st_dtype stored_type(const rn_model *m, const upload *u) {
+    return u->matrix ? m->weights : ST_F32;
+}
+
 /* Refuses a model that cannot fit before anything is allocated: the total against the
  * device's memory and the largest tensor against its largest single allocation. */
-static rn_status check_fits(rn_context *ctx, const upload *plan, size_t n, uint64_t *total) {
+static rn_status check_fits(rn_model *m, const upload *plan, size_t n) {
+    rn_context *ctx = m->ctx;
     const rn_device_info *dev = &ctx->rt.dev.info;
     uint64_t sum = 0, largest = 0;
     const char *largest_name = "";
     for (size_t i = 0; i < n; i++) {
-        uint64_t bytes = plan[i].tensor->elements * sizeof(float);
+        uint64_t bytes = plan[i].tensor->elements * st_dtype_size(stored_type(m, &plan[i]));
         sum += bytes;
         if (bytes > largest) {
             largest = bytes;
-            largest_name = plan[i].what;
+            largest_name = plan[i].tensor->name;
         }
     }
-    *total = sum;
+    m->device_bytes = sum;
     if (largest > dev->max_alloc_bytes)
         return rn_fail(&ctx->err, RN_ERR_DEVICE_MEMORY,
-                       "tensor '%s' needs %.1f MiB in one buffer; '%s' allows %.1f MiB per allocation",
-                       largest_name, largest / 1048576.0, dev->name, dev->max_alloc_bytes / 1048576.0);
+                       "tensor '%s' needs %.1f MiB in one buffer as %s; '%s' allows %.1f MiB per allocation",
+                       largest_name, largest / 1048576.0, st_dtype_name(m->weights), dev->name,
+                       dev->max_alloc_bytes / 1048576.0);
     if (ctx->rt.bytes_current + sum > dev->global_mem_bytes)
         return rn_fail(&ctx->err, RN_ERR_DEVICE_MEMORY,
-                       "the weights need %.1f MiB as fp32; '%s' has %.1f MiB of which %.1f MiB are in use",
-                       sum / 1048576.0, dev->name, dev->global_mem_bytes / 1048576.0,
-                       ctx->rt.bytes_current / 1048576.0);
+                       "the weights need %.1f MiB as %s; '%s' has %.1f MiB, of which %.1f MiB are in use",
+                       sum / 1048576.0, st_dtype_name(m->weights), dev->name,
+                       dev->global_mem_bytes / 1048576.0, ctx->rt.bytes_current / 1048576.0);
     return RN_OK;
 }
 
-static const char *file_dtype(const upload *plan, size_t n) {
+/* The checkpoint's own precision: that of its matrices, F32 when they mix. */
+static st_dtype file_type(const upload *plan, size_t n, bool *mixed) {
+    *mixed = false;
     for (size_t i = 1; i < n; i++)
-        if (plan[i].tensor->dtype != plan[0].tensor->dtype) return "mixed";
-    return st_dtype_name(plan[0].tensor->dtype);
+        if (plan[i].matrix && plan[i].tensor->dtype != plan[0].tensor->dtype) *mixed = true;
+    return *mixed ? ST_F32 : plan[0].tensor->dtype;
 }
 
-static rn_status upload_all(rn_model *m, const rn_checkpoint *ckpt, upload *plan, size_t n) {
+static rn_status upload_tensor(rn_model *m, const upload *u, void *staging, uint64_t *done,
+                               uint64_t total, const rn_model_options *opts) {
     rt_runtime *rt = &m->ctx->rt;
-    uint64_t largest = 0;
-    for (size_t i = 0; i < n; i++)
-        if (plan[i].tensor->elements > largest) largest = plan[i].tensor->elements;
-    /* One staging buffer, the size of the largest tensor, reused for every widening. */
-    float *staging = malloc((size_t)largest * sizeof(float));
-    if (!staging)
-        return rn_fail(&m->ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory to stage %.1f MiB",
-                       largest * 4 / 1048576.0);
-    rn_status st = RN_OK;
-    for (size_t i = 0; i < n && st == RN_OK; i++) {
-        const st_tensor *t = plan[i].tensor;
-        size_t bytes = (size_t)t->elements * sizeof(float);
-        st = rt_buffer_alloc(rt, bytes, plan[i].what, plan[i].buffer);
-        if (st == RN_OK) {
-            st_to_f32(t->dtype, t->data, t->elements, staging);
-            st = rt_buffer_write(rt, plan[i].buffer, 0, staging, bytes);
-        }
+    const st_tensor *t = u->tensor;
+    const st_dtype to = stored_type(m, u);
+    const unsigned from_size = st_dtype_size(t->dtype), to_size = st_dtype_size(to);
+    rn_status st = rt_buffer_alloc(rt, (size_t)(t->elements * to_size), t->name, u->buffer);
+    for (uint64_t at = 0; st == RN_OK && at < t->elements; at += UPLOAD_PIECE) {
+        uint64_t count = t->elements - at < UPLOAD_PIECE ? t->elements - at : UPLOAD_PIECE;
+        uint64_t bad = 0;
+        if (!rn_convert(t->dtype, (const unsigned char *)t->data + at * from_size, count, to, staging, &bad))
+            return rn_fail(&m->ctx->err, RN_ERR_LIMIT,
+                           "tensor '%s': element %llu is too large for %s storage and would become "
+                           "infinite; load it with --weights bf16 or f32",
+                           t->name, (unsigned long long)(at + bad), st_dtype_name(to));
+        st = rt_buffer_write(rt, u->buffer, (size_t)(at * to_size), staging, (size_t)(count * to_size));
+        *done += count * from_size;
+        if (opts->progress) opts->progress(opts->progress_user, *done, total);
     }
+    return st;
+}
+
+static rn_status upload_all(rn_model *m, const rn_checkpoint *ckpt, upload *plan, size_t n,
+                            const rn_model_options *opts) {
+    rt_runtime *rt = &m->ctx->rt;
+    const rn_config *c = &m->cfg;
+    uint64_t total = 0, done = 0;
+    for (size_t i = 0; i < n; i++) total += plan[i].tensor->nbytes;
+    void *staging = malloc((size_t)UPLOAD_PIECE * sizeof(float));
+    if (!staging)
+        return rn_fail(&m->ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for a %llu-element staging buffer",
+                       (unsigned long long)UPLOAD_PIECE);
+    rn_status st = RN_OK;
+    for (size_t i = 0; i < n && st == RN_OK; i++) st = upload_tensor(m, &plan[i], staging, &done, total, opts);
     if (st == RN_OK) {
-        const rn_config *c = &m->cfg;
-        float *angle = staging, *decay = staging + c->key_head_dim;
+        float *angle = staging, *decay = (float *)staging + c->key_head_dim;
         rn_checkpoint_rel_pos(ckpt, angle, decay);
         st = rt_buffer_alloc(rt, (size_t)c->key_head_dim * sizeof(float), "rotation angles", &m->angle);
         if (st == RN_OK) st = rt_buffer_write(rt, &m->angle, 0, angle, (size_t)c->key_head_dim * sizeof(float));
@@ -109,9 +144,19 @@ static rn_status upload_all(rn_model *m, const rn_checkpoint *ckpt, upload *plan
     return st;
 }
 
-rn_status rn_model_load(rn_context *ctx, const char *dir, rn_model **out) {
+static const st_dtype device_types[] = {ST_F32 /* unused: RN_WEIGHTS_FILE */, ST_F32, ST_F16, ST_BF16};
+
+rn_status rn_model_load(rn_context *ctx, const char *dir, const rn_model_options *opts,
+                        rn_model **out) {
     if (!ctx || !dir || !out) return RN_ERR_INVALID_ARGUMENT;
     *out = NULL;
+    rn_model_options defaults;
+    if (!opts) {
+        rn_model_options_default(&defaults);
+        opts = &defaults;
+    }
+    if ((int)opts->weights < RN_WEIGHTS_FILE || opts->weights > RN_WEIGHTS_BF16)
+        return rn_fail(&ctx->err, RN_ERR_INVALID_ARGUMENT, "unknown weight storage %d", (int)opts->weights);
     rn_checkpoint *ckpt = NULL;
     rn_status st = rn_checkpoint_open(dir, &ckpt, &ctx->err);
     if (st != RN_OK) return st;
@@ -123,25 +168,28 @@ rn_status rn_model_load(rn_context *ctx, const char *dir, rn_model **out) {
         m->ctx = ctx;
         m->cfg = ckpt->config;
         m->layers = calloc((size_t)m->cfg.layers, sizeof *m->layers);
-        plan = malloc((size_t)(4 + 10 * m->cfg.layers) * sizeof *plan);
+        plan = malloc((size_t)(4 + 11 * m->cfg.layers) * sizeof *plan);
     }
     if (!m || !m->layers || !plan) {
         st = rn_fail(&ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for the model description");
         goto fail;
     }
     n = plan_uploads(ckpt, m, plan);
-    st = check_fits(ctx, plan, n, &m->device_bytes);
+    bool mixed;
+    st_dtype own = file_type(plan, n, &mixed);
+    m->weights = opts->weights == RN_WEIGHTS_FILE ? own : device_types[opts->weights];
+    m->file_dtype = mixed ? "mixed" : st_dtype_name(own);
+    st = check_fits(m, plan, n);
     if (st != RN_OK) goto fail;
-    st = rn_kernels_build(&ctx->rt, m->cfg.key_head_dim, m->cfg.value_head_dim, &m->kernels);
+    st = rn_kernels_build(&ctx->rt, m->cfg.key_head_dim, m->cfg.value_head_dim, m->weights, &m->kernels);
     if (st != RN_OK) goto fail;
-    st = upload_all(m, ckpt, plan, n);
+    st = upload_all(m, ckpt, plan, n, opts);
     if (st != RN_OK) goto fail;
     st = rt_finish(&ctx->rt);
     if (st != RN_OK) goto fail;
 
     m->parameters = ckpt->parameters;
     m->file_bytes = ckpt->tensor_bytes;
-    m->file_dtype = file_dtype(plan, n);
     free(plan);
     rn_checkpoint_close(ckpt);
     *out = m;
@@ -163,16 +211,12 @@ fail:
 void rn_model_free(rn_model *m) {
     if (!m) return;
     rt_runtime *rt = &m->ctx->rt;
-    rt_buffer_free(rt, &m->embed);
-    rt_buffer_free(rt, &m->embed_norm);
-    rt_buffer_free(rt, &m->final_norm);
-    rt_buffer_free(rt, &m->output);
-    rt_buffer_free(rt, &m->angle);
-    rt_buffer_free(rt, &m->decay);
+    rt_buffer *globals[] = {&m->embed, &m->embed_norm, &m->final_norm, &m->output, &m->angle, &m->decay};
+    for (size_t i = 0; i < sizeof globals / sizeof globals[0]; i++) rt_buffer_free(rt, globals[i]);
     for (int64_t l = 0; l < m->cfg.layers; l++) {
         rn_layer_weights *w = &m->layers[l];
-        rt_buffer *all[] = {&w->q_proj, &w->k_proj, &w->v_proj, &w->g_proj, &w->out_proj,
-                            &w->retention_norm, &w->fc1, &w->gate, &w->fc2, &w->ffn_norm};
+        rt_buffer *all[] = {&w->q_proj, &w->k_proj,         &w->v_proj, &w->g_proj, &w->out_proj, &w->head_norm,
+                            &w->retention_norm, &w->fc1, &w->gate,   &w->fc2,    &w->ffn_norm};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rt_buffer_free(rt, all[i]);
     }
     rn_kernels_release(&m->kernels);
@@ -180,27 +224,36 @@ void rn_model_free(rn_model *m) {
     free(m);
 }
 
+static const char *family_name(rn_family f) {
+    return f == RN_FAMILY_FLA ? "fla" : f == RN_FAMILY_SYNCDOTH ? "syncdoth" : "torchscale";
+}
+
 rn_status rn_model_info_get(const rn_model *m, rn_model_info *info) {
     if (!m || !info) return RN_ERR_INVALID_ARGUMENT;
     const rn_config *c = &m->cfg;
-    memset(info, 0, sizeof *info);
-    info->embed_dim = c->embed_dim;
-    info->value_embed_dim = c->value_embed_dim;
-    info->heads = c->heads;
-    info->ffn_dim = c->ffn_dim;
-    info->layers = c->layers;
-    info->vocab_size = c->vocab_size;
-    info->chunk_size = c->chunk_size;
-    info->activation = c->activation;
-    info->layernorm_eps = c->layernorm_eps;
-    info->scale_embedding = !c->no_scale_embedding;
-    info->layernorm_embedding = c->layernorm_embedding;
-    info->tied_embeddings = c->share_embed;
-    info->normalize_before = c->normalize_before;
-    info->deepnorm = c->deepnorm;
-    info->parameters = m->parameters;
-    info->file_bytes = m->file_bytes;
-    info->device_bytes = m->device_bytes;
-    info->file_dtype = m->file_dtype;
+    *info = (rn_model_info){
+        .family = family_name(c->family),
+        .embed_dim = c->embed_dim,
+        .value_embed_dim = c->value_embed_dim,
+        .heads = c->heads,
+        .ffn_dim = c->ffn_dim,
+        .layers = c->layers,
+        .vocab_size = c->vocab_size,
+        .chunk_size = c->chunk_size,
+        .activation = c->activation,
+        .layernorm_eps = c->layernorm_eps,
+        .scale_embedding = !c->no_scale_embedding,
+        .layernorm_embedding = c->layernorm_embedding,
+        .tied_embeddings = c->share_embed,
+        .normalize_before = c->normalize_before,
+        .deepnorm = c->deepnorm,
+        .parameters = m->parameters,
+        .file_bytes = m->file_bytes,
+        .device_bytes = m->device_bytes,
+        .file_dtype = m->file_dtype,
+        .device_dtype = st_dtype_name(m->weights),
+        .kv_heads = c->kv_heads,
+        .key_embed_dim = c->key_embed_dim,
+    };
     return RN_OK;
 }

@@ -9,42 +9,59 @@
 #define RN_OPS_H
 
 #include "rt.h"
+#include "safetensors.h"
 
-/* The program built for one retention head shape, and its kernels. */
+/* The program built for one head shape and one weight storage type, and its kernels. */
 typedef struct rn_kernels {
     cl_program program;
-    size_t wg;  /* RN_WG: work-items of the reducing kernels */
+    size_t wg;            /* RN_WG: work-items of the reducing kernels */
     int64_t dk, dv;
-    cl_kernel embed_tokens, rms_norm, group_norm_gate, theta_shift, glu, residual, matvec;
+    st_dtype weights;     /* how weight matrices are stored: read by embed_tokens, matvec, widen */
+    cl_kernel embed_tokens, rms_norm, group_norm_gate, theta_shift, glu, residual, matvec, widen;
     cl_kernel retention_scan, retention_sigma, retention_output, retention_step;
 } rn_kernels;
 
-/* Compiles the embedded cl_kernels sources for heads of dk key and dv value dimensions. */
-rn_status rn_kernels_build(rt_runtime *rt, int64_t dk, int64_t dv, rn_kernels *out);
+/* Compiles the embedded cl_kernels sources for heads of dk key and dv value dimensions and
+ * weight matrices stored as `weights` (F32, F16 or BF16). */
+rn_status rn_kernels_build(rt_runtime *rt, int64_t dk, int64_t dv, st_dtype weights,
+                           rn_kernels *out);
 void rn_kernels_release(rn_kernels *k);
 
-/* x [n, D] = scale * E[tokens] (tokens: n ints on the device, already range-checked). */
+/* How retention runs: query heads, key/value heads (grouped: kv_heads divides heads), and
+ * whether torchscale's per-form normalisation applies (plain: fla, none). */
+typedef struct rn_retention_shape {
+    int64_t heads, kv_heads;
+    bool plain;
+} rn_retention_shape;
+
+/* x [n, D] = scale * E[tokens] (tokens: n ints on the device, already range-checked; E stored
+ * as the kernels' weight type). */
 rn_status rn_op_embed(rt_runtime *rt, const rn_kernels *k, const rt_buffer *tokens, int64_t n,
                       const rt_buffer *E, int64_t D, float scale, rt_buffer *x);
 /* y [rows, dim] = rmsnorm(x) * w; w NULL: no weight. y may be x. */
 rn_status rn_op_rms_norm(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x,
                          const rt_buffer *w, int64_t rows, int64_t dim, float eps, rt_buffer *y);
-/* y [n, H*dv] = silu(g) * groupnorm(o). */
+/* y [n, H*dv] = silu(g) * groupnorm(o) * w; g NULL: no gate; w NULL: no weight. y may be o. */
 rn_status rn_op_group_norm_gate(rt_runtime *rt, const rn_kernels *k, const rt_buffer *o,
-                                const rt_buffer *g, int64_t n, int64_t H, float eps,
-                                rt_buffer *y);
-/* In place on x [n, H*dk]: scale, then rotate by positions pos0 .. pos0+n-1. */
+                                const rt_buffer *g, const rt_buffer *w, int64_t n, int64_t H,
+                                float eps, rt_buffer *y);
+/* In place on x [n, heads*dk]: scale, then rotate by positions pos0 .. pos0+n-1, in
+ * interleaved pairs or (half_split) NeoX's halves. */
 rn_status rn_op_theta_shift(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, int64_t n,
-                            int64_t H, const rt_buffer *angle, int64_t pos0, float scale);
+                            int64_t heads, const rt_buffer *angle, int64_t pos0, float scale,
+                            bool half_split);
 /* c = act(a) * b over `count` elements. */
 rn_status rn_op_glu(rt_runtime *rt, const rn_kernels *k, const rt_buffer *a, const rt_buffer *b,
                     int64_t count, rn_activation act, rt_buffer *c);
 /* x = alpha * x + y over `count` elements. */
 rn_status rn_op_residual(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, const rt_buffer *y,
                          int64_t count, float alpha);
-/* y [n, out] = x [n, in] W^T, W [out, in]: a matrix-vector kernel for one row, CLBlast else. */
+/* y [n, out] = x [n, in] W^T, W [out, in] in the kernels' weight type: a matrix-vector
+ * kernel for one row; CLBlast's SGEMM otherwise, after widening a half-precision W into
+ * `scratch` (at least out * in floats; unused for fp32 weights). */
 rn_status rn_op_linear(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x, int64_t n,
-                       int64_t in, const rt_buffer *W, int64_t out, rt_buffer *y);
+                       int64_t in, const rt_buffer *W, int64_t out, rt_buffer *scratch,
+                       rt_buffer *y);
 
 /* Scratch the parallel and chunkwise forms need for n tokens: chunk states and sigmas. */
 typedef struct rn_retention_scratch {
@@ -58,14 +75,14 @@ void rn_retention_scratch_size(rn_mode mode, int64_t n, int64_t chunk, int64_t H
 
 /* Retention of n tokens from an empty state in the parallel or chunkwise form: o [n, H*dv]
  * before the group norm, and the recurrent state and scale it leaves behind. */
-rn_status rn_op_retention(rt_runtime *rt, const rn_kernels *k, rn_mode mode, int64_t chunk,
-                          const rt_buffer *q, const rt_buffer *kk, const rt_buffer *v,
-                          int64_t n, int64_t H, const rt_buffer *decays,
+rn_status rn_op_retention(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
+                          rn_mode mode, int64_t chunk, const rt_buffer *q, const rt_buffer *kk,
+                          const rt_buffer *v, int64_t n, const rt_buffer *decays,
                           rn_retention_scratch *scratch, rt_buffer *o, rt_buffer *state,
                           rt_buffer *scale);
 /* One recurrent step: reads scale_in, writes scale_out, updates state, writes o [H*dv]. */
-rn_status rn_op_retention_step(rt_runtime *rt, const rn_kernels *k, const rt_buffer *q,
-                               const rt_buffer *kk, const rt_buffer *v, int64_t H,
+rn_status rn_op_retention_step(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
+                               const rt_buffer *q, const rt_buffer *kk, const rt_buffer *v,
                                const rt_buffer *decays, rt_buffer *state,
                                const rt_buffer *scale_in, rt_buffer *scale_out, rt_buffer *o);
 

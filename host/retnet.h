@@ -129,7 +129,30 @@ void rn_context_memory(const rn_context *ctx, uint64_t *current_bytes, uint64_t 
 
 typedef enum rn_activation { RN_ACT_GELU = 0, RN_ACT_SWISH = 1 } rn_activation;
 
+/* How weight matrices are kept on the device. Kernels widen them to fp32 as they read them,
+ * so F16 and BF16 need no cl_khr_fp16. RN_WEIGHTS_FILE keeps the checkpoint's precision (F32
+ * when its tensors mix precisions). Norm weights are always fp32. */
+typedef enum rn_weights {
+    RN_WEIGHTS_FILE = 0,
+    RN_WEIGHTS_F32 = 1,
+    RN_WEIGHTS_F16 = 2,
+    RN_WEIGHTS_BF16 = 3
+} rn_weights;
+
+/* Called while weights are uploaded, with the bytes read from the checkpoint so far and in
+ * total. */
+typedef void (*rn_progress_fn)(void *user, uint64_t done_bytes, uint64_t total_bytes);
+
+typedef struct rn_model_options {
+    rn_weights weights;       /* RN_WEIGHTS_FILE */
+    rn_progress_fn progress;  /* NULL */
+    void *progress_user;
+} rn_model_options;
+
+void rn_model_options_default(rn_model_options *opts);
+
 typedef struct rn_model_info {
+    const char *family;       /* "torchscale", "syncdoth" or "fla" */
     int64_t embed_dim;        /* D   decoder_embed_dim */
     int64_t value_embed_dim;  /* Dv  decoder_value_embed_dim */
     int64_t heads;            /* H   decoder_retention_heads */
@@ -148,11 +171,19 @@ typedef struct rn_model_info {
     uint64_t file_bytes;      /* tensor bytes in the checkpoint */
     uint64_t device_bytes;    /* weight bytes on the device */
     const char *file_dtype;   /* "F32", "F16", "BF16" or "mixed" */
+    const char *device_dtype; /* how the weight matrices are stored on the device */
+    int64_t kv_heads;         /* key/value heads (grouped when below heads) */
+    int64_t key_embed_dim;    /* H * dk */
 } rn_model_info;
 
-/* Loads `dir`/config.json and `dir`/model.safetensors, validates them against each other and
- * uploads the weights. Nothing is allocated when it fails. */
-rn_status rn_model_load(rn_context *ctx, const char *dir, rn_model **out);
+/* Loads a checkpoint directory: config.json and model.safetensors, or the shards listed in
+ * model.safetensors.index.json, of any supported family (torchscale, syncdoth/Spiral,
+ * flash-linear-attention), validates them against each other and uploads the weights,
+ * reading the files through a read-only mapping in bounded pieces. The device memory needed
+ * is checked before anything is allocated. `opts` may be NULL for the defaults. Nothing is
+ * left allocated when it fails. */
+rn_status rn_model_load(rn_context *ctx, const char *dir, const rn_model_options *opts,
+                        rn_model **out);
 void rn_model_free(rn_model *model);
 rn_status rn_model_info_get(const rn_model *model, rn_model_info *info);
 

@@ -22,7 +22,7 @@
 
 static void workspace_free(rt_runtime *rt, rn_workspace *ws) {
     rt_buffer *all[] = {&ws->tokens, &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->g, &ws->o,
-                        &ws->a, &ws->b, &ws->logits, &ws->retention.chunk_states,
+                        &ws->a, &ws->b, &ws->logits, &ws->widened, &ws->retention.chunk_states,
                         &ws->retention.sigma};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rt_buffer_free(rt, all[i]);
     ws->rows = 0;
@@ -38,18 +38,30 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
     rn_retention_scratch_size(mode, rows, chunk, c->heads, c->key_head_dim, c->value_head_dim,
                               &state_bytes, &sigma_bytes);
     const size_t f = sizeof(float), r = (size_t)rows;
+    const size_t kv = (size_t)c->kv_heads;
+    /* SGEMM needs fp32 operands: half-precision weights are widened, one matrix at a time. */
+    uint64_t widened = 0;
+    if (m->weights != ST_F32 && rows > 1) {
+        const uint64_t D = (uint64_t)c->embed_dim;
+        const uint64_t sizes[] = {(uint64_t)c->key_embed_dim * D, (uint64_t)c->value_embed_dim * D,
+                                  (uint64_t)c->ffn_dim * D, (uint64_t)c->vocab_size * D};
+        for (size_t i = 0; i < 4; i++)
+            if (sizes[i] > widened) widened = sizes[i];
+        widened *= f;
+    }
     struct { rt_buffer *buf; uint64_t bytes; const char *what; } plan[] = {
         {&ws->tokens, r * sizeof(cl_int), "token ids"},
         {&ws->x, r * (size_t)c->embed_dim * f, "residual stream"},
         {&ws->h, r * (size_t)c->embed_dim * f, "normed activations"},
-        {&ws->q, r * (size_t)c->embed_dim * f, "queries"},
-        {&ws->k, r * (size_t)c->embed_dim * f, "keys"},
-        {&ws->v, r * (size_t)c->value_embed_dim * f, "values"},
-        {&ws->g, r * (size_t)c->value_embed_dim * f, "gates"},
+        {&ws->q, r * (size_t)c->key_embed_dim * f, "queries"},
+        {&ws->k, r * kv * (size_t)c->key_head_dim * f, "keys"},
+        {&ws->v, r * kv * (size_t)c->value_head_dim * f, "values"},
+        {&ws->g, c->output_gate ? r * (size_t)c->value_embed_dim * f : 0, "gates"},
         {&ws->o, r * (size_t)c->value_embed_dim * f, "retention output"},
         {&ws->a, r * (size_t)c->ffn_dim * f, "FFN activations"},
         {&ws->b, r * (size_t)c->ffn_dim * f, "FFN gates"},
         {&ws->logits, r * (size_t)c->vocab_size * f, "logits"},
+        {&ws->widened, widened, "widened weights"},
         {&ws->retention.chunk_states, state_bytes, "chunk states"},
         {&ws->retention.sigma, sigma_bytes, "chunk scales"},
     };
@@ -141,11 +153,15 @@ static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t 
     const rn_kernels *k = &m->kernels;
     const rn_config *c = &m->cfg;
     const int64_t n = ws->rows, D = c->embed_dim, Dv = c->value_embed_dim, F = c->ffn_dim;
+    const int64_t Dq = c->key_embed_dim, Dkv = c->kv_heads * c->key_head_dim;
+    const int64_t Dvkv = c->kv_heads * c->value_head_dim;
     const float eps = (float)c->layernorm_eps;
     const float alpha = c->deepnorm ? (float)pow(2.0 * (double)c->layers, 0.25) : 1.0f;
     const float embed_scale = c->no_scale_embedding ? 1.0f : (float)sqrt((double)D);
     const float k_scale = (float)(1.0 / sqrt((double)c->key_head_dim));
     const bool pre = c->normalize_before;
+    const rn_retention_shape shape = {c->heads, c->kv_heads, c->plain_retention};
+    rt_buffer *wide = &ws->widened;
     rn_status st;
 
 #define TRY(call)                       \
@@ -164,38 +180,39 @@ static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t 
             TRY(rn_op_rms_norm(rt, k, &ws->x, &w->retention_norm, n, D, eps, &ws->h));
             in = &ws->h;
         }
-        TRY(rn_op_linear(rt, k, in, n, D, &w->q_proj, D, &ws->q));
-        TRY(rn_op_linear(rt, k, in, n, D, &w->k_proj, D, &ws->k));
-        TRY(rn_op_linear(rt, k, in, n, D, &w->v_proj, Dv, &ws->v));
-        TRY(rn_op_linear(rt, k, in, n, D, &w->g_proj, Dv, &ws->g));
-        TRY(rn_op_theta_shift(rt, k, &ws->q, n, c->heads, &m->angle, (int64_t)pos0, 1.0f));
-        TRY(rn_op_theta_shift(rt, k, &ws->k, n, c->heads, &m->angle, (int64_t)pos0, k_scale));
+        TRY(rn_op_linear(rt, k, in, n, D, &w->q_proj, Dq, wide, &ws->q));
+        TRY(rn_op_linear(rt, k, in, n, D, &w->k_proj, Dkv, wide, &ws->k));
+        TRY(rn_op_linear(rt, k, in, n, D, &w->v_proj, Dvkv, wide, &ws->v));
+        if (c->output_gate) TRY(rn_op_linear(rt, k, in, n, D, &w->g_proj, Dv, wide, &ws->g));
+        TRY(rn_op_theta_shift(rt, k, &ws->q, n, c->heads, &m->angle, (int64_t)pos0, 1.0f, c->rope_half));
+        TRY(rn_op_theta_shift(rt, k, &ws->k, n, c->kv_heads, &m->angle, (int64_t)pos0, k_scale, c->rope_half));
         if (mode == RN_MODE_RECURRENT) {
             /* The scale of position p lives in slot p & 1; the previous one in the other. */
             rt_buffer *scale_in = &s->scale[2 * l + ((pos0 + 1) & 1)];
             rt_buffer *scale_out = &s->scale[2 * l + (pos0 & 1)];
-            TRY(rn_op_retention_step(rt, k, &ws->q, &ws->k, &ws->v, c->heads, &m->decay,
-                                     &s->state[l], scale_in, scale_out, &ws->o));
+            TRY(rn_op_retention_step(rt, k, shape, &ws->q, &ws->k, &ws->v, &m->decay, &s->state[l], scale_in,
+                                     scale_out, &ws->o));
         } else {
             rt_buffer *scale_out = &s->scale[2 * l + ((uint64_t)(n - 1) & 1)];
-            TRY(rn_op_retention(rt, k, mode, chunk, &ws->q, &ws->k, &ws->v, n, c->heads, &m->decay,
-                                &ws->retention, &ws->o, &s->state[l], scale_out));
+            TRY(rn_op_retention(rt, k, shape, mode, chunk, &ws->q, &ws->k, &ws->v, n, &m->decay, &ws->retention,
+                                &ws->o, &s->state[l], scale_out));
         }
-        TRY(rn_op_group_norm_gate(rt, k, &ws->o, &ws->g, n, c->heads, eps, &ws->o));
-        TRY(rn_op_linear(rt, k, &ws->o, n, Dv, &w->out_proj, D, &ws->h));
+        TRY(rn_op_group_norm_gate(rt, k, &ws->o, c->output_gate ? &ws->g : NULL,
+                                  c->head_norm_weight ? &w->head_norm : NULL, n, c->heads, eps, &ws->o));
+        TRY(rn_op_linear(rt, k, &ws->o, n, Dv, &w->out_proj, D, wide, &ws->h));
         TRY(rn_op_residual(rt, k, &ws->x, &ws->h, n * D, alpha));
         if (!pre) TRY(rn_op_rms_norm(rt, k, &ws->x, &w->retention_norm, n, D, eps, &ws->x));
 
-        /* gated FFN */
+        /* gated FFN: fc2(act(fc1 h) * gate h) */
         in = &ws->x;
         if (pre) {
             TRY(rn_op_rms_norm(rt, k, &ws->x, &w->ffn_norm, n, D, eps, &ws->h));
             in = &ws->h;
         }
-        TRY(rn_op_linear(rt, k, in, n, D, &w->fc1, F, &ws->a));
-        TRY(rn_op_linear(rt, k, in, n, D, &w->gate, F, &ws->b));
+        TRY(rn_op_linear(rt, k, in, n, D, &w->fc1, F, wide, &ws->a));
+        TRY(rn_op_linear(rt, k, in, n, D, &w->gate, F, wide, &ws->b));
         TRY(rn_op_glu(rt, k, &ws->a, &ws->b, n * F, c->activation, &ws->a));
-        TRY(rn_op_linear(rt, k, &ws->a, n, F, &w->fc2, D, &ws->h));
+        TRY(rn_op_linear(rt, k, &ws->a, n, F, &w->fc2, D, wide, &ws->h));
         TRY(rn_op_residual(rt, k, &ws->x, &ws->h, n * D, alpha));
         if (!pre) TRY(rn_op_rms_norm(rt, k, &ws->x, &w->ffn_norm, n, D, eps, &ws->x));
     }
@@ -205,7 +222,7 @@ static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t 
         TRY(rn_op_rms_norm(rt, k, &ws->x, &m->final_norm, n, D, eps, &ws->h));
         last = &ws->h;
     }
-    TRY(rn_op_linear(rt, k, last, n, D, rn_model_output(m), c->vocab_size, &ws->logits));
+    TRY(rn_op_linear(rt, k, last, n, D, rn_model_output(m), c->vocab_size, wide, &ws->logits));
 #undef TRY
     return RN_OK;
 }

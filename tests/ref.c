@@ -103,24 +103,26 @@ void ref_linear(const float *x, const float *W, int64_t n, int64_t in, int64_t o
 }
 
 void ref_theta_shift(float *x, int64_t n, int64_t H, int64_t dk, const float *angle,
-                     int64_t pos0, double scale) {
-    // x [n, H*dk], angle [dk] (each theta_i twice: angle[2i] == angle[2i+1]).
-    // §7: each interleaved pair (x_2i, x_2i+1) is the complex number x_2i + i x_2i+1, turned
-    // by +phi. Torch forms phi as the fp32 product float(position) * angle; the casts below
-    // force that rounding (the C standard makes a cast discard any extra precision), and only
-    // then do sin and cos run in double. Using the exact product would move phi by up to
-    // 1e-4 rad at position 2048 (§11 item 6).
+                     int64_t pos0, double scale, bool half_split) {
+    // x [n, H*dk], angle [dk]. §7: each pair (x0, x1) is the complex number x0 + i x1, turned
+    // by +phi. torchscale pairs neighbours (2i, 2i+1) with angle[2i] == angle[2i+1] == theta_i;
+    // fla pairs the halves (i, i + dk/2) with angle[i] == angle[i + dk/2] == theta_i.
+    // Torch forms phi as the fp32 product float(position) * angle; the casts below force that
+    // rounding (the C standard makes a cast discard any extra precision), and only then do sin
+    // and cos run in double. Using the exact product would move phi by up to 1e-4 rad at
+    // position 2048 (§11 item 6).
     for (int64_t t = 0; t < n; t++) {
         float pos = (float)(pos0 + t);
         for (int64_t h = 0; h < H; h++) {
             float *xh = x + t * H * dk + h * dk;
             for (int64_t i = 0; i < dk / 2; i++) {
-                float phi = (float)(pos * angle[2 * i]);
+                int64_t j0 = half_split ? i : 2 * i, j1 = half_split ? i + dk / 2 : 2 * i + 1;
+                float phi = (float)(pos * angle[j0]);
                 double c = cos((double)phi), s = sin((double)phi);
-                double x0 = (double)xh[2 * i] * scale;      // k is scaled before it turns
-                double x1 = (double)xh[2 * i + 1] * scale;
-                xh[2 * i] = (float)(x0 * c - x1 * s);
-                xh[2 * i + 1] = (float)(x1 * c + x0 * s);
+                double x0 = (double)xh[j0] * scale;      // k is scaled before it turns
+                double x1 = (double)xh[j1] * scale;
+                xh[j0] = (float)(x0 * c - x1 * s);
+                xh[j1] = (float)(x1 * c + x0 * s);
             }
         }
     }
@@ -235,6 +237,18 @@ static void retention_chunkwise(const float *q, const float *k, const float *v, 
     }
 }
 
+/* fla's retention of one head: o_t = R_t, no scalar, the same in every form. */
+static void retention_plain(const float *q, const float *k, const float *v, int64_t n,
+                            int64_t h, int64_t H, int64_t dk, int64_t dv, double gamma,
+                            double *r, float *o) {
+    for (int64_t t = 0; t < n; t++) {
+        memset(r, 0, (size_t)dv * sizeof *r);
+        retain_span(q, k, v, t, 0, h, H, dk, dv, gamma, r);
+        float *ot = o + t * H * dv + h * dv;
+        for (int64_t b = 0; b < dv; b++) ot[b] = (float)r[b];
+    }
+}
+
 /* One step of torchscale's recurrent_forward (§5.2) on one head, in double:
  *   s_t  = s_(t-1) gamma + 1
  *   KV_t = KV_(t-1) sqrt(s_(t-1)) gamma / sqrt(s_t) + k_t v_t^T / sqrt(s_t)
@@ -242,11 +256,12 @@ static void retention_chunkwise(const float *q, const float *k, const float *v, 
  * token s_(t-1) = 0, so whatever kv held is multiplied away, like torchscale's "no state yet"
  * branch. By induction s_t = S_t and KV_t = sum_m gamma^(t-m) k_m v_m^T / sqrt(S_t). */
 static void recurrent_update(double *kv, double *s, double gamma, const float *k,
-                             const float *v, int64_t dk, int64_t dv) {
+                             const float *v, int64_t dk, int64_t dv, bool plain) {
     double s_prev = *s;
     double s_new = s_prev * gamma + 1.0;
-    double keep = sqrt(s_prev) * gamma / sqrt(s_new);
-    double add = 1.0 / sqrt(s_new);
+    // fla keeps the plain sum: KV_t = gamma KV_(t-1) + k_t v_t^T
+    double keep = plain ? gamma : sqrt(s_prev) * gamma / sqrt(s_new);
+    double add = plain ? 1.0 : 1.0 / sqrt(s_new);
     for (int64_t a = 0; a < dk; a++)
         for (int64_t b = 0; b < dv; b++)
             kv[a * dv + b] = kv[a * dv + b] * keep + (double)k[a] * (double)v[b] * add;
@@ -270,7 +285,7 @@ static void retention_recurrent(const float *q, const float *k, const float *v, 
     memset(kv, 0, (size_t)(dk * dv) * sizeof *kv);
     for (int64_t t = 0; t < n; t++) {
         recurrent_update(kv, &s, gamma, k + t * H * dk + h * dk, v + t * H * dv + h * dv, dk,
-                         dv);
+                         dv, false);
         recurrent_read(kv, q + t * H * dk + h * dk, dk, dv, o + t * H * dv + h * dv);
     }
 }
@@ -279,12 +294,12 @@ static void retention_recurrent(const float *q, const float *k, const float *v, 
  * outputs: state[h][a][b] = sum_m gamma^(n-1-m) k_m[a] v_m[b] / sqrt(S_(n-1)), scale[h] =
  * S_(n-1) (zero state and scale 0 when n == 0, the state ref_retention_step starts from). */
 static void retention_final_state(const float *k, const float *v, int64_t n, int64_t H,
-                                  int64_t dk, int64_t dv, const float *decay, float *state,
-                                  float *scale) {
+                                  int64_t dk, int64_t dv, const float *decay, bool plain,
+                                  float *state, float *scale) {
     for (int64_t h = 0; h < H; h++) {
         double gamma = exp((double)decay[h]);
         double S = decay_sum(gamma, n);
-        double inv_root = n > 0 ? 1.0 / sqrt(S) : 0.0;
+        double inv_root = plain ? 1.0 : n > 0 ? 1.0 / sqrt(S) : 0.0;
         float *sh = state + h * dk * dv;                  // [dk][dv]
         for (int64_t a = 0; a < dk; a++) {
             for (int64_t b = 0; b < dv; b++) {
@@ -299,45 +314,68 @@ static void retention_final_state(const float *k, const float *v, int64_t n, int
     }
 }
 
+/* Grouped heads: query head h reads key/value head h / (H / kv_heads). Copying each group's
+ * key and value columns out to every query head of the group lets the per-head code above
+ * stay as it is. Returns the expanded [n, H*width] copy of x [n, kv_heads*width]. */
+static float *expand_heads(const float *x, int64_t n, int64_t H, int64_t kv_heads, int64_t width) {
+    float *out = xcalloc(n * H * width, sizeof *out);
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t h = 0; h < H; h++)
+            memcpy(out + (t * H + h) * width, x + (t * kv_heads + h / (H / kv_heads)) * width,
+                   (size_t)width * sizeof *out);
+    return out;
+}
+
 void ref_retention(rn_mode mode, int64_t chunk, const float *q, const float *k, const float *v,
-                   int64_t n, int64_t H, int64_t dk, int64_t dv, const float *decay, float *o,
-                   float *state, float *scale) {
-    // q, k [n, H*dk], v, o [n, H*dv]; heads are independent, so each form runs head by head.
+                   int64_t n, int64_t H, int64_t kv_heads, int64_t dk, int64_t dv,
+                   const float *decay, bool plain, float *o, float *state, float *scale) {
+    // q [n, H*dk], k [n, kv_heads*dk], v [n, kv_heads*dv], o [n, H*dv]; heads are independent,
+    // so each form runs head by head.
     if (mode == RN_MODE_CHUNKWISE && chunk < 1) {
         fprintf(stderr, "ref_retention: chunk size %lld < 1\n", (long long)chunk);
         abort();
     }
+    float *ke = expand_heads(k, n, H, kv_heads, dk), *ve = expand_heads(v, n, H, kv_heads, dv);
     double *r = xcalloc(dv, sizeof *r);                   // [dv]      one output row
     double *kv = xcalloc(dk * dv, sizeof *kv);            // [dk][dv]  recurrent / chunk state
     for (int64_t h = 0; h < H; h++) {
         double gamma = exp((double)decay[h]);
+        if (plain) {
+            retention_plain(q, ke, ve, n, h, H, dk, dv, gamma, r, o);
+            continue;
+        }
         switch (mode) {
         case RN_MODE_PARALLEL:
-            retention_parallel(q, k, v, n, h, H, dk, dv, gamma, r, o);
+            retention_parallel(q, ke, ve, n, h, H, dk, dv, gamma, r, o);
             break;
         case RN_MODE_CHUNKWISE:
-            retention_chunkwise(q, k, v, n, chunk, h, H, dk, dv, gamma, r, kv, o);
+            retention_chunkwise(q, ke, ve, n, chunk, h, H, dk, dv, gamma, r, kv, o);
             break;
         case RN_MODE_RECURRENT:
-            retention_recurrent(q, k, v, n, h, H, dk, dv, gamma, kv, o);
+            retention_recurrent(q, ke, ve, n, h, H, dk, dv, gamma, kv, o);
             break;
         }
     }
     free(kv);
     free(r);
-    if (state && scale) retention_final_state(k, v, n, H, dk, dv, decay, state, scale);
+    if (state && scale) retention_final_state(ke, ve, n, H, dk, dv, decay, plain, state, scale);
+    free(ke);
+    free(ve);
 }
 
-void ref_retention_step(const float *q, const float *k, const float *v, int64_t H, int64_t dk,
-                        int64_t dv, const float *decay, float *state, float *scale, float *o) {
-    // q, k [H*dk], v, o [H*dv], state [H][dk][dv], scale [H]. The state lives in float between
-    // steps (as it does on the device); within a step it is widened to double.
+void ref_retention_step(const float *q, const float *k, const float *v, int64_t H,
+                        int64_t kv_heads, int64_t dk, int64_t dv, const float *decay, bool plain,
+                        float *state, float *scale, float *o) {
+    // q [H*dk], k [kv_heads*dk], v [kv_heads*dv], o [H*dv], state [H][dk][dv], scale [H]. The
+    // state lives in float between steps (as it does on the device); within a step it is
+    // widened to double.
     double *kv = xcalloc(dk * dv, sizeof *kv);
     for (int64_t h = 0; h < H; h++) {
+        int64_t g = h / (H / kv_heads);
         float *sh = state + h * dk * dv;
         for (int64_t e = 0; e < dk * dv; e++) kv[e] = (double)sh[e];
         double s = (double)scale[h];
-        recurrent_update(kv, &s, exp((double)decay[h]), k + h * dk, v + h * dv, dk, dv);
+        recurrent_update(kv, &s, exp((double)decay[h]), k + g * dk, v + g * dv, dk, dv, plain);
         recurrent_read(kv, q + h * dk, dk, dv, o + h * dv);
         for (int64_t e = 0; e < dk * dv; e++) sh[e] = (float)kv[e];
         scale[h] = (float)s;
@@ -345,20 +383,25 @@ void ref_retention_step(const float *q, const float *k, const float *v, int64_t 
     free(kv);
 }
 
-void ref_group_norm_gate(const float *o, const float *g, int64_t n, int64_t H, int64_t dv,
-                         double eps, float *y) {
-    // o, g, y [n, H*dv]. §5.1 steps 5-6: a weightless RMSNorm over each (token, head) dv-vector,
-    // then the swish gate. The per-form scalar in front of o only survives through eps here.
+void ref_group_norm_gate(const float *o, const float *g, const float *w, int64_t n, int64_t H,
+                         int64_t dv, double eps, float *y) {
+    // o, g, y [n, H*dv], w [dv]. §5.1 steps 5-6: an RMSNorm over each (token, head) dv-vector
+    // (weightless in torchscale; fla's weight w is shared by the heads), then the swish gate
+    // (absent without an output gate: g NULL). The per-form scalar in front of o only survives
+    // through eps here.
     for (int64_t t = 0; t < n; t++) {
         for (int64_t h = 0; h < H; h++) {
             const float *oh = o + t * H * dv + h * dv;
-            const float *gh = g + t * H * dv + h * dv;
             float *yh = y + t * H * dv + h * dv;
             double sum_sq = 0.0;
             for (int64_t b = 0; b < dv; b++) sum_sq += (double)oh[b] * (double)oh[b];
             double inv_rms = 1.0 / sqrt(sum_sq / (double)dv + eps);
-            for (int64_t b = 0; b < dv; b++)
-                yh[b] = (float)(silu((double)gh[b]) * (double)oh[b] * inv_rms);
+            for (int64_t b = 0; b < dv; b++) {
+                double value = (double)oh[b] * inv_rms;
+                if (w) value *= (double)w[b];
+                if (g) value *= silu((double)g[t * H * dv + h * dv + b]);
+                yh[b] = (float)value;
+            }
         }
     }
 }
@@ -420,6 +463,7 @@ ref_model *ref_model_from_checkpoint(const rn_checkpoint *ckpt) {
         WIDEN(dst->v_proj, src->v_proj);
         WIDEN(dst->g_proj, src->g_proj);
         WIDEN(dst->out_proj, src->out_proj);
+        WIDEN(dst->head_norm, src->head_norm);
         WIDEN(dst->retention_norm, src->retention_norm);
         WIDEN(dst->fc1, src->fc1);
         WIDEN(dst->gate, src->gate);
@@ -445,6 +489,7 @@ void ref_model_free(ref_model *model) {
             free(l->v_proj);
             free(l->g_proj);
             free(l->out_proj);
+            free(l->head_norm);
             free(l->retention_norm);
             free(l->fc1);
             free(l->gate);
@@ -475,10 +520,11 @@ typedef struct ref_scratch {
 
 static void scratch_init(ref_scratch *s, const rn_config *cfg, int64_t rows) {
     int64_t D = cfg->embed_dim, Dv = cfg->value_embed_dim, F = cfg->ffn_dim;
+    int64_t Dq = cfg->key_embed_dim;   // key and value widths are at most the query ones
     s->x = xcalloc(rows * D, sizeof(float));
     s->h = xcalloc(rows * D, sizeof(float));
-    s->q = xcalloc(rows * D, sizeof(float));
-    s->k = xcalloc(rows * D, sizeof(float));
+    s->q = xcalloc(rows * Dq, sizeof(float));
+    s->k = xcalloc(rows * Dq, sizeof(float));
     s->v = xcalloc(rows * Dv, sizeof(float));
     s->g = xcalloc(rows * Dv, sizeof(float));
     s->o = xcalloc(rows * Dv, sizeof(float));
@@ -500,26 +546,28 @@ static void retention_block(const ref_model *model, const ref_layer *l, ref_scra
                             int64_t n, int64_t pos0, rn_mode mode, int64_t chunk, float *state,
                             float *scale) {
     const rn_config *cfg = &model->cfg;
-    int64_t D = cfg->embed_dim, Dv = cfg->value_embed_dim, H = cfg->heads;
-    int64_t dk = cfg->key_head_dim, dv = cfg->value_head_dim;
+    int64_t D = cfg->embed_dim, Dv = cfg->value_embed_dim, H = cfg->heads, Hkv = cfg->kv_heads;
+    int64_t dk = cfg->key_head_dim, dv = cfg->value_head_dim, Dq = cfg->key_embed_dim;
 
-    ref_linear(s->h, l->q_proj, n, D, D, s->q);           // q [n, D]
-    ref_linear(s->h, l->k_proj, n, D, D, s->k);           // k [n, D]
-    ref_linear(s->h, l->v_proj, n, D, Dv, s->v);          // v [n, Dv]
-    ref_linear(s->h, l->g_proj, n, D, Dv, s->g);          // g [n, Dv]
-    // k, not q, carries dk^-0.5, applied before the rotation (§5.1 step 2)
-    ref_theta_shift(s->q, n, H, dk, model->angle, pos0, 1.0);
-    ref_theta_shift(s->k, n, H, dk, model->angle, pos0, 1.0 / sqrt((double)dk));
+    ref_linear(s->h, l->q_proj, n, D, Dq, s->q);          // q [n, H*dk]
+    ref_linear(s->h, l->k_proj, n, D, Hkv * dk, s->k);    // k [n, Hkv*dk]
+    ref_linear(s->h, l->v_proj, n, D, Hkv * dv, s->v);    // v [n, Hkv*dv]
+    if (cfg->output_gate) ref_linear(s->h, l->g_proj, n, D, Dv, s->g);   // g [n, Dv]
+    // k, not q, carries dk^-0.5, applied before the rotation (§5.1 step 2); fla scales q,
+    // which gives the same products
+    ref_theta_shift(s->q, n, H, dk, model->angle, pos0, 1.0, cfg->rope_half);
+    ref_theta_shift(s->k, n, Hkv, dk, model->angle, pos0, 1.0 / sqrt((double)dk), cfg->rope_half);
 
     if (mode == RN_MODE_RECURRENT) {
         for (int64_t t = 0; t < n; t++)
-            ref_retention_step(s->q + t * D, s->k + t * D, s->v + t * Dv, H, dk, dv,
-                               model->decay, state, scale, s->o + t * Dv);
+            ref_retention_step(s->q + t * Dq, s->k + t * Hkv * dk, s->v + t * Hkv * dv, H, Hkv, dk,
+                               dv, model->decay, cfg->plain_retention, state, scale, s->o + t * Dv);
     } else {
-        ref_retention(mode, chunk, s->q, s->k, s->v, n, H, dk, dv, model->decay, s->o, state,
-                      scale);
+        ref_retention(mode, chunk, s->q, s->k, s->v, n, H, Hkv, dk, dv, model->decay,
+                      cfg->plain_retention, s->o, state, scale);
     }
-    ref_group_norm_gate(s->o, s->g, n, H, dv, cfg->layernorm_eps, s->y);   // y [n, Dv]
+    ref_group_norm_gate(s->o, cfg->output_gate ? s->g : NULL, l->head_norm, n, H, dv,
+                        cfg->layernorm_eps, s->y);                          // y [n, Dv]
     ref_linear(s->y, l->out_proj, n, Dv, D, s->f);                          // f [n, D]
 }
 

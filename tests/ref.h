@@ -17,6 +17,7 @@
 #ifndef RN_REF_H
 #define RN_REF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,10 +37,11 @@ void ref_rms_norm(const float *x, const float *w, int64_t rows, int64_t dim, dou
 void ref_linear(const float *x, const float *W, int64_t n, int64_t in, int64_t out, float *y);
 
 /* In place on x [n, H*dk]: multiply by `scale` (1 for q, dk^-0.5 for k), then rotate each
- * interleaved pair (2i, 2i+1) of every head by phi = float(pos0 + t) * angle[2i], the product
- * rounded to float as torch does, then sin/cos in double. angle has dk entries. */
+ * pair of every head by phi = float(pos0 + t) * angle[j0], the product rounded to float as
+ * torch does, then sin/cos in double. Pairs are interleaved (j0, j1) = (2i, 2i+1), or with
+ * half_split NeoX's (i, i + dk/2) (fla). angle has dk entries. */
 void ref_theta_shift(float *x, int64_t n, int64_t H, int64_t dk, const float *angle,
-                     int64_t pos0, double scale);
+                     int64_t pos0, double scale, bool half_split);
 
 /* Retention of n tokens starting from an empty state, per head with gamma_h = exp(decay[h]).
  * q, k [n, H*dk] already rotated (k already scaled); v [n, H*dv]; o [n, H*dv] is written
@@ -47,20 +49,26 @@ void ref_theta_shift(float *x, int64_t n, int64_t H, int64_t dk, const float *an
  *   parallel:   o_t = R_t / (sqrt(S_t) * clamp(sum_m |q_t.k_m| g^(t-m) / sqrt(S_t), 1, 5e4))
  *   chunkwise:  o_t = R_t / (sqrt(s_c) * max(iota_c, sigma_i))   (chunk i, offset c; §5.2)
  *   recurrent:  o_t = R_t / sqrt(S_t)
+ * plain (fla): o_t = R_t in every form, and the state below is not divided by sqrt(S).
+ * Grouped heads: k [n, kv_heads*dk], v [n, kv_heads*dv]; query head h reads key/value head
+ * h / (H / kv_heads).
  * When state/scale are not NULL, the recurrent state after the last token is written there
  * (layout above; scale[h] = S_(n-1)); it is the same for all three forms. */
 void ref_retention(rn_mode mode, int64_t chunk, const float *q, const float *k, const float *v,
-                   int64_t n, int64_t H, int64_t dk, int64_t dv, const float *decay, float *o,
-                   float *state, float *scale);
+                   int64_t n, int64_t H, int64_t kv_heads, int64_t dk, int64_t dv,
+                   const float *decay, bool plain, float *o, float *state, float *scale);
 
 /* One recurrent step continuing from state/scale (updated in place), for the token at
- * position `pos` (scale is S_(pos-1) on entry, 0 when pos == 0). q, k [H*dk], v, o [H*dv]. */
-void ref_retention_step(const float *q, const float *k, const float *v, int64_t H, int64_t dk,
-                        int64_t dv, const float *decay, float *state, float *scale, float *o);
+ * position `pos` (scale is S_(pos-1) on entry, 0 when pos == 0). q [H*dk], k [kv_heads*dk],
+ * v [kv_heads*dv], o [H*dv]. */
+void ref_retention_step(const float *q, const float *k, const float *v, int64_t H,
+                        int64_t kv_heads, int64_t dk, int64_t dv, const float *decay, bool plain,
+                        float *state, float *scale, float *o);
 
-/* y = silu(g) * (o / sqrt(mean_head(o^2) + eps)) per token and head. o, g, y [n, H*dv]. */
-void ref_group_norm_gate(const float *o, const float *g, int64_t n, int64_t H, int64_t dv,
-                         double eps, float *y);
+/* y = silu(g) * w * (o / sqrt(mean_head(o^2) + eps)) per token and head; g NULL: no gate;
+ * w [dv] NULL: no weight. o, g, y [n, H*dv]. */
+void ref_group_norm_gate(const float *o, const float *g, const float *w, int64_t n, int64_t H,
+                         int64_t dv, double eps, float *y);
 
 /* c = act(a) * b elementwise; gelu is the exact erf form, swish is x * sigmoid(x). */
 void ref_glu(const float *a, const float *b, int64_t count, rn_activation act, float *c);
@@ -69,6 +77,7 @@ void ref_glu(const float *a, const float *b, int64_t count, rn_activation act, f
 
 typedef struct ref_layer {
     float *q_proj, *k_proj, *v_proj, *g_proj, *out_proj;
+    float *head_norm;                                  /* [dv] or NULL */
     float *retention_norm, *fc1, *gate, *fc2, *ffn_norm;
 } ref_layer;
 

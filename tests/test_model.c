@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dtype.h"
 #include "model_writer.h"
 #include "ref.h"
 #include "retnet.h"
@@ -59,8 +60,45 @@ typedef struct test_config {
     rn_config cfg;
     double qk_gain;
     st_dtype dtype;
-    bool forms_agree;  /* eps small against the retention output: compare forms */
+    bool forms_agree;     /* eps small against the retention output, or fla: compare forms */
+    rn_weights storage;   /* device precision of the matrices (RN_WEIGHTS_FILE: as stored) */
+    bool fused_mlp;       /* fla: the legacy fused gate_proj */
+    bool learned_decay;   /* syncdoth: decays stored in the checkpoint, not the formula's */
 } test_config;
+
+static test_config make_config(const char *name, rn_config cfg, double qk_gain, st_dtype dtype,
+                               bool forms_agree) {
+    return (test_config){.name = name, .cfg = cfg, .qk_gain = qk_gain, .dtype = dtype, .forms_agree = forms_agree};
+}
+
+/* The reference sees the weights the device holds: matrices rounded to its storage type. */
+static void round_matrices(ref_model *m, st_dtype to) {
+    if (to == ST_F32) return;
+    const rn_config *c = &m->cfg;
+    const int64_t D = c->embed_dim, Dv = c->value_embed_dim, F = c->ffn_dim, V = c->vocab_size;
+    const int64_t Dkv = c->kv_heads * c->key_head_dim, Dvkv = c->kv_heads * c->value_head_dim;
+    float *buf = malloc((size_t)(V * D > F * D ? V * D : F * D) * sizeof(float));
+    struct { float *w; int64_t count; } all[64];
+    size_t n = 0;
+    all[n++] = (typeof(all[0])){m->embed, V * D};
+    if (!c->share_embed) all[n++] = (typeof(all[0])){m->output, V * D};
+    for (int64_t l = 0; l < c->layers && n + 8 <= 64; l++) {
+        ref_layer *y = &m->layers[l];
+        all[n++] = (typeof(all[0])){y->q_proj, c->key_embed_dim * D};
+        all[n++] = (typeof(all[0])){y->k_proj, Dkv * D};
+        all[n++] = (typeof(all[0])){y->v_proj, Dvkv * D};
+        if (y->g_proj) all[n++] = (typeof(all[0])){y->g_proj, Dv * D};
+        all[n++] = (typeof(all[0])){y->out_proj, D * Dv};
+        all[n++] = (typeof(all[0])){y->fc1, F * D};
+        all[n++] = (typeof(all[0])){y->gate, F * D};
+        all[n++] = (typeof(all[0])){y->fc2, D * F};
+    }
+    for (size_t i = 0; i < n; i++) {
+        rn_convert(ST_F32, all[i].w, (uint64_t)all[i].count, to, buf, NULL);
+        rn_convert(to, buf, (uint64_t)all[i].count, ST_F32, all[i].w, NULL);
+    }
+    free(buf);
+}
 
 static rn_config base_config(void) {
     rn_config c;
@@ -87,6 +125,11 @@ static void run_config(rn_context *ctx, const test_config *tc, const char *dir) 
     opts.seed = 7;
     opts.qk_gain = tc->qk_gain;
     opts.dtype = tc->dtype;
+    opts.fused_mlp = tc->fused_mlp;
+    /* A learned decay: slower than the formula's, so it cannot pass for it. */
+    float learned[16];
+    for (int64_t h = 0; h < tc->cfg.heads && h < 16; h++) learned[h] = logf(1.0f - 0.5f * exp2f(-4.0f - (float)h));
+    if (tc->learned_decay) opts.decay = learned;
     if (rn_write_random_model(dir, &tc->cfg, &opts, &err) != RN_OK) {
         printf("    writing the model failed: %s  FAIL\n", err.message);
         failures++;
@@ -100,7 +143,17 @@ static void run_config(rn_context *ctx, const test_config *tc, const char *dir) 
     }
     ref_model *ref = ref_model_from_checkpoint(ckpt);
     rn_model *model = NULL;
-    rn_status st = rn_model_load(ctx, dir, &model);
+    rn_model_options load;
+    rn_model_options_default(&load);
+    load.weights = tc->storage;
+    rn_status st = rn_model_load(ctx, dir, &load, &model);
+    rn_model_info info;
+    if (st == RN_OK && ref) {
+        rn_model_info_get(model, &info);
+        printf("    family %s, file %s, device %s\n", info.family, info.file_dtype, info.device_dtype);
+        round_matrices(ref, !strcmp(info.device_dtype, "F16") ? ST_F16 : !strcmp(info.device_dtype, "BF16") ? ST_BF16
+                                                                                                             : ST_F32);
+    }
     if (st != RN_OK || !ref) {
         printf("    loading failed: %s: %s  FAIL\n", rn_status_str(st), rn_context_last_error(ctx));
         failures++;
@@ -122,7 +175,7 @@ static void run_config(rn_context *ctx, const test_config *tc, const char *dir) 
         got[m] = calloc(count, sizeof(float));
         ref_forward(ref, tokens, n, modes[m], tc->cfg.chunk_size, want[m]);
         if (st == RN_OK) st = rn_session_reset(s);
-        if (st == RN_OK) st = rn_session_prefill(s, tokens, (size_t)n, modes[m], 0, got[m]);
+        if (st == RN_OK) st = rn_session_prefill(s, tokens, (size_t)n, modes[m], (size_t)tc->cfg.chunk_size, got[m]);
         char what[96];
         snprintf(what, sizeof what, "%s vs reference (11 tokens, chunk %lld)", names[m],
                  (long long)tc->cfg.chunk_size);
@@ -168,11 +221,44 @@ static void run_config(rn_context *ctx, const test_config *tc, const char *dir) 
     rn_checkpoint_close(ckpt);
 }
 
+/* One model written whole and in shards gives identical logits. */
+static void run_sharded(rn_context *ctx, const char *dir) {
+    printf("  sharded and unsharded copies\n");
+    rn_config cfg = base_config();
+    cfg.family = RN_FAMILY_SYNCDOTH;
+    char whole[96], split[96];
+    snprintf(whole, sizeof whole, "%s/whole", dir);
+    snprintf(split, sizeof split, "%s/split", dir);
+    rn_error err = {{0}};
+    rn_writer_options opts;
+    rn_writer_options_default(&opts);
+    opts.seed = 11;
+    bool ok = rn_write_random_model(whole, &cfg, &opts, &err) == RN_OK;
+    opts.shards = 3;
+    ok = ok && rn_write_random_model(split, &cfg, &opts, &err) == RN_OK;
+    const int32_t tokens[9] = {4, 8, 15, 16, 23, 42, 0, 1, 2};
+    float a[9 * 61], b[9 * 61];
+    const char *dirs[2] = {whole, split};
+    float *out[2] = {a, b};
+    for (int i = 0; i < 2 && ok; i++) {
+        rn_model *m = NULL;
+        rn_session *s = NULL;
+        ok = rn_model_load(ctx, dirs[i], NULL, &m) == RN_OK && rn_session_init(m, &s) == RN_OK &&
+             rn_session_prefill(s, tokens, 9, RN_MODE_CHUNKWISE, 4, out[i]) == RN_OK;
+        rn_session_free(s);
+        rn_model_free(m);
+    }
+    bool same = ok && memcmp(a, b, sizeof a) == 0;
+    printf("    3 shards vs one file: %s  %s\n", ok ? (same ? "identical logits" : "logits differ") : err.message,
+           same ? "pass" : "FAIL");
+    if (!same) failures++;
+}
+
 /* Misuse through the public API: named errors, the session left usable. */
 static void run_misuse(rn_context *ctx, const char *dir) {
     printf("  API misuse\n");
     rn_model *model = NULL;
-    if (rn_model_load(ctx, dir, &model) != RN_OK) {
+    if (rn_model_load(ctx, dir, NULL, &model) != RN_OK) {
         printf("    load failed  FAIL\n");
         failures++;
         return;
@@ -190,7 +276,7 @@ static void run_misuse(rn_context *ctx, const char *dir) {
     expect_status("unknown mode", rn_session_prefill(s, bad, 1, (rn_mode)7, 0, NULL), RN_ERR_INVALID_ARGUMENT, ctx);
     expect_status("NULL session", rn_session_decode(NULL, 1, logits), RN_ERR_INVALID_ARGUMENT, ctx);
     rn_model *missing = NULL;
-    expect_status("missing model directory", rn_model_load(ctx, "/nonexistent/model", &missing), RN_ERR_IO, ctx);
+    expect_status("missing model directory", rn_model_load(ctx, "/nonexistent/model", NULL, &missing), RN_ERR_IO, ctx);
     rn_session_free(s);
     rn_model_free(model);
 }
@@ -207,36 +293,71 @@ int main(void) {
     }
     printf("device: %s\n", rn_context_device(ctx)->name);
 
-    test_config configs[6];
+    test_config configs[16];
     size_t n = 0;
-    configs[n] = (test_config){"gelu, tied output, unscaled embedding", base_config(), 1.0, ST_F32, false};
+    configs[n] = make_config("gelu, tied output, unscaled embedding", base_config(), 1.0, ST_F32, false);
     configs[n].cfg.share_embed = true;
     n++;
-    configs[n] = (test_config){"swish, untied, scaled embedding + embedding norm, q/k x4", base_config(), 4.0,
-                               ST_F32, false};
+    configs[n] = make_config("swish, untied, scaled embedding + embedding norm, q/k x4", base_config(), 4.0,
+                               ST_F32, false);
     configs[n].cfg.activation = RN_ACT_SWISH;
     configs[n].cfg.no_scale_embedding = false;
     configs[n].cfg.layernorm_embedding = true;
     n++;
-    configs[n] = (test_config){"post-norm, deepnorm, swish, 3 layers", base_config(), 1.0, ST_F32, false};
+    configs[n] = make_config("post-norm, deepnorm, swish, 3 layers", base_config(), 1.0, ST_F32, false);
     configs[n].cfg.activation = RN_ACT_SWISH;
     configs[n].cfg.normalize_before = false;
     configs[n].cfg.deepnorm = true;
     configs[n].cfg.layers = 3;
     n++;
-    configs[n] = (test_config){"dv != dk (D 48, Dv 80, H 2), F16 weights", base_config(), 2.0, ST_F16, false};
+    configs[n] = make_config("dv != dk (D 48, Dv 80, H 2), F16 weights", base_config(), 2.0, ST_F16, false);
     configs[n].cfg.embed_dim = 48;
     configs[n].cfg.value_embed_dim = 80;
     configs[n].cfg.heads = 2;
     configs[n].cfg.chunk_size = 5;
     n++;
-    configs[n] = (test_config){"BF16 weights, eps 1e-12, scaled embedding (forms agree)", base_config(), 1.0,
-                               ST_BF16, true};
+    configs[n] = make_config("BF16 weights, eps 1e-12, scaled embedding (forms agree)", base_config(), 1.0,
+                               ST_BF16, true);
     configs[n].cfg.layernorm_eps = 1e-12;
     configs[n].cfg.no_scale_embedding = false;
     n++;
-    configs[n] = (test_config){"one chunk longer than the prompt (chunk 64)", base_config(), 1.0, ST_F32, false};
+    configs[n] = make_config("one chunk longer than the prompt (chunk 64)", base_config(), 1.0, ST_F32, false);
     configs[n].cfg.chunk_size = 64;
+    n++;
+    configs[n] = make_config("F32 file kept as F16 on the device", base_config(), 2.0, ST_F32, false);
+    configs[n].storage = RN_WEIGHTS_F16;
+    n++;
+    configs[n] = make_config("F16 file kept as BF16 on the device", base_config(), 1.0, ST_F16, false);
+    configs[n].storage = RN_WEIGHTS_BF16;
+    n++;
+    configs[n] = make_config("syncdoth: model. names, lm_head, learned decays", base_config(), 2.0, ST_F32, false);
+    configs[n].cfg.family = RN_FAMILY_SYNCDOTH;
+    configs[n].cfg.activation = RN_ACT_SWISH;
+    configs[n].cfg.no_scale_embedding = false;
+    configs[n].cfg.layernorm_embedding = true;
+    configs[n].learned_decay = true;
+    n++;
+    /* fla: no per-form scalars, so its forms agree whatever eps. */
+    rn_config fla = base_config();
+    fla.family = RN_FAMILY_FLA;
+    fla.key_embed_dim = 32;   /* expand_k 1 */
+    fla.value_embed_dim = 64; /* expand_v 2 */
+    fla.kv_heads = 4;
+    fla.ffn_dim = 256;        /* hidden_ratio 2 rounds D * 4/3 up to a multiple of 256 */
+    fla.activation = RN_ACT_SWISH;
+    fla.rope_half = fla.plain_retention = fla.head_norm_weight = fla.output_gate = true;
+    fla.key_head_dim = 8;
+    fla.value_head_dim = 16;
+    configs[n] = make_config("fla: separate MLP, head norm weight, BF16", fla, 2.0, ST_BF16, true);
+    n++;
+    configs[n] = make_config("fla: grouped heads (4 query, 2 key/value), fused MLP", fla, 2.0, ST_F32, true);
+    configs[n].cfg.kv_heads = 2;
+    configs[n].fused_mlp = true;
+    n++;
+    configs[n] = make_config("fla: no output gate, no head norm weight, tied", fla, 1.0, ST_F16, true);
+    configs[n].cfg.output_gate = false;
+    configs[n].cfg.head_norm_weight = false;
+    configs[n].cfg.share_embed = true;
     n++;
 
     for (size_t i = 0; i < n; i++) {
@@ -244,6 +365,7 @@ int main(void) {
         snprintf(sub, sizeof sub, "%s/m%zu", dir, i);
         run_config(ctx, &configs[i], sub);
     }
+    run_sharded(ctx, dir);
     char first[64];
     snprintf(first, sizeof first, "%s/m0", dir);
     run_misuse(ctx, first);

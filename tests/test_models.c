@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -758,7 +759,14 @@ static const cfg_case k_cfg_cases[] = {
     {"xpos_rel_pos", "true", RN_ERR_UNSUPPORTED_CONFIG},
     {"use_glu", "false", RN_ERR_UNSUPPORTED_CONFIG},
     {"use_glu", "true", RN_OK},
-    {"use_lm_decay", "true", RN_ERR_UNSUPPORTED_CONFIG},
+    {"use_lm_decay", "true", RN_OK},                   /* syncdoth's decays, computed */
+    {"use_lm_decay", "1", RN_ERR_CONFIG},
+    {"use_ffn_rms_norm", "true", RN_ERR_UNSUPPORTED_CONFIG},
+    {"use_ffn_rms_norm", "false", RN_OK},
+    {"tie_word_embeddings", "true", RN_OK},
+    {"tie_word_embeddings", "\"true\"", RN_ERR_CONFIG},
+    {"forward_impl", "\"chunkwise\"", RN_OK},           /* ignored */
+    {"hidden_size", "64", RN_ERR_CONFIG},               /* fla's key beside decoder_* ones */
     {"no_output_layer", "true", RN_ERR_UNSUPPORTED_CONFIG},
     {"subln", "true", RN_OK},
     {"subln", "false", RN_OK},
@@ -772,13 +780,14 @@ static const cfg_case k_cfg_cases[] = {
     {"Vocab_Size", "100", RN_OK},   /* an unknown key: case matters, vocab_size is still read */
 };
 
-/* Builds the base config with one key replaced, removed or added. */
-static char *config_text(const char *key, const char *value) {
+/* Builds a JSON object from `base` (n key/value rows) with one key replaced, removed (value
+ * NULL) or added. */
+static char *json_text(const char *const (*base)[2], size_t nbase, const char *key, const char *value) {
     char *out = malloc(4096);
     size_t n = (size_t)sprintf(out, "{");
     bool seen = false;
-    for (size_t i = 0; i < sizeof k_cfg_base / sizeof *k_cfg_base; i++) {
-        const char *k = k_cfg_base[i][0], *v = k_cfg_base[i][1];
+    for (size_t i = 0; i < nbase; i++) {
+        const char *k = base[i][0], *v = base[i][1];
         if (key && strcmp(key, k) == 0) {
             seen = true;
             v = value;
@@ -788,6 +797,11 @@ static char *config_text(const char *key, const char *value) {
     if (key && !seen) n += (size_t)sprintf(out + n, ", \"%s\": %s", key, value);
     sprintf(out + n, "}");
     return out;
+}
+
+/* The base torchscale config with one key replaced, removed or added. */
+static char *config_text(const char *key, const char *value) {
+    return json_text(k_cfg_base, sizeof k_cfg_base / sizeof *k_cfg_base, key, value);
 }
 
 static void test_config_matrix(void) {
@@ -970,14 +984,11 @@ static rn_status make_model(const char *name, const rn_config *cfg, st_dtype dty
     return s;
 }
 
-/* Copies `src`'s model.safetensors into `dst_dir` (config.json too), dropping the tensors in
- * `drop`, giving `reshape` a new shape (same data), and adding `extra`. */
-static void rewrite_model(const char *src_dir, const char *dst_dir, const char *const *drop,
-                          const char *reshape, int rank, uint64_t d0, uint64_t d1,
-                          const rn_st_entry *extra) {
-    char src[512], dst[512];
-    snprintf(src, sizeof src, "%s/model.safetensors", src_dir);
-    mkdir(dst_dir, 0700);
+/* Copies the safetensors file `src` to `dst`, dropping the tensors in `drop`, giving `reshape`
+ * a new shape (same data), and adding `extra`. */
+static void rewrite_file(const char *src, const char *dst, const char *const *drop,
+                         const char *reshape, int rank, uint64_t d0, uint64_t d1,
+                         const rn_st_entry *extra) {
     rn_error err = {{0}};
     st_file *f = NULL;
     if (st_open(src, &f, &err) != RN_OK) die(err.message, src);
@@ -1002,12 +1013,22 @@ static void rewrite_model(const char *src_dir, const char *dst_dir, const char *
         m++;
     }
     if (extra) e[m++] = *extra;
-    snprintf(dst, sizeof dst, "%s/model.safetensors", dst_dir);
     if (rn_st_write(dst, e, m, &err) != RN_OK) die(err.message, dst);
     for (size_t i = 0; i < n; i++) free(data[i]);
     free(data);
     free(e);
     st_close(f);
+}
+
+/* Copies `src`'s model.safetensors into `dst_dir` (config.json too), as rewrite_file edits it. */
+static void rewrite_model(const char *src_dir, const char *dst_dir, const char *const *drop,
+                          const char *reshape, int rank, uint64_t d0, uint64_t d1,
+                          const rn_st_entry *extra) {
+    char src[512], dst[512];
+    mkdir(dst_dir, 0700);
+    snprintf(src, sizeof src, "%s/model.safetensors", src_dir);
+    snprintf(dst, sizeof dst, "%s/model.safetensors", dst_dir);
+    rewrite_file(src, dst, drop, reshape, rank, d0, d1, extra);
     snprintf(src, sizeof src, "%s/config.json", src_dir);
     snprintf(dst, sizeof dst, "%s/config.json", dst_dir);
     size_t len;
@@ -1055,10 +1076,10 @@ static void expect_same_values(const char *label, const char *dir, const char *r
         rn_checkpoint_close(a);
         return;
     }
-    size_t n = st_count(a->file), bad = 0;
+    size_t n = st_count(a->shards[0]), bad = 0;
     double worst = 0;
     for (size_t i = 0; i < n; i++) {
-        const st_tensor *t = st_at(a->file, i), *r = st_find(b->file, t->name);
+        const st_tensor *t = st_at(a->shards[0], i), *r = rn_checkpoint_find(b, t->name);
         if (!r && strncmp(t->name, "retnet_rel_pos.", 15) == 0) continue;   /* not in the reference */
         if (!r || r->elements != t->elements) {
             bad++;
@@ -1286,9 +1307,824 @@ static void test_checkpoints(void) {
     expect_status("writer", "random model, qk_gain < 0", s, RN_ERR_INVALID_ARGUMENT, &err, NULL, NULL);
 }
 
+/* ---- families: config.json ---------------------------------------------------------------- */
+
+/* fla-hub/retnet-1.3B-100B's config.json, key for key (retnet-checkpoint-formats.md §1.1). */
+static const char *const k_fla_base[][2] = {
+    {"architectures", "[\"RetNetForCausalLM\"]"}, {"attn_mode", "\"fused_chunk\""},
+    {"bos_token_id", "1"}, {"conv_size", "4"}, {"elementwise_affine", "true"}, {"eos_token_id", "2"},
+    {"expand_k", "1"}, {"expand_v", "2"}, {"feature_map", "null"}, {"fuse_cross_entropy", "true"},
+    {"fuse_norm", "true"}, {"hidden_act", "\"swish\""}, {"hidden_ratio", "2"},
+    {"hidden_size", "2048"}, {"initializer_range", "0.02"}, {"intermediate_size", "null"},
+    {"max_position_embeddings", "2048"}, {"model_type", "\"retnet\""}, {"norm_eps", "1e-06"},
+    {"num_heads", "8"}, {"num_hidden_layers", "24"}, {"num_kv_heads", "null"},
+    {"rms_norm_eps", "1e-06"}, {"share_conv_kernel", "true"}, {"tie_word_embeddings", "false"},
+    {"torch_dtype", "\"bfloat16\""}, {"transformers_version", "\"4.40.2\""}, {"use_cache", "true"},
+    {"use_output_gate", "true"}, {"use_short_conv", "false"}, {"vocab_size", "32000"},
+};
+
+/* What an OK case must also read: one field of the config. */
+typedef enum fla_field { F_NONE, F_FFN, F_KV, F_DK, F_DV, F_GATE, F_AFFINE, F_TIED, F_EPS_E9 } fla_field;
+
+typedef struct fla_case {
+    const char *key, *value;   /* key NULL: the base */
+    rn_status expect;
+    fla_field field;
+    int64_t want;
+} fla_case;
+
+static const fla_case k_fla_cases[] = {
+    {NULL, NULL, RN_OK, F_FFN, 2816},
+    /* the MLP width rule and its override */
+    {"intermediate_size", "1000", RN_OK, F_FFN, 1000},
+    {"intermediate_size", "0", RN_ERR_CONFIG, F_NONE, 0},
+    {"intermediate_size", "-5", RN_ERR_CONFIG, F_NONE, 0},
+    {"intermediate_size", "\"1000\"", RN_ERR_CONFIG, F_NONE, 0},
+    {"hidden_ratio", NULL, RN_OK, F_FFN, 2816},             /* absent: the class default 2 */
+    {"hidden_ratio", "null", RN_OK, F_FFN, 5632},           /* None: GatedMLP's 4 -> 5461 -> 5632 */
+    {"hidden_ratio", "3", RN_OK, F_FFN, 4096},
+    {"hidden_ratio", "0", RN_ERR_CONFIG, F_NONE, 0},
+    /* heads and dims */
+    {"num_kv_heads", "2", RN_OK, F_KV, 2},
+    {"num_kv_heads", "1", RN_OK, F_KV, 1},
+    {"num_kv_heads", "3", RN_ERR_CONFIG, F_NONE, 0},        /* does not divide 8 */
+    {"num_kv_heads", "16", RN_ERR_CONFIG, F_NONE, 0},
+    {"num_kv_heads", "0", RN_ERR_CONFIG, F_NONE, 0},
+    {"num_heads", "3", RN_ERR_CONFIG, F_NONE, 0},
+    {"expand_k", "0.5", RN_OK, F_DK, 128},
+    {"expand_k", "0.3", RN_ERR_CONFIG, F_NONE, 0},          /* 614 keys over 8 heads */
+    {"expand_k", "0", RN_ERR_CONFIG, F_NONE, 0},
+    {"expand_k", "\"1\"", RN_ERR_CONFIG, F_NONE, 0},
+    {"expand_v", "1", RN_OK, F_DV, 256},
+    {"expand_v", "0.0001", RN_ERR_CONFIG, F_NONE, 0},       /* int(0.2048) = 0 */
+    {"hidden_size", "2056", RN_ERR_CONFIG, F_NONE, 0},      /* dk = 257 is odd */
+    {"hidden_size", "0", RN_ERR_CONFIG, F_NONE, 0},
+    {"num_hidden_layers", "1025", RN_ERR_CONFIG, F_NONE, 0},
+    {"vocab_size", "0", RN_ERR_CONFIG, F_NONE, 0},
+    /* flags */
+    {"use_output_gate", "false", RN_OK, F_GATE, 0},
+    {"elementwise_affine", "false", RN_OK, F_AFFINE, 0},
+    {"elementwise_affine", "1", RN_ERR_CONFIG, F_NONE, 0},
+    {"tie_word_embeddings", "true", RN_OK, F_TIED, 1},
+    {"fuse_norm", "false", RN_OK, F_NONE, 0},
+    {"norm_eps", NULL, RN_OK, F_EPS_E9, 1000},              /* falls back to rms_norm_eps */
+    {"norm_eps", "1e-05", RN_OK, F_EPS_E9, 10000},
+    {"norm_eps", "0", RN_ERR_CONFIG, F_NONE, 0},
+    {"hidden_act", "\"silu\"", RN_OK, F_NONE, 0},
+    {"hidden_act", "\"gelu\"", RN_ERR_UNSUPPORTED_CONFIG, F_NONE, 0},
+    /* what fla has and this runtime does not */
+    {"feature_map", "\"relu\"", RN_ERR_UNSUPPORTED_CONFIG, F_NONE, 0},
+    {"attn", "{\"layers\": [1, 3], \"num_heads\": 8}", RN_ERR_UNSUPPORTED_CONFIG, F_NONE, 0},
+    {"attn", "null", RN_OK, F_NONE, 0},
+    {"attnres_block_size", "4", RN_ERR_UNSUPPORTED_CONFIG, F_NONE, 0},
+    {"use_short_conv", "true", RN_OK, F_NONE, 0},           /* never reaches the layer in fla */
+    /* the family itself */
+    {"model_type", "\"llama\"", RN_ERR_UNSUPPORTED_CONFIG, F_NONE, 0},
+    {"model_type", NULL, RN_ERR_CONFIG, F_NONE, 0},
+    {"decoder_layers", "2", RN_ERR_CONFIG, F_NONE, 0},      /* both families' keys */
+};
+
+static int64_t fla_field_value(const rn_config *c, fla_field f) {
+    switch (f) {
+    case F_FFN: return c->ffn_dim;
+    case F_KV: return c->kv_heads;
+    case F_DK: return c->key_head_dim;
+    case F_DV: return c->value_head_dim;
+    case F_GATE: return c->output_gate;
+    case F_AFFINE: return c->head_norm_weight;
+    case F_TIED: return c->share_embed;
+    case F_EPS_E9: return (int64_t)llround(c->layernorm_eps * 1e9);
+    case F_NONE: break;
+    }
+    return 0;
+}
+
+static void test_family_configs(void) {
+    for (size_t i = 0; i < sizeof k_fla_cases / sizeof *k_fla_cases; i++) {
+        const fla_case *c = &k_fla_cases[i];
+        char *json = json_text(k_fla_base, sizeof k_fla_base / sizeof *k_fla_base, c->key, c->value);
+        char label[96];
+        if (c->key) snprintf(label, sizeof label, "fla %s = %.30s", c->key, c->value ? c->value : "(absent)");
+        else snprintf(label, sizeof label, "ok: fla-hub 1.3B config");
+        rn_config cfg;
+        rn_error err = {{0}};
+        rn_status s = rn_config_parse(json, strlen(json), &cfg, &err);
+        /* cross-field checks name what they found, not necessarily the key edited */
+        const char *mention = c->key && c->value && strcmp(c->key, "hidden_size") != 0 &&
+                                      strcmp(c->key, "expand_k") != 0 && strcmp(c->key, "num_heads") != 0 &&
+                                      strcmp(c->key, "decoder_layers") != 0
+                                  ? c->key
+                                  : NULL;
+        if (s == c->expect && s == RN_OK && c->field != F_NONE && fla_field_value(&cfg, c->field) != c->want) {
+            report(false, "config", label, "read %lld, expected %lld",
+                   (long long)fla_field_value(&cfg, c->field), (long long)c->want);
+        } else {
+            expect_status("config", label, s, c->expect, &err, mention, NULL);
+        }
+        free(json);
+    }
+
+    /* the hub config: every field the engine reads */
+    char *json = json_text(k_fla_base, sizeof k_fla_base / sizeof *k_fla_base, NULL, NULL);
+    rn_config c;
+    rn_error err = {{0}};
+    rn_status s = rn_config_parse(json, strlen(json), &c, &err);
+    bool ok = s == RN_OK && c.family == RN_FAMILY_FLA && c.embed_dim == 2048 && c.layers == 24 &&
+              c.heads == 8 && c.kv_heads == 8 && c.key_embed_dim == 2048 && c.value_embed_dim == 4096 &&
+              c.key_head_dim == 256 && c.value_head_dim == 512 && c.ffn_dim == 2816 &&
+              c.vocab_size == 32000 && c.layernorm_eps == 1e-6 && c.activation == RN_ACT_SWISH &&
+              c.no_scale_embedding && !c.layernorm_embedding && !c.share_embed && c.normalize_before &&
+              !c.deepnorm && c.rope_half && c.plain_retention && c.head_norm_weight && c.output_gate &&
+              !c.use_lm_decay && c.chunk_size > 0;
+    report(ok, "config", "fla: every field of the 1.3B config", "%s", rn_status_str(s));
+    free(json);
+    report(rn_fla_intermediate_size(2048, 2) == 2816 && rn_fla_intermediate_size(2560, 2) == 3584 &&
+               rn_fla_intermediate_size(2048, 4) == 5632 && rn_fla_intermediate_size(2048, 0) == 0 &&
+               rn_fla_intermediate_size(2048, NAN) == 0,
+           "config", "fla MLP rule (2816, 3584, 5632)", "%lld", (long long)rn_fla_intermediate_size(2048, 2));
+
+    /* torchscale and syncdoth: the new fields as the engine expects them */
+    json = config_text(NULL, NULL);
+    s = rn_config_parse(json, strlen(json), &c, &err);
+    ok = s == RN_OK && c.family == RN_FAMILY_TORCHSCALE && c.key_embed_dim == c.embed_dim &&
+         c.kv_heads == c.heads && c.output_gate && !c.rope_half && !c.plain_retention &&
+         !c.head_norm_weight && !c.use_lm_decay;
+    report(ok, "config", "torchscale: family fields", "%s", rn_status_str(s));
+    free(json);
+    json = config_text("tie_word_embeddings", "true");
+    s = rn_config_parse(json, strlen(json), &c, &err);
+    ok = s == RN_OK && c.family == RN_FAMILY_SYNCDOTH && c.share_embed && c.key_embed_dim == 64 &&
+         c.kv_heads == 2 && c.output_gate && !c.rope_half && !c.plain_retention && !c.head_norm_weight;
+    report(ok, "config", "syncdoth guessed from tie_word_embeddings", "%s", rn_status_str(s));
+    free(json);
+    json = config_text("use_lm_decay", "true");
+    s = rn_config_parse(json, strlen(json), &c, &err);
+    report(s == RN_OK && c.use_lm_decay && c.family == RN_FAMILY_SYNCDOTH, "config",
+           "syncdoth use_lm_decay read", "%s", rn_status_str(s));
+    free(json);
+
+    static const struct {
+        const char *label, *json;
+        rn_status expect;
+        const char *mention, *mention2;
+    } docs[] = {
+        {"neither family: keys listed", "{\"vocab_size\": 5, \"n_layer\": 2, \"n_embd\": 64}",
+         RN_ERR_CONFIG, "keys found: vocab_size, n_layer, n_embd", "hidden_size"},
+        {"neither family: empty object", "{}", RN_ERR_CONFIG, "(none)", NULL},
+        {"hidden_size without model_type", "{\"hidden_size\": 64, \"num_heads\": 2}", RN_ERR_CONFIG,
+         "model_type", NULL},
+        /* a torchscale config all defaults but one key: RetNetConfig's own defaults do not fit
+         * together (3 heads, Dv 1280), which shows they were read */
+        {"torchscale key alone: the defaults", "{\"vocab_size\": 50, \"activation_fn\": \"swish\"}",
+         RN_ERR_CONFIG, "decoder_value_embed_dim = 1280", NULL},
+        {"tie_word_embeddings contradicts share_...",
+         "{\"vocab_size\": 5, \"decoder_layers\": 1, \"tie_word_embeddings\": true, "
+         "\"share_decoder_input_output_embed\": false}",
+         RN_ERR_CONFIG, "tie_word_embeddings", "share_decoder_input_output_embed"},
+        {"ok: tie_word_embeddings agrees",
+         "{\"vocab_size\": 5, \"decoder_value_embed_dim\": 768, \"tie_word_embeddings\": true, "
+         "\"share_decoder_input_output_embed\": true}",
+         RN_OK, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof *docs; i++) {
+        s = rn_config_parse(docs[i].json, strlen(docs[i].json), &c, &err);
+        expect_status("config", docs[i].label, s, docs[i].expect, &err, docs[i].mention, docs[i].mention2);
+    }
+}
+
+/* ---- families: checkpoints ---------------------------------------------------------------- */
+
+static rn_config tiny_fla(int64_t kv_heads, bool gate, bool affine, bool tied) {
+    return (rn_config){.family = RN_FAMILY_FLA, .embed_dim = 16, .key_embed_dim = 16,
+                       .value_embed_dim = 32, .heads = 2, .kv_heads = kv_heads, .ffn_dim = 32,
+                       .layers = 2, .vocab_size = 50, .chunk_size = 512, .activation = RN_ACT_SWISH,
+                       .layernorm_eps = 1e-6, .no_scale_embedding = true, .normalize_before = true,
+                       .share_embed = tied, .rope_half = true, .plain_retention = true,
+                       .head_norm_weight = affine, .output_gate = gate};
+}
+
+static uint64_t expected_parameters_any(const rn_config *c) {
+    if (c->family != RN_FAMILY_FLA) return expected_parameters(c);
+    uint64_t D = (uint64_t)c->embed_dim, K = (uint64_t)c->key_embed_dim, Dv = (uint64_t)c->value_embed_dim;
+    uint64_t I = (uint64_t)c->ffn_dim, V = (uint64_t)c->vocab_size, L = (uint64_t)c->layers;
+    uint64_t G = (uint64_t)(c->heads / c->kv_heads), dv = Dv / (uint64_t)c->heads;
+    uint64_t per_layer = 2 * D + K * D + (K / G) * D + (Dv / G) * D + (c->output_gate ? Dv * D : 0) +
+                         D * Dv + (c->head_norm_weight ? dv : 0) + 3 * I * D;
+    return V * D * (c->share_embed ? 1 : 2) + D + L * per_layer;
+}
+
+static rn_status make_model_opts(const char *name, const rn_config *cfg, const rn_writer_options *o,
+                                 char *dir, size_t cap) {
+    path_in(dir, cap, name);
+    rn_error err = {{0}};
+    rn_status s = rn_write_random_model(dir, cfg, o, &err);
+    if (s != RN_OK) printf("     rn_write_random_model(%s): %s\n", name, err.message);
+    return s;
+}
+
+static bool has_shape(const st_tensor *t, uint64_t d0, uint64_t d1) {
+    return t && t->shape[0] == d0 && (t->rank == 1 ? d1 == 0 : t->rank == 2 && t->shape[1] == d1);
+}
+
+/* A checkpoint opens as `cfg`'s family with every role in place and shaped as checkpoint.h says. */
+static void expect_family_model(const char *label, const char *dir, const rn_config *cfg, size_t shards) {
+    rn_checkpoint *ck = NULL;
+    rn_error err = {{0}};
+    rn_status s = rn_checkpoint_open(dir, &ck, &err);
+    if (s != RN_OK) {
+        report(false, "family", label, "%s: %s", rn_status_str(s), err.message);
+        return;
+    }
+    const rn_config *c = &ck->config;
+    bool fla = cfg->family == RN_FAMILY_FLA;
+    uint64_t D = (uint64_t)cfg->embed_dim, V = (uint64_t)cfg->vocab_size, F = (uint64_t)cfg->ffn_dim;
+    uint64_t K = fla ? (uint64_t)cfg->key_embed_dim : D, Dv = (uint64_t)cfg->value_embed_dim;
+    uint64_t G = fla ? (uint64_t)(cfg->heads / cfg->kv_heads) : 1;
+    bool ok = c->family == cfg->family && ck->n_shards == (shards ? shards : 1) &&
+              ck->indexed == (shards > 0) && ck->parameters == expected_parameters_any(cfg) &&
+              c->key_embed_dim == (int64_t)K && c->kv_heads == (fla ? cfg->kv_heads : cfg->heads) &&
+              c->rope_half == fla && c->plain_retention == fla &&
+              c->output_gate == (fla ? cfg->output_gate : true) &&
+              c->head_norm_weight == (fla && cfg->head_norm_weight) &&
+              has_shape(ck->embed, V, D) && has_shape(ck->final_norm, D, 0) &&
+              (cfg->share_embed ? ck->output == ck->embed : has_shape(ck->output, V, D) && ck->output != ck->embed) &&
+              (fla ? !ck->angle && !ck->decay : true);
+    for (int64_t l = 0; ok && l < cfg->layers; l++) {
+        const rn_layer_tensors *L = &ck->layers[l];
+        ok = has_shape(L->q_proj, K, D) && has_shape(L->k_proj, K / G, D) && has_shape(L->v_proj, Dv / G, D) &&
+             has_shape(L->out_proj, D, Dv) && has_shape(L->retention_norm, D, 0) &&
+             has_shape(L->fc1, F, D) && has_shape(L->gate, F, D) && has_shape(L->fc2, D, F) &&
+             has_shape(L->ffn_norm, D, 0) &&
+             ((fla && !cfg->output_gate) ? L->g_proj == NULL : has_shape(L->g_proj, Dv, D)) &&
+             ((fla && cfg->head_norm_weight) ? has_shape(L->head_norm, Dv / (uint64_t)cfg->heads, 0)
+                                             : L->head_norm == NULL);
+    }
+    report(ok, "family", label, "%s, %llu parameters, %zu file%s", rn_family_name(c->family),
+           (unsigned long long)ck->parameters, ck->n_shards, ck->n_shards == 1 ? "" : "s");
+    rn_checkpoint_close(ck);
+}
+
+static bool same_tensor_bytes(const st_tensor *a, const st_tensor *b) {
+    if (!a || !b) return a == b;
+    return a->dtype == b->dtype && a->rank == b->rank && a->nbytes == b->nbytes &&
+           memcmp(a->shape, b->shape, sizeof a->shape) == 0 && memcmp(a->data, b->data, a->nbytes) == 0;
+}
+
+/* Every tensor of `a_dir` (across its shards) is in `b_dir` with byte-equal data, the counts
+ * agree, and so does every role the loader hands out (fused halves included). */
+static void expect_same_checkpoint(const char *label, const char *a_dir, const char *b_dir) {
+    rn_checkpoint *a = NULL, *b = NULL;
+    rn_error err = {{0}};
+    if (rn_checkpoint_open(a_dir, &a, &err) != RN_OK || rn_checkpoint_open(b_dir, &b, &err) != RN_OK) {
+        report(false, "family", label, "%s", err.message);
+        rn_checkpoint_close(a);
+        return;
+    }
+    size_t na = 0, nb = 0, bad = 0;
+    const char *first_bad = NULL;
+    for (size_t i = 0; i < a->n_shards; i++) {
+        for (size_t j = 0; j < st_count(a->shards[i]); j++, na++) {
+            const st_tensor *t = st_at(a->shards[i], j);
+            if (!same_tensor_bytes(t, rn_checkpoint_find(b, t->name))) {
+                if (!bad++) first_bad = t->name;
+            }
+        }
+    }
+    for (size_t i = 0; i < b->n_shards; i++) nb += st_count(b->shards[i]);
+    bool roles = a->parameters == b->parameters && a->tensor_bytes == b->tensor_bytes &&
+                 a->config.family == b->config.family && same_tensor_bytes(a->embed, b->embed) &&
+                 same_tensor_bytes(a->output, b->output) && same_tensor_bytes(a->final_norm, b->final_norm);
+    for (int64_t l = 0; roles && l < a->config.layers; l++) {
+        const rn_layer_tensors *x = &a->layers[l], *y = &b->layers[l];
+        roles = same_tensor_bytes(x->q_proj, y->q_proj) && same_tensor_bytes(x->k_proj, y->k_proj) &&
+                same_tensor_bytes(x->v_proj, y->v_proj) && same_tensor_bytes(x->g_proj, y->g_proj) &&
+                same_tensor_bytes(x->out_proj, y->out_proj) && same_tensor_bytes(x->head_norm, y->head_norm) &&
+                same_tensor_bytes(x->retention_norm, y->retention_norm) &&
+                same_tensor_bytes(x->fc1, y->fc1) && same_tensor_bytes(x->gate, y->gate) &&
+                same_tensor_bytes(x->fc2, y->fc2) && same_tensor_bytes(x->ffn_norm, y->ffn_norm);
+    }
+    report(bad == 0 && na == nb && roles, "family", label, "%zu tensors byte-equal%s%s", na,
+           bad ? ", first differing: " : "", bad ? first_bad : "");
+    rn_checkpoint_close(a);
+    rn_checkpoint_close(b);
+}
+
+/* Replaces the first `from` in the file with `to`. */
+static void edit_file(const char *path, const char *from, const char *to) {
+    size_t len;
+    unsigned char *text = read_all(path, &len);
+    text[len] = '\0';
+    char *at = strstr((char *)text, from);
+    if (!at) die("edit target not in", path);
+    size_t pre = (size_t)(at - (char *)text), fl = strlen(from), tl = strlen(to);
+    char *out = malloc(len - fl + tl + 1);
+    memcpy(out, text, pre);
+    memcpy(out + pre, to, tl);
+    memcpy(out + pre + tl, at + fl, len - pre - fl);
+    write_file(path, out, len - fl + tl);
+    free(out);
+    free(text);
+}
+
+static int copy_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw);
+static char g_copy_to[512];
+static size_t g_copy_from_len;
+
+static int copy_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)ftw;
+    if (flag != FTW_F) return 0;
+    char dst[600];
+    snprintf(dst, sizeof dst, "%s%s", g_copy_to, path + g_copy_from_len);
+    size_t len;
+    unsigned char *data = read_all(path, &len);
+    write_file(dst, data, len);
+    free(data);
+    return 0;
+}
+
+/* A flat copy of a checkpoint directory under a new name in g_dir. */
+static void copy_dir(const char *src, const char *name, char *dst, size_t cap) {
+    path_in(dst, cap, name);
+    nftw(dst, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (mkdir(dst, 0700) != 0) die("cannot mkdir", dst);
+    snprintf(g_copy_to, sizeof g_copy_to, "%s", dst);
+    g_copy_from_len = strlen(src);
+    nftw(src, copy_entry, 16, FTW_PHYS);
+}
+
+/* A tensor of `dir` as a writer entry named `name` (data malloc'd: free e->data). */
+static rn_st_entry entry_from(const char *dir, const char *tensor, const char *name) {
+    rn_checkpoint *ck = NULL;
+    rn_error err = {{0}};
+    if (rn_checkpoint_open(dir, &ck, &err) != RN_OK) die(err.message, dir);
+    const st_tensor *t = rn_checkpoint_find(ck, tensor);
+    if (!t) die("no such tensor:", tensor);
+    float *data = malloc(t->elements * sizeof *data);
+    st_to_f32(t->dtype, t->data, t->elements, data);
+    rn_st_entry e = {.name = name, .dtype = t->dtype, .rank = t->rank, .data = data};
+    memcpy(e.shape, t->shape, sizeof t->shape);
+    rn_checkpoint_close(ck);
+    return e;
+}
+
+/* The bad-index matrix on a copy of a 3-shard checkpoint of one family. */
+static void test_shard_errors(const char *family, const char *sharded) {
+    char dir[512], name[96], label[96], path[600], other[600];
+#define CASE_DIR(tag) (snprintf(name, sizeof name, "bad_%s_%s", family, tag), copy_dir(sharded, name, dir, sizeof dir), \
+                       snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir))
+#define LABEL(what) (snprintf(label, sizeof label, "%s: %s", family, what), label)
+    static const struct {
+        const char *tag, *from, *to;
+        rn_status expect;
+        const char *mention;
+    } edits[] = {
+        {"missing_file", "\"model-00002-of-00003.safetensors\"", "\"model-00009-of-00003.safetensors\"",
+         RN_ERR_IO, "model-00009-of-00003.safetensors"},
+        {"slash", "\"model-00001-of-00003.safetensors\"", "\"sub/model-00001-of-00003.safetensors\"",
+         RN_ERR_TENSOR_ENTRY, "sub/model-00001"},
+        {"dotdot", "\"model-00001-of-00003.safetensors\"", "\"../model-00001-of-00003.safetensors\"",
+         RN_ERR_TENSOR_ENTRY, "../model-00001"},
+        {"dotdot_plain", "\"model-00001-of-00003.safetensors\"", "\"..\"", RN_ERR_TENSOR_ENTRY, "'..'"},
+        {"absolute", "\"model-00001-of-00003.safetensors\"", "\"/etc/passwd\"", RN_ERR_TENSOR_ENTRY,
+         "/etc/passwd"},
+        {"backslash", "\"model-00001-of-00003.safetensors\"", "\"a\\\\model-00001-of-00003.safetensors\"",
+         RN_ERR_TENSOR_ENTRY, "plain file name"},
+        {"empty_name", "\"model-00001-of-00003.safetensors\"", "\"\"", RN_ERR_TENSOR_ENTRY, "plain file name"},
+        {"value_number", ": \"model-00001-of-00003.safetensors\"", ": 1", RN_ERR_TENSOR_ENTRY, "must be a string"},
+        {"value_null", ": \"model-00001-of-00003.safetensors\"", ": null", RN_ERR_TENSOR_ENTRY, "must be a string"},
+        {"map_array", "\"weight_map\": {", "\"weight_map\": [], \"x\": {", RN_ERR_TENSOR_ENTRY, "weight_map"},
+        {"map_missing", "\"weight_map\"", "\"weight_mop\"", RN_ERR_TENSOR_ENTRY, "weight_map is missing"},
+        {"tensor_name_control", "\"weight_map\": {", "\"weight_map\": {\"a\\u0001b\": \"model-00001-of-00003.safetensors\", ",
+         RN_ERR_TENSOR_ENTRY, "control character"},
+        {"tensor_name_empty", "\"weight_map\": {", "\"weight_map\": {\"\": \"model-00001-of-00003.safetensors\", ",
+         RN_ERR_TENSOR_ENTRY, "empty"},
+        {"not_json", "{", "weight_map = {", RN_ERR_JSON, "model.safetensors.index.json"},
+        {"root_dup", "\"metadata\"", "\"weight_map\": {}, \"metadata\"", RN_ERR_JSON, "weight_map"},
+    };
+    for (size_t i = 0; i < sizeof edits / sizeof *edits; i++) {
+        CASE_DIR(edits[i].tag);
+        edit_file(path, edits[i].from, edits[i].to);
+        snprintf(label, sizeof label, "%s: index %s", family, edits[i].tag);
+        expect_open(label, dir, edits[i].expect, edits[i].mention, NULL);
+    }
+
+    /* whole-document cases */
+    CASE_DIR("map_empty");
+    write_file(path, "{\"weight_map\": {}}", 18);
+    expect_open(LABEL("index weight_map empty"), dir, RN_ERR_TENSOR_ENTRY, "empty", NULL);
+    CASE_DIR("map_string");
+    write_file(path, "{\"weight_map\": \"model.safetensors\"}", 35);
+    expect_open(LABEL("index weight_map a string"), dir, RN_ERR_TENSOR_ENTRY, "weight_map", NULL);
+    CASE_DIR("index_empty_file");
+    write_file(path, "", 0);
+    expect_open(LABEL("index empty file"), dir, RN_ERR_JSON, "model.safetensors.index.json", NULL);
+
+    /* a tensor listed twice, in the wrong shard, in two shards, or not at all */
+    rn_checkpoint *ck = NULL;
+    rn_error err = {{0}};
+    if (rn_checkpoint_open(sharded, &ck, &err) != RN_OK) die(err.message, sharded);
+    const char *t0 = st_at(ck->shards[0], 0)->name;   /* shards[0] is model-00001-of-00003 */
+    char from[600], to[600];
+
+    CASE_DIR("map_dup");
+    snprintf(to, sizeof to, "\"weight_map\": {\n    \"%s\": \"model-00001-of-00003.safetensors\",", t0);
+    edit_file(path, "\"weight_map\": {", to);
+    expect_open(LABEL("index lists a tensor twice"), dir, RN_ERR_DUPLICATE, t0, "twice");
+
+    CASE_DIR("wrong_shard");
+    snprintf(from, sizeof from, "\"%s\": \"model-00001-of-00003.safetensors\"", t0);
+    snprintf(to, sizeof to, "\"%s\": \"model-00002-of-00003.safetensors\"", t0);
+    edit_file(path, from, to);
+    expect_open(LABEL("index names the wrong shard"), dir, RN_ERR_MISSING_TENSOR, t0,
+                "model-00002-of-00003.safetensors");
+
+    CASE_DIR("two_shards");
+    rn_st_entry extra = entry_from(sharded, t0, t0);
+    snprintf(from, sizeof from, "%s/model-00003-of-00003.safetensors", sharded);
+    snprintf(to, sizeof to, "%s/model-00003-of-00003.safetensors", dir);
+    rewrite_file(from, to, NULL, NULL, 0, 0, 0, &extra);
+    free((void *)extra.data);
+    expect_open(LABEL("tensor in two shards"), dir, RN_ERR_DUPLICATE, t0, "two shards");
+
+    /* a tensor the model needs, its line taken out of the map (never the last line) */
+    CASE_DIR("unlisted");
+    const char *need = ck->layers[1].fc2->name;
+    snprintf(from, sizeof from, "\"%s\": ", need);
+    size_t len;
+    char *text = (char *)read_all(path, &len);
+    text[len] = '\0';
+    char *at = strstr(text, from), *line = at, *next = at ? strchr(at, '\n') : NULL;
+    if (!at || !next || next[-1] != ',') die("unexpected index layout", path);
+    while (line > text && line[-1] != '\n') line--;
+    memmove(line, next + 1, strlen(next + 1) + 1);
+    write_file(path, text, strlen(text));
+    free(text);
+    expect_open(LABEL("needed tensor not in the map"), dir, RN_ERR_MISSING_TENSOR, need, "index.json");
+
+    /* a corrupt shard: st_open's own status, naming the shard */
+    CASE_DIR("corrupt_shard");
+    snprintf(to, sizeof to, "%s/model-00002-of-00003.safetensors", dir);
+    write_file(to, "\x02\0\0\0\0\0\0\0[]", 10);
+    expect_open(LABEL("corrupt shard"), dir, RN_ERR_JSON, "model-00002-of-00003.safetensors", NULL);
+
+    /* a shard file missing from the directory */
+    CASE_DIR("deleted_shard");
+    snprintf(to, sizeof to, "%s/model-00003-of-00003.safetensors", dir);
+    remove(to);
+    expect_open(LABEL("shard file deleted"), dir, RN_ERR_IO, "model-00003-of-00003.safetensors", NULL);
+    rn_checkpoint_close(ck);
+
+    /* the index wins over a stale model.safetensors */
+    CASE_DIR("stale_single");
+    snprintf(other, sizeof other, "%s/model.safetensors", dir);
+    write_file(other, "not a safetensors file", 22);
+    rn_status s = rn_checkpoint_open(dir, &ck, &err);
+    report(s == RN_OK && ck->indexed && ck->n_shards == 3, "shards", LABEL("index preferred to model.safetensors"),
+           "%s %s", rn_status_str(s), s == RN_OK ? "" : err.message);
+    rn_checkpoint_close(ck);
+#undef CASE_DIR
+#undef LABEL
+}
+
+static void test_families(void) {
+    char plain[512], sharded[512], dir[512], other[512];
+    rn_writer_options o;
+    rn_error err = {{0}};
+
+    /* one small model per family and layout; unsharded and 3-sharded copies are byte-equal */
+    struct {
+        const char *name;
+        rn_config cfg;
+        st_dtype dtype;
+        bool fused;
+    } models[] = {
+        {"torchscale", tiny_config(), ST_F32, false},
+        {"syncdoth", tiny_config(), ST_F16, false},
+        {"fla", tiny_fla(2, true, true, false), ST_BF16, false},
+        {"fla_fused_gqa", tiny_fla(1, true, true, false), ST_BF16, true},
+        {"fla_nogate_noaffine_tied", tiny_fla(2, false, false, true), ST_F32, false},
+    };
+    models[1].cfg.family = RN_FAMILY_SYNCDOTH;
+    for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
+        char name[96], label[96];
+        rn_writer_options_default(&o);
+        o.seed = 11;
+        o.dtype = models[i].dtype;
+        o.fused_mlp = models[i].fused;
+        snprintf(name, sizeof name, "fam_%s", models[i].name);
+        if (make_model_opts(name, &models[i].cfg, &o, plain, sizeof plain) != RN_OK) {
+            report(false, "family", models[i].name, "cannot write");
+            continue;
+        }
+        snprintf(label, sizeof label, "ok: %s (%s)", models[i].name, st_dtype_name(o.dtype));
+        expect_family_model(label, plain, &models[i].cfg, 0);
+        o.shards = 3;
+        snprintf(name, sizeof name, "fam_%s_sharded", models[i].name);
+        if (make_model_opts(name, &models[i].cfg, &o, sharded, sizeof sharded) != RN_OK) continue;
+        snprintf(label, sizeof label, "ok: %s in 3 shards", models[i].name);
+        expect_family_model(label, sharded, &models[i].cfg, 3);
+        snprintf(label, sizeof label, "%s: sharded = unsharded", models[i].name);
+        expect_same_checkpoint(label, sharded, plain);
+        if (i < 3) test_shard_errors(models[i].name, sharded);
+    }
+
+    /* one shard with an index is a valid layout too */
+    rn_config fla = tiny_fla(2, true, true, false);
+    rn_writer_options_default(&o);
+    o.shards = 1;
+    if (make_model_opts("fam_fla_one_shard", &fla, &o, dir, sizeof dir) == RN_OK)
+        expect_family_model("ok: fla, 1 shard + index", dir, &fla, 1);
+    o.shards = 1000;
+    rn_status s = rn_write_random_model(dir, &fla, &o, &err);
+    expect_status("writer", "more shards than tensors", s, RN_ERR_INVALID_ARGUMENT, &err, "shards", NULL);
+
+    /* fla: the fused and the split MLP are the same model */
+    rn_writer_options_default(&o);
+    o.seed = 5;
+    if (make_model_opts("fam_fla_split", &fla, &o, plain, sizeof plain) == RN_OK) {
+        o.fused_mlp = true;
+        if (make_model_opts("fam_fla_fused", &fla, &o, dir, sizeof dir) == RN_OK) {
+            expect_family_model("ok: fla fused MLP", dir, &fla, 0);
+            rn_checkpoint *a = NULL, *b = NULL;
+            bool ok = rn_checkpoint_open(dir, &a, &err) == RN_OK && rn_checkpoint_open(plain, &b, &err) == RN_OK;
+            for (int64_t l = 0; ok && l < fla.layers; l++) {
+                const rn_layer_tensors *x = &a->layers[l], *y = &b->layers[l];
+                ok = same_tensor_bytes(x->fc1, y->fc1) && same_tensor_bytes(x->gate, y->gate) &&
+                     (const unsigned char *)x->gate->data == (const unsigned char *)x->fc1->data + x->fc1->nbytes &&
+                     strstr(x->fc1->name, "mlp.gate_proj.weight[rows 0:32]") &&
+                     strstr(x->gate->name, "mlp.gate_proj.weight[rows 32:64]");
+            }
+            ok = ok && a->parameters == b->parameters && a->tensor_bytes == b->tensor_bytes;
+            report(ok, "family", "fla: fused halves = split gate/up", "%s", ok ? "" : err.message);
+            rn_checkpoint_close(a);
+            rn_checkpoint_close(b);
+
+            /* a fused gate_proj of the wrong height */
+            const char *drop[] = {NULL};
+            path_in(other, sizeof other, "fam_fla_fused_3i");
+            rewrite_model(dir, other, drop, "model.layers.1.mlp.gate_proj.weight", 2, 48, 16, NULL);
+            expect_open("fla: gate_proj [48, 16], no up_proj", other, RN_ERR_TENSOR_SHAPE,
+                        "model.layers.1.mlp.gate_proj.weight", "[64, 16] (fused");
+        }
+        /* bad input: missing, misshapen, head-norm names */
+        const char *drop_o[] = {"model.layers.0.attn.o_proj.weight", NULL};
+        path_in(other, sizeof other, "fam_fla_no_o");
+        rewrite_model(plain, other, drop_o, NULL, 0, 0, 0, NULL);
+        expect_open("fla: o_proj missing", other, RN_ERR_MISSING_TENSOR, drop_o[0], "fla names");
+        const char *drop_up[] = {"model.layers.1.mlp.up_proj.weight", NULL};
+        path_in(other, sizeof other, "fam_fla_no_up");
+        rewrite_model(plain, other, drop_up, NULL, 0, 0, 0, NULL);
+        expect_open("fla: up_proj missing, gate_proj [I, D]", other, RN_ERR_MISSING_TENSOR, drop_up[0], NULL);
+        path_in(other, sizeof other, "fam_fla_q_t");
+        rewrite_model(plain, other, NULL, "model.layers.0.attn.v_proj.weight", 2, 16, 32, NULL);
+        expect_open("fla: v_proj transposed", other, RN_ERR_TENSOR_SHAPE, "model.layers.0.attn.v_proj.weight",
+                    "[32, 16]");
+        path_in(other, sizeof other, "fam_fla_norm");
+        rewrite_model(plain, other, NULL, "model.layers.1.attn.g_norm_swish_gate.weight", 1, 8, 0, NULL);
+        expect_open("fla: head norm of 8, dv 16", other, RN_ERR_TENSOR_SHAPE, "g_norm_swish_gate", "[16]");
+        const char *drop_norm[] = {"model.layers.1.attn.g_norm_swish_gate.weight", NULL};
+        path_in(other, sizeof other, "fam_fla_no_norm");
+        rewrite_model(plain, other, drop_norm, NULL, 0, 0, 0, NULL);
+        expect_open("fla: head norm missing (both names)", other, RN_ERR_MISSING_TENSOR,
+                    "model.layers.1.attn.g_norm_swish_gate.weight", "attn.g_norm.weight");
+        rn_st_entry renamed = entry_from(plain, drop_norm[0], "model.layers.1.attn.g_norm.weight");
+        path_in(other, sizeof other, "fam_fla_g_norm");
+        rewrite_model(plain, other, drop_norm, NULL, 0, 0, 0, &renamed);
+        expect_family_model("ok: fla head norm as attn.g_norm.weight", other, &fla, 0);
+        path_in(other, sizeof other, "fam_fla_two_norms");
+        rewrite_model(plain, other, NULL, NULL, 0, 0, 0, &renamed);
+        expect_open("fla: both head-norm names", other, RN_ERR_DUPLICATE, "g_norm_swish_gate", "attn.g_norm.weight");
+        free((void *)renamed.data);
+        const char *drop_head[] = {"lm_head.weight", NULL};
+        path_in(other, sizeof other, "fam_fla_no_head");
+        rewrite_model(plain, other, drop_head, NULL, 0, 0, 0, NULL);
+        expect_open("fla: untied without lm_head", other, RN_ERR_MISSING_TENSOR, "lm_head.weight", NULL);
+        /* contradictory config over good weights */
+        path_in(other, sizeof other, "fam_fla_kv3");
+        rewrite_model(plain, other, NULL, NULL, 0, 0, 0, NULL);
+        char cfg_path[600];
+        snprintf(cfg_path, sizeof cfg_path, "%s/config.json", other);
+        edit_file(cfg_path, "\"num_kv_heads\": null", "\"num_kv_heads\": 3");
+        expect_open("fla: num_kv_heads 3 of 2 heads", other, RN_ERR_CONFIG, "num_kv_heads", "config.json");
+        path_in(other, sizeof other, "fam_fla_gqa_mismatch");
+        rewrite_model(plain, other, NULL, NULL, 0, 0, 0, NULL);
+        snprintf(cfg_path, sizeof cfg_path, "%s/config.json", other);
+        edit_file(cfg_path, "\"num_kv_heads\": null", "\"num_kv_heads\": 1");
+        expect_open("fla: k_proj of full heads, config GQA", other, RN_ERR_TENSOR_SHAPE,
+                    "model.layers.0.attn.k_proj.weight", "[8, 16]");
+        path_in(other, sizeof other, "fam_fla_as_torchscale");
+        rewrite_model(plain, other, NULL, NULL, 0, 0, 0, NULL);
+        snprintf(cfg_path, sizeof cfg_path, "%s/config.json", other);
+        rn_config ts = tiny_config();
+        rn_write_config(cfg_path, &ts, &err);
+        expect_open("fla weights, torchscale config", other, RN_ERR_MISSING_TENSOR, "embed_tokens.weight",
+                    "torchscale names");
+    }
+
+    /* syncdoth: missing, misshapen, contradictory config, buffers */
+    rn_config sd = tiny_config();
+    sd.family = RN_FAMILY_SYNCDOTH;
+    rn_writer_options_default(&o);
+    if (make_model_opts("fam_sd", &sd, &o, plain, sizeof plain) == RN_OK) {
+        const char *drop_k[] = {"model.layers.1.retention.k_proj.weight", NULL};
+        path_in(other, sizeof other, "fam_sd_no_k");
+        rewrite_model(plain, other, drop_k, NULL, 0, 0, 0, NULL);
+        expect_open("syncdoth: k_proj missing", other, RN_ERR_MISSING_TENSOR, drop_k[0], "syncdoth names");
+        const char *drop_head[] = {"lm_head.weight", NULL};
+        path_in(other, sizeof other, "fam_sd_no_head");
+        rewrite_model(plain, other, drop_head, NULL, 0, 0, 0, NULL);
+        expect_open("syncdoth: untied without lm_head", other, RN_ERR_MISSING_TENSOR, "lm_head.weight", NULL);
+        path_in(other, sizeof other, "fam_sd_v_t");
+        rewrite_model(plain, other, NULL, "model.layers.0.retention.v_proj.weight", 2, 16, 24, NULL);
+        expect_open("syncdoth: v_proj transposed", other, RN_ERR_TENSOR_SHAPE,
+                    "model.layers.0.retention.v_proj.weight", "[24, 16]");
+        float hh[4] = {1, 0, 0, 1};
+        rn_st_entry proj = {.name = "model.layers.0.retention.decay_proj.weight", .dtype = ST_F32,
+                            .rank = 2, .shape = {2, 2}, .data = hh};
+        path_in(other, sizeof other, "fam_sd_decay_proj");
+        rewrite_model(plain, other, NULL, NULL, 0, 0, 0, &proj);
+        expect_open("syncdoth: tensor-parallel decay_proj refused", other, RN_ERR_UNSUPPORTED_CONFIG,
+                    "decay_proj", NULL);
+        path_in(other, sizeof other, "fam_sd_contra");
+        rewrite_model(plain, other, NULL, NULL, 0, 0, 0, NULL);
+        char cfg_path[600];
+        snprintf(cfg_path, sizeof cfg_path, "%s/config.json", other);
+        edit_file(cfg_path, "\"use_glu\": true", "\"use_glu\": true, \"share_decoder_input_output_embed\": true");
+        expect_open("syncdoth: tie_word_embeddings vs share_...", other, RN_ERR_CONFIG, "tie_word_embeddings",
+                    "config.json");
+        edit_file(cfg_path, ", \"share_decoder_input_output_embed\": true", "");
+        edit_file(cfg_path, "\"use_ffn_rms_norm\": false", "\"use_ffn_rms_norm\": true");
+        expect_open("syncdoth: use_ffn_rms_norm refused", other, RN_ERR_UNSUPPORTED_CONFIG, "use_ffn_rms_norm", NULL);
+        /* torchscale names under a syncdoth-looking config: the names decide */
+        rn_config ts = tiny_config();
+        if (make_model("fam_ts_named", &ts, ST_F32, false, 1.0, dir, sizeof dir) == RN_OK) {
+            snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
+            edit_file(cfg_path, "\"deepnorm\": false", "\"deepnorm\": false, \"tie_word_embeddings\": false");
+            expect_family_model("ok: torchscale names, syncdoth keys", dir, &ts, 0);
+        }
+    }
+
+    /* syncdoth buffers override; use_lm_decay without buffers is computed */
+    float learned[2] = {-0.5f, -0.01f};
+    rn_writer_options_default(&o);
+    o.decay = learned;
+    if (make_model_opts("fam_sd_learned", &sd, &o, dir, sizeof dir) == RN_OK) {
+        rn_checkpoint *ck = NULL;
+        bool ok = rn_checkpoint_open(dir, &ck, &err) == RN_OK;
+        float angle[8], decay[2];
+        if (ok) {
+            rn_checkpoint_rel_pos(ck, angle, decay);
+            ok = ck->decay && ck->angle && strcmp(ck->decay->name, "model.retnet_rel_pos.decay") == 0 &&
+                 decay[0] == learned[0] && decay[1] == learned[1] && angle[0] == 1.0f && angle[1] == 1.0f;
+        }
+        report(ok, "family", "syncdoth: decay buffer overrides", "%s", ok ? "" : err.message);
+        rn_checkpoint_close(ck);
+    }
+    rn_checkpoint lm = {.config = {.family = RN_FAMILY_SYNCDOTH, .key_head_dim = 8, .heads = 4,
+                                   .use_lm_decay = true}};
+    float angle8[8], decay4[4];
+    rn_checkpoint_rel_pos(&lm, angle8, decay4);
+    bool ok = true;
+    for (int h = 0; h < 4; h++) {
+        double t = log(1.0 / 32) + (log(1.0 / 512) - log(1.0 / 32)) * h / 3.0;
+        ok = ok && fabs(decay4[h] - log(1 - exp(t))) < 1e-6;
+    }
+    report(ok && fabs(decay4[0] - log(31.0 / 32)) < 1e-7 && fabs(decay4[3] - log(511.0 / 512)) < 1e-7,
+           "family", "syncdoth use_lm_decay values", "decay %g .. %g", (double)decay4[0], (double)decay4[3]);
+
+    /* fla rotation: half-split layout, NeoX frequencies */
+    rn_checkpoint neox = {.config = {.family = RN_FAMILY_FLA, .key_head_dim = 8, .heads = 2, .rope_half = true}};
+    float a8[8], d2[2];
+    rn_checkpoint_rel_pos(&neox, a8, d2);
+    ok = a8[0] == 1.0f && a8[4] == 1.0f;
+    for (int i = 0; i < 4; i++) ok = ok && a8[i] == a8[i + 4] && fabs(a8[i] - pow(10000.0, -2.0 * i / 8)) < 1e-7;
+    ok = ok && fabs(d2[0] - log(31.0 / 32)) < 1e-7 && fabs(d2[1] - log(63.0 / 64)) < 1e-7;
+    report(ok, "family", "fla angles: theta_i = 10000^(-2i/dk), twice", "%g %g %g %g", (double)a8[0],
+           (double)a8[1], (double)a8[2], (double)a8[3]);
+
+    /* the writer: what it refuses, and exact ratios */
+    rn_writer_options_default(&o);
+    o.write_rel_pos = true;
+    s = rn_write_random_model(dir, &fla, &o, &err);
+    expect_status("writer", "fla with rel-pos buffers", s, RN_ERR_INVALID_ARGUMENT, &err, "fla", NULL);
+    rn_writer_options_default(&o);
+    o.fused_mlp = true;
+    rn_config ts = tiny_config();
+    s = rn_write_random_model(dir, &ts, &o, &err);
+    expect_status("writer", "torchscale with a fused MLP", s, RN_ERR_INVALID_ARGUMENT, &err, "fused", NULL);
+    rn_config bad = tiny_fla(3, true, true, false);
+    path_in(dir, sizeof dir, "fam_fla_bad");
+    s = rn_write_random_model(dir, &bad, NULL, &err);
+    expect_status("writer", "fla kv_heads 3 of 2", s, RN_ERR_CONFIG, &err, "num_kv_heads", NULL);
+    rn_config third = tiny_fla(2, true, true, false);
+    third.embed_dim = 48;   /* expand_k = 1/3: 48 * 0.3333... must give 16 back */
+    third.value_embed_dim = 80;
+    path_in(dir, sizeof dir, "fam_fla_third");
+    s = rn_write_random_model(dir, &third, NULL, &err);
+    if (s == RN_OK) expect_family_model("ok: fla expand_k 1/3, expand_v 5/3", dir, &third, 0);
+    else report(false, "writer", "fla expand_k 1/3", "%s", err.message);
+}
+
+/* ---- the fla-hub 1.3B preset (test_models --fla-1.3b DIR) --------------------------------- */
+
+static const char k_fla_hub_config_json[] =
+    "{\n  \"architectures\": [\n    \"RetNetForCausalLM\"\n  ],\n  \"attn_mode\": \"fused_chunk\",\n"
+    "  \"bos_token_id\": 1,\n  \"conv_size\": 4,\n  \"elementwise_affine\": true,\n  \"eos_token_id\": 2,\n"
+    "  \"expand_k\": 1,\n  \"expand_v\": 2,\n  \"feature_map\": null,\n  \"fuse_cross_entropy\": true,\n"
+    "  \"fuse_norm\": true,\n  \"hidden_act\": \"swish\",\n  \"hidden_ratio\": 2,\n  \"hidden_size\": 2048,\n"
+    "  \"initializer_range\": 0.02,\n  \"intermediate_size\": null,\n  \"max_position_embeddings\": 2048,\n"
+    "  \"model_type\": \"retnet\",\n  \"norm_eps\": 1e-06,\n  \"num_heads\": 8,\n  \"num_hidden_layers\": 24,\n"
+    "  \"num_kv_heads\": null,\n  \"rms_norm_eps\": 1e-06,\n  \"share_conv_kernel\": true,\n"
+    "  \"tie_word_embeddings\": false,\n  \"torch_dtype\": \"bfloat16\",\n  \"transformers_version\": \"4.40.2\",\n"
+    "  \"use_cache\": true,\n  \"use_output_gate\": true,\n  \"use_short_conv\": false,\n  \"vocab_size\": 32000\n}\n";
+
+/* From the shapes of retnet-checkpoint-formats.md §1.2: per layer q, k [2048, 2048], v, g
+ * [4096, 2048], o [2048, 4096], g_norm [512], two norms [2048], gate_proj [5632, 2048] fused,
+ * down_proj [2048, 2816]; embeddings and lm_head [32000, 2048]; model.norm [2048]. */
+#define FLA_1_3B_PER_LAYER (2 * 2048ull * 2048 + 3 * 4096ull * 2048 + 512 + 2 * 2048 + 5632ull * 2048 + 2048ull * 2816)
+#define FLA_1_3B_PARAMETERS (24 * FLA_1_3B_PER_LAYER + 2 * 32000ull * 2048 + 2048)
+
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int run_fla_1_3b(const char *parent) {
+    snprintf(g_dir, sizeof g_dir, "%s/rn_fla_1_3b_XXXXXX", parent);
+    if (!mkdtemp(g_dir)) die("cannot create a temporary directory under", parent);
+    rn_config cfg;
+    rn_writer_options o;
+    rn_writer_preset_fla_1_3b(&cfg, &o);
+    rn_error err = {{0}};
+    double t0 = seconds_now();
+    rn_status s = rn_write_random_model(g_dir, &cfg, &o, &err);
+    double written = seconds_now() - t0;
+    report(s == RN_OK, "fla-1.3b", "write the preset", "%s in %.1f s %s", rn_status_str(s), written,
+           s == RN_OK ? "" : err.message);
+
+    if (s == RN_OK) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/config.json", g_dir);
+        size_t len;
+        unsigned char *text = read_all(path, &len);
+        report(len == sizeof k_fla_hub_config_json - 1 && memcmp(text, k_fla_hub_config_json, len) == 0,
+               "fla-1.3b", "config.json = the hub's, key for key", "%zu bytes", len);
+        free(text);
+
+        t0 = seconds_now();
+        rn_checkpoint *ck = NULL;
+        s = rn_checkpoint_open(g_dir, &ck, &err);
+        double opened = seconds_now() - t0;
+        expect_status("fla-1.3b", "open", s, RN_OK, &err, NULL, NULL);
+        if (s == RN_OK) {
+            const rn_config *c = &ck->config;
+            bool ok = c->family == RN_FAMILY_FLA && c->embed_dim == 2048 && c->layers == 24 &&
+                      c->heads == 8 && c->kv_heads == 8 && c->key_head_dim == 256 && c->value_head_dim == 512 &&
+                      c->ffn_dim == 2816 && c->vocab_size == 32000 && !c->share_embed && c->output_gate &&
+                      c->head_norm_weight && c->rope_half && c->plain_retention && c->layernorm_eps == 1e-6;
+            report(ok, "fla-1.3b", "config fields", "D %lld L %lld H %lld dk %lld dv %lld I %lld V %lld",
+                   (long long)c->embed_dim, (long long)c->layers, (long long)c->heads,
+                   (long long)c->key_head_dim, (long long)c->value_head_dim, (long long)c->ffn_dim,
+                   (long long)c->vocab_size);
+            report(ck->parameters == FLA_1_3B_PARAMETERS && ck->parameters == 1351727104ull &&
+                       ck->tensor_bytes == 2 * FLA_1_3B_PARAMETERS,
+                   "fla-1.3b", "1.35B parameters, bf16", "%llu parameters (expected %llu), %llu bytes",
+                   (unsigned long long)ck->parameters, (unsigned long long)FLA_1_3B_PARAMETERS,
+                   (unsigned long long)ck->tensor_bytes);
+            size_t n = st_count(ck->shards[0]), not_bf16 = 0;
+            for (size_t i = 0; i < n; i++) not_bf16 += st_at(ck->shards[0], i)->dtype != ST_BF16;
+            ok = n == 1 + 24 * 10 + 2 && not_bf16 == 0 && !rn_checkpoint_find(ck, "model.layers.0.mlp.up_proj.weight") &&
+                 has_shape(rn_checkpoint_find(ck, "model.layers.23.mlp.gate_proj.weight"), 5632, 2048) &&
+                 has_shape(rn_checkpoint_find(ck, "model.layers.5.attn.g_norm_swish_gate.weight"), 512, 0) &&
+                 has_shape(rn_checkpoint_find(ck, "lm_head.weight"), 32000, 2048);
+            for (int64_t l = 0; ok && l < 24; l++) {
+                const rn_layer_tensors *L = &ck->layers[l];
+                ok = has_shape(L->fc1, 2816, 2048) && has_shape(L->gate, 2816, 2048) &&
+                     (const unsigned char *)L->gate->data == (const unsigned char *)L->fc1->data + 2816ull * 2048 * 2 &&
+                     has_shape(L->k_proj, 2048, 2048) && has_shape(L->v_proj, 4096, 2048) &&
+                     has_shape(L->out_proj, 2048, 4096) && has_shape(L->fc2, 2048, 2816);
+            }
+            report(ok, "fla-1.3b", "names, shapes, dtype, fused halves", "%zu tensors, opened in %.2f s", n, opened);
+            rn_checkpoint_close(ck);
+        }
+        printf("fla-1.3b: wrote %.2f GB in %.1f s (%.0f MB/s)\n", 2.0 * FLA_1_3B_PARAMETERS / 1e9, written,
+               2.0 * FLA_1_3B_PARAMETERS / 1e6 / written);
+    }
+    nftw(g_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    printf("%d cases, %d failed\n", g_cases, g_failures);
+    return g_failures ? 1 : 0;
+}
+
 /* ---- main --------------------------------------------------------------------------------- */
 
-int main(void) {
+int main(int argc, char **argv) {
+    /* the 1.3B preset writes 2.7 GB: a mode of its own (ctest models_fla_1_3b) */
+    if (argc == 3 && strcmp(argv[1], "--fla-1.3b") == 0) return run_fla_1_3b(argv[2]);
+    if (argc != 1) {
+        fprintf(stderr, "usage: test_models [--fla-1.3b DIR]\n");
+        return 2;
+    }
     const char *tmp = getenv("TMPDIR");
     snprintf(g_dir, sizeof g_dir, "%s/rn_test_models_XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(g_dir)) die("cannot create a temporary directory under", g_dir);
@@ -1301,6 +2137,8 @@ int main(void) {
     test_config_matrix();
     test_config_files();
     test_checkpoints();
+    test_family_configs();
+    test_families();
 
     free(g_header);
     free(g_data);

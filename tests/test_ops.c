@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dtype.h"
 #include "ops.h"
 #include "ref.h"
 
@@ -145,18 +146,32 @@ static void must(rn_status st, rt_runtime *rt, const char *what) {
 
 /* ---- the ops ------------------------------------------------------------------------------- */
 
+/* Weights as the kernels store them: `values` rounded to the kernels' weight type in place (so
+ * the reference sees what the device sees), and the stored bytes on the device. */
+static guarded stored_weights(rt_runtime *rt, const rn_kernels *k, float *values, size_t count) {
+    unsigned size = st_dtype_size(k->weights);
+    void *bytes = malloc(count * size);
+    rn_convert(ST_F32, values, count, k->weights, bytes, NULL);
+    rn_convert(k->weights, bytes, count, ST_F32, values, NULL);
+    guarded g = guarded_from(rt, bytes, count * size);
+    free(bytes);
+    return g;
+}
+
 static void test_embed(rt_runtime *rt, const rn_kernels *k) {
     const int64_t V = 50, D = 40, n = 7;
     float *E = random_floats((size_t)(V * D), 1.0);
     int32_t tokens[7] = {0, 49, 3, 3, 17, 48, 1};
     float ref[7 * 40], got[7 * 40];
+    guarded e = stored_weights(rt, k, E, (size_t)(V * D));
     ref_embedding(E, D, tokens, n, 2.5, ref);
-    guarded e = guarded_from(rt, E, sizeof(float) * (size_t)(V * D));
     guarded t = guarded_from(rt, tokens, sizeof tokens);
     guarded x = guarded_alloc(rt, sizeof got);
     must(rn_op_embed(rt, k, &t.view, n, &e.view, D, 2.5f, &x.view), rt, "embed");
     bool intact = guarded_read(rt, &x, got);
-    check("embed_tokens", "V 50, D 40, n 7, scale 2.5", ref, got, (size_t)(n * D), 1e-6, intact);
+    char shape[64];
+    snprintf(shape, sizeof shape, "V 50, D 40, n 7, scale 2.5, %s", st_dtype_name(k->weights));
+    check("embed_tokens", shape, ref, got, (size_t)(n * D), 1e-6, intact);
     guarded_free(&e), guarded_free(&t), guarded_free(&x);
     free(E);
 }
@@ -192,37 +207,48 @@ static void test_rms_norm(rt_runtime *rt, const rn_kernels *k) {
 static void test_group_norm_gate(rt_runtime *rt, const rn_kernels *k) {
     const int64_t n = 5, H = 3, dv = k->dv;
     size_t count = (size_t)(n * H * dv);
-    float *o = random_floats(count, 0.01), *g = random_floats(count, 4.0);
+    float *o = random_floats(count, 0.01), *g = random_floats(count, 4.0), *w = random_floats((size_t)dv, 2.0);
     float *ref = malloc(count * sizeof *ref), *got = malloc(count * sizeof *got);
-    ref_group_norm_gate(o, g, n, H, dv, 1e-6, ref);
     guarded go = guarded_from(rt, o, count * sizeof *o), gg = guarded_from(rt, g, count * sizeof *g);
-    guarded gy = guarded_alloc(rt, count * sizeof *got);
-    must(rn_op_group_norm_gate(rt, k, &go.view, &gg.view, n, H, 1e-6f, &gy.view), rt, "group_norm_gate");
-    bool intact = guarded_read(rt, &gy, got);
-    char shape[64];
-    snprintf(shape, sizeof shape, "n 5, H 3, dv %lld", (long long)dv);
-    check("group_norm_gate", shape, ref, got, count, 1e-5, intact);
-    guarded_free(&go), guarded_free(&gg), guarded_free(&gy);
-    free(o), free(g), free(ref), free(got);
+    guarded gw = guarded_from(rt, w, (size_t)dv * sizeof *w);
+    /* torchscale: gate, no weight; fla: gate and weight; fla without output gate. */
+    for (int variant = 0; variant < 3; variant++) {
+        const float *gate = variant < 2 ? g : NULL, *weight = variant > 0 ? w : NULL;
+        ref_group_norm_gate(o, gate, weight, n, H, dv, 1e-6, ref);
+        guarded gy = guarded_alloc(rt, count * sizeof *got);
+        must(rn_op_group_norm_gate(rt, k, &go.view, gate ? &gg.view : NULL, weight ? &gw.view : NULL, n, H, 1e-6f,
+                                   &gy.view),
+             rt, "group_norm_gate");
+        bool intact = guarded_read(rt, &gy, got);
+        char shape[64];
+        snprintf(shape, sizeof shape, "n 5, H 3, dv %lld, %s", (long long)dv,
+                 variant == 0 ? "gate" : variant == 1 ? "gate, weight" : "weight, no gate");
+        check("group_norm_gate", shape, ref, got, count, 1e-5, intact);
+        guarded_free(&gy);
+    }
+    guarded_free(&go), guarded_free(&gg), guarded_free(&gw);
+    free(o), free(g), free(w), free(ref), free(got);
 }
 
 static void test_theta_shift(rt_runtime *rt, const rn_kernels *k, const float *angle) {
     const int64_t n = 6, H = 3, dk = k->dk;
     const int64_t positions[] = {0, 1000, 70000};
+    for (int half = 0; half < 2; half++)
     for (size_t p = 0; p < 3; p++)
         for (int is_key = 0; is_key < 2; is_key++) {
             size_t count = (size_t)(n * H * dk);
             double scale = is_key ? 1.0 / sqrt((double)dk) : 1.0;
             float *x = random_floats(count, 2.0), *ref = malloc(count * sizeof *ref), *got = malloc(count * sizeof *got);
             memcpy(ref, x, count * sizeof *x);
-            ref_theta_shift(ref, n, H, dk, angle, positions[p], scale);
+            ref_theta_shift(ref, n, H, dk, angle, positions[p], scale, half);
             guarded gx = guarded_from(rt, x, count * sizeof *x);
             guarded ga = guarded_from(rt, angle, (size_t)dk * sizeof *angle);
-            must(rn_op_theta_shift(rt, k, &gx.view, n, H, &ga.view, positions[p], (float)scale), rt, "theta_shift");
+            must(rn_op_theta_shift(rt, k, &gx.view, n, H, &ga.view, positions[p], (float)scale, half), rt,
+                 "theta_shift");
             bool intact = guarded_read(rt, &gx, got);
             char shape[64];
-            snprintf(shape, sizeof shape, "n 6, H 3, dk %lld, pos %lld, %s", (long long)dk, (long long)positions[p],
-                     is_key ? "k" : "q");
+            snprintf(shape, sizeof shape, "n 6, H 3, dk %lld, pos %lld, %s%s", (long long)dk,
+                     (long long)positions[p], is_key ? "k" : "q", half ? ", halves" : "");
             check("theta_shift", shape, ref, got, count, 1e-5, intact);
             guarded_free(&gx), guarded_free(&ga);
             free(x), free(ref), free(got);
@@ -261,17 +287,18 @@ static void test_linear(rt_runtime *rt, const rn_kernels *k) {
         const int64_t n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
         float *x = random_floats((size_t)(n * in), 1.0), *W = random_floats((size_t)(out * in), 0.2);
         float *ref = malloc((size_t)(n * out) * sizeof *ref), *got = malloc((size_t)(n * out) * sizeof *got);
-        ref_linear(x, W, n, in, out, ref);
         guarded gx = guarded_from(rt, x, (size_t)(n * in) * sizeof *x);
-        guarded gw = guarded_from(rt, W, (size_t)(out * in) * sizeof *W);
+        guarded gw = stored_weights(rt, k, W, (size_t)(out * in));
+        guarded scratch = guarded_alloc(rt, (size_t)(out * in) * sizeof(float));
+        ref_linear(x, W, n, in, out, ref);
         guarded gy = guarded_alloc(rt, (size_t)(n * out) * sizeof *got);
-        must(rn_op_linear(rt, k, &gx.view, n, in, &gw.view, out, &gy.view), rt, "linear");
-        bool intact = guarded_read(rt, &gy, got);
+        must(rn_op_linear(rt, k, &gx.view, n, in, &gw.view, out, &scratch.view, &gy.view), rt, "linear");
+        bool intact = guarded_read(rt, &gy, got) & guarded_read(rt, &scratch, NULL);
         char shape[64];
-        snprintf(shape, sizeof shape, "%lld x %lld -> %lld (%s)", (long long)n, (long long)in, (long long)out,
-                 n == 1 ? "matvec" : "CLBlast");
+        snprintf(shape, sizeof shape, "%lld x %lld -> %lld (%s, %s)", (long long)n, (long long)in, (long long)out,
+                 n == 1 ? "matvec" : k->weights == ST_F32 ? "CLBlast" : "widen + CLBlast", st_dtype_name(k->weights));
         check("linear", shape, ref, got, (size_t)(n * out), 1e-5, intact);
-        guarded_free(&gx), guarded_free(&gw), guarded_free(&gy);
+        guarded_free(&gx), guarded_free(&gw), guarded_free(&gy), guarded_free(&scratch);
         free(x), free(W), free(ref), free(got);
     }
 }
@@ -279,75 +306,81 @@ static void test_linear(rt_runtime *rt, const rn_kernels *k) {
 /* Parallel and chunkwise retention (output, state, scale), then recurrent steps continuing
  * from the state it left, all against the reference. q and k are large enough that the
  * normalisers' clamps act (d_n, iota and sigma above 1). */
-static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *decay) {
-    const int64_t H = 3, dk = k->dk, dv = k->dv, n = 13, steps = 3;
-    const size_t qk = (size_t)(n * H * dk), vv = (size_t)(n * H * dv), st = (size_t)(H * dk * dv);
-    float *q = random_floats(qk + (size_t)(steps * H * dk), 3.0);
-    float *kk = random_floats(qk + (size_t)(steps * H * dk), 3.0);
-    float *v = random_floats(vv + (size_t)(steps * H * dv), 1.0);
-    float *ref_o = malloc(vv * sizeof(float)), *got_o = malloc(vv * sizeof(float));
+static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *decay,
+                           rn_retention_shape shape) {
+    const int64_t H = shape.heads, G = shape.kv_heads, dk = k->dk, dv = k->dv, n = 13, steps = 3;
+    const size_t qn = (size_t)(n * H * dk), kn = (size_t)(n * G * dk), vn = (size_t)(n * G * dv);
+    const size_t on = (size_t)(n * H * dv), st = (size_t)(H * dk * dv);
+    float *q = random_floats(qn + (size_t)(steps * H * dk), 3.0);
+    float *kk = random_floats(kn + (size_t)(steps * G * dk), 3.0);
+    float *v = random_floats(vn + (size_t)(steps * G * dv), 1.0);
+    float *ref_o = malloc(on * sizeof(float)), *got_o = malloc(on * sizeof(float));
     float *ref_state = malloc(st * sizeof(float)), *got_state = malloc(st * sizeof(float));
-    float ref_scale[3], got_scale[3];
+    float ref_scale[8], got_scale[8];
+    char heads[48];
+    snprintf(heads, sizeof heads, "H %lld/%lld%s, dk %lld, dv %lld", (long long)H, (long long)G,
+             shape.plain ? " plain" : "", (long long)dk, (long long)dv);
 
-    guarded gq = guarded_from(rt, q, qk * sizeof *q), gk = guarded_from(rt, kk, qk * sizeof *kk);
-    guarded gv = guarded_from(rt, v, vv * sizeof *v), gd = guarded_from(rt, decay, (size_t)H * sizeof *decay);
+    guarded gq = guarded_from(rt, q, qn * sizeof *q), gk = guarded_from(rt, kk, kn * sizeof *kk);
+    guarded gv = guarded_from(rt, v, vn * sizeof *v), gd = guarded_from(rt, decay, (size_t)H * sizeof *decay);
 
     struct { rn_mode mode; int64_t chunk; const char *name; } cases[] = {
         {RN_MODE_PARALLEL, 0, "parallel"},
-        {RN_MODE_CHUNKWISE, 4, "chunkwise, chunk 4"},
-        {RN_MODE_CHUNKWISE, 5, "chunkwise, chunk 5"},
-        {RN_MODE_CHUNKWISE, 13, "chunkwise, chunk 13"},
+        {RN_MODE_CHUNKWISE, 4, "chunk 4"},
+        {RN_MODE_CHUNKWISE, 5, "chunk 5"},
+        {RN_MODE_CHUNKWISE, 13, "chunk 13"},
     };
     for (size_t c = 0; c < 4; c++) {
-        ref_retention(cases[c].mode, cases[c].chunk ? cases[c].chunk : n, q, kk, v, n, H, dk, dv, decay, ref_o,
-                      ref_state, ref_scale);
+        ref_retention(cases[c].mode, cases[c].chunk ? cases[c].chunk : n, q, kk, v, n, H, G, dk, dv, decay,
+                      shape.plain, ref_o, ref_state, ref_scale);
         uint64_t state_bytes, sigma_bytes;
         rn_retention_scratch_size(cases[c].mode, n, cases[c].chunk, H, dk, dv, &state_bytes, &sigma_bytes);
         guarded chunk_states = guarded_alloc(rt, state_bytes ? state_bytes : 4);
         guarded sigma = guarded_alloc(rt, sigma_bytes ? sigma_bytes : 4);
         rn_retention_scratch scratch = {chunk_states.view, sigma.view};
-        guarded go = guarded_alloc(rt, vv * sizeof(float)), gs = guarded_alloc(rt, st * sizeof(float));
-        guarded gsc = guarded_alloc(rt, sizeof got_scale);
-        must(rn_op_retention(rt, k, cases[c].mode, cases[c].chunk, &gq.view, &gk.view, &gv.view, n, H, &gd.view,
-                             &scratch, &go.view, &gs.view, &gsc.view),
+        guarded go = guarded_alloc(rt, on * sizeof(float)), gs = guarded_alloc(rt, st * sizeof(float));
+        guarded gsc = guarded_alloc(rt, (size_t)H * sizeof(float));
+        must(rn_op_retention(rt, k, shape, cases[c].mode, cases[c].chunk, &gq.view, &gk.view, &gv.view, n,
+                             &gd.view, &scratch, &go.view, &gs.view, &gsc.view),
              rt, "retention");
         bool intact = guarded_read(rt, &go, got_o) & guarded_read(rt, &chunk_states, NULL) &
                       guarded_read(rt, &sigma, NULL);
-        char shape[96];
-        snprintf(shape, sizeof shape, "%s, n 13, H 3, dk %lld, dv %lld", cases[c].name, (long long)dk, (long long)dv);
-        check("retention", shape, ref_o, got_o, vv, 2e-5, intact);
+        char what[96];
+        snprintf(what, sizeof what, "%s, n 13, %s", cases[c].name, heads);
+        check("retention", what, ref_o, got_o, on, 2e-5, intact);
         intact = guarded_read(rt, &gs, got_state);
-        check("retention state", shape, ref_state, got_state, st, 2e-5, intact);
+        check("retention state", what, ref_state, got_state, st, 2e-5, intact);
         intact = guarded_read(rt, &gsc, got_scale);
-        check("retention scale", shape, ref_scale, got_scale, 3, 1e-6, intact);
+        check("retention scale", what, ref_scale, got_scale, (size_t)H, 1e-6, intact);
 
         /* Recurrent steps continuing from that state: the prefill-then-decode path. */
         if (c == 1) {
-            guarded scale_other = guarded_alloc(rt, sizeof got_scale);
-            float o_ref[3 * 256], o_got[3 * 256];
-            for (int64_t s = 0; s < steps && dv * H <= 3 * 256; s++) {
-                const float *qs = q + qk + (size_t)(s * H * dk), *ks = kk + qk + (size_t)(s * H * dk);
-                const float *vs = v + vv + (size_t)(s * H * dv);
-                ref_retention_step(qs, ks, vs, H, dk, dv, decay, ref_state, ref_scale, o_ref);
+            guarded scale_other = guarded_alloc(rt, (size_t)H * sizeof(float));
+            float *o_ref = malloc((size_t)(H * dv) * sizeof(float)), *o_got = malloc((size_t)(H * dv) * sizeof(float));
+            for (int64_t s = 0; s < steps; s++) {
+                const float *qs = q + qn + (size_t)(s * H * dk), *ks = kk + kn + (size_t)(s * G * dk);
+                const float *vs = v + vn + (size_t)(s * G * dv);
+                ref_retention_step(qs, ks, vs, H, G, dk, dv, decay, shape.plain, ref_state, ref_scale, o_ref);
                 guarded sq = guarded_from(rt, qs, (size_t)(H * dk) * sizeof(float));
-                guarded sk = guarded_from(rt, ks, (size_t)(H * dk) * sizeof(float));
-                guarded sv = guarded_from(rt, vs, (size_t)(H * dv) * sizeof(float));
+                guarded sk = guarded_from(rt, ks, (size_t)(G * dk) * sizeof(float));
+                guarded sv = guarded_from(rt, vs, (size_t)(G * dv) * sizeof(float));
                 guarded so = guarded_alloc(rt, (size_t)(H * dv) * sizeof(float));
                 /* The scale of position p is in one buffer, p + 1 goes to the other. */
                 guarded *in = s % 2 == 0 ? &gsc : &scale_other, *out = s % 2 == 0 ? &scale_other : &gsc;
-                must(rn_op_retention_step(rt, k, &sq.view, &sk.view, &sv.view, H, &gd.view, &gs.view, &in->view,
-                                          &out->view, &so.view),
+                must(rn_op_retention_step(rt, k, shape, &sq.view, &sk.view, &sv.view, &gd.view, &gs.view,
+                                          &in->view, &out->view, &so.view),
                      rt, "retention_step");
                 intact = guarded_read(rt, &so, o_got) & guarded_read(rt, out, got_scale);
-                snprintf(shape, sizeof shape, "step %lld after 13, dk %lld, dv %lld", (long long)s, (long long)dk,
-                         (long long)dv);
-                check("retention_step", shape, o_ref, o_got, (size_t)(H * dv), 2e-5, intact);
-                check("retention_step sc", shape, ref_scale, got_scale, 3, 1e-6, true);
+                snprintf(what, sizeof what, "step %lld after 13, %s", (long long)s, heads);
+                check("retention_step", what, o_ref, o_got, (size_t)(H * dv), 2e-5, intact);
+                check("retention_step sc", what, ref_scale, got_scale, (size_t)H, 1e-6, true);
                 guarded_free(&sq), guarded_free(&sk), guarded_free(&sv), guarded_free(&so);
             }
             intact = guarded_read(rt, &gs, got_state);
-            check("retention_step st", "state after 3 steps", ref_state, got_state, st, 2e-5, intact);
+            snprintf(what, sizeof what, "state after 3 steps, %s", heads);
+            check("retention_step st", what, ref_state, got_state, st, 2e-5, intact);
             guarded_free(&scale_other);
+            free(o_ref), free(o_got);
         }
         guarded_free(&chunk_states), guarded_free(&sigma), guarded_free(&go), guarded_free(&gs), guarded_free(&gsc);
     }
@@ -355,7 +388,8 @@ static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *dec
     free(q), free(kk), free(v), free(ref_o), free(got_o), free(ref_state), free(got_state);
 }
 
-/* torchscale's angles and decays for H heads of dk dimensions (RetNetRelPos). */
+/* Angles and decays for H heads of dk dimensions: torchscale's (RetNetRelPos); the rotation
+ * test reads the same table both ways, as only its layout differs between families. */
 static void rel_pos(int64_t H, int64_t dk, float *angle, float *decay) {
     const int64_t P = dk / 2;
     for (int64_t i = 0; i < P; i++) {
@@ -393,30 +427,36 @@ static void test_device(const rn_device_info *info) {
         return;
     }
     test_build_failure(&rt);
-    /* (dk, dv): small heads; a value dimension above the work-group (several columns per
-     * work-item); an odd number of rotation pairs. */
-    const int64_t heads[][2] = {{16, 24}, {8, 70}, {6, 129}};
-    for (size_t s = 0; s < 3; s++) {
+    /* (dk, dv, weights): small heads; a value dimension above the work-group (several columns
+     * per work-item); an odd number of rotation pairs; half-precision weight storage. */
+    const struct { int64_t dk, dv; st_dtype weights; } builds[] = {
+        {16, 24, ST_F32}, {8, 70, ST_F32}, {6, 129, ST_F32}, {16, 24, ST_F16}, {16, 24, ST_BF16}};
+    for (size_t s = 0; s < sizeof builds / sizeof builds[0]; s++) {
         rn_kernels k;
-        rn_status st = rn_kernels_build(&rt, heads[s][0], heads[s][1], &k);
+        rn_status st = rn_kernels_build(&rt, builds[s].dk, builds[s].dv, builds[s].weights, &k);
         if (st != RN_OK) {
-            printf("  kernel build for dk %lld, dv %lld failed: %s\n", (long long)heads[s][0],
-                   (long long)heads[s][1], err.message);
+            printf("  kernel build for dk %lld, dv %lld failed: %s\n", (long long)builds[s].dk,
+                   (long long)builds[s].dv, err.message);
             failures++;
             continue;
         }
         if (s == 0) printf("  work-group %zu\n", k.wg);
-        float angle[256], decay[3];
-        rel_pos(3, k.dk, angle, decay);
-        if (s == 0) {
-            test_embed(&rt, &k);
-            test_rms_norm(&rt, &k);
-            test_glu_residual(&rt, &k);
-            test_linear(&rt, &k);
+        float angle[256], decay[4];
+        rel_pos(4, k.dk, angle, decay);
+        /* Weight storage only matters to the ops that read weights. */
+        test_embed(&rt, &k);
+        test_linear(&rt, &k);
+        if (builds[s].weights == ST_F32) {
+            if (s == 0) {
+                test_rms_norm(&rt, &k);
+                test_glu_residual(&rt, &k);
+            }
+            test_group_norm_gate(&rt, &k);
+            test_theta_shift(&rt, &k, angle);
+            test_retention(&rt, &k, decay, (rn_retention_shape){3, 3, false});
+            test_retention(&rt, &k, decay, (rn_retention_shape){4, 2, false});
+            test_retention(&rt, &k, decay, (rn_retention_shape){4, 1, true});
         }
-        test_group_norm_gate(&rt, &k);
-        test_theta_shift(&rt, &k, angle);
-        test_retention(&rt, &k, decay);
         rn_kernels_release(&k);
     }
     rt_release(&rt);

@@ -143,6 +143,9 @@ static ref_model *make_model(const model_options *opt, uint64_t seed) {
     c->deepnorm = opt->deepnorm;
     c->key_head_dim = TDK;
     c->value_head_dim = TDVH;
+    c->key_embed_dim = TD;
+    c->kv_heads = TH;
+    c->output_gate = true;
 
     double in_d = 1.0 / sqrt((double)TD), in_f = 1.0 / sqrt((double)TF);
     double qk = xavier(pow(2.0, -2.5), TD, TD) * opt->qk_gain;
@@ -214,7 +217,7 @@ static void test_ops(void) {
     // group norm + gate, one token, two heads of dv = 2: head 0 (3, 4) -> (3, 4) / sqrt(12.5),
     // head 1 (1, -1) -> (1, -1); gate g = 1 everywhere gives silu(1) = 0.7310585786
     float o[4] = {3, 4, 1, -1}, g[4] = {1, 1, 1, 1}, gy[4];
-    ref_group_norm_gate(o, g, 1, 2, 2, 0.0, gy);
+    ref_group_norm_gate(o, g, NULL, 1, 2, 2, 0.0, gy);
     double s = 0.7310585786300049;
     CHECK(fabs(gy[0] - s * 3 / sqrt(12.5)) < 1e-6 && fabs(gy[1] - s * 4 / sqrt(12.5)) < 1e-6 &&
               fabs(gy[2] - s) < 1e-6 && fabs(gy[3] + s) < 1e-6,
@@ -249,8 +252,8 @@ static void test_theta_shift(void) {
         float *x = random_floats(TH * TDK, 1.0);
         float *x0 = xmalloc(TH * TDK * sizeof *x0);
         memcpy(x0, x, TH * TDK * sizeof *x0);
-        ref_theta_shift(x, 1, TH, TDK, angle, positions[pi], 1.0);
-        ref_theta_shift(x, 1, TH, TDK, angle, -positions[pi], 1.0);
+        ref_theta_shift(x, 1, TH, TDK, angle, positions[pi], 1.0, false);
+        ref_theta_shift(x, 1, TH, TDK, angle, -positions[pi], 1.0, false);
         double d = rel_diff(x, x0, TH * TDK);
         if (d > worst) worst = d;
         free(x);
@@ -263,7 +266,7 @@ static void test_theta_shift(void) {
     // float(p) * angle[2i]; pair i = 1 of head 1 is entries 8 + 2, 8 + 3. Scale 0.5 first.
     float e[2 * TDK] = {0};
     e[TDK + 2] = 1.0f;
-    ref_theta_shift(e, 1, 2, TDK, angle, 3, 0.5);
+    ref_theta_shift(e, 1, 2, TDK, angle, 3, 0.5, false);
     float phi = (float)(3.0f * angle[2]);
     CHECK(fabs(e[TDK + 2] - 0.5 * cos(phi)) < 1e-7 && fabs(e[TDK + 3] - 0.5 * sin(phi)) < 1e-7,
           "pair turned to (%g, %g), expected (%g, %g)", e[TDK + 2], e[TDK + 3], 0.5 * cos(phi),
@@ -277,9 +280,9 @@ static void test_theta_shift(void) {
     float *rows = random_floats(3 * TH * TDK, 1.0);
     float *single = xmalloc(3 * TH * TDK * sizeof *single);
     memcpy(single, rows, 3 * TH * TDK * sizeof *single);
-    ref_theta_shift(rows, 3, TH, TDK, angle, 10, 0.25);
+    ref_theta_shift(rows, 3, TH, TDK, angle, 10, 0.25, false);
     for (int t = 0; t < 3; t++)
-        ref_theta_shift(single + t * TH * TDK, 1, TH, TDK, angle, 10 + t, 0.25);
+        ref_theta_shift(single + t * TH * TDK, 1, TH, TDK, angle, 10 + t, 0.25, false);
     CHECK(memcmp(rows, single, 3 * TH * TDK * sizeof *rows) == 0,
           "row t of a multi-row shift is not at pos0 + t");
     free(rows);
@@ -378,9 +381,9 @@ static void test_closed_forms(void) {
         clamp_counts cc;
         closed_forms(q, k, v, n, C, decay, cpar, cchk, crec, &cc);
 
-        ref_retention(RN_MODE_PARALLEL, C, q, k, v, n, TH, TDK, TDVH, decay, par, NULL, NULL);
-        ref_retention(RN_MODE_CHUNKWISE, C, q, k, v, n, TH, TDK, TDVH, decay, chk, NULL, NULL);
-        ref_retention(RN_MODE_RECURRENT, C, q, k, v, n, TH, TDK, TDVH, decay, rec, NULL, NULL);
+        ref_retention(RN_MODE_PARALLEL, C, q, k, v, n, TH, TH, TDK, TDVH, decay, false, par, NULL, NULL);
+        ref_retention(RN_MODE_CHUNKWISE, C, q, k, v, n, TH, TH, TDK, TDVH, decay, false, chk, NULL, NULL);
+        ref_retention(RN_MODE_RECURRENT, C, q, k, v, n, TH, TH, TDK, TDVH, decay, false, rec, NULL, NULL);
         double dp = rel_diff(par, cpar, out), dc = rel_diff(chk, cchk, out);
         double dr = rel_diff(rec, crec, out);
         CHECK(dp < 1e-6 && dc < 1e-6 && dr < 1e-6,
@@ -490,8 +493,8 @@ static void test_eps_separates_forms(void) {
     rel_pos(TDK, TH, angle, decay);
     random_qkv(nn, 1000.0, 33, &q, &k, &v);
     float *par1 = xmalloc(out * sizeof(float)), *chk1 = xmalloc(out * sizeof(float));
-    ref_retention(RN_MODE_PARALLEL, nn, q, k, v, nn, TH, TDK, TDVH, decay, par1, NULL, NULL);
-    ref_retention(RN_MODE_CHUNKWISE, nn, q, k, v, nn, TH, TDK, TDVH, decay, chk1, NULL, NULL);
+    ref_retention(RN_MODE_PARALLEL, nn, q, k, v, nn, TH, TH, TDK, TDVH, decay, false, par1, NULL, NULL);
+    ref_retention(RN_MODE_CHUNKWISE, nn, q, k, v, nn, TH, TH, TDK, TDVH, decay, false, chk1, NULL, NULL);
     double dcap = rel_diff(chk1, par1, out);
     CHECK(dcap > 1e-3, "the 5e4 cap made no difference (%g)", dcap);
     printf("(b) |q|,|k| x1000, one chunk: chunkwise (no cap) vs parallel (cap 5e4) %.3g\n", dcap);
@@ -512,10 +515,10 @@ static void test_state(void) {
     float *stepped = xmalloc(sd * sizeof(float)), *step_scale = xmalloc(TH * sizeof(float));
 
     // n steps from the empty state (zero state, scale 0); outputs must be the recurrent rows
-    ref_retention(RN_MODE_RECURRENT, 1, q, k, v, n, TH, TDK, TDVH, decay, o_rec, NULL, NULL);
+    ref_retention(RN_MODE_RECURRENT, 1, q, k, v, n, TH, TH, TDK, TDVH, decay, false, o_rec, NULL, NULL);
     double worst_out = 0.0;
     for (int64_t t = 0; t < n; t++) {
-        ref_retention_step(q + t * qk, k + t * qk, v + t * vd, TH, TDK, TDVH, decay, stepped,
+        ref_retention_step(q + t * qk, k + t * qk, v + t * vd, TH, TH, TDK, TDVH, decay, false, stepped,
                            step_scale, o_step);
         double d = rel_diff(o_step, o_rec + t * vd, vd);
         if (d > worst_out) worst_out = d;
@@ -526,7 +529,7 @@ static void test_state(void) {
     rn_mode modes[] = {RN_MODE_PARALLEL, RN_MODE_CHUNKWISE, RN_MODE_RECURRENT};
     double worst_state = 0.0, worst_scale = 0.0;
     for (int mi = 0; mi < 3; mi++) {
-        ref_retention(modes[mi], 3, q, k, v, n, TH, TDK, TDVH, decay, o, state, scale);
+        ref_retention(modes[mi], 3, q, k, v, n, TH, TH, TDK, TDVH, decay, false, o, state, scale);
         double ds = rel_diff(state, stepped, sd), dsc = rel_diff(scale, step_scale, TH);
         if (ds > worst_state) worst_state = ds;
         if (dsc > worst_scale) worst_scale = dsc;
@@ -539,9 +542,9 @@ static void test_state(void) {
     // Prefill k tokens with ref_retention, then step the remaining n - k.
     double worst_split = 0.0, worst_split_out = 0.0;
     for (int64_t kk = 0; kk <= n; kk++) {
-        ref_retention(modes[kk % 3], 4, q, k, v, kk, TH, TDK, TDVH, decay, o, state, scale);
+        ref_retention(modes[kk % 3], 4, q, k, v, kk, TH, TH, TDK, TDVH, decay, false, o, state, scale);
         for (int64_t t = kk; t < n; t++) {
-            ref_retention_step(q + t * qk, k + t * qk, v + t * vd, TH, TDK, TDVH, decay, state,
+            ref_retention_step(q + t * qk, k + t * qk, v + t * vd, TH, TH, TDK, TDVH, decay, false, state,
                                scale, o_step);
             double d = rel_diff(o_step, o_rec + t * vd, vd);
             if (d > worst_split_out) worst_split_out = d;
@@ -570,10 +573,10 @@ static void test_chunks(void) {
 
     // One chunk covering everything: s_c = S_n, iota = the parallel d_n, sigma_0 = 1, and the
     // reference sums in the same order, so the result must be the very same floats.
-    ref_retention(RN_MODE_PARALLEL, 1, q, k, v, n, TH, TDK, TDVH, decay, par, NULL, NULL);
+    ref_retention(RN_MODE_PARALLEL, 1, q, k, v, n, TH, TH, TDK, TDVH, decay, false, par, NULL, NULL);
     double worst_one = 0.0;
     for (int64_t chunk = n; chunk <= n + 8; chunk += 8) {
-        ref_retention(RN_MODE_CHUNKWISE, chunk, q, k, v, n, TH, TDK, TDVH, decay, chk, NULL,
+        ref_retention(RN_MODE_CHUNKWISE, chunk, q, k, v, n, TH, TH, TDK, TDVH, decay, false, chk, NULL,
                       NULL);
         double d = rel_diff(chk, par, out);
         if (d > worst_one) worst_one = d;
@@ -598,10 +601,10 @@ static void test_chunks(void) {
     // equals the first p rows of chunkwise of all n tokens, bit for bit, for every p.
     double worst_prefix = 0.0, worst_prefix_logits = 0.0;
     const int64_t C = 4;
-    ref_retention(RN_MODE_CHUNKWISE, C, q, k, v, n, TH, TDK, TDVH, decay, par, NULL, NULL);
+    ref_retention(RN_MODE_CHUNKWISE, C, q, k, v, n, TH, TH, TDK, TDVH, decay, false, par, NULL, NULL);
     ref_forward(m, tokens, n, RN_MODE_CHUNKWISE, C, lp);
     for (int64_t p = 1; p < n; p++) {
-        ref_retention(RN_MODE_CHUNKWISE, C, q, k, v, p, TH, TDK, TDVH, decay, chk, NULL, NULL);
+        ref_retention(RN_MODE_CHUNKWISE, C, q, k, v, p, TH, TH, TDK, TDVH, decay, false, chk, NULL, NULL);
         double d = rel_diff(chk, par, p * TH * TDVH);
         if (d > worst_prefix) worst_prefix = d;
         ref_forward(m, tokens, p, RN_MODE_CHUNKWISE, C, lc);
