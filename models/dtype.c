@@ -1,4 +1,5 @@
-/* dtype.c: F32 / F16 / BF16 conversions. */
+/* dtype.c: F32 / F16 / BF16 conversions. Sources are little-endian file bytes; results are
+ * values in host order. */
 #include "dtype.h"
 
 #include <math.h>
@@ -60,14 +61,17 @@ uint16_t rn_float_to_bf16(float f) {
     return (uint16_t)(bits >> 16);
 }
 
+/* Element i of little-endian file data, assembled byte by byte: any alignment, any host. */
 static float load(st_dtype dtype, const unsigned char *p, uint64_t i) {
     if (dtype == ST_F32) {
+        p += 4 * i;
+        uint32_t bits = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
         float f;
-        memcpy(&f, p + 4 * i, 4);
+        memcpy(&f, &bits, sizeof f);
         return f;
     }
-    uint16_t h;
-    memcpy(&h, p + 2 * i, 2);
+    p += 2 * i;
+    uint16_t h = (uint16_t)(p[0] | p[1] << 8);
     return dtype == ST_F16 ? rn_half_to_float(h) : rn_bf16_to_float(h);
 }
 

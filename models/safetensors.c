@@ -14,6 +14,8 @@
 
 #include "safetensors.h"
 
+#include "dtype.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -568,46 +570,6 @@ const st_tensor *st_find(const st_file *file, const char *name) {
 
 /* ---- conversion --------------------------------------------------------------------------- */
 
-static float f32_from_bits(uint32_t bits) {
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-/* IEEE binary16 to binary32, exact for every input: subnormals are renormalised, infinities
- * and NaN payloads carried over. */
-static float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f;
-    uint32_t mant = h & 0x3ff;
-    if (exp == 0x1f) return f32_from_bits(sign | 0x7f800000u | (mant << 13));
-    if (exp != 0) return f32_from_bits(sign | ((exp + 112) << 23) | (mant << 13));
-    if (mant == 0) return f32_from_bits(sign);
-    /* subnormal: mant * 2^-24; shift the leading one up to bit 10 */
-    int e = -1;
-    do {
-        e++;
-        mant <<= 1;
-    } while (!(mant & 0x400));
-    return f32_from_bits(sign | ((uint32_t)(112 - e) << 23) | ((mant & 0x3ff) << 13));
-}
-
 void st_to_f32(st_dtype dtype, const void *src, uint64_t count, float *dst) {
-    /* bytes are assembled little-endian by hand: any alignment, any host byte order */
-    const unsigned char *p = src;
-    switch (dtype) {
-    case ST_F32:
-        for (uint64_t i = 0; i < count; i++, p += 4)
-            dst[i] = f32_from_bits((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                                   (uint32_t)p[3] << 24);
-        break;
-    case ST_F16:
-        for (uint64_t i = 0; i < count; i++, p += 2)
-            dst[i] = half_to_float((uint16_t)(p[0] | p[1] << 8));
-        break;
-    case ST_BF16:
-        for (uint64_t i = 0; i < count; i++, p += 2)
-            dst[i] = f32_from_bits(((uint32_t)p[0] | (uint32_t)p[1] << 8) << 16);
-        break;
-    }
+    rn_convert(dtype, src, count, ST_F32, dst, NULL);  /* widening never overflows */
 }

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "dtype.h"
 #include "model_writer.h"
 
 static int g_cases, g_failures;
@@ -581,14 +582,14 @@ static void test_st_dtypes(void) {
     };
     size_t bad = 0;
     for (size_t i = 0; i < sizeof k_rne / sizeof *k_rne; i++) {
-        uint16_t h = rn_f32_to_f16(k_rne[i].x), b = rn_f32_to_bf16(k_rne[i].x);
+        uint16_t h = rn_float_to_half(k_rne[i].x), b = rn_float_to_bf16(k_rne[i].x);
         if (h != k_rne[i].f16 || b != k_rne[i].bf16) {
             printf("     rne %.9g: f16 %04x (want %04x), bf16 %04x (want %04x)\n", (double)k_rne[i].x,
                    h, k_rne[i].f16, b, k_rne[i].bf16);
             bad++;
         }
     }
-    uint16_t qnan = rn_f32_to_f16(NAN), bnan = rn_f32_to_bf16(NAN);
+    uint16_t qnan = rn_float_to_half(NAN), bnan = rn_float_to_bf16(NAN);
     bool nan_ok = (qnan & 0x7c00) == 0x7c00 && (qnan & 0x3ff) && (bnan & 0x7f80) == 0x7f80 && (bnan & 0x7f);
     report(bad == 0 && nan_ok, "dtype", "f16/bf16 round to nearest even", "%zu mismatches", bad);
 
@@ -604,7 +605,7 @@ static void test_st_dtypes(void) {
         bool ok = isnan(want) ? isnan(y) : (double)y == want && !signbit(y) == !signbit(want);
         if (!ok) bad++;
         /* and back again: f16 -> f32 -> f16 is the identity outside NaN */
-        if (!isnan(want) && rn_f32_to_f16(y) != v) bad++;
+        if (!isnan(want) && rn_float_to_half(y) != v) bad++;
     }
     report(bad == 0, "dtype", "all 65536 f16 patterns", "%zu mismatches", bad);
 

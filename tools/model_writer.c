@@ -11,6 +11,8 @@
 
 #include "model_writer.h"
 
+#include "dtype.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -33,36 +35,6 @@ static uint32_t f32_bits(float x) {
     return b;
 }
 
-uint16_t rn_f32_to_f16(float x) {
-    uint32_t bits = f32_bits(x);
-    uint16_t sign = (uint16_t)((bits >> 16) & 0x8000);
-    uint32_t abs = bits & 0x7fffffffu;
-    if (abs > 0x7f800000u) return sign | 0x7e00;          /* NaN */
-    if (abs >= 0x47800000u) return sign | 0x7c00;         /* >= 65536 or inf */
-    uint32_t e = abs >> 23;
-    if (e < 113) {
-        /* below 2^-14: a subnormal half, value / 2^-24 = mant >> (126 - e) */
-        uint32_t shift = 126 - e;
-        if (shift > 24) return sign;                     /* below 2^-25: rounds to zero */
-        uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
-        uint32_t h = mant >> shift;
-        uint32_t rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (h & 1))) h++;  /* may carry into the smallest normal */
-        return (uint16_t)(sign | h);
-    }
-    uint32_t h = ((e - 112) << 10) | ((abs >> 13) & 0x3ff);
-    uint32_t rem = abs & 0x1fff;
-    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;  /* a carry past 30 gives inf, rightly */
-    return (uint16_t)(sign | h);
-}
-
-uint16_t rn_f32_to_bf16(float x) {
-    uint32_t bits = f32_bits(x);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x0040);
-    bits += 0x7fffu + ((bits >> 16) & 1);
-    return (uint16_t)(bits >> 16);
-}
-
 /* Appends `count` floats to `out` in `dtype`, little-endian whatever the host. */
 static size_t encode(st_dtype dtype, const float *src, size_t count, unsigned char *out) {
     unsigned char *p = out;
@@ -76,13 +48,13 @@ static size_t encode(st_dtype dtype, const float *src, size_t count, unsigned ch
         }
     } else if (dtype == ST_F16) {
         for (size_t i = 0; i < count; i++) {
-            uint16_t b = rn_f32_to_f16(src[i]);
+            uint16_t b = rn_float_to_half(src[i]);
             *p++ = (unsigned char)b;
             *p++ = (unsigned char)(b >> 8);
         }
     } else {
         for (size_t i = 0; i < count; i++) {
-            uint16_t b = rn_f32_to_bf16(src[i]);
+            uint16_t b = rn_float_to_bf16(src[i]);
             *p++ = (unsigned char)b;
             *p++ = (unsigned char)(b >> 8);
         }

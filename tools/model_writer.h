@@ -98,8 +98,5 @@ rn_status rn_write_config(const char *path, const rn_config *cfg, rn_error *err)
 rn_status rn_write_random_model(const char *dir, const rn_config *cfg,
                                 const rn_writer_options *opts, rn_error *err);
 
-/* fp32 to IEEE binary16 and to bfloat16, round to nearest even; NaN stays a (quiet) NaN. */
-uint16_t rn_f32_to_f16(float x);
-uint16_t rn_f32_to_bf16(float x);
 
 #endif /* RN_MODEL_WRITER_H */
