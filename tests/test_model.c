@@ -254,6 +254,34 @@ static void run_sharded(rn_context *ctx, const char *dir) {
     if (!same) failures++;
 }
 
+/* Values beyond fp16's range, kept as F16 on the device: a named error, not infinities. */
+static void run_f16_overflow(rn_context *ctx, const char *dir) {
+    printf("  F16 storage of weights beyond its range\n");
+    char path[96];
+    snprintf(path, sizeof path, "%s/huge", dir);
+    rn_config cfg = base_config();
+    rn_error err = {{0}};
+    rn_writer_options opts;
+    rn_writer_options_default(&opts);
+    opts.qk_gain = 1e7;  /* q/k weights of order 1e6 */
+    if (rn_write_random_model(path, &cfg, &opts, &err) != RN_OK) {
+        printf("    writing failed: %s  FAIL\n", err.message);
+        failures++;
+        return;
+    }
+    rn_model_options load;
+    rn_model_options_default(&load);
+    load.weights = RN_WEIGHTS_F16;
+    rn_model *m = NULL;
+    expect_status("q_proj of order 1e6 as F16", rn_model_load(ctx, path, &load, &m), RN_ERR_LIMIT, ctx);
+    bool named = strstr(rn_context_last_error(ctx), "q_proj") != NULL;
+    printf("    message names the tensor: %s  %s\n", named ? "yes" : rn_context_last_error(ctx), named ? "pass" : "FAIL");
+    if (!named) failures++;
+    load.weights = RN_WEIGHTS_BF16;
+    expect_status("the same as BF16", rn_model_load(ctx, path, &load, &m), RN_OK, ctx);
+    rn_model_free(m);
+}
+
 /* Misuse through the public API: named errors, the session left usable. */
 static void run_misuse(rn_context *ctx, const char *dir) {
     printf("  API misuse\n");
@@ -366,6 +394,7 @@ int main(void) {
         run_config(ctx, &configs[i], sub);
     }
     run_sharded(ctx, dir);
+    run_f16_overflow(ctx, dir);
     char first[64];
     snprintf(first, sizeof first, "%s/m0", dir);
     run_misuse(ctx, first);
