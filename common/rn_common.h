@@ -45,6 +45,18 @@ static inline bool rn_add_u64(uint64_t a, uint64_t b, uint64_t *out) {
     return true;
 }
 
+/* FNV-1a, 64-bit: continues hash `h` over n bytes. Start from RN_FNV_OFFSET. For cache keys
+ * and fingerprints, never for security. */
+#define RN_FNV_OFFSET 0xcbf29ce484222325ull
+static inline uint64_t rn_fnv1a(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
 /* Reads a whole file of at most `max_bytes` into a NUL-terminated heap buffer. */
 rn_status rn_read_file(const char *path, uint64_t max_bytes, char **data, size_t *size,
                        rn_error *err);

@@ -39,6 +39,7 @@ struct rn_model {
     rn_layer_weights *layers;          /* [L] */
     uint64_t parameters, file_bytes, device_bytes;
     const char *file_dtype;
+    uint64_t fingerprint;              /* of the config and the weights, for state files */
 };
 
 /* Activations for `rows` tokens at a time. */
@@ -58,9 +59,13 @@ typedef struct rn_workspace {
     rn_retention_scratch retention;
 } rn_workspace;
 
+#define RN_RECENT_TOKENS 256
+
 struct rn_session {
     rn_model *model;
     uint64_t position;                 /* tokens consumed */
+    float *last_logits;                /* [V] logits after the last token consumed */
+    int32_t recent[RN_RECENT_TOKENS];  /* the last tokens consumed, a ring ending at position - 1 */
     rt_buffer *state;                  /* [L] each [H, dk, dv] */
     rt_buffer *scale;                  /* [L][2] each [H], double-buffered by position parity */
     rn_workspace step;                 /* one row, for decoding */

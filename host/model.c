@@ -1,5 +1,6 @@
 /* model.c: loading a checkpoint onto the device. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,6 +145,31 @@ static rn_status upload_all(rn_model *m, const rn_checkpoint *ckpt, upload *plan
     return st;
 }
 
+/* A fingerprint that tells models apart without reading every weight: the config, and each
+ * tensor's name, dtype, shape and a few bytes from its start, middle and end. */
+static uint64_t fingerprint(const rn_config *c, const upload *plan, size_t n) {
+    char shape[512];  /* printed, not hashed raw: a struct's padding bytes are unspecified */
+    int len = snprintf(shape, sizeof shape, "%d %lld %lld %lld %lld %lld %lld %lld %lld %lld %d %.17g %d%d%d%d%d%d%d%d%d%d",
+                       (int)c->family, (long long)c->embed_dim, (long long)c->value_embed_dim, (long long)c->heads,
+                       (long long)c->ffn_dim, (long long)c->layers, (long long)c->vocab_size,
+                       (long long)c->key_embed_dim, (long long)c->kv_heads, (long long)c->chunk_size,
+                       (int)c->activation, c->layernorm_eps, c->no_scale_embedding, c->layernorm_embedding,
+                       c->share_embed, c->normalize_before, c->deepnorm, c->rope_half, c->plain_retention,
+                       c->head_norm_weight, c->output_gate, c->use_lm_decay);
+    uint64_t h = rn_fnv1a(RN_FNV_OFFSET, shape, (size_t)len);
+    for (size_t i = 0; i < n; i++) {
+        const st_tensor *t = plan[i].tensor;
+        h = rn_fnv1a(h, t->name, strlen(t->name));
+        h = rn_fnv1a(h, &t->dtype, sizeof t->dtype);
+        h = rn_fnv1a(h, t->shape, sizeof t->shape);
+        const unsigned char *data = t->data;
+        size_t piece = t->nbytes < 64 ? (size_t)t->nbytes : 64;
+        const uint64_t at[3] = {0, t->nbytes / 2 - (t->nbytes / 2 >= piece ? piece / 2 : 0), t->nbytes - piece};
+        for (int j = 0; j < 3; j++) h = rn_fnv1a(h, data + at[j], piece);
+    }
+    return h;
+}
+
 static const st_dtype device_types[] = {ST_F32 /* unused: RN_WEIGHTS_FILE */, ST_F32, ST_F16, ST_BF16};
 
 rn_status rn_model_load(rn_context *ctx, const char *dir, const rn_model_options *opts,
@@ -190,6 +216,7 @@ rn_status rn_model_load(rn_context *ctx, const char *dir, const rn_model_options
 
     m->parameters = ckpt->parameters;
     m->file_bytes = ckpt->tensor_bytes;
+    m->fingerprint = fingerprint(&m->cfg, plan, n);
     free(plan);
     rn_checkpoint_close(ckpt);
     *out = m;

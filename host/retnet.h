@@ -216,6 +216,27 @@ rn_status rn_session_prefill(rn_session *session, const int32_t *tokens, size_t 
  * NULL. */
 rn_status rn_session_decode(rn_session *session, int32_t token, float *logits);
 
+/* The logits after the last token the session consumed (vocab_size floats): what the next
+ * token is sampled from, also after rn_session_load. */
+const float *rn_session_logits(const rn_session *session);
+/* Copies the last min(capacity, position, 256) tokens consumed, oldest first, and returns how
+ * many it wrote: the window a repetition penalty looks at. */
+size_t rn_session_recent(const rn_session *session, int32_t *tokens, size_t capacity);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Session state: RetNet's whole context is a few MiB whatever its length                      */
+
+/* Writes the session to `path`: every layer's recurrent state, the position, the last
+ * logits, the recent tokens and a fingerprint of the model, with a checksum. The file is
+ * written beside `path` and renamed over it, so a failure leaves any old file intact. */
+rn_status rn_session_save(const rn_session *session, const char *path);
+/* Replaces the session's state with the one in `path`. A file of another model (fingerprint
+ * or shape), a corrupt or truncated one gives RN_ERR_STATE_FILE and leaves the session as
+ * it was. */
+rn_status rn_session_load(rn_session *session, const char *path);
+/* A new session on the same model holding a copy of `session`'s state. */
+rn_status rn_session_copy(const rn_session *session, rn_session **out);
+
 #ifdef __cplusplus
 }
 #endif

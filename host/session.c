@@ -90,6 +90,7 @@ void rn_session_free(rn_session *s) {
     workspace_free(rt, &s->step);
     free(s->state);
     free(s->scale);
+    free(s->last_logits);
     free(s);
 }
 
@@ -102,7 +103,8 @@ rn_status rn_session_init(rn_model *m, rn_session **out) {
     s->model = m;
     s->state = calloc((size_t)c->layers, sizeof *s->state);
     s->scale = calloc(2 * (size_t)c->layers, sizeof *s->scale);
-    if (!s->state || !s->scale) {
+    s->last_logits = calloc((size_t)c->vocab_size, sizeof *s->last_logits);
+    if (!s->state || !s->scale || !s->last_logits) {
         rn_session_free(s);
         return rn_fail(&m->ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for a session");
     }
@@ -134,6 +136,7 @@ rn_status rn_session_reset(rn_session *s) {
         if (st != RN_OK) return st;
     }
     s->position = 0;
+    memset(s->last_logits, 0, (size_t)s->model->cfg.vocab_size * sizeof *s->last_logits);
     return RN_OK;
 }
 
@@ -230,9 +233,10 @@ static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t 
 /* A pass that failed on the device may have updated some layers' state and not others: such a
  * session is emptied rather than left inconsistent. (Bad arguments are refused before any
  * work and leave the session as it was.) */
-static rn_status finish_pass(rn_session *s, rn_status st, uint64_t position) {
+static rn_status finish_pass(rn_session *s, rn_status st, const int32_t *tokens, size_t n) {
     if (st == RN_OK) {
-        s->position = position;
+        for (size_t i = 0; i < n; i++) s->recent[(s->position + i) % RN_RECENT_TOKENS] = tokens[i];
+        s->position += n;
         return RN_OK;
     }
     rn_error saved = s->model->ctx->err;
@@ -254,14 +258,18 @@ static rn_status check_tokens(rn_session *s, const int32_t *tokens, size_t n) {
  * wrong, and a caller must not sample from it unknowingly. */
 static rn_status read_logits(rn_session *s, rn_workspace *ws, int64_t rows, float *logits) {
     rt_runtime *rt = &s->model->ctx->rt;
-    size_t count = (size_t)rows * (size_t)s->model->cfg.vocab_size;
-    rn_status st = rt_buffer_read(rt, &ws->logits, 0, logits, count * sizeof(float));
+    const size_t V = (size_t)s->model->cfg.vocab_size;
+    /* The session keeps the last row, to sample from after a restore; the caller may want all. */
+    size_t first = logits ? 0 : (size_t)rows - 1, count = ((size_t)rows - first) * V;
+    float *out = logits ? logits : s->last_logits;
+    rn_status st = rt_buffer_read(rt, &ws->logits, first * V * sizeof(float), out, count * sizeof(float));
     if (st != RN_OK) return st;
+    if (logits) memcpy(s->last_logits, logits + ((size_t)rows - 1) * V, V * sizeof(float));
+    logits = out;
     for (size_t i = 0; i < count; i++)
         if (!isfinite(logits[i]))
             return rn_fail(&s->model->ctx->err, RN_ERR_NUMERIC, "non-finite logit %g at row %zu, column %zu",
-                           (double)logits[i], i / (size_t)s->model->cfg.vocab_size,
-                           i % (size_t)s->model->cfg.vocab_size);
+                           (double)logits[i], first + i / V, i % V);
     return RN_OK;
 }
 
@@ -273,8 +281,8 @@ rn_status rn_session_decode(rn_session *s, int32_t token, float *logits) {
     cl_int id = token;
     st = rt_buffer_write(rt, &s->step.tokens, 0, &id, sizeof id);
     if (st == RN_OK) st = forward(s, &s->step, RN_MODE_RECURRENT, 1, s->position);
-    if (st == RN_OK) st = logits ? read_logits(s, &s->step, 1, logits) : rt_finish(rt);
-    return finish_pass(s, st, s->position + 1);
+    if (st == RN_OK) st = read_logits(s, &s->step, 1, logits);
+    return finish_pass(s, st, &token, 1);
 }
 
 rn_status rn_session_prefill(rn_session *s, const int32_t *tokens, size_t n, rn_mode mode,
@@ -314,7 +322,7 @@ rn_status rn_session_prefill(rn_session *s, const int32_t *tokens, size_t n, rn_
     if (st == RN_OK) st = rt_buffer_write(rt, &ws.tokens, 0, ids, n * sizeof *ids);
     free(ids);
     if (st == RN_OK) st = forward(s, &ws, mode, chunk, 0);
-    if (st == RN_OK) st = logits ? read_logits(s, &ws, (int64_t)n, logits) : rt_finish(rt);
+    if (st == RN_OK) st = read_logits(s, &ws, (int64_t)n, logits);
     workspace_free(rt, &ws);
-    return finish_pass(s, st, n);
+    return finish_pass(s, st, tokens, n);
 }

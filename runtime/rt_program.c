@@ -21,15 +21,6 @@
 #define CACHE_VERSION 1u
 #define CACHE_MAX_BINARY (256u << 20)
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 static char *concat_sources(const char *preamble, const char *const *sources,
                             const size_t *lengths, size_t n, size_t *total) {
     size_t len = strlen(preamble);
@@ -56,8 +47,8 @@ static char *cache_key(const rt_runtime *rt, const char *source, size_t source_l
     platform_version[sizeof platform_version - 1] = '\0';
     /* Two independent 64-bit hashes of the source: the key is compared in full, so this only
      * has to make a stale source look different, which either one alone already does. */
-    uint64_t h1 = fnv1a(0xcbf29ce484222325ull, source, source_len);
-    uint64_t h2 = fnv1a(0x84222325cbf29ce4ull, source, source_len);
+    uint64_t h1 = rn_fnv1a(RN_FNV_OFFSET, source, source_len);
+    uint64_t h2 = rn_fnv1a(0x84222325cbf29ce4ull, source, source_len);
     size_t cap = strlen(options) + 1024;
     char *key = malloc(cap);
     if (!key) return NULL;
@@ -70,7 +61,7 @@ static char *cache_key(const rt_runtime *rt, const char *source, size_t source_l
 static char *cache_path(const rt_runtime *rt, const char *key) {
     char name[64];
     snprintf(name, sizeof name, "%016llx.clbin",
-             (unsigned long long)fnv1a(0xcbf29ce484222325ull, key, strlen(key)));
+             (unsigned long long)rn_fnv1a(RN_FNV_OFFSET, key, strlen(key)));
     return rn_path_join(rt->cache_dir, name);
 }
 

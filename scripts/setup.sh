@@ -5,7 +5,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages=(cmake gcc make pkg-config ocl-icd-opencl-dev opencl-headers libclblast-dev libcjson-dev
-          pocl-opencl-icd clinfo python3 valgrind)
+          pocl-opencl-icd clinfo python3 valgrind libpcre2-dev nodejs $(command -v npm >/dev/null || echo npm))
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
