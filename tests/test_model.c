@@ -282,6 +282,85 @@ static void run_f16_overflow(rn_context *ctx, const char *dir) {
     rn_model_free(m);
 }
 
+/* Greedy continuation of `s` for n tokens; the first from the session's last logits. */
+static rn_status greedy(rn_session *s, int64_t V, int n, int32_t *out) {
+    for (int i = 0; i < n; i++) {
+        const float *l = rn_session_logits(s);
+        int32_t best = 0;
+        for (int64_t j = 1; j < V; j++)
+            if (l[j] > l[best]) best = (int32_t)j;
+        out[i] = best;
+        rn_status st = rn_session_decode(s, best, NULL);
+        if (st != RN_OK) return st;
+    }
+    return RN_OK;
+}
+
+/* A conversation saved and resumed continues with exactly the tokens of an uninterrupted
+ * run; copies diverge from their source only when fed differently; bad files are refused. */
+static void run_state_files(rn_context *ctx, const char *dir) {
+    printf("  session state: save, load, copy\n");
+    char model_dir[96], other_dir[96], path[128];
+    snprintf(model_dir, sizeof model_dir, "%s/m1", dir);   /* written by run_config */
+    snprintf(other_dir, sizeof other_dir, "%s/m2", dir);
+    snprintf(path, sizeof path, "%s/session.state", dir);
+    rn_model *m = NULL, *other = NULL;
+    rn_session *a = NULL, *b = NULL, *c = NULL, *o = NULL;
+    const int32_t prompt[7] = {5, 9, 2, 60, 33, 33, 1};
+    int32_t straight[12], resumed[12], copied[12];
+    rn_status st = rn_model_load(ctx, model_dir, NULL, &m);
+    if (st == RN_OK) st = rn_session_init(m, &a);
+    if (st == RN_OK) st = rn_session_prefill(a, prompt, 7, RN_MODE_CHUNKWISE, 3, NULL);
+    if (st == RN_OK) st = greedy(a, 61, 4, straight);
+    if (st == RN_OK) st = rn_session_save(a, path);
+    if (st == RN_OK) st = rn_session_copy(a, &c);
+    if (st == RN_OK) st = greedy(a, 61, 8, straight + 4);
+    if (st == RN_OK) st = rn_session_init(m, &b);
+    if (st == RN_OK) st = rn_session_load(b, path);
+    if (st != RN_OK) {
+        printf("    %s: %s  FAIL\n", rn_status_str(st), rn_context_last_error(ctx));
+        failures++;
+    } else {
+        bool pos = rn_session_position(b) == 11;
+        memcpy(resumed, straight, 4 * sizeof *resumed);
+        memcpy(copied, straight, 4 * sizeof *copied);
+        st = greedy(b, 61, 8, resumed + 4);
+        if (st == RN_OK) st = greedy(c, 61, 8, copied + 4);
+        bool same = st == RN_OK && !memcmp(straight, resumed, sizeof straight) && !memcmp(straight, copied, sizeof straight);
+        printf("    12 greedy tokens, saved after 4: position %s, resumed and copied runs %s  %s\n",
+               pos ? "11" : "wrong", same ? "identical" : "differ", pos && same ? "pass" : "FAIL");
+        if (!pos || !same) failures++;
+        int32_t recent[16];
+        size_t nr = rn_session_recent(b, recent, 16);
+        bool window = nr == 16 && recent[15] == resumed[11] && recent[0] == prompt[3];
+        printf("    recent tokens after resuming: %s  %s\n", window ? "the last 16 fed" : "wrong", window ? "pass" : "FAIL");
+        if (!window) failures++;
+    }
+
+    /* Refusals: each leaves the session as it was (position 11 + 8 = 19). */
+    FILE *f = fopen(path, "r+b");
+    if (f) {
+        fseek(f, 200, SEEK_SET);
+        int byte = fgetc(f);
+        fseek(f, 200, SEEK_SET);
+        fputc(byte ^ 0x5a, f);
+        fclose(f);
+    }
+    expect_status("state file with a flipped byte", rn_session_load(b, path), RN_ERR_STATE_FILE, ctx);
+    if (f && truncate(path, 100) == 0)
+        expect_status("truncated state file", rn_session_load(b, path), RN_ERR_STATE_FILE, ctx);
+    expect_status("missing state file", rn_session_load(b, "/nonexistent/state"), RN_ERR_IO, ctx);
+    if (rn_model_load(ctx, other_dir, NULL, &other) == RN_OK && rn_session_init(other, &o) == RN_OK &&
+        rn_session_save(o, path) == RN_OK)
+        expect_status("state of another model", rn_session_load(b, path), RN_ERR_STATE_FILE, ctx);
+    bool kept = b && rn_session_position(b) == 19;
+    printf("    session unchanged by the refusals: %s\n", kept ? "pass" : "FAIL");
+    if (!kept) failures++;
+    remove(path);
+    rn_session_free(a), rn_session_free(b), rn_session_free(c), rn_session_free(o);
+    rn_model_free(m), rn_model_free(other);
+}
+
 /* Misuse through the public API: named errors, the session left usable. */
 static void run_misuse(rn_context *ctx, const char *dir) {
     printf("  API misuse\n");
@@ -394,6 +473,7 @@ int main(void) {
         run_config(ctx, &configs[i], sub);
     }
     run_sharded(ctx, dir);
+    run_state_files(ctx, dir);
     run_f16_overflow(ctx, dir);
     char first[64];
     snprintf(first, sizeof first, "%s/m0", dir);
