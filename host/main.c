@@ -6,45 +6,59 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "retnet.h"
+#include "cli.h"
 
 static const char *usage =
     "usage: retnet <command> [options]\n"
     "\n"
     "commands:\n"
-    "  devices                         list the OpenCL devices\n"
-    "  info --model DIR                the model's config, parameter count and bytes\n"
+    "  devices                  list the OpenCL devices\n"
+    "  info --model DIR         the model's family, config, parameter count and bytes\n"
+    "  generate --model DIR [-p TEXT | -f FILE | --tokens IDS] [-n N] [sampling] [-i]\n"
+    "                           continue a prompt (text needs DIR/tokenizer.json; no -p, -f or\n"
+    "                           --tokens: the prompt is read from standard input), printing the\n"
+    "                           text as it is produced; token ids with --tokens. Stops at the\n"
+    "                           end-of-sequence token, after N tokens, at a --stop string, or\n"
+    "                           on Ctrl-C; prefill and decode tokens/s go to standard error\n"
+    "  tokenize --model DIR (--text TEXT | --file FILE | --decode IDS)\n"
+    "                           token ids of a text as a JSON array, or the text of ids\n"
     "  logits --model DIR --tokens IDS --mode parallel|chunkwise|recurrent\n"
     "         [--chunk-size N] [--output FILE]\n"
-    "                                  logits of every position as JSON\n"
-    "                                  {\"mode\", \"tokens\", \"logits\": [[V floats] per token]}\n"
-    "  generate --model DIR --tokens IDS [-n N] [--mode parallel|chunkwise|recurrent]\n"
-    "                                  greedy continuation of the prompt, as token ids\n"
+    "                           logits of every position as JSON\n"
+    "                           {\"mode\", \"tokens\", \"logits\": [[V floats] per token]}\n"
     "\n"
-    "options:\n"
+    "model and device:\n"
     "  --model DIR        a checkpoint directory: config.json and model.safetensors (or the\n"
     "                     shards of model.safetensors.index.json) of a torchscale RetNetDecoder,\n"
     "                     a syncdoth/Spiral or a flash-linear-attention (fla-hub) RetNet;\n"
     "                     tensors in F32, F16 or BF16\n"
     "  --weights W        device storage of the weight matrices: f32, f16 or bf16 (default: the\n"
     "                     checkpoint's own precision; f32 when it mixes precisions)\n"
-    "  --tokens IDS       comma-separated token ids, e.g. 5,17,3\n"
-    "  --mode M           retention form of the prompt (logits: required; generate: chunkwise)\n"
-    "  --chunk-size N     chunk of the chunkwise form (default: the config's recurrent_chunk_size)\n"
-    "  -n N               tokens to generate (default 16)\n"
     "  --device D         OpenCL device: P:D indices or a name substring (default: $RETNET_DEVICE,\n"
     "                     else the first GPU, else the first device; see `retnet devices`)\n"
     "  --no-cache         do not use the compiled-program cache ($RETNET_CACHE_DIR, else\n"
     "                     ~/.cache/retnet-cl; PoCL is never cached by us: it caches itself)\n"
+    "\n"
+    "generation:\n"
+    "  -n N               tokens to generate (default 128; 16 with --tokens)\n"
+    "  --mode M           retention form of the prompt: chunkwise (default), parallel or\n"
+    "                     recurrent; decoding is always recurrent\n"
+    "  --chunk-size N     chunk of the chunkwise form (default: the config's recurrent_chunk_size)\n"
+    "  --temp T           temperature (default 0.8; 0: greedy)\n"
+    "  --top-k K          keep the K most likely tokens (default 40; 0: off)\n"
+    "  --top-p P          keep the smallest set with probability >= P (default 0.95; 1: off)\n"
+    "  --min-p P          drop tokens below P times the most likely one (default 0.05; 0: off)\n"
+    "  --repeat-penalty R penalise the last 64 tokens (default 1.1; 1: off)\n"
+    "  --seed S           random seed (default 0); a draw depends on the seed and the position\n"
+    "  --stop STRING      stop when the output contains STRING (up to 8)\n"
+    "  -i                 interactive: read a turn from standard input, answer, repeat; the\n"
+    "                     state carries across turns; Ctrl-C stops an answer, not the session\n"
+    "  --state-load FILE  resume a session saved with --state-save (same model), then continue\n"
+    "                     with the prompt if one is given\n"
+    "  --state-save FILE  save the session at the end (written atomically)\n"
     "  -h, --help         this text\n";
 
-typedef struct options {
-    const char *command, *model, *tokens, *mode, *output, *device, *weights;
-    long chunk_size, n_generate;
-    int no_cache;
-} options;
-
-static int fail_usage(const char *fmt, const char *arg) {
+int cli_usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "retnet: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\nrun `retnet --help` for usage\n");
@@ -60,9 +74,24 @@ static int parse_long(const char *s, long lo, long hi, long *out) {
     return 1;
 }
 
+static int parse_double(const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return 0;
+    *out = v;
+    return 1;
+}
+
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
-    o->n_generate = 16;
+    o->n_generate = -1;
+    o->temperature = 0.8;
+    o->top_k = 40;
+    o->top_p = 0.95;
+    o->min_p = 0.05;
+    o->repeat_penalty = 1.1;
+    o->repeat_last_n = 64;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -73,36 +102,72 @@ static int parse_args(int argc, char **argv, options *o) {
             o->no_cache = 1;
             continue;
         }
+        if (!strcmp(a, "-i")) {
+            o->interactive = 1;
+            continue;
+        }
         if (a[0] != '-') {
-            if (o->command) return fail_usage("unexpected argument '%s'", a);
+            if (o->command) return cli_usage_error("unexpected argument '%s'", a);
             o->command = a;
             continue;
         }
-        if (i + 1 >= argc) return fail_usage("option %s needs a value", a);
+        if (i + 1 >= argc) return cli_usage_error("option %s needs a value", a);
         const char *v = argv[++i];
+        long l;
+        double d;
         if (!strcmp(a, "--model")) o->model = v;
         else if (!strcmp(a, "--tokens")) o->tokens = v;
         else if (!strcmp(a, "--mode")) o->mode = v;
         else if (!strcmp(a, "--output")) o->output = v;
         else if (!strcmp(a, "--device")) o->device = v;
-        else if (!strcmp(a, "--weights")) {
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
+        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+            if (!strcmp(o->command ? o->command : "", "tokenize")) o->text_file = v;
+            else o->prompt_file = v;
+        } else if (!strcmp(a, "--text")) o->text = v;
+        else if (!strcmp(a, "--decode")) o->decode = v;
+        else if (!strcmp(a, "--state-save")) o->state_save = v;
+        else if (!strcmp(a, "--state-load")) o->state_load = v;
+        else if (!strcmp(a, "--stop")) {
+            if (o->n_stops == CLI_MAX_STOPS) return cli_usage_error("at most 8 --stop strings, not '%s'", v);
+            if (!*v) return cli_usage_error("--stop needs a non-empty string%s", "");
+            o->stops[o->n_stops++] = v;
+        } else if (!strcmp(a, "--weights")) {
             if (strcmp(v, "f32") && strcmp(v, "f16") && strcmp(v, "bf16"))
-                return fail_usage("--weights must be f32, f16 or bf16, not '%s'", v);
+                return cli_usage_error("--weights must be f32, f16 or bf16, not '%s'", v);
             o->weights = v;
-        }
-        else if (!strcmp(a, "--chunk-size")) {
-            if (!parse_long(v, 1, 1 << 20, &o->chunk_size)) return fail_usage("--chunk-size must be 1..1048576, not '%s'", v);
+        } else if (!strcmp(a, "--chunk-size")) {
+            if (!parse_long(v, 1, 1 << 20, &o->chunk_size)) return cli_usage_error("--chunk-size must be 1..1048576, not '%s'", v);
         } else if (!strcmp(a, "-n")) {
-            if (!parse_long(v, 0, 1 << 24, &o->n_generate)) return fail_usage("-n must be 0..16777216, not '%s'", v);
+            if (!parse_long(v, 0, 1 << 24, &o->n_generate)) return cli_usage_error("-n must be 0..16777216, not '%s'", v);
+        } else if (!strcmp(a, "--temp")) {
+            if (!parse_double(v, 0, 1e6, &o->temperature)) return cli_usage_error("--temp must be a number >= 0, not '%s'", v);
+        } else if (!strcmp(a, "--top-k")) {
+            if (!parse_long(v, 0, 1 << 24, &l)) return cli_usage_error("--top-k must be 0..16777216, not '%s'", v);
+            o->top_k = l;
+        } else if (!strcmp(a, "--top-p")) {
+            if (!parse_double(v, 1e-9, 1, &d)) return cli_usage_error("--top-p must be in (0, 1], not '%s'", v);
+            o->top_p = d;
+        } else if (!strcmp(a, "--min-p")) {
+            if (!parse_double(v, 0, 0.999999, &d)) return cli_usage_error("--min-p must be in [0, 1), not '%s'", v);
+            o->min_p = d;
+        } else if (!strcmp(a, "--repeat-penalty")) {
+            if (!parse_double(v, 1e-6, 1e6, &d)) return cli_usage_error("--repeat-penalty must be > 0, not '%s'", v);
+            o->repeat_penalty = d;
+        } else if (!strcmp(a, "--seed")) {
+            char *end;
+            errno = 0;
+            o->seed = strtoull(v, &end, 10);
+            if (errno || end == v || *end || v[0] == '-') return cli_usage_error("--seed must be an unsigned integer, not '%s'", v);
         } else
-            return fail_usage("unknown option '%s'", a);
+            return cli_usage_error("unknown option '%s'", a);
     }
-    if (!o->command) return fail_usage("%s", "no command given");
+    if (!o->command) return cli_usage_error("%s", "no command given");
     return 0;
 }
 
 /* Parses "5,17,3" into a heap array. */
-static int parse_tokens(const char *s, int32_t **out, size_t *n) {
+int cli_parse_tokens(const char *s, int32_t **out, size_t *n) {
     size_t cap = 1;
     for (const char *p = s; *p; p++) cap += *p == ',';
     int32_t *ids = malloc(cap * sizeof *ids);
@@ -126,7 +191,7 @@ static int parse_tokens(const char *s, int32_t **out, size_t *n) {
     return 1;
 }
 
-static int parse_mode(const char *s, rn_mode *mode) {
+int cli_parse_mode(const char *s, rn_mode *mode) {
     if (!s) return 0;
     if (!strcmp(s, "parallel")) *mode = RN_MODE_PARALLEL;
     else if (!strcmp(s, "chunkwise")) *mode = RN_MODE_CHUNKWISE;
@@ -135,11 +200,11 @@ static int parse_mode(const char *s, rn_mode *mode) {
     return 1;
 }
 
-static const char *mode_name(rn_mode m) {
+const char *cli_mode_name(rn_mode m) {
     return m == RN_MODE_PARALLEL ? "parallel" : m == RN_MODE_CHUNKWISE ? "chunkwise" : "recurrent";
 }
 
-static int report(rn_context *ctx, rn_status st, const char *what) {
+int cli_report(rn_context *ctx, rn_status st, const char *what) {
     fprintf(stderr, "retnet: %s failed: %s: %s\n", what, rn_status_str(st), rn_context_last_error(ctx));
     return 1;
 }
@@ -173,7 +238,7 @@ static int cmd_devices(void) {
     return 0;
 }
 
-static double seconds(void) {
+double cli_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
@@ -187,7 +252,7 @@ typedef struct progress {
 
 static void show_progress(void *user, uint64_t done, uint64_t total) {
     progress *p = user;
-    double elapsed = seconds() - p->start;
+    double elapsed = cli_seconds() - p->start;
     if (elapsed < 1.0 || !isatty(STDERR_FILENO) || total == 0) return;
     int width = 40, filled = (int)(width * (double)done / (double)total);
     fprintf(stderr, "\rloading [%.*s%*s] %5.1f%%  %.0f MiB  %.1f s", filled,
@@ -197,7 +262,7 @@ static void show_progress(void *user, uint64_t done, uint64_t total) {
     if (done == total) fputc('\n', stderr);
 }
 
-static int open_model(const options *o, rn_context **ctx, rn_model **model) {
+int cli_open_model(const options *o, rn_context **ctx, rn_model **model) {
     if (!o->model) {
         fprintf(stderr, "retnet: --model DIR is required\n");
         return 2;
@@ -217,13 +282,13 @@ static int open_model(const options *o, rn_context **ctx, rn_model **model) {
     if (o->weights)
         load.weights = !strcmp(o->weights, "f16") ? RN_WEIGHTS_F16 : !strcmp(o->weights, "bf16") ? RN_WEIGHTS_BF16
                                                                                                   : RN_WEIGHTS_F32;
-    progress bar = {seconds(), 0};
+    progress bar = {cli_seconds(), 0};
     load.progress = show_progress;
     load.progress_user = &bar;
     st = rn_model_load(*ctx, o->model, &load, model);
     if (bar.shown && st != RN_OK) fputc('\n', stderr);
     if (st != RN_OK) {
-        int rc = report(*ctx, st, "loading the model");
+        int rc = cli_report(*ctx, st, "loading the model");
         rn_context_free(*ctx);
         return rc;
     }
@@ -233,7 +298,7 @@ static int open_model(const options *o, rn_context **ctx, rn_model **model) {
 static int cmd_info(const options *o) {
     rn_context *ctx;
     rn_model *model;
-    int rc = open_model(o, &ctx, &model);
+    int rc = cli_open_model(o, &ctx, &model);
     if (rc) return rc;
     rn_model_info i;
     rn_model_info_get(model, &i);
@@ -267,7 +332,7 @@ static int cmd_info(const options *o) {
 
 static int write_logits(FILE *f, rn_mode mode, const int32_t *ids, size_t n, const float *logits,
                         int64_t vocab) {
-    fprintf(f, "{\"mode\": \"%s\", \"tokens\": [", mode_name(mode));
+    fprintf(f, "{\"mode\": \"%s\", \"tokens\": [", cli_mode_name(mode));
     for (size_t i = 0; i < n; i++) fprintf(f, "%s%d", i ? ", " : "", ids[i]);
     fprintf(f, "], \"logits\": [");
     for (size_t i = 0; i < n; i++) {
@@ -305,11 +370,11 @@ static void run_close(run *r) {
 static int run_open(const options *o, int mode_required, rn_mode default_mode, run *r) {
     memset(r, 0, sizeof *r);
     r->mode = default_mode;
-    if ((o->mode || mode_required) && !parse_mode(o->mode, &r->mode))
-        return fail_usage("--mode must be parallel, chunkwise or recurrent, not '%s'", o->mode ? o->mode : "(none)");
-    if (!o->tokens || !parse_tokens(o->tokens, &r->ids, &r->n))
-        return fail_usage("--tokens must be comma-separated non-negative ids, not '%s'", o->tokens ? o->tokens : "(none)");
-    int rc = open_model(o, &r->ctx, &r->model);
+    if ((o->mode || mode_required) && !cli_parse_mode(o->mode, &r->mode))
+        return cli_usage_error("--mode must be parallel, chunkwise or recurrent, not '%s'", o->mode ? o->mode : "(none)");
+    if (!o->tokens || !cli_parse_tokens(o->tokens, &r->ids, &r->n))
+        return cli_usage_error("--tokens must be comma-separated non-negative ids, not '%s'", o->tokens ? o->tokens : "(none)");
+    int rc = cli_open_model(o, &r->ctx, &r->model);
     if (rc) {
         free(r->ids);
         return rc;
@@ -320,7 +385,7 @@ static int run_open(const options *o, int mode_required, rn_mode default_mode, r
     r->logits = malloc(r->n * r->vocab * sizeof *r->logits);
     rn_status st = r->logits ? rn_session_init(r->model, &r->session) : RN_ERR_OUT_OF_HOST_MEMORY;
     if (st != RN_OK) {
-        rc = report(r->ctx, st, "creating a session");
+        rc = cli_report(r->ctx, st, "creating a session");
         run_close(r);
         return rc;
     }
@@ -333,7 +398,7 @@ static int cmd_logits(const options *o) {
     if (rc) return rc;
     rn_status st = rn_session_prefill(r.session, r.ids, r.n, r.mode, (size_t)o->chunk_size, r.logits);
     if (st != RN_OK) {
-        rc = report(r.ctx, st, "the forward pass");
+        rc = cli_report(r.ctx, st, "the forward pass");
     } else if (o->output) {
         /* Written beside the target and renamed, so a failure leaves no half file. */
         size_t len = strlen(o->output) + 8;
@@ -358,48 +423,37 @@ static int cmd_logits(const options *o) {
     return rc;
 }
 
-static int32_t argmax(const float *v, int64_t n) {
-    int64_t best = 0;
-    for (int64_t i = 1; i < n; i++)
-        if (v[i] > v[best]) best = i;
-    return (int32_t)best;
-}
-
-
-static int cmd_generate(const options *o) {
-    run r;
-    int rc = run_open(o, 0, RN_MODE_CHUNKWISE, &r);
-    if (rc) return rc;
-    const size_t V = r.vocab;
-    fprintf(stderr, "retnet: %s on %s, prompt of %zu tokens, %s prefill\n", o->model,
-            rn_context_device(r.ctx)->name, r.n, mode_name(r.mode));
-    double t0 = seconds();
-    rn_status st = rn_session_prefill(r.session, r.ids, r.n, r.mode, (size_t)o->chunk_size, r.logits);
-    double t1 = seconds();
-    long produced = 0;
-    if (st == RN_OK && o->n_generate > 0) {
-        int32_t next = argmax(r.logits + (r.n - 1) * V, (int64_t)V);
-        printf("%d", next);
-        fflush(stdout);
-        for (produced = 1; produced < o->n_generate && st == RN_OK; produced++) {
-            st = rn_session_decode(r.session, next, r.logits);
-            if (st == RN_OK) {
-                next = argmax(r.logits, (int64_t)V);
-                printf(",%d", next);
-                fflush(stdout);
-            }
-        }
-        printf("\n");
-        fflush(stdout);
+int cli_read_text(const char *path, char **text, size_t *len) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        fprintf(stderr, "retnet: cannot open '%s': %s\n", path, strerror(errno));
+        return 1;
     }
-    double t2 = seconds();
-    if (st != RN_OK)
-        rc = report(r.ctx, st, "generation");
-    else
-        fprintf(stderr, "retnet: prefill %.1f tokens/s, decode %.1f tokens/s\n", r.n / (t1 - t0),
-                produced > 1 ? (produced - 1) / (t2 - t1) : 0.0);
-    run_close(&r);
-    return rc;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
+        n += got;
+        if (cap - n - 1 == 0) {
+            char *bigger = realloc(buf, cap * 2);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    int failed = !buf || ferror(f);
+    if (f != stdin) fclose(f);
+    if (failed) {
+        fprintf(stderr, "retnet: reading '%s' failed\n", path);
+        free(buf);
+        return 1;
+    }
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -414,5 +468,6 @@ int main(int argc, char **argv) {
     if (!strcmp(o.command, "info")) return cmd_info(&o);
     if (!strcmp(o.command, "logits")) return cmd_logits(&o);
     if (!strcmp(o.command, "generate")) return cmd_generate(&o);
-    return fail_usage("unknown command '%s'", o.command);
+    if (!strcmp(o.command, "tokenize")) return cmd_tokenize(&o);
+    return cli_usage_error("unknown command '%s'", o.command);
 }

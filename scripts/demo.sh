@@ -1,10 +1,8 @@
 #!/usr/bin/env bash
-# The main job: set up, then generate from a small model shipped in the repo on the default
-# OpenCL device (the first GPU, else PoCL on the CPU). Until the tokenizer lands, the prompt and
-# the continuation are token ids.
+# The main job: set up, then generate text from the small model shipped in the repo
+# (examples/kjv-retnet, a 2M-parameter RetNet trained on the King James Bible) on the default
+# OpenCL device: the first GPU, else PoCL on the CPU. Extra arguments go to `retnet generate`.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$root/scripts/setup.sh"
-model="$root/tests/data/torchscale/swish-scaled"
-"$root/build/retnet" info --model "$model"
-"$root/build/retnet" generate --model "$model" --tokens 1,2,88,40,40,7 -n 24 "$@"
+"$root/build/retnet" generate --model "$root/examples/kjv-retnet" -p "And God said," -n 96 --seed 1 "$@"

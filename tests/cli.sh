@@ -40,6 +40,23 @@ expect "unknown device" 1 "matches no OpenCL device; the devices are" -- \
 expect "devices" 0 "OpenCL C" -- "$retnet" devices
 expect "info" 0 "parameters" -- "$retnet" info --model "$model"
 expect "generate 5" 0 "^[0-9]*,[0-9]*,[0-9]*,[0-9]*,[0-9]*$" -- "$retnet" generate --model "$model" --tokens $tokens -n 5
+expect "bad temperature" 2 "--temp must be" -- "$retnet" generate --model "$model" --tokens 1 --temp -1
+expect "bad top-p" 2 "--top-p must be" -- "$retnet" generate --model "$model" --tokens 1 --top-p 1.5
+expect "two prompts" 2 "give one prompt" -- "$retnet" generate --model "$model" --tokens 1 -p hi
+expect "text without a tokenizer" 1 "RN_ERR_IO.*tokenizer.json" -- "$retnet" generate --model "$model" -p hello
+
+# A sampled conversation saved after 12 tokens and resumed for 8 more gives the 20 tokens of
+# one uninterrupted run (the draw depends on seed and position, the state carries the rest).
+straight=$("$retnet" generate --model "$model" --tokens $tokens -n 20 --seed 5 2>/dev/null)
+first=$("$retnet" generate --model "$model" --tokens $tokens -n 12 --seed 5 --state-save "$tmp/s.state" 2>/dev/null)
+rest=$("$retnet" generate --model "$model" --state-load "$tmp/s.state" -n 8 --seed 5 2>/dev/null </dev/null)
+if [ -n "$straight" ] && [ "$first,$rest" = "$straight" ]; then echo "  pass  saved and resumed = uninterrupted"; else
+  echo "  FAIL  resumed run differs: '$first,$rest' vs '$straight'"; failures=$((failures + 1)); fi
+other=$(dirname "$model")/gelu-tied
+expect "state of another model" 1 "RN_ERR_STATE_FILE.*another model" -- \
+  "$retnet" generate --model "$other" --state-load "$tmp/s.state" --tokens 1 -n 1
+printf 'RNSTATE1 but not really' > "$tmp/bad.state"
+expect "corrupt state file" 1 "RN_ERR_STATE_FILE" -- "$retnet" generate --model "$model" --state-load "$tmp/bad.state" --tokens 1 -n 1
 expect "unwritable output" 1 "cannot write" -- \
   "$retnet" logits --model "$model" --tokens $tokens --mode parallel --output "$tmp/no/such/dir/out.json"
 [ -e "$tmp/no/such/dir/out.json" ] && { echo "  FAIL  a failed write left a file"; failures=$((failures + 1)); }
@@ -65,6 +82,29 @@ if [ -n "$entry" ]; then
     "$retnet" logits --model "$model" --tokens $tokens --mode chunkwise --chunk-size 4 --output "$tmp/c.json"
 fi
 expect "--no-cache" 0 "" -- "$retnet" logits --model "$model" --tokens $tokens --mode parallel --no-cache --output "$tmp/d.json"
+
+# Text: the shipped demo model has a tokenizer.json.
+kjv=$(cd "$(dirname "$0")/../examples/kjv-retnet" && pwd)
+ids=$("$retnet" tokenize --model "$kjv" --text "And God said, Let there be light." 2>&1)
+expect "tokenize" 0 "^\[[0-9, ]*\]$" -- "$retnet" tokenize --model "$kjv" --text "And God said, Let there be light."
+expect "decode round trip" 0 "^And God said, Let there be light.$" -- \
+  "$retnet" tokenize --model "$kjv" --decode "$(tr -d '[] ' <<<"$ids")"
+expect "decode outside vocabulary" 1 "RN_ERR_INVALID_ARGUMENT" -- "$retnet" tokenize --model "$kjv" --decode 5000
+expect "generate text" 0 "[a-z][a-z]* [a-z][a-z]*" -- "$retnet" generate --model "$kjv" -p "In the beginning" -n 24 --seed 2
+out=$("$retnet" generate --model "$kjv" -p "And God said," -n 200 --temp 0 --stop "LORD" 2>/dev/null)
+if grep -q "LORD" <<<"$out" && [ "$(grep -o LORD <<<"$out" | wc -l)" -eq 1 ]; then echo "  pass  --stop ends at the first match"; else
+  echo "  FAIL  --stop: '$out'"; failures=$((failures + 1)); fi
+turns=$(printf 'And God said,\nAnd Moses said,\n' | "$retnet" generate --model "$kjv" -i -n 8 --temp 0 2>/dev/null | grep -c .)
+if [ "$turns" -eq 2 ]; then echo "  pass  -i answers each turn"; else echo "  FAIL  -i gave $turns answers"; failures=$((failures + 1)); fi
+# Ctrl-C stops the generation; the program still ends cleanly and reports.
+"$retnet" generate --model "$kjv" -p "And God said," -n 1000000 --temp 0 --repeat-penalty 1 >/dev/null 2>"$tmp/int.txt" &
+pid=$!
+sleep 3
+kill -INT $pid
+wait $pid
+rc=$?
+if [ $rc -eq 0 ] && grep -q "stopped by Ctrl-C" "$tmp/int.txt"; then echo "  pass  Ctrl-C stops generation"; else
+  echo "  FAIL  Ctrl-C: exit $rc"; cat "$tmp/int.txt"; failures=$((failures + 1)); fi
 
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]

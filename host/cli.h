@@ -1,0 +1,38 @@
+/* cli.h: what the retnet command's files share: the options and small helpers. */
+#ifndef RN_CLI_H
+#define RN_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "retnet.h"
+
+#define CLI_MAX_STOPS 8
+
+typedef struct options {
+    const char *command, *model, *tokens, *mode, *output, *device, *weights;
+    const char *prompt, *prompt_file, *text, *text_file, *decode;
+    const char *state_save, *state_load;
+    const char *stops[CLI_MAX_STOPS];
+    int n_stops;
+    long chunk_size, n_generate, top_k, repeat_last_n;
+    double temperature, top_p, min_p, repeat_penalty;
+    unsigned long long seed;
+    int no_cache, interactive, sampling_given;
+} options;
+
+int cli_usage_error(const char *fmt, const char *arg);
+int cli_report(rn_context *ctx, rn_status st, const char *what);
+int cli_parse_tokens(const char *s, int32_t **out, size_t *n);
+int cli_parse_mode(const char *s, rn_mode *mode);
+const char *cli_mode_name(rn_mode mode);
+double cli_seconds(void);
+/* Opens the device and loads --model; prints the reason and returns an exit code on failure. */
+int cli_open_model(const options *o, rn_context **ctx, rn_model **model);
+/* Reads a whole file ("-": standard input) into a NUL-terminated heap buffer. */
+int cli_read_text(const char *path, char **text, size_t *len);
+
+int cmd_generate(const options *o);
+int cmd_tokenize(const options *o);
+
+#endif /* RN_CLI_H */
