@@ -25,6 +25,8 @@ swish-scaled 1,2,88,40,40,7,96,33,0,59,14
 postnorm-deepnorm 90,4,4,61,23,0,96,12,37,80,9
 LIST
 run tests/cli.sh ./build/retnet tests/data/torchscale/swish-scaled
+run tests/check_greedy.sh ./build/retnet examples/kjv-retnet
+run ./build/retnet generate --model examples/kjv-retnet -p "And God said," -n 64 --seed 1
 run tests/fla_1_3b.sh ./build/retnet ./build/tools/retnet-mkmodel
 echo "$failures failed"
 [ "$failures" -eq 0 ]
