@@ -1,9 +1,34 @@
-/* context.c: the public context: one device, its runtime, and the last error message. */
+/* context.c: the public context: one device, its runtime, its lock and the last error message. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine.h"
+
+/* The calling thread's copy of its own last failure: the message and the context it happened
+ * on; and a buffer for a copy of a context's message when the thread has no failure of its own
+ * there. */
+static _Thread_local struct {
+    uint64_t ctx_id;  /* 0: none */
+    char message[RN_ERROR_CAPACITY];
+} thread_error;
+static _Thread_local char thread_copy[RN_ERROR_CAPACITY];
+
+static atomic_uint_fast64_t next_context_id = 1;
+
+void rn_context_lock(rn_context *ctx) {
+    pthread_mutex_lock(&ctx->lock);
+}
+
+rn_status rn_context_unlock(rn_context *ctx, rn_status st) {
+    if (st != RN_OK) {
+        thread_error.ctx_id = ctx->id;
+        memcpy(thread_error.message, ctx->err.message, sizeof thread_error.message);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    return st;
+}
 
 void rn_context_options_default(rn_context_options *opts) {
     memset(opts, 0, sizeof *opts);
@@ -33,12 +58,19 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
     }
     rn_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return RN_ERR_OUT_OF_HOST_MEMORY;
+    if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
+        if (error_message && error_capacity) snprintf(error_message, error_capacity, "pthread_mutex_init failed");
+        free(ctx);
+        return RN_ERR_OUT_OF_HOST_MEMORY;
+    }
+    ctx->id = atomic_fetch_add(&next_context_id, 1);
     rt_cache_mode mode = opts->program_cache < 0 ? RT_CACHE_AUTO
                          : opts->program_cache ? RT_CACHE_ON : RT_CACHE_OFF;
     rn_status st = rt_init(&ctx->rt, opts->device, mode, opts->cache_dir, &ctx->err);
     if (st != RN_OK) {
         if (error_message && error_capacity)
             snprintf(error_message, error_capacity, "%s", ctx->err.message);
+        pthread_mutex_destroy(&ctx->lock);
         free(ctx);
         return st;
     }
@@ -49,11 +81,21 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
 void rn_context_free(rn_context *ctx) {
     if (!ctx) return;
     rt_release(&ctx->rt);
+    pthread_mutex_destroy(&ctx->lock);
     free(ctx);
 }
 
+/* This thread's own last failure on `ctx` when it has one; otherwise a copy, taken under the
+ * lock, of the context's message (the last failure of any thread on it). Either way the text
+ * is in this thread's own buffer, which no other thread writes. */
 const char *rn_context_last_error(const rn_context *ctx) {
-    return ctx ? ctx->err.message : "no context";
+    if (!ctx) return "no context";
+    if (thread_error.ctx_id == ctx->id) return thread_error.message;
+    rn_context *c = (rn_context *)ctx;  /* the lock is not part of the value */
+    pthread_mutex_lock(&c->lock);
+    memcpy(thread_copy, c->err.message, sizeof thread_copy);
+    pthread_mutex_unlock(&c->lock);
+    return thread_copy;
 }
 
 const rn_device_info *rn_context_device(const rn_context *ctx) {
@@ -61,6 +103,9 @@ const rn_device_info *rn_context_device(const rn_context *ctx) {
 }
 
 void rn_context_memory(const rn_context *ctx, uint64_t *current_bytes, uint64_t *peak_bytes) {
+    rn_context *c = (rn_context *)ctx;  /* the lock is not part of the value */
+    if (c) pthread_mutex_lock(&c->lock);
     if (current_bytes) *current_bytes = ctx ? ctx->rt.bytes_current : 0;
     if (peak_bytes) *peak_bytes = ctx ? ctx->rt.bytes_peak : 0;
+    if (c) pthread_mutex_unlock(&c->lock);
 }

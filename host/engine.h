@@ -2,6 +2,8 @@
 #ifndef RN_ENGINE_H
 #define RN_ENGINE_H
 
+#include <pthread.h>
+
 #include "checkpoint.h"
 #include "ops.h"
 #include "retnet.h"
@@ -9,7 +11,17 @@
 struct rn_context {
     rt_runtime rt;
     rn_error err;
+    pthread_mutex_t lock;              /* held for the whole of every public call on the context,
+                                          its models and sessions (rn_context_lock/unlock) */
+    uint64_t id;                       /* unique per process: tags the per-thread error copies */
 };
+
+/* Every public call that touches the device, the memory counters or `err` runs between these.
+ * rn_context_unlock copies err's message into the calling thread's own last-error slot when
+ * `st` is a failure, so that rn_context_last_error returns the message of this thread's own
+ * failure even if another thread fails on the same context in between. */
+void rn_context_lock(rn_context *ctx);
+rn_status rn_context_unlock(rn_context *ctx, rn_status st);
 
 /* Matrices are stored in the model's weight type; vectors (norm weights) in fp32. */
 typedef struct rn_layer_weights {
@@ -70,6 +82,12 @@ struct rn_session {
     rt_buffer *scale;                  /* [L][2] each [H], double-buffered by position parity */
     rn_workspace step;                 /* one row, for decoding */
 };
+
+/* The bodies of rn_session_init/free/reset, for callers that already hold the context's lock
+ * (state.c). */
+rn_status rn_session_init_locked(rn_model *model, rn_session **out);
+void rn_session_free_locked(rn_session *session);
+rn_status rn_session_reset_locked(rn_session *session);
 
 static inline const rt_buffer *rn_model_output(const rn_model *m) {
     return m->cfg.share_embed ? &m->embed : &m->output;

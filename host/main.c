@@ -26,6 +26,9 @@ static const char *usage =
     "         [--chunk-size N] [--output FILE]\n"
     "                           logits of every position as JSON\n"
     "                           {\"mode\", \"tokens\", \"logits\": [[V floats] per token]}\n"
+    "  selftest [--device D]    every kernel against the C reference on the device, op by op: a\n"
+    "                           table of kernel, shapes, max error, tolerance and pass/FAIL;\n"
+    "                           exit status 1 on any failure (for validating a GPU or driver)\n"
     "\n"
     "model and device:\n"
     "  --model DIR        a checkpoint directory: config.json and model.safetensors (or the\n"
@@ -456,6 +459,8 @@ int cli_read_text(const char *path, char **text, size_t *len) {
     return 0;
 }
 
+int cmd_selftest(const options *o);  /* cli_selftest.c */
+
 int main(int argc, char **argv) {
     options o;
     if (argc < 2) {
@@ -469,5 +474,6 @@ int main(int argc, char **argv) {
     if (!strcmp(o.command, "logits")) return cmd_logits(&o);
     if (!strcmp(o.command, "generate")) return cmd_generate(&o);
     if (!strcmp(o.command, "tokenize")) return cmd_tokenize(&o);
+    if (!strcmp(o.command, "selftest")) return cmd_selftest(&o);
     return cli_usage_error("unknown command '%s'", o.command);
 }

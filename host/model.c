@@ -172,7 +172,7 @@ static uint64_t fingerprint(const rn_config *c, const upload *plan, size_t n) {
 
 static const st_dtype device_types[] = {ST_F32 /* unused: RN_WEIGHTS_FILE */, ST_F32, ST_F16, ST_BF16};
 
-rn_status rn_model_load(rn_context *ctx, const char *dir, const rn_model_options *opts,
+static rn_status rn_model_load_locked(rn_context *ctx, const char *dir, const rn_model_options *opts,
                         rn_model **out) {
     if (!ctx || !dir || !out) return RN_ERR_INVALID_ARGUMENT;
     *out = NULL;
@@ -235,7 +235,7 @@ fail:
     return st;
 }
 
-void rn_model_free(rn_model *m) {
+static void rn_model_free_locked(rn_model *m) {
     if (!m) return;
     rt_runtime *rt = &m->ctx->rt;
     rt_buffer *globals[] = {&m->embed, &m->embed_norm, &m->final_norm, &m->output, &m->angle, &m->decay};
@@ -255,7 +255,7 @@ static const char *family_name(rn_family f) {
     return f == RN_FAMILY_FLA ? "fla" : f == RN_FAMILY_SYNCDOTH ? "syncdoth" : "torchscale";
 }
 
-rn_status rn_model_info_get(const rn_model *m, rn_model_info *info) {
+static rn_status rn_model_info_get_locked(const rn_model *m, rn_model_info *info) {
     if (!m || !info) return RN_ERR_INVALID_ARGUMENT;
     const rn_config *c = &m->cfg;
     *info = (rn_model_info){
@@ -283,4 +283,27 @@ rn_status rn_model_info_get(const rn_model *m, rn_model_info *info) {
         .key_embed_dim = c->key_embed_dim,
     };
     return RN_OK;
+}
+
+/* ---- the public calls: each holds the context's lock throughout (engine.h) ------------------ */
+
+rn_status rn_model_load(rn_context *ctx, const char *dir, const rn_model_options *opts,
+                        rn_model **out) {
+    if (!ctx) return RN_ERR_INVALID_ARGUMENT;
+    rn_context_lock(ctx);
+    return rn_context_unlock(ctx, rn_model_load_locked(ctx, dir, opts, out));
+}
+
+void rn_model_free(rn_model *m) {
+    if (!m) return;
+    rn_context *ctx = m->ctx;
+    rn_context_lock(ctx);
+    rn_model_free_locked(m);
+    rn_context_unlock(ctx, RN_OK);
+}
+
+rn_status rn_model_info_get(const rn_model *m, rn_model_info *info) {
+    if (!m) return RN_ERR_INVALID_ARGUMENT;
+    rn_context_lock(m->ctx);
+    return rn_context_unlock(m->ctx, rn_model_info_get_locked(m, info));
 }

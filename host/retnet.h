@@ -16,8 +16,26 @@
  * A call refused for its arguments leaves every object as it was and allocates nothing; a
  * forward pass that fails on the device empties its session (as rn_session_reset).
  *
- * Threads. A context and everything made from it are used by one thread at a time; different
- * contexts are independent.
+ * Threads. Every call on a context, its models and its sessions holds that context's lock
+ * for its whole duration, so calls from several threads on one context are safe and run one
+ * after another (the device queue is shared: there is no parallelism within a context; open
+ * one context per thread for that). Different contexts are independent. In particular several
+ * sessions of one loaded model may be driven from several threads at once, and each gives the
+ * same logits as if the sessions had run one after another. What stays the caller's to order:
+ *   - one session is driven by one thread at a time: its position, rn_session_logits (a
+ *     pointer into the session, rewritten by the next pass) and rn_session_recent are read
+ *     without the lock;
+ *   - freeing an object races with every other use of it: free sessions before their model,
+ *     models before their context, and none of them while another thread still uses it;
+ *   - a progress callback (rn_model_options) runs with the lock held and must not call into
+ *     the library on the same context.
+ * Error messages: the context keeps the message of the most recent failure on it by any
+ * thread, and each thread also keeps a copy of its own most recent failure.
+ * rn_context_last_error(ctx) returns that thread-own copy when the calling thread's latest
+ * failure (on any context) was on `ctx`, so a thread reading it after its own failing call
+ * gets its own message even if another thread failed on the context meanwhile; otherwise it
+ * returns a snapshot of the context's message. The text lives in a buffer of the calling
+ * thread, valid until that thread's next call into the library.
  */
 #ifndef RETNET_H
 #define RETNET_H
@@ -117,7 +135,8 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
                           char *error_message, size_t error_capacity);
 void rn_context_free(rn_context *ctx);
 
-/* The detailed message of the last failed call on this context or its models and sessions. */
+/* The detailed message of the last failed call on this context or its models and sessions
+ * (with several threads: see "Threads" above). */
 const char *rn_context_last_error(const rn_context *ctx);
 /* The device the context runs on. */
 const rn_device_info *rn_context_device(const rn_context *ctx);

@@ -408,8 +408,8 @@ rn_status rn_sampler_sample(rn_sampler *s, const float *logits, const int32_t *r
 
     /* 4. Softmax with temperature, unnormalised: w = exp(x), x = (l - l_max) / T, in double,
      * so that w is exactly 1 at the maximum and p_i / p_max = w_i for min-p. */
-    const double lmax = sorted ? c[0].logit : max_logit(c, n);
-    const double T = p->temperature;
+    const double lmax = (double)(sorted ? c[0].logit : max_logit(c, n));
+    const double T = (double)p->temperature;
 #define WEIGHT(cand) exp(((double)(cand).logit - lmax) / T)
 
     /* 5. Min-p: a stable compaction keeps the order (sorted or by id) of the survivors. The
@@ -418,10 +418,10 @@ rn_status rn_sampler_sample(rn_sampler *s, const float *logits, const int32_t *r
     double mass = 0.0;
     bool have_mass = false;
     if (p->min_p > 0.0f) {
-        const double mp = p->min_p, cut = logit_cut(lmax, T, log(mp));
+        const double mp = (double)p->min_p, cut = logit_cut(lmax, T, log(mp));
         size_t m = 0;
         for (size_t i = 0; i < n; i++) {
-            if (c[i].logit < cut) continue;
+            if ((double)c[i].logit < cut) continue;
             double w = WEIGHT(c[i]);
             if (w >= mp) {
                 c[m++] = c[i];

@@ -11,19 +11,22 @@
  *   3. top-k            the k largest logits (ties at the cut: the lower ids)
  *   4. softmax / T      w_i = exp((l_i - l_max) / T) in double, over the top-k survivors
  *   5. min-p            drop ids whose w_i < min_p (w is p_i / p_max)
- *   6. top-p            sorted by probability (descending; ties: the lower id first), keep the
- *                       smallest prefix whose renormalised cumulative mass is >= top_p; at
- *                       least one id always survives
- *   7. draw             one uniform u in [0, 1) against the renormalised survivors
+ *   6. top-p            in order of probability (descending; ties: the lower id first), keep
+ *                       the smallest prefix whose mass, renormalised over the min-p survivors,
+ *                       is >= top_p; at least one id always survives
+ *   7. draw             one uniform u in [0, 1) against the renormalised survivors, walked in
+ *                       an order fixed by the inputs (not necessarily sorted)
+ *
+ * Ties are broken by id everywhere (the cut of top-k and top-p keeps the lower ids), so the
+ * surviving set never depends on how the implementation orders its work.
  *
  * Reproducibility. The uniform of step 7 is a pure function of (seed, position): a
  * counter-based generator (splitmix64's finaliser applied to seed and position), not a stream
  * whose state advances. A session saved at position p and resumed later therefore draws exactly
- * what an uninterrupted run draws, without the sampler being part of the saved state. For a
- * fixed (parameters, logits, recent, seed, position) the result is the same on every machine
- * that has IEEE doubles and a correctly rounded exp() to within the last ulp; cuts that fall
- * exactly on a boundary (a cumulative mass equal to top_p, a ratio equal to min_p) may go
- * either way between libms.
+ * what an uninterrupted run draws, without the sampler being part of the saved state. Fixed
+ * (parameters, logits, recent, seed, position) always give the same token within one build;
+ * across libms, whose exp() may differ in the last bit, only a draw within about 1e-16 of the
+ * boundary between two ids, or a cut landing exactly on top_p or min_p, can differ.
  */
 #ifndef RN_SAMPLER_H
 #define RN_SAMPLER_H

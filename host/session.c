@@ -77,7 +77,7 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
 
 /* ---- sessions ------------------------------------------------------------------------------ */
 
-void rn_session_free(rn_session *s) {
+void rn_session_free_locked(rn_session *s) {
     if (!s) return;
     rt_runtime *rt = &s->model->ctx->rt;
     for (int64_t l = 0; l < s->model->cfg.layers; l++) {
@@ -94,7 +94,7 @@ void rn_session_free(rn_session *s) {
     free(s);
 }
 
-rn_status rn_session_init(rn_model *m, rn_session **out) {
+rn_status rn_session_init_locked(rn_model *m, rn_session **out) {
     if (!m || !out) return RN_ERR_INVALID_ARGUMENT;
     *out = NULL;
     const rn_config *c = &m->cfg;
@@ -105,7 +105,7 @@ rn_status rn_session_init(rn_model *m, rn_session **out) {
     s->scale = calloc(2 * (size_t)c->layers, sizeof *s->scale);
     s->last_logits = calloc((size_t)c->vocab_size, sizeof *s->last_logits);
     if (!s->state || !s->scale || !s->last_logits) {
-        rn_session_free(s);
+        rn_session_free_locked(s);
         return rn_fail(&m->ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for a session");
     }
     rt_runtime *rt = &m->ctx->rt;
@@ -119,14 +119,14 @@ rn_status rn_session_init(rn_model *m, rn_session **out) {
     }
     if (st == RN_OK) st = workspace_init(m, 1, RN_MODE_RECURRENT, 1, &s->step);
     if (st != RN_OK) {
-        rn_session_free(s);
+        rn_session_free_locked(s);
         return st;
     }
     *out = s;
     return RN_OK;
 }
 
-rn_status rn_session_reset(rn_session *s) {
+rn_status rn_session_reset_locked(rn_session *s) {
     if (!s) return RN_ERR_INVALID_ARGUMENT;
     rt_runtime *rt = &s->model->ctx->rt;
     for (int64_t l = 0; l < s->model->cfg.layers; l++) {
@@ -240,7 +240,7 @@ static rn_status finish_pass(rn_session *s, rn_status st, const int32_t *tokens,
         return RN_OK;
     }
     rn_error saved = s->model->ctx->err;
-    rn_session_reset(s);
+    rn_session_reset_locked(s);
     s->model->ctx->err = saved;
     return st;
 }
@@ -273,7 +273,7 @@ static rn_status read_logits(rn_session *s, rn_workspace *ws, int64_t rows, floa
     return RN_OK;
 }
 
-rn_status rn_session_decode(rn_session *s, int32_t token, float *logits) {
+static rn_status rn_session_decode_locked(rn_session *s, int32_t token, float *logits) {
     if (!s) return RN_ERR_INVALID_ARGUMENT;
     rn_status st = check_tokens(s, &token, 1);
     if (st != RN_OK) return st;
@@ -285,7 +285,7 @@ rn_status rn_session_decode(rn_session *s, int32_t token, float *logits) {
     return finish_pass(s, st, &token, 1);
 }
 
-rn_status rn_session_prefill(rn_session *s, const int32_t *tokens, size_t n, rn_mode mode,
+static rn_status rn_session_prefill_locked(rn_session *s, const int32_t *tokens, size_t n, rn_mode mode,
                              size_t chunk_size, float *logits) {
     if (!s || (!tokens && n)) return RN_ERR_INVALID_ARGUMENT;
     rn_model *m = s->model;
@@ -301,7 +301,7 @@ rn_status rn_session_prefill(rn_session *s, const int32_t *tokens, size_t n, rn_
     if (mode == RN_MODE_RECURRENT) {
         const size_t V = (size_t)m->cfg.vocab_size;
         for (size_t i = 0; i < n && st == RN_OK; i++)
-            st = rn_session_decode(s, tokens[i], logits ? logits + i * V : NULL);
+            st = rn_session_decode_locked(s, tokens[i], logits ? logits + i * V : NULL);
         return st;
     }
     if (s->position != 0)
@@ -325,4 +325,42 @@ rn_status rn_session_prefill(rn_session *s, const int32_t *tokens, size_t n, rn_
     if (st == RN_OK) st = read_logits(s, &ws, (int64_t)n, logits);
     workspace_free(rt, &ws);
     return finish_pass(s, st, tokens, n);
+}
+
+/* ---- the public calls: each holds the context's lock throughout (engine.h) ------------------ */
+
+void rn_session_free(rn_session *s) {
+    if (!s) return;
+    rn_context *ctx = s->model->ctx;
+    rn_context_lock(ctx);
+    rn_session_free_locked(s);
+    rn_context_unlock(ctx, RN_OK);
+}
+
+rn_status rn_session_init(rn_model *m, rn_session **out) {
+    if (!m) return RN_ERR_INVALID_ARGUMENT;
+    rn_context_lock(m->ctx);
+    return rn_context_unlock(m->ctx, rn_session_init_locked(m, out));
+}
+
+rn_status rn_session_reset(rn_session *s) {
+    if (!s) return RN_ERR_INVALID_ARGUMENT;
+    rn_context *ctx = s->model->ctx;
+    rn_context_lock(ctx);
+    return rn_context_unlock(ctx, rn_session_reset_locked(s));
+}
+
+rn_status rn_session_decode(rn_session *s, int32_t token, float *logits) {
+    if (!s) return RN_ERR_INVALID_ARGUMENT;
+    rn_context *ctx = s->model->ctx;
+    rn_context_lock(ctx);
+    return rn_context_unlock(ctx, rn_session_decode_locked(s, token, logits));
+}
+
+rn_status rn_session_prefill(rn_session *s, const int32_t *tokens, size_t n, rn_mode mode,
+                             size_t chunk_size, float *logits) {
+    if (!s) return RN_ERR_INVALID_ARGUMENT;
+    rn_context *ctx = s->model->ctx;
+    rn_context_lock(ctx);
+    return rn_context_unlock(ctx, rn_session_prefill_locked(s, tokens, n, mode, chunk_size, logits));
 }

@@ -73,7 +73,7 @@ static size_t payload_bytes(const state_header *h) {
     return sizeof *h + h->n_recent * sizeof(int32_t) + (size_t)h->vocab * sizeof(float) + h->layers * per_layer;
 }
 
-rn_status rn_session_save(const rn_session *s, const char *path) {
+static rn_status rn_session_save_locked(const rn_session *s, const char *path) {
     if (!s || !path) return RN_ERR_INVALID_ARGUMENT;
     rn_model *m = s->model;
     rt_runtime *rt = &m->ctx->rt;
@@ -128,7 +128,7 @@ static rn_status refuse(rn_error *err, const char *path, const char *why) {
     return rn_fail(err, RN_ERR_STATE_FILE, "state file '%s' %s", path, why);
 }
 
-rn_status rn_session_load(rn_session *s, const char *path) {
+static rn_status rn_session_load_locked(rn_session *s, const char *path) {
     if (!s || !path) return RN_ERR_INVALID_ARGUMENT;
     rn_model *m = s->model;
     rn_error *err = &m->ctx->err;
@@ -185,17 +185,17 @@ rn_status rn_session_load(rn_session *s, const char *path) {
         if (st == RN_OK) st = rt_buffer_write(rt, &s->scale[2 * l + scale_slot(s)], 0, p, h.heads * sizeof(float));
         p += h.heads * sizeof(float);
     }
-    if (st != RN_OK) rn_session_reset(s);  /* a device failure half-way: empty, not mixed */
+    if (st != RN_OK) rn_session_reset_locked(s);  /* a device failure half-way: empty, not mixed */
 done:
     free(buf);
     return st;
 }
 
-rn_status rn_session_copy(const rn_session *src, rn_session **out) {
+static rn_status rn_session_copy_locked(const rn_session *src, rn_session **out) {
     if (!src || !out) return RN_ERR_INVALID_ARGUMENT;
     *out = NULL;
     rn_session *s = NULL;
-    rn_status st = rn_session_init(src->model, &s);
+    rn_status st = rn_session_init_locked(src->model, &s);
     if (st != RN_OK) return st;
     rt_runtime *rt = &src->model->ctx->rt;
     for (int64_t l = 0; l < src->model->cfg.layers && st == RN_OK; l++) {
@@ -206,7 +206,7 @@ rn_status rn_session_copy(const rn_session *src, rn_session **out) {
     }
     if (st == RN_OK) st = rt_finish(rt);
     if (st != RN_OK) {
-        rn_session_free(s);
+        rn_session_free_locked(s);
         return st;
     }
     s->position = src->position;
@@ -214,4 +214,27 @@ rn_status rn_session_copy(const rn_session *src, rn_session **out) {
     memcpy(s->last_logits, src->last_logits, (size_t)src->model->cfg.vocab_size * sizeof *s->last_logits);
     *out = s;
     return RN_OK;
+}
+
+/* ---- the public calls: each holds the context's lock throughout (engine.h) ------------------ */
+
+rn_status rn_session_save(const rn_session *s, const char *path) {
+    if (!s) return RN_ERR_INVALID_ARGUMENT;
+    rn_context *ctx = s->model->ctx;
+    rn_context_lock(ctx);
+    return rn_context_unlock(ctx, rn_session_save_locked(s, path));
+}
+
+rn_status rn_session_load(rn_session *s, const char *path) {
+    if (!s) return RN_ERR_INVALID_ARGUMENT;
+    rn_context *ctx = s->model->ctx;
+    rn_context_lock(ctx);
+    return rn_context_unlock(ctx, rn_session_load_locked(s, path));
+}
+
+rn_status rn_session_copy(const rn_session *src, rn_session **out) {
+    if (!src) return RN_ERR_INVALID_ARGUMENT;
+    rn_context *ctx = src->model->ctx;
+    rn_context_lock(ctx);
+    return rn_context_unlock(ctx, rn_session_copy_locked(src, out));
 }

@@ -1,0 +1,472 @@
+/*
+ * selftest.c: every kernel against the plain-C reference, op by op, on one OpenCL device.
+ * Used by tests/test_ops.c (on every device) and by `retnet selftest` (for people validating
+ * a new GPU or driver); see selftest.h.
+ *
+ * Each output lives inside a larger buffer filled with a sentinel byte: the kernel sees a
+ * sub-buffer in the middle, and afterwards the guard regions before and after it must still
+ * hold the sentinel, so an out-of-bounds write fails the test even where it corrupts nothing
+ * visible. Inputs come from a fixed-seed generator; shapes include sizes that are not
+ * multiples of the work-group, value dimensions above it, and chunk lengths that do not divide
+ * the sequence.
+ *
+ * The metric is max |got - ref| / max |ref| over the output (NaN anywhere fails). Tolerances,
+ * all against a double-precision reference of fp32 kernels:
+ *   1e-6  elementwise ops (embedding, residual): one or two fp32 roundings
+ *   1e-5  reductions over at most a few hundred terms (norms, products, rotation by an fp32
+ *         sin/cos of up to 4 ulp), and the GLU whose erf/exp are accurate to a few ulp
+ *   2e-5  retention: sums of up to n * dk products with decays, then a division
+ * Failures are counted, never fatal: a failed allocation or launch is a FAIL row, and the run
+ * goes on.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtype.h"
+#include "ops.h"
+#include "ref.h"
+#include "selftest.h"
+
+#define SENTINEL 0xA5
+#define GUARD_MIN 1024
+
+static int failures, checks;
+static FILE *table;  /* where the rows go */
+
+/* quick: the small shapes only, without the CLBlast-backed linear cases (n > 1), for slow
+ * devices such as Oclgrind's simulator (test_ops --quick). */
+static bool quick = false;
+
+/* ---- fixed-seed inputs --------------------------------------------------------------------- */
+
+#define RNG_SEED 0x9e3779b97f4a7c15ull
+static uint64_t rng_state = RNG_SEED;
+
+static double uniform(void) {  /* splitmix64 -> [0, 1) */
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return (double)((z ^ (z >> 31)) >> 11) / 9007199254740992.0;
+}
+
+static float *random_floats(size_t n, double scale) {
+    float *v = malloc(n * sizeof *v);
+    for (size_t i = 0; i < n; i++) v[i] = (float)((2.0 * uniform() - 1.0) * scale);
+    return v;
+}
+
+/* ---- device buffers with guards ------------------------------------------------------------ */
+
+typedef struct guarded {
+    cl_mem parent;
+    rt_buffer view;   /* what the kernel sees */
+    size_t guard;     /* bytes before and after the view */
+} guarded;
+
+static guarded guarded_alloc(rt_runtime *rt, size_t bytes) {
+    cl_uint align_bits = 0;
+    clGetDeviceInfo(rt->dev.device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits, NULL);
+    size_t guard = align_bits / 8 > GUARD_MIN ? align_bits / 8 : GUARD_MIN;
+    guarded g = {0};
+    g.guard = guard;
+    cl_int rc;
+    g.parent = clCreateBuffer(rt->context, CL_MEM_READ_WRITE, bytes + 2 * guard, NULL, &rc);
+    if (rc != CL_SUCCESS) {
+        fprintf(table, "  clCreateBuffer: %s  FAIL\n", rt_cl_error_name(rc));
+        failures++;
+    }
+    const cl_uchar pattern = SENTINEL;
+    clEnqueueFillBuffer(rt->queue, g.parent, &pattern, 1, 0, bytes + 2 * guard, 0, NULL, NULL);
+    cl_buffer_region region = {guard, bytes};
+    g.view.mem = clCreateSubBuffer(g.parent, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &region, &rc);
+    if (rc != CL_SUCCESS) {
+        fprintf(table, "  clCreateSubBuffer: %s  FAIL\n", rt_cl_error_name(rc));
+        failures++;
+    }
+    g.view.bytes = bytes;
+    return g;
+}
+
+static guarded guarded_from(rt_runtime *rt, const void *data, size_t bytes) {
+    guarded g = guarded_alloc(rt, bytes);
+    clEnqueueWriteBuffer(rt->queue, g.view.mem, CL_TRUE, 0, bytes, data, 0, NULL, NULL);
+    return g;
+}
+
+/* Reads the view into `out` and reports whether both guard regions are intact. */
+static bool guarded_read(rt_runtime *rt, guarded *g, void *out) {
+    size_t total = g->view.bytes + 2 * g->guard;
+    unsigned char *all = calloc(1, total);
+    cl_int rc = clEnqueueReadBuffer(rt->queue, g->parent, CL_TRUE, 0, total, all, 0, NULL, NULL);
+    if (rc != CL_SUCCESS) {
+        fprintf(table, "  clEnqueueReadBuffer: %s  FAIL\n", rt_cl_error_name(rc));
+        failures++;
+    }
+    bool intact = true;
+    for (size_t i = 0; i < g->guard; i++)
+        if (all[i] != SENTINEL || all[g->guard + g->view.bytes + i] != SENTINEL) intact = false;
+    if (out) memcpy(out, all + g->guard, g->view.bytes);
+    free(all);
+    return intact;
+}
+
+static void guarded_free(guarded *g) {
+    if (g->view.mem) clReleaseMemObject(g->view.mem);
+    if (g->parent) clReleaseMemObject(g->parent);
+}
+
+/* ---- comparison ---------------------------------------------------------------------------- */
+
+static void check(const char *op, const char *shape, const float *ref, const float *got, size_t n,
+                  double tol, bool guards_intact) {
+    double max_ref = 0.0, max_diff = 0.0;
+    size_t worst = 0;
+    bool nan = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i]) || !isfinite(ref[i])) nan = true;
+        double d = fabs((double)got[i] - (double)ref[i]);
+        if (d > max_diff) {
+            max_diff = d;
+            worst = i;
+        }
+        if (fabs((double)ref[i]) > max_ref) max_ref = fabs((double)ref[i]);
+    }
+    double rel = max_ref > 0 ? max_diff / max_ref : max_diff;
+    bool ok = !nan && rel <= tol && guards_intact;
+    checks++;
+    fprintf(table, "  %-18s %-34s max err %.2e  tol %.0e  %s%s%s\n", op, shape, rel, tol, ok ? "pass" : "FAIL",
+                 nan ? " (non-finite value)" : "", guards_intact ? "" : " (write outside the output)");
+    if (!ok) {
+        failures++;
+        if (!nan && rel > tol)
+            fprintf(table, "    worst at %zu: got %.9g, reference %.9g\n", worst, (double)got[worst], (double)ref[worst]);
+    }
+}
+
+/* A launch that fails is a failure of its own; the comparison that follows fails too. */
+static void must(rn_status st, rt_runtime *rt, const char *what) {
+    if (st == RN_OK) st = rt_finish(rt);
+    if (st != RN_OK) {
+        fprintf(table, "  %s: %s: %s  FAIL\n", what, rn_status_str(st), rt->err->message);
+        failures++;
+    }
+}
+
+/* ---- the ops ------------------------------------------------------------------------------- */
+
+/* Weights as the kernels store them: `values` rounded to the kernels' weight type in place (so
+ * the reference sees what the device sees), and the stored bytes on the device. */
+static guarded stored_weights(rt_runtime *rt, const rn_kernels *k, float *values, size_t count) {
+    unsigned size = st_dtype_size(k->weights);
+    void *bytes = malloc(count * size);
+    rn_convert(ST_F32, values, count, k->weights, bytes, NULL);
+    rn_convert(k->weights, bytes, count, ST_F32, values, NULL);
+    guarded g = guarded_from(rt, bytes, count * size);
+    free(bytes);
+    return g;
+}
+
+static void test_embed(rt_runtime *rt, const rn_kernels *k) {
+    const int64_t V = 50, D = 40, n = 7;
+    float *E = random_floats((size_t)(V * D), 1.0);
+    int32_t tokens[7] = {0, 49, 3, 3, 17, 48, 1};
+    float ref[7 * 40], got[7 * 40];
+    guarded e = stored_weights(rt, k, E, (size_t)(V * D));
+    ref_embedding(E, D, tokens, n, 2.5, ref);
+    guarded t = guarded_from(rt, tokens, sizeof tokens);
+    guarded x = guarded_alloc(rt, sizeof got);
+    must(rn_op_embed(rt, k, &t.view, n, &e.view, D, 2.5f, &x.view), rt, "embed");
+    bool intact = guarded_read(rt, &x, got);
+    char shape[64];
+    snprintf(shape, sizeof shape, "V 50, D 40, n 7, scale 2.5, %s", st_dtype_name(k->weights));
+    check("embed_tokens", shape, ref, got, (size_t)(n * D), 1e-6, intact);
+    guarded_free(&e), guarded_free(&t), guarded_free(&x);
+    free(E);
+}
+
+static void test_rms_norm(rt_runtime *rt, const rn_kernels *k) {
+    const int64_t dims[] = {40, 129, 1000};
+    for (size_t d = 0; d < 3; d++)
+        for (int weighted = 0; weighted < 2; weighted++) {
+            const int64_t rows = 5, dim = dims[d];
+            size_t count = (size_t)(rows * dim);
+            float *x = random_floats(count, 3.0), *w = random_floats((size_t)dim, 1.0);
+            float *ref = malloc(count * sizeof *ref), *got = malloc(count * sizeof *got);
+            ref_rms_norm(x, weighted ? w : NULL, rows, dim, 1e-6, ref);
+            guarded gx = guarded_from(rt, x, count * sizeof *x), gw = guarded_from(rt, w, (size_t)dim * sizeof *w);
+            guarded gy = guarded_alloc(rt, count * sizeof *got);
+            must(rn_op_rms_norm(rt, k, &gx.view, weighted ? &gw.view : NULL, rows, dim, 1e-6f, &gy.view), rt,
+                 "rms_norm");
+            bool intact = guarded_read(rt, &gy, got);
+            char shape[64];
+            snprintf(shape, sizeof shape, "5 x %lld, %s", (long long)dim, weighted ? "weight" : "no weight");
+            check("rms_norm", shape, ref, got, count, 1e-5, intact);
+            /* In place, as the post-norm layers and the embedding norm use it. */
+            must(rn_op_rms_norm(rt, k, &gx.view, weighted ? &gw.view : NULL, rows, dim, 1e-6f, &gx.view), rt,
+                 "rms_norm");
+            intact = guarded_read(rt, &gx, got);
+            snprintf(shape, sizeof shape, "5 x %lld, %s, in place", (long long)dim, weighted ? "weight" : "no weight");
+            check("rms_norm", shape, ref, got, count, 1e-5, intact);
+            guarded_free(&gx), guarded_free(&gw), guarded_free(&gy);
+            free(x), free(w), free(ref), free(got);
+        }
+}
+
+static void test_group_norm_gate(rt_runtime *rt, const rn_kernels *k) {
+    const int64_t n = 5, H = 3, dv = k->dv;
+    size_t count = (size_t)(n * H * dv);
+    float *o = random_floats(count, 0.01), *g = random_floats(count, 4.0), *w = random_floats((size_t)dv, 2.0);
+    float *ref = malloc(count * sizeof *ref), *got = malloc(count * sizeof *got);
+    guarded go = guarded_from(rt, o, count * sizeof *o), gg = guarded_from(rt, g, count * sizeof *g);
+    guarded gw = guarded_from(rt, w, (size_t)dv * sizeof *w);
+    /* torchscale: gate, no weight; fla: gate and weight; fla without output gate. */
+    for (int variant = 0; variant < 3; variant++) {
+        const float *gate = variant < 2 ? g : NULL, *weight = variant > 0 ? w : NULL;
+        ref_group_norm_gate(o, gate, weight, n, H, dv, 1e-6, ref);
+        guarded gy = guarded_alloc(rt, count * sizeof *got);
+        must(rn_op_group_norm_gate(rt, k, &go.view, gate ? &gg.view : NULL, weight ? &gw.view : NULL, n, H, 1e-6f,
+                                   &gy.view),
+             rt, "group_norm_gate");
+        bool intact = guarded_read(rt, &gy, got);
+        char shape[64];
+        snprintf(shape, sizeof shape, "n 5, H 3, dv %lld, %s", (long long)dv,
+                 variant == 0 ? "gate" : variant == 1 ? "gate, weight" : "weight, no gate");
+        check("group_norm_gate", shape, ref, got, count, 1e-5, intact);
+        guarded_free(&gy);
+    }
+    guarded_free(&go), guarded_free(&gg), guarded_free(&gw);
+    free(o), free(g), free(w), free(ref), free(got);
+}
+
+static void test_theta_shift(rt_runtime *rt, const rn_kernels *k, const float *angle) {
+    const int64_t n = 6, H = 3, dk = k->dk;
+    const int64_t positions[] = {0, 1000, 70000};
+    for (int half = 0; half < 2; half++)
+    for (size_t p = 0; p < 3; p++)
+        for (int is_key = 0; is_key < 2; is_key++) {
+            size_t count = (size_t)(n * H * dk);
+            double scale = is_key ? 1.0 / sqrt((double)dk) : 1.0;
+            float *x = random_floats(count, 2.0), *ref = malloc(count * sizeof *ref), *got = malloc(count * sizeof *got);
+            memcpy(ref, x, count * sizeof *x);
+            ref_theta_shift(ref, n, H, dk, angle, positions[p], scale, half);
+            guarded gx = guarded_from(rt, x, count * sizeof *x);
+            guarded ga = guarded_from(rt, angle, (size_t)dk * sizeof *angle);
+            must(rn_op_theta_shift(rt, k, &gx.view, n, H, &ga.view, positions[p], (float)scale, half), rt,
+                 "theta_shift");
+            bool intact = guarded_read(rt, &gx, got);
+            char shape[64];
+            snprintf(shape, sizeof shape, "n 6, H 3, dk %lld, pos %lld, %s%s", (long long)dk,
+                     (long long)positions[p], is_key ? "k" : "q", half ? ", halves" : "");
+            check("theta_shift", shape, ref, got, count, 1e-5, intact);
+            guarded_free(&gx), guarded_free(&ga);
+            free(x), free(ref), free(got);
+        }
+}
+
+static void test_glu_residual(rt_runtime *rt, const rn_kernels *k) {
+    const int64_t count = 1000;
+    float *a = random_floats((size_t)count, 10.0), *b = random_floats((size_t)count, 2.0);
+    float ref[1000], got[1000];
+    for (int act = 0; act < 2; act++) {
+        ref_glu(a, b, count, (rn_activation)act, ref);
+        guarded ga = guarded_from(rt, a, sizeof ref), gb = guarded_from(rt, b, sizeof ref);
+        guarded gc = guarded_alloc(rt, sizeof got);
+        must(rn_op_glu(rt, k, &ga.view, &gb.view, count, (rn_activation)act, &gc.view), rt, "glu");
+        bool intact = guarded_read(rt, &gc, got);
+        check("glu", act == RN_ACT_GELU ? "1000, gelu, |a| < 10" : "1000, swish, |a| < 10", ref, got,
+              (size_t)count, 1e-5, intact);
+        guarded_free(&ga), guarded_free(&gb), guarded_free(&gc);
+    }
+    const float alphas[] = {1.0f, 1.6817928f};
+    for (int i = 0; i < 2; i++) {
+        for (int64_t j = 0; j < count; j++) ref[j] = (float)((double)alphas[i] * a[j] + b[j]);
+        guarded gx = guarded_from(rt, a, sizeof ref), gy = guarded_from(rt, b, sizeof ref);
+        must(rn_op_residual(rt, k, &gx.view, &gy.view, count, alphas[i]), rt, "residual");
+        bool intact = guarded_read(rt, &gx, got);
+        check("residual", i ? "1000, alpha (2L)^(1/4), L 4" : "1000, alpha 1", ref, got, (size_t)count, 1e-6, intact);
+        guarded_free(&gx), guarded_free(&gy);
+    }
+    free(a), free(b);
+}
+
+static void test_linear(rt_runtime *rt, const rn_kernels *k) {
+    const int64_t shapes[][3] = {{1, 40, 33}, {5, 40, 33}, {1, 130, 7}, {9, 130, 70}};
+    for (size_t s = 0; s < 4; s++) {
+        const int64_t n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+        if (quick && n > 1) continue;
+        float *x = random_floats((size_t)(n * in), 1.0), *W = random_floats((size_t)(out * in), 0.2);
+        float *ref = malloc((size_t)(n * out) * sizeof *ref), *got = malloc((size_t)(n * out) * sizeof *got);
+        guarded gx = guarded_from(rt, x, (size_t)(n * in) * sizeof *x);
+        guarded gw = stored_weights(rt, k, W, (size_t)(out * in));
+        guarded scratch = guarded_alloc(rt, (size_t)(out * in) * sizeof(float));
+        ref_linear(x, W, n, in, out, ref);
+        guarded gy = guarded_alloc(rt, (size_t)(n * out) * sizeof *got);
+        must(rn_op_linear(rt, k, &gx.view, n, in, &gw.view, out, &scratch.view, &gy.view), rt, "linear");
+        bool intact = guarded_read(rt, &gy, got) & guarded_read(rt, &scratch, NULL);
+        char shape[64];
+        snprintf(shape, sizeof shape, "%lld x %lld -> %lld (%s, %s)", (long long)n, (long long)in, (long long)out,
+                 n == 1 ? "matvec" : k->weights == ST_F32 ? "CLBlast" : "widen + CLBlast", st_dtype_name(k->weights));
+        check("linear", shape, ref, got, (size_t)(n * out), 1e-5, intact);
+        guarded_free(&gx), guarded_free(&gw), guarded_free(&gy), guarded_free(&scratch);
+        free(x), free(W), free(ref), free(got);
+    }
+}
+
+/* Parallel and chunkwise retention (output, state, scale), then recurrent steps continuing
+ * from the state it left, all against the reference. q and k are large enough that the
+ * normalisers' clamps act (d_n, iota and sigma above 1). */
+static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *decay,
+                           rn_retention_shape shape) {
+    const int64_t H = shape.heads, G = shape.kv_heads, dk = k->dk, dv = k->dv, n = 13, steps = 3;
+    const size_t qn = (size_t)(n * H * dk), kn = (size_t)(n * G * dk), vn = (size_t)(n * G * dv);
+    const size_t on = (size_t)(n * H * dv), st = (size_t)(H * dk * dv);
+    float *q = random_floats(qn + (size_t)(steps * H * dk), 3.0);
+    float *kk = random_floats(kn + (size_t)(steps * G * dk), 3.0);
+    float *v = random_floats(vn + (size_t)(steps * G * dv), 1.0);
+    float *ref_o = malloc(on * sizeof(float)), *got_o = malloc(on * sizeof(float));
+    float *ref_state = malloc(st * sizeof(float)), *got_state = malloc(st * sizeof(float));
+    float ref_scale[8], got_scale[8];
+    char heads[48];
+    snprintf(heads, sizeof heads, "H %lld/%lld%s, dk %lld, dv %lld", (long long)H, (long long)G,
+             shape.plain ? " plain" : "", (long long)dk, (long long)dv);
+
+    guarded gq = guarded_from(rt, q, qn * sizeof *q), gk = guarded_from(rt, kk, kn * sizeof *kk);
+    guarded gv = guarded_from(rt, v, vn * sizeof *v), gd = guarded_from(rt, decay, (size_t)H * sizeof *decay);
+
+    struct { rn_mode mode; int64_t chunk; const char *name; } cases[] = {
+        {RN_MODE_PARALLEL, 0, "parallel"},
+        {RN_MODE_CHUNKWISE, 4, "chunk 4"},
+        {RN_MODE_CHUNKWISE, 5, "chunk 5"},
+        {RN_MODE_CHUNKWISE, 13, "chunk 13"},
+    };
+    for (size_t c = 0; c < 4; c++) {
+        ref_retention(cases[c].mode, cases[c].chunk ? cases[c].chunk : n, q, kk, v, n, H, G, dk, dv, decay,
+                      shape.plain, ref_o, ref_state, ref_scale);
+        uint64_t state_bytes, sigma_bytes;
+        rn_retention_scratch_size(cases[c].mode, n, cases[c].chunk, H, dk, dv, &state_bytes, &sigma_bytes);
+        guarded chunk_states = guarded_alloc(rt, state_bytes ? state_bytes : 4);
+        guarded sigma = guarded_alloc(rt, sigma_bytes ? sigma_bytes : 4);
+        rn_retention_scratch scratch = {chunk_states.view, sigma.view};
+        guarded go = guarded_alloc(rt, on * sizeof(float)), gs = guarded_alloc(rt, st * sizeof(float));
+        guarded gsc = guarded_alloc(rt, (size_t)H * sizeof(float));
+        must(rn_op_retention(rt, k, shape, cases[c].mode, cases[c].chunk, &gq.view, &gk.view, &gv.view, n,
+                             &gd.view, &scratch, &go.view, &gs.view, &gsc.view),
+             rt, "retention");
+        bool intact = guarded_read(rt, &go, got_o) & guarded_read(rt, &chunk_states, NULL) &
+                      guarded_read(rt, &sigma, NULL);
+        char what[96];
+        snprintf(what, sizeof what, "%s, n 13, %s", cases[c].name, heads);
+        check("retention", what, ref_o, got_o, on, 2e-5, intact);
+        intact = guarded_read(rt, &gs, got_state);
+        check("retention state", what, ref_state, got_state, st, 2e-5, intact);
+        intact = guarded_read(rt, &gsc, got_scale);
+        check("retention scale", what, ref_scale, got_scale, (size_t)H, 1e-6, intact);
+
+        /* Recurrent steps continuing from that state: the prefill-then-decode path. */
+        if (c == 1) {
+            guarded scale_other = guarded_alloc(rt, (size_t)H * sizeof(float));
+            float *o_ref = malloc((size_t)(H * dv) * sizeof(float)), *o_got = malloc((size_t)(H * dv) * sizeof(float));
+            for (int64_t s = 0; s < steps; s++) {
+                const float *qs = q + qn + (size_t)(s * H * dk), *ks = kk + kn + (size_t)(s * G * dk);
+                const float *vs = v + vn + (size_t)(s * G * dv);
+                ref_retention_step(qs, ks, vs, H, G, dk, dv, decay, shape.plain, ref_state, ref_scale, o_ref);
+                guarded sq = guarded_from(rt, qs, (size_t)(H * dk) * sizeof(float));
+                guarded sk = guarded_from(rt, ks, (size_t)(G * dk) * sizeof(float));
+                guarded sv = guarded_from(rt, vs, (size_t)(G * dv) * sizeof(float));
+                guarded so = guarded_alloc(rt, (size_t)(H * dv) * sizeof(float));
+                /* The scale of position p is in one buffer, p + 1 goes to the other. */
+                guarded *in = s % 2 == 0 ? &gsc : &scale_other, *out = s % 2 == 0 ? &scale_other : &gsc;
+                must(rn_op_retention_step(rt, k, shape, &sq.view, &sk.view, &sv.view, &gd.view, &gs.view,
+                                          &in->view, &out->view, &so.view),
+                     rt, "retention_step");
+                intact = guarded_read(rt, &so, o_got) & guarded_read(rt, out, got_scale);
+                snprintf(what, sizeof what, "step %lld after 13, %s", (long long)s, heads);
+                check("retention_step", what, o_ref, o_got, (size_t)(H * dv), 2e-5, intact);
+                check("retention_step sc", what, ref_scale, got_scale, (size_t)H, 1e-6, true);
+                guarded_free(&sq), guarded_free(&sk), guarded_free(&sv), guarded_free(&so);
+            }
+            intact = guarded_read(rt, &gs, got_state);
+            snprintf(what, sizeof what, "state after 3 steps, %s", heads);
+            check("retention_step st", what, ref_state, got_state, st, 2e-5, intact);
+            guarded_free(&scale_other);
+            free(o_ref), free(o_got);
+        }
+        guarded_free(&chunk_states), guarded_free(&sigma), guarded_free(&go), guarded_free(&gs), guarded_free(&gsc);
+    }
+    guarded_free(&gq), guarded_free(&gk), guarded_free(&gv), guarded_free(&gd);
+    free(q), free(kk), free(v), free(ref_o), free(got_o), free(ref_state), free(got_state);
+}
+
+/* Angles and decays for H heads of dk dimensions: torchscale's (RetNetRelPos); the rotation
+ * test reads the same table both ways, as only its layout differs between families. */
+static void rel_pos(int64_t H, int64_t dk, float *angle, float *decay) {
+    const int64_t P = dk / 2;
+    for (int64_t i = 0; i < P; i++) {
+        float t = P > 1 ? (float)i / (float)(P - 1) : 0.0f;
+        angle[2 * i] = angle[2 * i + 1] = 1.0f / powf(10000.0f, t);
+    }
+    for (int64_t h = 0; h < H; h++) decay[h] = logf(1.0f - exp2f(-5.0f - (float)h));
+}
+
+/* A kernel that does not compile: RN_ERR_BUILD, with the compiler's log in the message. */
+static void test_build_failure(rt_runtime *rt) {
+    const char *source = "__kernel void broken(__global float *x) { x[0] = undeclared_name; }\n";
+    size_t length = strlen(source);
+    cl_program program = NULL;
+    rn_status st = rt_program_build(rt, "", &source, &length, 1, "", &program);
+    bool ok = st == RN_ERR_BUILD && strstr(rt->err->message, "undeclared_name") != NULL && program == NULL;
+    checks++;
+    fprintf(table, "  %-18s %-34s %s  %s\n", "build failure", "log names the bad identifier", rn_status_str(st),
+                 ok ? "pass" : "FAIL");
+    if (!ok) {
+        fprintf(table, "    message: %.300s\n", rt->err->message);
+        failures++;
+    }
+    if (program) clReleaseProgram(program);
+}
+
+int rn_selftest_run(rt_runtime *rt, FILE *output, bool quick_shapes, int *checks_run) {
+    table = output;
+    quick = quick_shapes;
+    failures = checks = 0;
+    rng_state = RNG_SEED;
+    fprintf(table, "  %-18s %-34s %-16s  %-9s  %s\n", "kernel", "shapes", "max error", "tolerance", "result");
+    test_build_failure(rt);
+    /* (dk, dv, weights): small heads; a value dimension above the work-group (several columns
+     * per work-item); an odd number of rotation pairs; half-precision weight storage. */
+    const struct { int64_t dk, dv; st_dtype weights; } builds[] = {
+        {16, 24, ST_F32}, {8, 70, ST_F32}, {6, 129, ST_F32}, {16, 24, ST_F16}, {16, 24, ST_BF16}};
+    for (size_t s = 0; s < sizeof builds / sizeof builds[0]; s++) {
+        rn_kernels k;
+        rn_status st = rn_kernels_build(rt, builds[s].dk, builds[s].dv, builds[s].weights, &k);
+        checks++;
+        if (st != RN_OK) {
+            fprintf(table, "  kernel build for dk %lld, dv %lld, %s failed: %s: %s  FAIL\n", (long long)builds[s].dk,
+                    (long long)builds[s].dv, st_dtype_name(builds[s].weights), rn_status_str(st), rt->err->message);
+            failures++;
+            continue;
+        }
+        if (s == 0) fprintf(table, "  work-group %zu\n", k.wg);
+        float angle[256], decay[4];
+        rel_pos(4, k.dk, angle, decay);
+        /* Weight storage only matters to the ops that read weights. */
+        test_embed(rt, &k);
+        test_linear(rt, &k);
+        if (builds[s].weights == ST_F32) {
+            if (s == 0) {
+                test_rms_norm(rt, &k);
+                test_glu_residual(rt, &k);
+            }
+            test_group_norm_gate(rt, &k);
+            test_theta_shift(rt, &k, angle);
+            test_retention(rt, &k, decay, (rn_retention_shape){3, 3, false});
+            test_retention(rt, &k, decay, (rn_retention_shape){4, 2, false});
+            test_retention(rt, &k, decay, (rn_retention_shape){4, 1, true});
+        }
+        rn_kernels_release(&k);
+    }
+    if (checks_run) *checks_run = checks;
+    return failures;
+}
