@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The host code built with AddressSanitizer and UndefinedBehaviorSanitizer (build-asan/), the
 # whole test suite run on it, then the CLI's load, generate and free cycle under LeakSanitizer.
-# The two 2.7 GB tests and the valgrind runs are left to scripts/test.sh: ASan's shadow memory
-# makes the first slow, and valgrind cannot run sanitized binaries.
+# The two 2.7 GB tests, the valgrind runs and the Oclgrind legs are left to scripts/test.sh:
+# ASan's shadow memory makes the first slow, and valgrind and Oclgrind (which preloads its
+# OpenCL library ahead of ASan's runtime) cannot run sanitized binaries.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$root/scripts/setup.sh"
@@ -11,7 +12,7 @@ cmake --build "$root/build-asan" -j "$(nproc)" >&2
 # Leaks are checked below on the CLI; inside ctest the OpenCL runtime's own allocations at exit
 # would drown ours.
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-(cd "$root/build-asan" && ctest --output-on-failure -j "$(nproc)" -E "fla_1_3b|valgrind" "$@")
+(cd "$root/build-asan" && ctest --output-on-failure -j "$(nproc)" -E "fla_1_3b|valgrind|oclgrind|pocl_small" "$@")
 
 # LeakSanitizer on the CLI, nothing suppressed (PoCL, CLBlast and the ICD loader leak nothing
 # here either).
