@@ -98,6 +98,11 @@ rn_status rt_launch(rt_runtime *rt, cl_kernel kernel, const char *name, const rt
     }
     for (cl_uint d = 0; d < dims; d++)
         if (global[d] == 0) return RN_OK;  /* nothing to do; OpenCL rejects empty ranges */
+    /* On devices that allow only a few work-items per group, choose one-item groups rather
+     * than leave the choice to the driver: PoCL 3.1's chooser aborts below its preferred
+     * multiple of 8 on 2-D ranges. Elsewhere the driver knows best. */
+    const size_t ones[3] = {1, 1, 1};
+    if (!local && rt->dev.info.max_work_group < 8) local = ones;
     cl_int rc = clEnqueueNDRangeKernel(rt->queue, kernel, dims, NULL, global, local, 0, NULL, NULL);
     if (rc != CL_SUCCESS) {
         rn_status st = rt_cl_fail(rt->err, rc, "clEnqueueNDRangeKernel");

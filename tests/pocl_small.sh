@@ -5,11 +5,11 @@
 # NVIDIA-sized work-groups or local memory. The host picks the work-group size from the device
 # and each kernel (host/ops.c rn_kernels_build); every reducing kernel must work with it.
 #
-# 1. PoCL with POCL_MAX_WORK_GROUP_SIZE=8 (checked with clinfo). PoCL 3.1 cannot go lower:
-#    below its preferred work-group multiple (8) its own local-size chooser aborts
-#    (pocl_local_size.c: upper_divisor: Assertion `limit > 0') on 2-D launches that leave the
-#    local size to the implementation. PoCL 3.1 has no setting for local memory (it reports its
-#    cache size). CLBlast's tuned GEMM kernels need larger work-groups
+# 1. PoCL with POCL_MAX_WORK_GROUP_SIZE=1 (checked with clinfo). Below its preferred multiple
+#    of 8, PoCL 3.1's own local-size chooser aborts (pocl_local_size.c: upper_divisor:
+#    Assertion `limit > 0') on 2-D launches that leave the local size to the implementation,
+#    so rt_launch picks one-item groups itself on such devices. PoCL 3.1 has no setting for
+#    local memory (it reports its cache size). CLBlast's tuned GEMM kernels need larger work-groups
 #    (CL_INVALID_WORK_GROUP_SIZE, reported as RN_ERR_CLBLAST), so the run is test_ops --quick,
 #    which leaves out the CLBlast-backed linear cases.
 # 2. Oclgrind (when installed; tests/oclgrind.sh installs it) configured as the smallest device
@@ -21,7 +21,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail=0
 
-wg=${POCL_SMALL_WG:-8}
+wg=${POCL_SMALL_WG:-1}
 echo "PoCL, POCL_MAX_WORK_GROUP_SIZE=$wg:"
 export POCL_MAX_WORK_GROUP_SIZE=$wg
 if command -v clinfo >/dev/null; then
