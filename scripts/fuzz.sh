@@ -12,19 +12,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-packages=(clang libclang-rt-14-dev cmake make pkg-config ocl-icd-opencl-dev opencl-headers libclblast-dev
-          libcjson-dev pocl-opencl-icd libpcre2-dev python3)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "fuzz: installing ${missing[*]}" >&2
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
+source "$root/scripts/packages.sh"
+ensure_packages clang libclang-rt-14-dev cmake make pkg-config ocl-icd-opencl-dev opencl-headers libclblast-dev \
+          libcjson-dev pocl-opencl-icd libpcre2-dev python3
 
 export POCL_CACHE_DIR=${POCL_CACHE_DIR:-$HOME/.cache/pocl}
 mkdir -p "$POCL_CACHE_DIR"

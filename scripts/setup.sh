@@ -4,19 +4,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-packages=(cmake gcc make pkg-config ocl-icd-opencl-dev opencl-headers libclblast-dev libcjson-dev
-          pocl-opencl-icd clinfo python3 valgrind libpcre2-dev nodejs $(command -v npm >/dev/null || echo npm))
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}" >&2
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
+source "$root/scripts/packages.sh"
+ensure_packages cmake gcc make pkg-config ocl-icd-opencl-dev opencl-headers libclblast-dev libcjson-dev \
+          pocl-opencl-icd clinfo python3 valgrind libpcre2-dev nodejs $(command -v npm >/dev/null || echo npm)
 
 # Compiled kernels are cached in stable places: PoCL's cold compile costs tens of seconds.
 export POCL_CACHE_DIR=${POCL_CACHE_DIR:-$HOME/.cache/pocl}
