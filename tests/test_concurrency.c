@@ -16,8 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model_writer.h"
-#include "retnet.h"
+#include "device_model.h"
 
 #define SESSIONS 4
 #define PROMPT 13
@@ -91,31 +90,11 @@ int main(void) {
     cfg.activation = RN_ACT_SWISH;
     cfg.layernorm_eps = 1e-6;
     cfg.normalize_before = true;
-    rn_writer_options wopts;
-    rn_writer_options_default(&wopts);
-    wopts.seed = 23;
-    rn_error err = {{0}};
     char model_dir[64];
     snprintf(model_dir, sizeof model_dir, "%s/model", dir);
-    if (rn_write_random_model(model_dir, &cfg, &wopts, &err) != RN_OK) {
-        printf("writing the model failed: %s\n", err.message);
-        return 1;
-    }
-
-    char message[1024];
-    rn_context *ctx = NULL;
-    rn_status st = rn_context_init(&ctx, NULL, message, sizeof message);
-    if (st != RN_OK) {
-        printf("no device: %s: %s\n", rn_status_str(st), message);
-        return 1;
-    }
-    printf("device: %s\n", rn_context_device(ctx)->name);
-    rn_model *model = NULL;
-    st = rn_model_load(ctx, model_dir, NULL, &model);
-    if (st != RN_OK) {
-        printf("loading failed: %s: %s\n", rn_status_str(st), rn_context_last_error(ctx));
-        return 1;
-    }
+    rn_context *ctx;
+    rn_model *model;
+    if (!device_model_open(model_dir, &cfg, 23, &ctx, &model)) return 1;
 
     const size_t rows = PROMPT + STEPS, count = rows * (size_t)V;
     job jobs[SESSIONS];

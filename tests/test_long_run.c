@@ -28,8 +28,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "model_writer.h"
-#include "retnet.h"
+#include "device_model.h"
 
 #define TOL 1e-4
 #define CHUNK 64                /* the chunkwise prefill's chunk: 1,563 chunk boundaries at 100k */
@@ -106,29 +105,14 @@ int main(int argc, char **argv) {
     cfg.normalize_before = true;
     cfg.no_scale_embedding = true;
     cfg.rope_half = cfg.plain_retention = cfg.head_norm_weight = cfg.output_gate = true;
-    rn_writer_options wopts;
-    rn_writer_options_default(&wopts);
-    wopts.seed = 2024;
-    rn_error err = {{0}};
     char model_dir[64], state_path[64];
     snprintf(model_dir, sizeof model_dir, "%s/model", dir);
     snprintf(state_path, sizeof state_path, "%s/state.bin", dir);
-    if (rn_write_random_model(model_dir, &cfg, &wopts, &err) != RN_OK) {
-        printf("writing the model failed: %s\n", err.message);
-        return 1;
-    }
-
-    char message[1024];
-    rn_context *ctx = NULL;
-    rn_status st = rn_context_init(&ctx, NULL, message, sizeof message);
-    if (st != RN_OK) {
-        printf("no device: %s: %s\n", rn_status_str(st), message);
-        return 1;
-    }
-    rn_model *model = NULL;
+    rn_context *ctx;
+    rn_model *model;
+    if (!device_model_open(model_dir, &cfg, 2024, &ctx, &model)) return 1;
     rn_session *rec = NULL, *pre = NULL;
-    st = rn_model_load(ctx, model_dir, NULL, &model);
-    if (st == RN_OK) st = rn_session_init(model, &rec);
+    rn_status st = rn_session_init(model, &rec);
     if (st == RN_OK) st = rn_session_init(model, &pre);
     if (st != RN_OK) {
         printf("setup failed: %s: %s\n", rn_status_str(st), rn_context_last_error(ctx));
@@ -137,8 +121,7 @@ int main(int argc, char **argv) {
     rn_model_info info;
     rn_model_info_get(model, &info);
     const size_t V = (size_t)info.vocab_size;
-    printf("device: %s\nmodel: %s, D %lld, H %lld, L %lld, V %lld; %ld tokens\n", rn_context_device(ctx)->name,
-           info.family, (long long)info.embed_dim, (long long)info.heads, (long long)info.layers,
+    printf("model: %s, D %lld, H %lld, L %lld, V %lld; %ld tokens\n", info.family, (long long)info.embed_dim, (long long)info.heads, (long long)info.layers,
            (long long)info.vocab_size, total);
 
     int32_t *tokens = malloc((size_t)total * sizeof *tokens);
