@@ -9,16 +9,35 @@
 
 // Weight matrices are stored as fp32, fp16 or bf16 and widened to fp32 as they are read, so
 // nothing needs cl_khr_fp16: vload_half is core OpenCL C, and bf16 is the top half of an fp32.
+// LOAD_WEIGHT8 reads the i-th group of eight as one wide load (16 bytes for half types).
+// STORE_WEIGHT rounds to nearest (vstore_half alone would round towards zero).
 #if defined(RN_WEIGHT_F16)
 typedef half weight_t;
 #define LOAD_WEIGHT(p, i) vload_half((i), (p))
+#define LOAD_WEIGHT8(p, i) vload_half8((i), (p))
+#define STORE_WEIGHT(v, p, i) vstore_half_rte((v), (i), (p))
 #elif defined(RN_WEIGHT_BF16)
 typedef ushort weight_t;
 #define LOAD_WEIGHT(p, i) as_float((uint)(p)[i] << 16)
+#define LOAD_WEIGHT8(p, i) as_float8(convert_uint8(vload8((i), (p))) << 16)
+#define STORE_WEIGHT(v, p, i) ((p)[i] = (ushort)((as_uint(v) + 0x7fffu + ((as_uint(v) >> 16) & 1u)) >> 16))
 #else
 typedef float weight_t;
 #define LOAD_WEIGHT(p, i) ((p)[i])
+#define LOAD_WEIGHT8(p, i) vload8((i), (p))
+#define STORE_WEIGHT(v, p, i) ((p)[i] = (v))
 #endif
+
+inline float dot8(float8 a, float8 b) {
+    return dot(a.lo, b.lo) + dot(a.hi, b.hi);
+}
+
+// The FFN's activations: gelu is the exact erf form, as torch's F.gelu.
+#define RN_ACT_GELU 0
+#define RN_ACT_SWISH 1
+inline float activate(float v, int activation) {
+    return activation == RN_ACT_GELU ? 0.5f * v * (1.0f + erf(v * M_SQRT1_2_F)) : v / (1.0f + exp(-v));
+}
 
 // Sum and max of `value` over the work-group, returned to every work-item. `scratch` holds
 // RN_WG floats. The last barrier keeps the next call from overwriting scratch[0] before every

@@ -1,25 +1,132 @@
-// matvec.cl: y = W x for decoding, where a GEMM with one row wastes most of its tiles (on
-// PoCL CLBlast's SGEMM with M = 1 is 20-30x slower than this).
+// matvec.cl: the projections of decoding (one to a few rows of input), where a GEMM wastes most
+// of its tiles and where the time goes into reading the weights once.
 //
-// One work-group per output row; its work-items stride along the row so that neighbouring
-// items read neighbouring weights (coalesced), then reduce in local memory.
-// global (RN_WG * rows). W [rows, cols], x [cols], y [rows].
+// project: y = W x for n input rows, with the neighbouring work folded in so that a decoded
+// token needs few launches and the activations make no extra round trips through memory:
+//   - an RMSNorm of x before the product (normalize 1: no weight, 2: with `norm`): the sum of
+//     squares comes from the same loads, and W (x w / r) = (W (x w)) / r;
+//   - mode RN_PROJECT_RESIDUAL: y = alpha y + W x (y is the residual stream);
+//   - mode RN_PROJECT_GLU: W holds fc1's `rows` rows and then the gate's; y = act(fc1 x) * gate x;
+//   - mode RN_PROJECT_PLAIN: rows [0, end0) go to y0, [end0, end1) to y1, [end1, end2) to y2 and
+//     [end2, rows) to y3, each densely as [n, its width] (q, k, v and g from one stacked matrix).
+//
+// One work-group owns RN_MV_ROWS weight rows (in GLU mode, RN_MV_ROWS / 2 outputs: each needs
+// an fc1 and a gate row). Its work-items stride along the rows eight columns at a time, so each
+// load is one 16-byte (half types) read and neighbouring items read neighbouring bytes. The
+// input rows are taken RN_MV_LANES at a time: every weight load serves that many rows, and a
+// larger batch re-reads the group's few rows from cache, not from memory. The partial sums of
+// all rows and lanes are then reduced together in local memory, one barrier per halving.
+// global (RN_WG * groups), local RN_WG. W [rows (x2 for GLU), cols]; x [n, cols].
 
-__kernel void matvec(__global const weight_t *W, __global const float *x, __global float *y,
-                     int cols) {
-    __local float scratch[RN_WG];
+#define RN_MV_ROWS 4
+#define RN_MV_LANES 4
+#define RN_MV_SUMS ((RN_MV_ROWS + 1) * RN_MV_LANES)  // products, then one sum of squares per lane
+
+#define RN_PROJECT_PLAIN 0
+#define RN_PROJECT_RESIDUAL 1
+#define RN_PROJECT_GLU 2
+
+__kernel void project(__global const weight_t *W, int rows, int cols, __global const float *x, int n,
+                      __global const float *norm, int normalize, float eps, int mode, float alpha,
+                      int activation, __global float *y0, __global float *y1, __global float *y2,
+                      __global float *y3, int end0, int end1, int end2) {
+    __local float sums[RN_MV_SUMS * RN_WG];
     const int lid = get_local_id(0);
-    const size_t row = get_group_id(0);
-    __global const weight_t *w = W + row * cols;
-    float sum = 0.0f;
-    for (int c = lid; c < cols; c += RN_WG) sum += LOAD_WEIGHT(w, c) * x[c];
-    sum = group_sum(sum, scratch);
-    if (lid == 0) y[row] = sum;
+    const int glu = mode == RN_PROJECT_GLU;
+    const int outs = glu ? RN_MV_ROWS / 2 : RN_MV_ROWS;
+    const int first = get_group_id(0) * outs;
+
+    // Rows past the end read the last row (no branch in the loop) and are never written.
+    __global const weight_t *w[RN_MV_ROWS];
+    for (int j = 0; j < RN_MV_ROWS; j++) {
+        const int out = min(first + j % outs, rows - 1);
+        w[j] = W + (size_t)(glu && j >= outs ? rows + out : out) * cols;
+    }
+    const int vectors = cols / 8;
+
+    for (int b0 = 0; b0 < n; b0 += RN_MV_LANES) {
+        const int lanes = min(RN_MV_LANES, n - b0);
+        float acc[RN_MV_ROWS][RN_MV_LANES], squares[RN_MV_LANES];
+        for (int b = 0; b < RN_MV_LANES; b++) {
+            squares[b] = 0.0f;
+            for (int j = 0; j < RN_MV_ROWS; j++) acc[j][b] = 0.0f;
+        }
+        for (int c = lid; c < vectors; c += RN_WG) {
+            const float8 scale = normalize == 2 ? vload8(c, norm) : (float8)(1.0f);
+            float8 wv[RN_MV_ROWS];
+            for (int j = 0; j < RN_MV_ROWS; j++) wv[j] = LOAD_WEIGHT8(w[j], c);
+            for (int b = 0; b < RN_MV_LANES; b++) {
+                if (b >= lanes) break;
+                const float8 xv = vload8(c, x + (size_t)(b0 + b) * cols);
+                squares[b] += dot8(xv, xv);
+                const float8 xs = xv * scale;
+                for (int j = 0; j < RN_MV_ROWS; j++) acc[j][b] += dot8(wv[j], xs);
+            }
+        }
+        for (int c = vectors * 8 + lid; c < cols; c += RN_WG) {  // columns past the last eight
+            const float s = normalize == 2 ? norm[c] : 1.0f;
+            for (int b = 0; b < lanes; b++) {
+                const float xv = x[(size_t)(b0 + b) * cols + c];
+                squares[b] += xv * xv;
+                for (int j = 0; j < RN_MV_ROWS; j++) acc[j][b] += LOAD_WEIGHT(w[j], c) * xv * s;
+            }
+        }
+
+        for (int b = 0; b < RN_MV_LANES; b++) {
+            for (int j = 0; j < RN_MV_ROWS; j++) sums[(j * RN_MV_LANES + b) * RN_WG + lid] = acc[j][b];
+            sums[(RN_MV_ROWS * RN_MV_LANES + b) * RN_WG + lid] = squares[b];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int stride = RN_WG / 2; stride > 0; stride >>= 1) {
+            if (lid < stride)
+                for (int v = 0; v < RN_MV_SUMS; v++) sums[v * RN_WG + lid] += sums[v * RN_WG + lid + stride];
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+
+        if (lid == 0) {
+            for (int b = 0; b < lanes; b++) {
+                const size_t row = b0 + b;
+                const float inv =
+                    normalize ? rsqrt(sums[(RN_MV_ROWS * RN_MV_LANES + b) * RN_WG] / cols + eps) : 1.0f;
+                for (int j = 0; j < outs && first + j < rows; j++) {
+                    const int out = first + j;
+                    const float value = sums[(j * RN_MV_LANES + b) * RN_WG] * inv;
+                    if (glu) {
+                        const float gate = sums[((j + outs) * RN_MV_LANES + b) * RN_WG] * inv;
+                        y0[row * rows + out] = activate(value, activation) * gate;
+                    } else if (mode == RN_PROJECT_RESIDUAL) {
+                        y0[row * rows + out] = alpha * y0[row * rows + out] + value;
+                    } else if (out < end0) {
+                        y0[row * end0 + out] = value;
+                    } else if (out < end1) {
+                        y1[row * (end1 - end0) + out - end0] = value;
+                    } else if (out < end2) {
+                        y2[row * (end2 - end1) + out - end1] = value;
+                    } else {
+                        y3[row * (rows - end2) + out - end2] = value;
+                    }
+                }
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);  // the next lanes reuse `sums`
+    }
 }
 
-// dst = widen(src) over `count` elements: a stored weight matrix as the fp32 operand CLBlast's
-// SGEMM needs (prefill), done once per matrix and pass, not per product.
-__kernel void widen(__global const weight_t *src, __global float *dst) {
+// dst = widen(src[offset ..]) over the global range: a stored weight matrix, or rows of one, as
+// the fp32 operand CLBlast's SGEMM needs (prefill), done once per matrix and pass.
+__kernel void widen(__global const weight_t *src, ulong offset, __global float *dst) {
     const size_t i = get_global_id(0);
-    dst[i] = LOAD_WEIGHT(src, i);
+    dst[i] = LOAD_WEIGHT(src + offset, i);
+}
+
+// w[i] = uniform in [-scale, scale) from a counter-based hash of (seed, i): random weights made
+// on the device, for benchmarks of model shapes without a checkpoint. One item per element.
+__kernel void fill_uniform(__global weight_t *w, ulong seed, float scale) {
+    const size_t i = get_global_id(0);
+    ulong z = seed + (ulong)i * 0x9e3779b97f4a7c15ul;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ul;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebul;
+    z ^= z >> 31;
+    const float unit = (float)(z >> 40) * (1.0f / 16777216.0f);  // [0, 1), 24 bits
+    STORE_WEIGHT((2.0f * unit - 1.0f) * scale, w, i);
 }

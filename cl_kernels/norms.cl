@@ -24,18 +24,30 @@ __kernel void rms_norm(__global const float *x,   // [rows, dim]
 // y = gate(g) * w * o / sqrt(mean(o^2) + eps) per (token, head) over the head's dv values.
 // torchscale's group norm is RMSNorm without weight (has_weight 0); fla's has a [dv] weight
 // shared by the heads. The gate is silu(g), or 1 without an output gate (has_gate 0).
-// One work-group per (token, head): global (RN_WG * n * H). o, g, y: [n, H * dv]; y may be o.
+// o holds `parts` partial sums of each value (the recurrent step's split, else 1), added here.
+// One work-group per (token, head): global (RN_WG * n * H). o [n*H, parts, dv]; g, y: [n, H*dv];
+// y may be o when parts is 1.
+inline float summed(__global const float *o, int parts, int dv, int i) {
+    float v = o[i];
+    for (int p = 1; p < parts; p++) v += o[p * dv + i];
+    return v;
+}
+
 __kernel void group_norm_gate(__global const float *o, __global const float *g,
                               __global const float *w, __global float *y, int dv, float eps,
-                              int has_weight, int has_gate) {
+                              int has_weight, int has_gate, int parts) {
     __local float scratch[RN_WG];
     const int lid = get_local_id(0);
     const size_t base = (size_t)get_group_id(0) * dv;
+    __global const float *in = o + base * parts;
     float sum_sq = 0.0f;
-    for (int i = lid; i < dv; i += RN_WG) sum_sq += o[base + i] * o[base + i];
+    for (int i = lid; i < dv; i += RN_WG) {
+        const float v = summed(in, parts, dv, i);
+        sum_sq += v * v;
+    }
     const float inv = rsqrt(group_sum(sum_sq, scratch) / dv + eps);
     for (int i = lid; i < dv; i += RN_WG) {
-        float v = o[base + i] * inv;
+        float v = summed(in, parts, dv, i) * inv;
         if (has_weight) v *= w[i];
         if (has_gate) {
             const float gate = g[base + i];

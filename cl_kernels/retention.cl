@@ -153,37 +153,72 @@ __kernel void retention_output(__global const float *q, __global const float *k,
     }
 }
 
-// One token in the recurrent form, continuing the state of the previous position.
+// q or k element `a` of one head rotated to position `pos`, as theta_shift (rotation.cl) would
+// leave it, with the same operations in the same order so that the forms agree bit for bit.
+inline float rotated(__global const float *x, int a, int pos, __global const float *angle,
+                     float scale, int half_split) {
+    const int mid = RN_DK / 2;
+    const int leading = half_split ? a < mid : (a & 1) == 0;
+    const int partner = half_split ? (leading ? a + mid : a - mid) : a ^ 1;
+    const float phi = (float)pos * angle[half_split ? a % mid : a & ~1];
+    const float c = cos(phi), s = sin(phi);
+    const float self = x[a] * scale, other = x[partner] * scale;
+    return leading ? self * c - other * s : self * c + other * s;
+}
+
+// One token in the recurrent form for each of B sequences at the same position, continuing
+// their states; q and k arrive unrotated and are rotated here (k also scaled by dk^-0.5).
 //
 // torchscale's recursion: s_n = s_(n-1) gamma + 1 and
 //   state_n = state_(n-1) sqrt(s_(n-1)) gamma / sqrt(s_n) + k_n v_n^T / sqrt(s_n),
 //   o_n = q_n state_n;
 // plain (fla): state_n = gamma state_(n-1) + k_n v_n^T.
 // The scale is double-buffered: read from scale_in, written to scale_out (the host swaps them
-// every token), so no work-item can see a scale another has already advanced.
-// One work-item per (value column b, head h): global (RN_DV, H).
-// q [H*DK]; k [kv_heads*DK]; v [kv_heads*DV]; o [H*DV].
+// every token), so no work-item can see a scale another has already advanced. It is the same
+// for every sequence, so it is kept per head.
+//
+// The key dimension is cut into RN_STEP_SPLIT parts so that there are enough work-items to keep
+// a large device's memory busy (the state is the one thing decoding reads and writes besides
+// the weights). Work-item (b, part, sequence * H + h) updates state rows of its part in column
+// b and leaves its share of o in partial[sequence * H + h][part][b]; the group norm that
+// follows adds the parts. The work-group first rotates its part of q and k into local memory.
+// global (RN_WG * ceil(RN_DV / RN_WG), RN_STEP_SPLIT, B * H), local (RN_WG, 1, 1).
+// q [B, H*DK]; k [B, kv_heads*DK]; v [B, kv_heads*DV]; state [B*H, DK, DV].
+#define RN_STEP_ROWS (RN_DK / RN_STEP_SPLIT)
 __kernel void retention_step(__global const float *q, __global const float *k,
                              __global const float *v, __global const float *decays,
-                             int kv_heads, int plain,
-                             __global float *state, __global const float *scale_in,
-                             __global float *scale_out, __global float *o) {
-    const int b = get_global_id(0);
-    const int h = get_global_id(1);
-    const int H = get_global_size(1);
+                             __global const float *angle, int pos, float k_scale, int half_split,
+                             int H, int kv_heads, int plain, __global float *state,
+                             __global const float *scale_in, __global float *scale_out,
+                             __global float *partial) {   // [B*H, RN_STEP_SPLIT, DV]
+    __local float q_part[RN_STEP_ROWS], k_part[RN_STEP_ROWS];
+    const int b = get_global_id(0), part = get_global_id(1), bh = get_global_id(2);
+    const int lid = get_local_id(0);
+    const int sequence = bh / H, h = bh % H;
     const int kvh = h / (H / kv_heads);
+    const int a0 = part * RN_STEP_ROWS;
+    __global const float *qh = q + ((size_t)sequence * H + h) * RN_DK;
+    __global const float *kh = k + ((size_t)sequence * kv_heads + kvh) * RN_DK;
+    for (int i = lid; i < RN_STEP_ROWS; i += RN_WG) {
+        q_part[i] = rotated(qh, a0 + i, pos, angle, 1.0f, half_split);
+        k_part[i] = rotated(kh, a0 + i, pos, angle, k_scale, half_split);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (b >= RN_DV) return;
+
     const float gamma = exp(decays[h]);
     const float s_prev = scale_in[h];
     const float s = s_prev * gamma + 1.0f;
     const float keep = plain ? gamma : sqrt(s_prev) * gamma / sqrt(s);
-    const float value = plain ? v[kvh * RN_DV + b] : v[kvh * RN_DV + b] / sqrt(s);
-    __global float *st = state + (size_t)h * RN_DK * RN_DV + b;
+    const float vb = v[((size_t)sequence * kv_heads + kvh) * RN_DV + b];
+    const float value = plain ? vb : vb / sqrt(s);
+    __global float *st = state + ((size_t)bh * RN_DK + a0) * RN_DV + b;
     float out = 0.0f;
-    for (int a = 0; a < RN_DK; a++) {
-        const float entry = st[a * RN_DV] * keep + k[kvh * RN_DK + a] * value;
-        st[a * RN_DV] = entry;
-        out += q[h * RN_DK + a] * entry;
+    for (int i = 0; i < RN_STEP_ROWS; i++) {
+        const float entry = st[i * RN_DV] * keep + k_part[i] * value;
+        st[i * RN_DV] = entry;
+        out += q_part[i] * entry;
     }
-    o[h * RN_DV + b] = out;
-    if (b == 0) scale_out[h] = s;
+    partial[((size_t)bh * RN_STEP_SPLIT + part) * RN_DV + b] = out;
+    if (b == 0 && part == 0 && sequence == 0) scale_out[h] = s;
 }

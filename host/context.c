@@ -109,3 +109,15 @@ void rn_context_memory(const rn_context *ctx, uint64_t *current_bytes, uint64_t 
     if (peak_bytes) *peak_bytes = ctx ? ctx->rt.bytes_peak : 0;
     if (c) pthread_mutex_unlock(&c->lock);
 }
+
+rn_status rn_context_profile_start(rn_context *ctx) {
+    if (!ctx) return RN_ERR_INVALID_ARGUMENT;
+    rn_context_lock(ctx);
+    return rn_context_unlock(ctx, rt_profile_start(&ctx->rt));
+}
+
+rn_status rn_context_profile_drain(rn_context *ctx, rn_profile_sink sink, void *user) {
+    if (!ctx) return RN_ERR_INVALID_ARGUMENT;
+    rn_context_lock(ctx);
+    return rn_context_unlock(ctx, rt_profile_drain(&ctx->rt, sink, user));
+}

@@ -23,19 +23,34 @@ struct rn_context {
 void rn_context_lock(rn_context *ctx);
 rn_status rn_context_unlock(rn_context *ctx, rn_status st);
 
-/* Matrices are stored in the model's weight type; vectors (norm weights) in fp32. */
+/* Matrices are stored in the model's weight type; vectors (norm weights) in fp32. The
+ * projections that read the same input are stacked in one matrix, so that decoding reads them
+ * in one product (one launch) while prompts still take each as its own GEMM (a row offset). */
 typedef struct rn_layer_weights {
-    rt_buffer q_proj;                  /* [H*dk, D] */
-    rt_buffer k_proj;                  /* [Hkv*dk, D] */
-    rt_buffer v_proj;                  /* [Hkv*dv, D] */
-    rt_buffer g_proj;                  /* [Dv, D], absent without an output gate */
+    rt_buffer qkvg;                    /* [rn_qkvg_layout().total, D]: q, k, v, g rows */
     rt_buffer out_proj;                /* [D, Dv] */
     rt_buffer head_norm;               /* [dv], only with a weighted head norm (fla) */
     rt_buffer retention_norm;          /* [D] */
-    rt_buffer fc1, gate;               /* [F, D] */
+    rt_buffer ffn_in;                  /* [2F, D]: fc1's rows, then the gate's */
     rt_buffer fc2;                     /* [D, F] */
     rt_buffer ffn_norm;                /* [D] */
 } rn_layer_weights;
+
+/* Where q, k, v and g start in a layer's qkvg matrix, and its row count: q [H*dk], k [Hkv*dk],
+ * v [Hkv*dv], g [Dv] (absent without an output gate). */
+typedef struct rn_qkvg_rows {
+    int64_t q, k, v, g, total;
+} rn_qkvg_rows;
+
+static inline rn_qkvg_rows rn_qkvg_layout(const rn_config *c) {
+    rn_qkvg_rows r;
+    r.q = 0;
+    r.k = c->key_embed_dim;
+    r.v = r.k + c->kv_heads * c->key_head_dim;
+    r.g = r.v + c->kv_heads * c->value_head_dim;
+    r.total = r.g + (c->output_gate ? c->value_embed_dim : 0);
+    return r;
+}
 
 struct rn_model {
     rn_context *ctx;
@@ -64,6 +79,8 @@ typedef struct rn_workspace {
     rt_buffer v;                       /* [rows, Hkv*dv] */
     rt_buffer g;                       /* [rows, Dv] */
     rt_buffer o;                       /* [rows, Dv] retention output, then gated in place */
+    rt_buffer parts;                   /* [rows*H, step_split, dv] the recurrent step's partial
+                                          outputs (decoding only) */
     rt_buffer a, b;                    /* [rows, F] */
     rt_buffer logits;                  /* [rows, V] */
     rt_buffer widened;                 /* fp32 copy of one weight matrix for SGEMM, when the
@@ -75,12 +92,14 @@ typedef struct rn_workspace {
 
 struct rn_session {
     rn_model *model;
+    int64_t batch;                     /* sequences decoded together, all at `position` (1 for
+                                          an ordinary session) */
     uint64_t position;                 /* tokens consumed */
-    float *last_logits;                /* [V] logits after the last token consumed */
+    float *last_logits;                /* [batch, V] logits after the last token consumed */
     int32_t recent[RN_RECENT_TOKENS];  /* the last tokens consumed, a ring ending at position - 1 */
-    rt_buffer *state;                  /* [L] each [H, dk, dv] */
+    rt_buffer *state;                  /* [L] each [batch*H, dk, dv] */
     rt_buffer *scale;                  /* [L][2] each [H], double-buffered by position parity */
-    rn_workspace step;                 /* one row, for decoding */
+    rn_workspace step;                 /* `batch` rows, for decoding */
 };
 
 /* The bodies of rn_session_init/free/reset, for callers that already hold the context's lock

@@ -16,8 +16,11 @@ typedef struct rn_kernels {
     cl_program program;
     size_t wg;            /* RN_WG: work-items of the reducing kernels */
     int64_t dk, dv;
-    st_dtype weights;     /* how weight matrices are stored: read by embed_tokens, matvec, widen */
-    cl_kernel embed_tokens, rms_norm, group_norm_gate, theta_shift, glu, residual, matvec, widen;
+    int64_t step_split;   /* RN_STEP_SPLIT: parts of the key dimension in retention_step */
+    st_dtype weights;     /* how weight matrices are stored: read by embed_tokens, project,
+                             widen, written by fill_uniform */
+    cl_kernel embed_tokens, rms_norm, group_norm_gate, theta_shift, glu, residual, project, widen;
+    cl_kernel fill_uniform;
     cl_kernel retention_scan, retention_sigma, retention_output, retention_step;
 } rn_kernels;
 
@@ -41,10 +44,12 @@ rn_status rn_op_embed(rt_runtime *rt, const rn_kernels *k, const rt_buffer *toke
 /* y [rows, dim] = rmsnorm(x) * w; w NULL: no weight. y may be x. */
 rn_status rn_op_rms_norm(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x,
                          const rt_buffer *w, int64_t rows, int64_t dim, float eps, rt_buffer *y);
-/* y [n, H*dv] = silu(g) * groupnorm(o) * w; g NULL: no gate; w NULL: no weight. y may be o. */
+/* y [n, H*dv] = silu(g) * groupnorm(o) * w; g NULL: no gate; w NULL: no weight. o holds
+ * `parts` partial sums of every value ([n*H, parts, dv], as retention_step leaves them) or is
+ * plain [n, H*dv] with parts 1, when y may be o. */
 rn_status rn_op_group_norm_gate(rt_runtime *rt, const rn_kernels *k, const rt_buffer *o,
-                                const rt_buffer *g, const rt_buffer *w, int64_t n, int64_t H,
-                                float eps, rt_buffer *y);
+                                int64_t parts, const rt_buffer *g, const rt_buffer *w, int64_t n,
+                                int64_t H, float eps, rt_buffer *y);
 /* In place on x [n, heads*dk]: scale, then rotate by positions pos0 .. pos0+n-1, in
  * interleaved pairs or (half_split) NeoX's halves. */
 rn_status rn_op_theta_shift(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, int64_t n,
@@ -56,12 +61,43 @@ rn_status rn_op_glu(rt_runtime *rt, const rn_kernels *k, const rt_buffer *a, con
 /* x = alpha * x + y over `count` elements. */
 rn_status rn_op_residual(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, const rt_buffer *y,
                          int64_t count, float alpha);
-/* y [n, out] = x [n, in] W^T, W [out, in] in the kernels' weight type: a matrix-vector
- * kernel for one row; CLBlast's SGEMM otherwise, after widening a half-precision W into
+/* y [n, out] = x [n, in] W^T with W the `out` rows of a stored matrix starting at row `row0`
+ * ([*, in] in the kernels' weight type), through CLBlast's SGEMM: for prompts, where the
+ * product has enough rows to fill its tiles. A half-precision W is first widened into
  * `scratch` (at least out * in floats; unused for fp32 weights). */
 rn_status rn_op_linear(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x, int64_t n,
-                       int64_t in, const rt_buffer *W, int64_t out, rt_buffer *scratch,
-                       rt_buffer *y);
+                       int64_t in, const rt_buffer *W, int64_t row0, int64_t out,
+                       rt_buffer *scratch, rt_buffer *y);
+
+/* What the project kernel (matvec.cl) does with W x; see there. */
+typedef enum rn_project_mode {
+    RN_PROJECT_PLAIN = 0,     /* y[i] = the rows between ends[i-1] and ends[i] */
+    RN_PROJECT_RESIDUAL = 1,  /* y[0] = alpha y[0] + W x */
+    RN_PROJECT_GLU = 2,       /* y[0] = act(fc1 x) * (gate x), W = [fc1; gate] */
+} rn_project_mode;
+
+/* A projection of a few input rows (decoding), reading every weight once. */
+typedef struct rn_projection {
+    const rt_buffer *W;          /* [rows, cols]; GLU: [2 rows, cols] */
+    int64_t rows, cols;
+    const rt_buffer *x;          /* [n, cols] */
+    int64_t n;
+    bool normalize;              /* RMSNorm x first ... */
+    const rt_buffer *norm;       /* ... with this [cols] weight, or none when NULL */
+    float eps;
+    rn_project_mode mode;
+    float alpha;                 /* RESIDUAL */
+    rn_activation activation;    /* GLU */
+    rt_buffer *y[4];             /* PLAIN: y[i] gets [n, ends[i] - ends[i-1]]; unused ones NULL */
+    int64_t ends[3];             /* PLAIN with several outputs: where each one's rows end */
+} rn_projection;
+
+rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection *p);
+
+/* w = uniform random in [-scale, scale) from (seed, element index), over `count` elements of a
+ * matrix in the kernels' weight type. */
+rn_status rn_op_fill_uniform(rt_runtime *rt, const rn_kernels *k, rt_buffer *w, uint64_t count,
+                             uint64_t seed, float scale);
 
 /* Scratch the parallel and chunkwise forms need for n tokens: chunk states and sigmas. */
 typedef struct rn_retention_scratch {
@@ -80,10 +116,22 @@ rn_status rn_op_retention(rt_runtime *rt, const rn_kernels *k, rn_retention_shap
                           const rt_buffer *v, int64_t n, const rt_buffer *decays,
                           rn_retention_scratch *scratch, rt_buffer *o, rt_buffer *state,
                           rt_buffer *scale);
-/* One recurrent step: reads scale_in, writes scale_out, updates state, writes o [H*dv]. */
+/* Where the recurrent step's tokens sit: position (the same for every sequence) and how q and
+ * k are rotated there (the step rotates them itself). */
+typedef struct rn_step_position {
+    int64_t pos;
+    const rt_buffer *angle;      /* [dk] */
+    float k_scale;               /* dk^-0.5 */
+    bool half_split;
+} rn_step_position;
+
+/* One recurrent step for `batch` sequences: q [batch, H*dk], k and v [batch, kv_heads*d] as
+ * projected (unrotated); reads scale_in, writes scale_out ([H]), updates state [batch*H, dk, dv]
+ * and leaves o as k->step_split partial sums [batch*H, step_split, dv] for the group norm. */
 rn_status rn_op_retention_step(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
-                               const rt_buffer *q, const rt_buffer *kk, const rt_buffer *v,
-                               const rt_buffer *decays, rt_buffer *state,
-                               const rt_buffer *scale_in, rt_buffer *scale_out, rt_buffer *o);
+                               int64_t batch, rn_step_position at, const rt_buffer *q,
+                               const rt_buffer *kk, const rt_buffer *v, const rt_buffer *decays,
+                               rt_buffer *state, const rt_buffer *scale_in, rt_buffer *scale_out,
+                               rt_buffer *partial);
 
 #endif /* RN_OPS_H */

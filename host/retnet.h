@@ -135,6 +135,14 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
                           char *error_message, size_t error_capacity);
 void rn_context_free(rn_context *ctx);
 
+/* Profiling by OpenCL events: after rn_context_profile_start every launch on the context is
+ * timed; rn_context_profile_drain waits for the device and calls `sink` once per launch since
+ * the last drain with the kernel's name, the layer it belonged to (-1 outside the layers) and
+ * its device time in seconds. */
+typedef void (*rn_profile_sink)(void *user, const char *kernel, int layer, double seconds);
+rn_status rn_context_profile_start(rn_context *ctx);
+rn_status rn_context_profile_drain(rn_context *ctx, rn_profile_sink sink, void *user);
+
 /* The detailed message of the last failed call on this context or its models and sessions
  * (with several threads: see "Threads" above). */
 const char *rn_context_last_error(const rn_context *ctx);
@@ -203,6 +211,12 @@ typedef struct rn_model_info {
  * left allocated when it fails. */
 rn_status rn_model_load(rn_context *ctx, const char *dir, const rn_model_options *opts,
                         rn_model **out);
+/* A model of the shape a config.json file describes (such as the files in models/presets/), with
+ * random weights made on the device from `seed`: for benchmarks and tests of shapes without
+ * a checkpoint. Matrices are uniform in +-sqrt(3 / columns), norm weights 1. opts->weights
+ * RN_WEIGHTS_FILE means F16 here. */
+rn_status rn_model_random(rn_context *ctx, const char *config_path, const rn_model_options *opts,
+                          uint64_t seed, rn_model **out);
 void rn_model_free(rn_model *model);
 rn_status rn_model_info_get(const rn_model *model, rn_model_info *info);
 
@@ -234,6 +248,16 @@ rn_status rn_session_prefill(rn_session *session, const int32_t *tokens, size_t 
 /* Feeds one token in the recurrent form and writes vocab_size logits when `logits` is not
  * NULL. */
 rn_status rn_session_decode(rn_session *session, int32_t token, float *logits);
+
+/* Batched decoding: `batch` sequences (1 to 1024) that advance together, one token each per
+ * call, all from an empty state and at the same position; every weight is read once per step
+ * for all of them. tokens [batch]; logits [batch, V] or NULL. Such a session takes only
+ * rn_session_decode_batch, rn_session_reset, rn_session_position, rn_session_logits (the
+ * first sequence's row) and rn_session_free; the others refuse it with
+ * RN_ERR_INVALID_ARGUMENT. */
+rn_status rn_session_init_batch(rn_model *model, size_t batch, rn_session **out);
+rn_status rn_session_decode_batch(rn_session *session, const int32_t *tokens, float *logits);
+size_t rn_session_batch(const rn_session *session);
 
 /* The logits after the last token the session consumed (vocab_size floats): what the next
  * token is sampled from, also after rn_session_load. */

@@ -226,8 +226,8 @@ static void test_group_norm_gate(rt_runtime *rt, const rn_kernels *k) {
         const float *gate = variant < 2 ? g : NULL, *weight = variant > 0 ? w : NULL;
         ref_group_norm_gate(o, gate, weight, n, H, dv, 1e-6, ref);
         guarded gy = guarded_alloc(rt, count * sizeof *got);
-        must(rn_op_group_norm_gate(rt, k, &go.view, gate ? &gg.view : NULL, weight ? &gw.view : NULL, n, H, 1e-6f,
-                                   &gy.view),
+        must(rn_op_group_norm_gate(rt, k, &go.view, 1, gate ? &gg.view : NULL, weight ? &gw.view : NULL, n, H,
+                                   1e-6f, &gy.view),
              rt, "group_norm_gate");
         bool intact = guarded_read(rt, &gy, got);
         char shape[64];
@@ -236,8 +236,25 @@ static void test_group_norm_gate(rt_runtime *rt, const rn_kernels *k) {
         check("group_norm_gate", shape, ref, got, count, 1e-5, intact);
         guarded_free(&gy);
     }
+    /* o as three partial sums per value, as the recurrent step leaves it. */
+    const int64_t parts = 3;
+    float *split = random_floats(count * parts, 0.01);
+    for (int64_t r = 0; r < n * H; r++)
+        for (int64_t i = 0; i < dv; i++) {
+            double sum = 0.0;
+            for (int64_t p = 0; p < parts; p++) sum += split[(r * parts + p) * dv + i];
+            o[r * dv + i] = (float)sum;
+        }
+    ref_group_norm_gate(o, g, NULL, n, H, dv, 1e-6, ref);
+    guarded gs = guarded_from(rt, split, count * parts * sizeof *split), gy = guarded_alloc(rt, count * sizeof *got);
+    must(rn_op_group_norm_gate(rt, k, &gs.view, parts, &gg.view, NULL, n, H, 1e-6f, &gy.view), rt, "group_norm_gate");
+    bool intact = guarded_read(rt, &gy, got);
+    char shape[64];
+    snprintf(shape, sizeof shape, "n 5, H 3, dv %lld, gate, 3 parts", (long long)dv);
+    check("group_norm_gate", shape, ref, got, count, 1e-5, intact);
+    guarded_free(&gs), guarded_free(&gy);
     guarded_free(&go), guarded_free(&gg), guarded_free(&gw);
-    free(o), free(g), free(w), free(ref), free(got);
+    free(o), free(g), free(w), free(ref), free(got), free(split);
 }
 
 static void test_theta_shift(rt_runtime *rt, const rn_kernels *k, const float *angle) {
@@ -291,40 +308,175 @@ static void test_glu_residual(rt_runtime *rt, const rn_kernels *k) {
     free(a), free(b);
 }
 
+/* The SGEMM path of prompts, reading a block of rows from inside a larger stored matrix. */
 static void test_linear(rt_runtime *rt, const rn_kernels *k) {
-    const int64_t shapes[][3] = {{1, 40, 33}, {5, 40, 33}, {1, 130, 7}, {9, 130, 70}};
-    for (size_t s = 0; s < 4; s++) {
+    const int64_t shapes[][3] = {{1, 40, 33}, {5, 40, 33}, {9, 130, 70}};
+    const int64_t row0 = 2, spare = 3;  /* rows of the stored matrix before and after the block */
+    if (quick) return;                  /* CLBlast only */
+    for (size_t s = 0; s < 3; s++) {
         const int64_t n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
-        if (quick && n > 1) continue;
-        float *x = random_floats((size_t)(n * in), 1.0), *W = random_floats((size_t)(out * in), 0.2);
+        const size_t stored = (size_t)((row0 + out + spare) * in);
+        float *x = random_floats((size_t)(n * in), 1.0), *W = random_floats(stored, 0.2);
         float *ref = malloc((size_t)(n * out) * sizeof *ref), *got = malloc((size_t)(n * out) * sizeof *got);
         guarded gx = guarded_from(rt, x, (size_t)(n * in) * sizeof *x);
-        guarded gw = stored_weights(rt, k, W, (size_t)(out * in));
+        guarded gw = stored_weights(rt, k, W, stored);
         guarded scratch = guarded_alloc(rt, (size_t)(out * in) * sizeof(float));
-        ref_linear(x, W, n, in, out, ref);
+        ref_linear(x, W + row0 * in, n, in, out, ref);
         guarded gy = guarded_alloc(rt, (size_t)(n * out) * sizeof *got);
-        must(rn_op_linear(rt, k, &gx.view, n, in, &gw.view, out, &scratch.view, &gy.view), rt, "linear");
+        must(rn_op_linear(rt, k, &gx.view, n, in, &gw.view, row0, out, &scratch.view, &gy.view), rt, "linear");
         bool intact = guarded_read(rt, &gy, got) & guarded_read(rt, &scratch, NULL);
         char shape[64];
         snprintf(shape, sizeof shape, "%lld x %lld -> %lld (%s, %s)", (long long)n, (long long)in, (long long)out,
-                 n == 1 ? "matvec" : k->weights == ST_F32 ? "CLBlast" : "widen + CLBlast", st_dtype_name(k->weights));
+                 k->weights == ST_F32 ? "CLBlast" : "widen + CLBlast", st_dtype_name(k->weights));
         check("linear", shape, ref, got, (size_t)(n * out), 1e-5, intact);
         guarded_free(&gx), guarded_free(&gw), guarded_free(&gy), guarded_free(&scratch);
         free(x), free(W), free(ref), free(got);
     }
 }
 
+/* The project kernel (decoding's products) in every mode against the reference's rmsnorm,
+ * linear, residual and GLU: row counts that leave a work-group's rows part-used, columns with
+ * and without a tail past the last group of eight, and more input rows than one pass of lanes
+ * (4). The plain mode splits its rows over four outputs, as q, k, v and g. */
+static void test_project(rt_runtime *rt, const rn_kernels *k) {
+    const struct { int64_t n, rows, cols; } shapes[] = {{1, 13, 64}, {3, 7, 37}, {6, 9, 130}};
+    const struct { rn_project_mode mode; int norm; rn_activation act; const char *name; } variants[] = {
+        {RN_PROJECT_PLAIN, 0, RN_ACT_GELU, "plain"},
+        {RN_PROJECT_PLAIN, 2, RN_ACT_GELU, "4 outputs, norm w"},
+        {RN_PROJECT_PLAIN, 1, RN_ACT_GELU, "norm"},
+        {RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, "residual"},
+        {RN_PROJECT_GLU, 2, RN_ACT_GELU, "glu gelu, norm w"},
+        {RN_PROJECT_GLU, 0, RN_ACT_SWISH, "glu swish"},
+    };
+    const float alpha = 1.7f, eps = 1e-6f;
+    for (size_t s = 0; s < 3; s++)
+        for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
+            const int64_t n = shapes[s].n, rows = shapes[s].rows, cols = shapes[s].cols;
+            const bool glu = variants[v].mode == RN_PROJECT_GLU, split = v == 1;
+            const int64_t w_rows = glu ? 2 * rows : rows;
+            const size_t in_count = (size_t)(n * cols), out_count = (size_t)(n * rows);
+            float *x = random_floats(in_count, 1.0), *W = random_floats((size_t)(w_rows * cols), 0.3);
+            float *norm = random_floats((size_t)cols, 2.0), *y0 = random_floats(out_count, 1.0);
+            float *h = malloc(in_count * sizeof *h), *full = malloc((size_t)(n * w_rows) * sizeof *full);
+            float *ref = malloc(out_count * sizeof *ref), *got = malloc(out_count * sizeof *got);
+            guarded gw = stored_weights(rt, k, W, (size_t)(w_rows * cols));
+            if (variants[v].norm) ref_rms_norm(x, variants[v].norm == 2 ? norm : NULL, n, cols, eps, h);
+            else memcpy(h, x, in_count * sizeof *h);
+            ref_linear(h, W, n, cols, w_rows, full);
+            for (int64_t b = 0; b < n; b++)
+                for (int64_t r = 0; r < rows; r++) {
+                    float value = full[b * w_rows + r];
+                    if (glu) ref_glu(&value, &full[b * w_rows + rows + r], 1, variants[v].act, &value);
+                    if (variants[v].mode == RN_PROJECT_RESIDUAL) value += alpha * y0[b * rows + r];
+                    ref[b * rows + r] = value;
+                }
+            /* Outputs: one [n, rows], or four holding rows [0,2), [2,3), [3,rows-2), [rows-2,rows). */
+            const int64_t ends[4] = {2, 3, rows - 2, rows};
+            guarded gx = guarded_from(rt, x, in_count * sizeof *x), gn = guarded_from(rt, norm, (size_t)cols * sizeof *norm);
+            guarded gy[4] = {{0}};
+            int outputs = split ? 4 : 1;
+            for (int o = 0; o < outputs; o++) {
+                int64_t width = split ? ends[o] - (o ? ends[o - 1] : 0) : rows;
+                gy[o] = variants[v].mode == RN_PROJECT_RESIDUAL ? guarded_from(rt, y0, out_count * sizeof *y0)
+                                                                : guarded_alloc(rt, (size_t)(n * width) * sizeof(float));
+            }
+            rn_projection p = {.W = &gw.view, .rows = rows, .cols = cols, .x = &gx.view, .n = n,
+                               .normalize = variants[v].norm != 0, .norm = variants[v].norm == 2 ? &gn.view : NULL,
+                               .eps = eps, .mode = variants[v].mode, .alpha = alpha, .activation = variants[v].act,
+                               .ends = {ends[0], ends[1], ends[2]}};
+            for (int o = 0; o < outputs; o++) p.y[o] = &gy[o].view;
+            must(rn_op_project(rt, k, &p), rt, "project");
+            bool intact = true;
+            float *part = malloc(out_count * sizeof *part);
+            for (int o = 0; o < outputs; o++) {
+                int64_t first = split && o ? ends[o - 1] : 0, width = split ? ends[o] - first : rows;
+                intact &= guarded_read(rt, &gy[o], part);
+                for (int64_t b = 0; b < n; b++)
+                    memcpy(got + b * rows + first, part + b * width, (size_t)width * sizeof *got);
+            }
+            char shape[64];
+            snprintf(shape, sizeof shape, "%lld x %lld -> %lld, %s, %s", (long long)n, (long long)cols, (long long)rows,
+                     variants[v].name, st_dtype_name(k->weights));
+            check("project", shape, ref, got, out_count, 1e-5, intact);
+            for (int o = 0; o < outputs; o++) guarded_free(&gy[o]);
+            guarded_free(&gx), guarded_free(&gn), guarded_free(&gw);
+            free(x), free(W), free(norm), free(y0), free(h), free(full), free(ref), free(got), free(part);
+        }
+}
+
 /* Parallel and chunkwise retention (output, state, scale), then recurrent steps continuing
  * from the state it left, all against the reference. q and k are large enough that the
  * normalisers' clamps act (d_n, iota and sigma above 1). */
-static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *decay,
+/* Recurrent steps of two sequences together, both continuing from `state0` and `scale0` (the
+ * state a prompt of `pos0` tokens left) with their own unrotated q, k, v: against the
+ * reference rotating them and stepping each sequence alone. The kernel leaves o in parts; they
+ * are added here. fla's shapes (plain) rotate by halves. */
+static void test_retention_steps(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
+                                 const float *decay, const float *angle, const float *state0,
+                                 const float *scale0, int64_t pos0, const char *heads) {
+    const int64_t B = 2, steps = 3, H = shape.heads, G = shape.kv_heads, dk = k->dk, dv = k->dv;
+    const int64_t P = k->step_split;
+    const size_t st = (size_t)(H * dk * dv), on = (size_t)(B * H * dv);
+    const bool half = shape.plain;
+    float *ref_state = malloc((size_t)B * st * sizeof(float)), *got_state = malloc((size_t)B * st * sizeof(float));
+    float ref_scale[2][8], got_scale[8];
+    for (int64_t b = 0; b < B; b++) {
+        memcpy(ref_state + b * st, state0, st * sizeof(float));
+        memcpy(ref_scale[b], scale0, (size_t)H * sizeof(float));
+    }
+    guarded gs = guarded_from(rt, ref_state, (size_t)B * st * sizeof(float));
+    guarded gsc = guarded_from(rt, scale0, (size_t)H * sizeof(float)), other = guarded_alloc(rt, (size_t)H * sizeof(float));
+    guarded gd = guarded_from(rt, decay, (size_t)H * sizeof(float)), ga = guarded_from(rt, angle, (size_t)dk * sizeof(float));
+    float *o_ref = malloc(on * sizeof(float)), *o_got = malloc(on * sizeof(float));
+    float *parts = malloc(on * (size_t)P * sizeof(float));
+    const float k_scale = (float)(1.0 / sqrt((double)dk));
+    char what[96];
+    for (int64_t s = 0; s < steps; s++) {
+        const int64_t pos = pos0 + s;
+        float *q = random_floats((size_t)(B * H * dk), 3.0), *kk = random_floats((size_t)(B * G * dk), 3.0);
+        float *v = random_floats((size_t)(B * G * dv), 1.0);
+        guarded sq = guarded_from(rt, q, (size_t)(B * H * dk) * sizeof(float));
+        guarded sk = guarded_from(rt, kk, (size_t)(B * G * dk) * sizeof(float));
+        guarded sv = guarded_from(rt, v, (size_t)(B * G * dv) * sizeof(float));
+        guarded so = guarded_alloc(rt, on * (size_t)P * sizeof(float));
+        /* The scale of position p is in one buffer, p + 1 goes to the other. */
+        guarded *in = s % 2 == 0 ? &gsc : &other, *out = s % 2 == 0 ? &other : &gsc;
+        rn_step_position at = {pos, &ga.view, k_scale, half};
+        must(rn_op_retention_step(rt, k, shape, B, at, &sq.view, &sk.view, &sv.view, &gd.view, &gs.view, &in->view,
+                                  &out->view, &so.view),
+             rt, "retention_step");
+        for (int64_t b = 0; b < B; b++) {
+            ref_theta_shift(q + b * H * dk, 1, H, dk, angle, pos, 1.0, half);
+            ref_theta_shift(kk + b * G * dk, 1, G, dk, angle, pos, k_scale, half);
+            ref_retention_step(q + b * H * dk, kk + b * G * dk, v + b * G * dv, H, G, dk, dv, decay, shape.plain,
+                               ref_state + b * st, ref_scale[b], o_ref + b * H * dv);
+        }
+        bool intact = guarded_read(rt, &so, parts) & guarded_read(rt, out, got_scale);
+        for (int64_t r = 0; r < B * H; r++)
+            for (int64_t i = 0; i < dv; i++) {
+                float sum = 0.0f;
+                for (int64_t p = 0; p < P; p++) sum += parts[(r * P + p) * dv + i];
+                o_got[r * dv + i] = sum;
+            }
+        snprintf(what, sizeof what, "2 seqs, step %lld after %lld, %s", (long long)s, (long long)pos0, heads);
+        check("retention_step", what, o_ref, o_got, on, 2e-5, intact);
+        check("retention_step sc", what, ref_scale[0], got_scale, (size_t)H, 1e-6, true);
+        guarded_free(&sq), guarded_free(&sk), guarded_free(&sv), guarded_free(&so);
+        free(q), free(kk), free(v);
+    }
+    bool intact = guarded_read(rt, &gs, got_state);
+    snprintf(what, sizeof what, "2 states after 3 steps, %s", heads);
+    check("retention_step st", what, ref_state, got_state, (size_t)B * st, 2e-5, intact);
+    guarded_free(&gs), guarded_free(&gsc), guarded_free(&other), guarded_free(&gd), guarded_free(&ga);
+    free(ref_state), free(got_state), free(o_ref), free(o_got), free(parts);
+}
+
+static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *decay, const float *angle,
                            rn_retention_shape shape) {
-    const int64_t H = shape.heads, G = shape.kv_heads, dk = k->dk, dv = k->dv, n = 13, steps = 3;
+    const int64_t H = shape.heads, G = shape.kv_heads, dk = k->dk, dv = k->dv, n = 13;
     const size_t qn = (size_t)(n * H * dk), kn = (size_t)(n * G * dk), vn = (size_t)(n * G * dv);
     const size_t on = (size_t)(n * H * dv), st = (size_t)(H * dk * dv);
-    float *q = random_floats(qn + (size_t)(steps * H * dk), 3.0);
-    float *kk = random_floats(kn + (size_t)(steps * G * dk), 3.0);
-    float *v = random_floats(vn + (size_t)(steps * G * dv), 1.0);
+    float *q = random_floats(qn, 3.0), *kk = random_floats(kn, 3.0), *v = random_floats(vn, 1.0);
     float *ref_o = malloc(on * sizeof(float)), *got_o = malloc(on * sizeof(float));
     float *ref_state = malloc(st * sizeof(float)), *got_state = malloc(st * sizeof(float));
     float ref_scale[8], got_scale[8];
@@ -365,34 +517,7 @@ static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *dec
         check("retention scale", what, ref_scale, got_scale, (size_t)H, 1e-6, intact);
 
         /* Recurrent steps continuing from that state: the prefill-then-decode path. */
-        if (c == 1) {
-            guarded scale_other = guarded_alloc(rt, (size_t)H * sizeof(float));
-            float *o_ref = malloc((size_t)(H * dv) * sizeof(float)), *o_got = malloc((size_t)(H * dv) * sizeof(float));
-            for (int64_t s = 0; s < steps; s++) {
-                const float *qs = q + qn + (size_t)(s * H * dk), *ks = kk + kn + (size_t)(s * G * dk);
-                const float *vs = v + vn + (size_t)(s * G * dv);
-                ref_retention_step(qs, ks, vs, H, G, dk, dv, decay, shape.plain, ref_state, ref_scale, o_ref);
-                guarded sq = guarded_from(rt, qs, (size_t)(H * dk) * sizeof(float));
-                guarded sk = guarded_from(rt, ks, (size_t)(G * dk) * sizeof(float));
-                guarded sv = guarded_from(rt, vs, (size_t)(G * dv) * sizeof(float));
-                guarded so = guarded_alloc(rt, (size_t)(H * dv) * sizeof(float));
-                /* The scale of position p is in one buffer, p + 1 goes to the other. */
-                guarded *in = s % 2 == 0 ? &gsc : &scale_other, *out = s % 2 == 0 ? &scale_other : &gsc;
-                must(rn_op_retention_step(rt, k, shape, &sq.view, &sk.view, &sv.view, &gd.view, &gs.view,
-                                          &in->view, &out->view, &so.view),
-                     rt, "retention_step");
-                intact = guarded_read(rt, &so, o_got) & guarded_read(rt, out, got_scale);
-                snprintf(what, sizeof what, "step %lld after 13, %s", (long long)s, heads);
-                check("retention_step", what, o_ref, o_got, (size_t)(H * dv), 2e-5, intact);
-                check("retention_step sc", what, ref_scale, got_scale, (size_t)H, 1e-6, true);
-                guarded_free(&sq), guarded_free(&sk), guarded_free(&sv), guarded_free(&so);
-            }
-            intact = guarded_read(rt, &gs, got_state);
-            snprintf(what, sizeof what, "state after 3 steps, %s", heads);
-            check("retention_step st", what, ref_state, got_state, st, 2e-5, intact);
-            guarded_free(&scale_other);
-            free(o_ref), free(o_got);
-        }
+        if (c == 1) test_retention_steps(rt, k, shape, decay, angle, ref_state, ref_scale, n, heads);
         guarded_free(&chunk_states), guarded_free(&sigma), guarded_free(&go), guarded_free(&gs), guarded_free(&gsc);
     }
     guarded_free(&gq), guarded_free(&gk), guarded_free(&gv), guarded_free(&gd);
@@ -454,6 +579,7 @@ int rn_selftest_run(rt_runtime *rt, FILE *output, bool quick_shapes, int *checks
         /* Weight storage only matters to the ops that read weights. */
         test_embed(rt, &k);
         test_linear(rt, &k);
+        test_project(rt, &k);
         if (builds[s].weights == ST_F32) {
             if (s == 0) {
                 test_rms_norm(rt, &k);
@@ -461,9 +587,9 @@ int rn_selftest_run(rt_runtime *rt, FILE *output, bool quick_shapes, int *checks
             }
             test_group_norm_gate(rt, &k);
             test_theta_shift(rt, &k, angle);
-            test_retention(rt, &k, decay, (rn_retention_shape){3, 3, false});
-            test_retention(rt, &k, decay, (rn_retention_shape){4, 2, false});
-            test_retention(rt, &k, decay, (rn_retention_shape){4, 1, true});
+            test_retention(rt, &k, decay, angle, (rn_retention_shape){3, 3, false});
+            test_retention(rt, &k, decay, angle, (rn_retention_shape){4, 2, false});
+            test_retention(rt, &k, decay, angle, (rn_retention_shape){4, 1, true});
         }
         rn_kernels_release(&k);
     }

@@ -22,14 +22,20 @@
 
 static void workspace_free(rt_runtime *rt, rn_workspace *ws) {
     rt_buffer *all[] = {&ws->tokens, &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->g, &ws->o,
-                        &ws->a, &ws->b, &ws->logits, &ws->widened, &ws->retention.chunk_states,
-                        &ws->retention.sigma};
+                        &ws->parts, &ws->a, &ws->b, &ws->logits, &ws->widened,
+                        &ws->retention.chunk_states, &ws->retention.sigma};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rt_buffer_free(rt, all[i]);
     ws->rows = 0;
 }
 
+/* Prompts (and batches) up to this many rows take the project kernel, which reads each weight
+ * once for all of them; longer ones CLBlast's SGEMM, which needs rows to fill its tiles. */
+#define PROJECT_MAX_ROWS 32
+
+/* A workspace for `rows` tokens: a prompt in `mode`, or one token of `rows` sequences in the
+ * recurrent form; `logit_rows` of them get logits (the last ones). */
 static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t chunk,
-                                rn_workspace *ws) {
+                                int64_t logit_rows, rn_workspace *ws) {
     rt_runtime *rt = &m->ctx->rt;
     const rn_config *c = &m->cfg;
     memset(ws, 0, sizeof *ws);
@@ -41,7 +47,7 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
     const size_t kv = (size_t)c->kv_heads;
     /* SGEMM needs fp32 operands: half-precision weights are widened, one matrix at a time. */
     uint64_t widened = 0;
-    if (m->weights != ST_F32 && rows > 1) {
+    if (m->weights != ST_F32 && rows > PROJECT_MAX_ROWS) {
         const uint64_t D = (uint64_t)c->embed_dim;
         const uint64_t sizes[] = {(uint64_t)c->key_embed_dim * D, (uint64_t)c->value_embed_dim * D,
                                   (uint64_t)c->ffn_dim * D, (uint64_t)c->vocab_size * D};
@@ -58,9 +64,11 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
         {&ws->v, r * kv * (size_t)c->value_head_dim * f, "values"},
         {&ws->g, c->output_gate ? r * (size_t)c->value_embed_dim * f : 0, "gates"},
         {&ws->o, r * (size_t)c->value_embed_dim * f, "retention output"},
+        {&ws->parts, mode == RN_MODE_RECURRENT ? r * (size_t)(c->heads * m->kernels.step_split * c->value_head_dim) * f : 0,
+         "retention step parts"},
         {&ws->a, r * (size_t)c->ffn_dim * f, "FFN activations"},
         {&ws->b, r * (size_t)c->ffn_dim * f, "FFN gates"},
-        {&ws->logits, r * (size_t)c->vocab_size * f, "logits"},
+        {&ws->logits, (size_t)logit_rows * (size_t)c->vocab_size * f, "logits"},
         {&ws->widened, widened, "widened weights"},
         {&ws->retention.chunk_states, state_bytes, "chunk states"},
         {&ws->retention.sigma, sigma_bytes, "chunk scales"},
@@ -94,22 +102,28 @@ void rn_session_free_locked(rn_session *s) {
     free(s);
 }
 
-rn_status rn_session_init_locked(rn_model *m, rn_session **out) {
+#define MAX_BATCH 1024
+
+static rn_status session_init(rn_model *m, int64_t batch, rn_session **out) {
     if (!m || !out) return RN_ERR_INVALID_ARGUMENT;
     *out = NULL;
+    if (batch < 1 || batch > MAX_BATCH)
+        return rn_fail(&m->ctx->err, RN_ERR_INVALID_ARGUMENT, "a batch of %lld sequences is outside [1, %d]",
+                       (long long)batch, MAX_BATCH);
     const rn_config *c = &m->cfg;
     rn_session *s = calloc(1, sizeof *s);
     if (!s) return RN_ERR_OUT_OF_HOST_MEMORY;
     s->model = m;
+    s->batch = batch;
     s->state = calloc((size_t)c->layers, sizeof *s->state);
     s->scale = calloc(2 * (size_t)c->layers, sizeof *s->scale);
-    s->last_logits = calloc((size_t)c->vocab_size, sizeof *s->last_logits);
+    s->last_logits = calloc((size_t)(batch * c->vocab_size), sizeof *s->last_logits);
     if (!s->state || !s->scale || !s->last_logits) {
         rn_session_free_locked(s);
         return rn_fail(&m->ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for a session");
     }
     rt_runtime *rt = &m->ctx->rt;
-    size_t state_bytes = (size_t)(c->heads * c->key_head_dim * c->value_head_dim) * sizeof(float);
+    size_t state_bytes = (size_t)(batch * c->heads * c->key_head_dim * c->value_head_dim) * sizeof(float);
     rn_status st = RN_OK;
     for (int64_t l = 0; l < c->layers && st == RN_OK; l++) {
         st = rt_buffer_alloc(rt, state_bytes, "recurrent state", &s->state[l]);
@@ -117,13 +131,17 @@ rn_status rn_session_init_locked(rn_model *m, rn_session **out) {
         if (st == RN_OK)
             st = rt_buffer_alloc(rt, (size_t)c->heads * sizeof(float), "state scale", &s->scale[2 * l + 1]);
     }
-    if (st == RN_OK) st = workspace_init(m, 1, RN_MODE_RECURRENT, 1, &s->step);
+    if (st == RN_OK) st = workspace_init(m, batch, RN_MODE_RECURRENT, 1, batch, &s->step);
     if (st != RN_OK) {
         rn_session_free_locked(s);
         return st;
     }
     *out = s;
     return RN_OK;
+}
+
+rn_status rn_session_init_locked(rn_model *m, rn_session **out) {
+    return session_init(m, 1, out);
 }
 
 rn_status rn_session_reset_locked(rn_session *s) {
@@ -136,7 +154,7 @@ rn_status rn_session_reset_locked(rn_session *s) {
         if (st != RN_OK) return st;
     }
     s->position = 0;
-    memset(s->last_logits, 0, (size_t)s->model->cfg.vocab_size * sizeof *s->last_logits);
+    memset(s->last_logits, 0, (size_t)(s->batch * s->model->cfg.vocab_size) * sizeof *s->last_logits);
     return RN_OK;
 }
 
@@ -146,23 +164,28 @@ uint64_t rn_session_position(const rn_session *s) {
 
 /* ---- the forward pass ---------------------------------------------------------------------- */
 
-/* Runs ws->rows tokens (already in ws->tokens) through the network, from position `pos0`.
- * With one row and RN_MODE_RECURRENT, retention is one recurrent step; otherwise the rows are
- * a whole prompt from an empty state in the parallel or chunkwise form. */
-static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t chunk,
-                         uint64_t pos0) {
+/* Runs ws->rows tokens (already in ws->tokens) through the network, from position `pos0`: with
+ * RN_MODE_RECURRENT, one token of each of ws->rows sequences, in one recurrent step; otherwise
+ * a whole prompt from an empty state in the parallel or chunkwise form. Logits are computed for
+ * the last `logit_rows` rows.
+ *
+ * Few rows (decoding) go through the project kernel, which folds each RMSNorm into the product
+ * that follows it, reads q, k, v and g from one stacked matrix, and adds the residual or
+ * applies the GLU as it writes: six launches per layer. Many rows take an SGEMM per matrix. */
+static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t chunk, uint64_t pos0,
+                         int64_t logit_rows) {
     rn_model *m = s->model;
     rt_runtime *rt = &m->ctx->rt;
     const rn_kernels *k = &m->kernels;
     const rn_config *c = &m->cfg;
     const int64_t n = ws->rows, D = c->embed_dim, Dv = c->value_embed_dim, F = c->ffn_dim;
-    const int64_t Dq = c->key_embed_dim, Dkv = c->kv_heads * c->key_head_dim;
-    const int64_t Dvkv = c->kv_heads * c->value_head_dim;
+    const rn_qkvg_rows at = rn_qkvg_layout(c);
     const float eps = (float)c->layernorm_eps;
     const float alpha = c->deepnorm ? (float)pow(2.0 * (double)c->layers, 0.25) : 1.0f;
     const float embed_scale = c->no_scale_embedding ? 1.0f : (float)sqrt((double)D);
     const float k_scale = (float)(1.0 / sqrt((double)c->key_head_dim));
-    const bool pre = c->normalize_before;
+    const bool pre = c->normalize_before, step = mode == RN_MODE_RECURRENT;
+    const bool few = n <= PROJECT_MAX_ROWS;
     const rn_retention_shape shape = {c->heads, c->kv_heads, c->plain_retention};
     rt_buffer *wide = &ws->widened;
     rn_status st;
@@ -177,64 +200,110 @@ static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t 
 
     for (int64_t l = 0; l < c->layers; l++) {
         const rn_layer_weights *w = &m->layers[l];
-        /* retention */
-        const rt_buffer *in = &ws->x;
-        if (pre) {
-            TRY(rn_op_rms_norm(rt, k, &ws->x, &w->retention_norm, n, D, eps, &ws->h));
-            in = &ws->h;
+        rt_profile_tag(rt, (int)l);
+        /* q, k, v, g of rmsnorm(x) (pre-norm) or of x */
+        if (few) {
+            rn_projection p = {.W = &w->qkvg, .rows = at.total, .cols = D, .x = &ws->x, .n = n,
+                               .normalize = pre, .norm = pre ? &w->retention_norm : NULL, .eps = eps,
+                               .mode = RN_PROJECT_PLAIN,
+                               .y = {&ws->q, &ws->k, &ws->v, c->output_gate ? &ws->g : NULL},
+                               .ends = {at.k, at.v, at.g}};
+            TRY(rn_op_project(rt, k, &p));
+        } else {
+            const rt_buffer *in = &ws->x;
+            if (pre) {
+                TRY(rn_op_rms_norm(rt, k, &ws->x, &w->retention_norm, n, D, eps, &ws->h));
+                in = &ws->h;
+            }
+            TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, at.q, at.k - at.q, wide, &ws->q));
+            TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, at.k, at.v - at.k, wide, &ws->k));
+            TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, at.v, at.g - at.v, wide, &ws->v));
+            if (c->output_gate) TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, at.g, Dv, wide, &ws->g));
         }
-        TRY(rn_op_linear(rt, k, in, n, D, &w->q_proj, Dq, wide, &ws->q));
-        TRY(rn_op_linear(rt, k, in, n, D, &w->k_proj, Dkv, wide, &ws->k));
-        TRY(rn_op_linear(rt, k, in, n, D, &w->v_proj, Dvkv, wide, &ws->v));
-        if (c->output_gate) TRY(rn_op_linear(rt, k, in, n, D, &w->g_proj, Dv, wide, &ws->g));
-        TRY(rn_op_theta_shift(rt, k, &ws->q, n, c->heads, &m->angle, (int64_t)pos0, 1.0f, c->rope_half));
-        TRY(rn_op_theta_shift(rt, k, &ws->k, n, c->kv_heads, &m->angle, (int64_t)pos0, k_scale, c->rope_half));
-        if (mode == RN_MODE_RECURRENT) {
+        const rt_buffer *gate = c->output_gate ? &ws->g : NULL;
+        const rt_buffer *head_norm = c->head_norm_weight ? &w->head_norm : NULL;
+        if (step) {
             /* The scale of position p lives in slot p & 1; the previous one in the other. */
             rt_buffer *scale_in = &s->scale[2 * l + ((pos0 + 1) & 1)];
             rt_buffer *scale_out = &s->scale[2 * l + (pos0 & 1)];
-            TRY(rn_op_retention_step(rt, k, shape, &ws->q, &ws->k, &ws->v, &m->decay, &s->state[l], scale_in,
-                                     scale_out, &ws->o));
+            rn_step_position where = {(int64_t)pos0, &m->angle, k_scale, c->rope_half};
+            TRY(rn_op_retention_step(rt, k, shape, n, where, &ws->q, &ws->k, &ws->v, &m->decay, &s->state[l],
+                                     scale_in, scale_out, &ws->parts));
+            TRY(rn_op_group_norm_gate(rt, k, &ws->parts, k->step_split, gate, head_norm, n, c->heads, eps, &ws->o));
         } else {
+            TRY(rn_op_theta_shift(rt, k, &ws->q, n, c->heads, &m->angle, (int64_t)pos0, 1.0f, c->rope_half));
+            TRY(rn_op_theta_shift(rt, k, &ws->k, n, c->kv_heads, &m->angle, (int64_t)pos0, k_scale, c->rope_half));
             rt_buffer *scale_out = &s->scale[2 * l + ((uint64_t)(n - 1) & 1)];
             TRY(rn_op_retention(rt, k, shape, mode, chunk, &ws->q, &ws->k, &ws->v, n, &m->decay, &ws->retention,
                                 &ws->o, &s->state[l], scale_out));
+            TRY(rn_op_group_norm_gate(rt, k, &ws->o, 1, gate, head_norm, n, c->heads, eps, &ws->o));
         }
-        TRY(rn_op_group_norm_gate(rt, k, &ws->o, c->output_gate ? &ws->g : NULL,
-                                  c->head_norm_weight ? &w->head_norm : NULL, n, c->heads, eps, &ws->o));
-        TRY(rn_op_linear(rt, k, &ws->o, n, Dv, &w->out_proj, D, wide, &ws->h));
-        TRY(rn_op_residual(rt, k, &ws->x, &ws->h, n * D, alpha));
+        /* x = alpha x + out_proj(o) */
+        if (few) {
+            rn_projection p = {.W = &w->out_proj, .rows = D, .cols = Dv, .x = &ws->o, .n = n,
+                               .mode = RN_PROJECT_RESIDUAL, .alpha = alpha, .y = {&ws->x}};
+            TRY(rn_op_project(rt, k, &p));
+        } else {
+            TRY(rn_op_linear(rt, k, &ws->o, n, Dv, &w->out_proj, 0, D, wide, &ws->h));
+            TRY(rn_op_residual(rt, k, &ws->x, &ws->h, n * D, alpha));
+        }
         if (!pre) TRY(rn_op_rms_norm(rt, k, &ws->x, &w->retention_norm, n, D, eps, &ws->x));
 
-        /* gated FFN: fc2(act(fc1 h) * gate h) */
-        in = &ws->x;
-        if (pre) {
-            TRY(rn_op_rms_norm(rt, k, &ws->x, &w->ffn_norm, n, D, eps, &ws->h));
-            in = &ws->h;
+        /* gated FFN: x = alpha x + fc2(act(fc1 h) * gate h), h = rmsnorm(x) (pre-norm) or x */
+        if (few) {
+            rn_projection in = {.W = &w->ffn_in, .rows = F, .cols = D, .x = &ws->x, .n = n,
+                                .normalize = pre, .norm = pre ? &w->ffn_norm : NULL, .eps = eps,
+                                .mode = RN_PROJECT_GLU, .activation = c->activation, .y = {&ws->a}};
+            TRY(rn_op_project(rt, k, &in));
+            rn_projection out = {.W = &w->fc2, .rows = D, .cols = F, .x = &ws->a, .n = n,
+                                 .mode = RN_PROJECT_RESIDUAL, .alpha = alpha, .y = {&ws->x}};
+            TRY(rn_op_project(rt, k, &out));
+        } else {
+            const rt_buffer *in = &ws->x;
+            if (pre) {
+                TRY(rn_op_rms_norm(rt, k, &ws->x, &w->ffn_norm, n, D, eps, &ws->h));
+                in = &ws->h;
+            }
+            TRY(rn_op_linear(rt, k, in, n, D, &w->ffn_in, 0, F, wide, &ws->a));
+            TRY(rn_op_linear(rt, k, in, n, D, &w->ffn_in, F, F, wide, &ws->b));
+            TRY(rn_op_glu(rt, k, &ws->a, &ws->b, n * F, c->activation, &ws->a));
+            TRY(rn_op_linear(rt, k, &ws->a, n, F, &w->fc2, 0, D, wide, &ws->h));
+            TRY(rn_op_residual(rt, k, &ws->x, &ws->h, n * D, alpha));
         }
-        TRY(rn_op_linear(rt, k, in, n, D, &w->fc1, F, wide, &ws->a));
-        TRY(rn_op_linear(rt, k, in, n, D, &w->gate, F, wide, &ws->b));
-        TRY(rn_op_glu(rt, k, &ws->a, &ws->b, n * F, c->activation, &ws->a));
-        TRY(rn_op_linear(rt, k, &ws->a, n, F, &w->fc2, D, wide, &ws->h));
-        TRY(rn_op_residual(rt, k, &ws->x, &ws->h, n * D, alpha));
         if (!pre) TRY(rn_op_rms_norm(rt, k, &ws->x, &w->ffn_norm, n, D, eps, &ws->x));
     }
+    rt_profile_tag(rt, -1);
 
+    /* logits of the last logit_rows rows, through the final norm (pre-norm) */
     const rt_buffer *last = &ws->x;
-    if (pre) {
-        TRY(rn_op_rms_norm(rt, k, &ws->x, &m->final_norm, n, D, eps, &ws->h));
+    if (logit_rows < n) {  /* a prompt whose caller wants the last row only */
+        TRY(rt_buffer_copy_at(rt, &ws->x, (size_t)((n - logit_rows) * D) * sizeof(float), &ws->h, 0,
+                              (size_t)(logit_rows * D) * sizeof(float)));
         last = &ws->h;
     }
-    TRY(rn_op_linear(rt, k, last, n, D, rn_model_output(m), c->vocab_size, wide, &ws->logits));
+    if (logit_rows <= PROJECT_MAX_ROWS) {
+        rn_projection p = {.W = rn_model_output(m), .rows = c->vocab_size, .cols = D, .x = last, .n = logit_rows,
+                           .normalize = pre, .norm = pre ? &m->final_norm : NULL, .eps = eps,
+                           .mode = RN_PROJECT_PLAIN, .y = {&ws->logits}};
+        TRY(rn_op_project(rt, k, &p));
+    } else {
+        if (pre) TRY(rn_op_rms_norm(rt, k, last, &m->final_norm, logit_rows, D, eps, &ws->h));
+        TRY(rn_op_linear(rt, k, pre ? &ws->h : last, logit_rows, D, rn_model_output(m), 0, c->vocab_size, wide,
+                         &ws->logits));
+    }
 #undef TRY
     return RN_OK;
 }
 
 /* A pass that failed on the device may have updated some layers' state and not others: such a
  * session is emptied rather than left inconsistent. (Bad arguments are refused before any
- * work and leave the session as it was.) */
+ * work and leave the session as it was.) A batch's tokens are one position of each sequence. */
 static rn_status finish_pass(rn_session *s, rn_status st, const int32_t *tokens, size_t n) {
     if (st == RN_OK) {
+        if (s->batch > 1) {
+            s->position++;
+            return RN_OK;
+        }
         for (size_t i = 0; i < n; i++) s->recent[(s->position + i) % RN_RECENT_TOKENS] = tokens[i];
         s->position += n;
         return RN_OK;
@@ -254,35 +323,47 @@ static rn_status check_tokens(rn_session *s, const int32_t *tokens, size_t n) {
     return RN_OK;
 }
 
-/* Reads the logits and checks them: a non-finite logit means the weights or the device went
- * wrong, and a caller must not sample from it unknowingly. */
-static rn_status read_logits(rn_session *s, rn_workspace *ws, int64_t rows, float *logits) {
+/* Reads the `rows` rows of logits the pass computed into `out` (when not NULL) and keeps the
+ * session's own copy of the last s->batch rows, to sample from after a restore; then checks
+ * them: a non-finite logit means the weights or the device went wrong, and a caller must not
+ * sample from it unknowingly. */
+static rn_status read_logits(rn_session *s, rn_workspace *ws, int64_t rows, float *out) {
     rt_runtime *rt = &s->model->ctx->rt;
-    const size_t V = (size_t)s->model->cfg.vocab_size;
-    /* The session keeps the last row, to sample from after a restore; the caller may want all. */
-    size_t first = logits ? 0 : (size_t)rows - 1, count = ((size_t)rows - first) * V;
-    float *out = logits ? logits : s->last_logits;
-    rn_status st = rt_buffer_read(rt, &ws->logits, first * V * sizeof(float), out, count * sizeof(float));
+    const size_t V = (size_t)s->model->cfg.vocab_size, count = (size_t)rows * V;
+    float *dest = out ? out : s->last_logits;
+    rn_status st = rt_buffer_read(rt, &ws->logits, 0, dest, count * sizeof(float));
     if (st != RN_OK) return st;
-    if (logits) memcpy(s->last_logits, logits + ((size_t)rows - 1) * V, V * sizeof(float));
-    logits = out;
+    const size_t kept = (size_t)s->batch * V;
+    if (out) memcpy(s->last_logits, out + count - kept, kept * sizeof(float));
     for (size_t i = 0; i < count; i++)
-        if (!isfinite(logits[i]))
+        if (!isfinite(dest[i]))
             return rn_fail(&s->model->ctx->err, RN_ERR_NUMERIC, "non-finite logit %g at row %zu, column %zu",
-                           (double)logits[i], first + i / V, i % V);
+                           (double)dest[i], i / V, i % V);
     return RN_OK;
+}
+
+/* One token for each of the session's sequences. */
+static rn_status decode_step(rn_session *s, const int32_t *tokens, float *logits) {
+    rn_status st = check_tokens(s, tokens, (size_t)s->batch);
+    if (st != RN_OK) return st;
+    rt_runtime *rt = &s->model->ctx->rt;
+    cl_int ids[MAX_BATCH];
+    for (int64_t b = 0; b < s->batch; b++) ids[b] = tokens[b];
+    st = rt_buffer_write(rt, &s->step.tokens, 0, ids, (size_t)s->batch * sizeof *ids);
+    if (st == RN_OK) st = forward(s, &s->step, RN_MODE_RECURRENT, 1, s->position, s->batch);
+    if (st == RN_OK) st = read_logits(s, &s->step, s->batch, logits);
+    return finish_pass(s, st, tokens, (size_t)s->batch);
+}
+
+static rn_status refuse_batch(const rn_session *s, const char *what) {
+    return rn_fail(&s->model->ctx->err, RN_ERR_INVALID_ARGUMENT,
+                   "%s takes a session of one sequence; this one decodes %lld together", what, (long long)s->batch);
 }
 
 static rn_status rn_session_decode_locked(rn_session *s, int32_t token, float *logits) {
     if (!s) return RN_ERR_INVALID_ARGUMENT;
-    rn_status st = check_tokens(s, &token, 1);
-    if (st != RN_OK) return st;
-    rt_runtime *rt = &s->model->ctx->rt;
-    cl_int id = token;
-    st = rt_buffer_write(rt, &s->step.tokens, 0, &id, sizeof id);
-    if (st == RN_OK) st = forward(s, &s->step, RN_MODE_RECURRENT, 1, s->position);
-    if (st == RN_OK) st = read_logits(s, &s->step, 1, logits);
-    return finish_pass(s, st, &token, 1);
+    if (s->batch != 1) return refuse_batch(s, "rn_session_decode");
+    return decode_step(s, &token, logits);
 }
 
 static rn_status rn_session_prefill_locked(rn_session *s, const int32_t *tokens, size_t n, rn_mode mode,
@@ -290,6 +371,7 @@ static rn_status rn_session_prefill_locked(rn_session *s, const int32_t *tokens,
     if (!s || (!tokens && n)) return RN_ERR_INVALID_ARGUMENT;
     rn_model *m = s->model;
     rn_error *err = &m->ctx->err;
+    if (s->batch != 1) return refuse_batch(s, "rn_session_prefill");
     if (n == 0) return RN_OK;
     if (n > RN_MAX_PROMPT)
         return rn_fail(err, RN_ERR_LIMIT, "a prompt of %zu tokens is over the limit of %d", n, RN_MAX_PROMPT);
@@ -312,8 +394,10 @@ static rn_status rn_session_prefill_locked(rn_session *s, const int32_t *tokens,
     int64_t chunk = chunk_size ? (int64_t)chunk_size : m->cfg.chunk_size;
     if (chunk > RN_MAX_PROMPT) chunk = RN_MAX_PROMPT;
 
+    /* Logits of every row only when the caller asks for them: [n, V] can dwarf the rest. */
+    const int64_t logit_rows = logits ? (int64_t)n : 1;
     rn_workspace ws;
-    st = workspace_init(m, (int64_t)n, mode, chunk, &ws);
+    st = workspace_init(m, (int64_t)n, mode, chunk, logit_rows, &ws);
     if (st != RN_OK) return st;
     rt_runtime *rt = &m->ctx->rt;
     cl_int *ids = malloc(n * sizeof *ids);
@@ -321,8 +405,8 @@ static rn_status rn_session_prefill_locked(rn_session *s, const int32_t *tokens,
     for (size_t i = 0; ids && i < n; i++) ids[i] = tokens[i];
     if (st == RN_OK) st = rt_buffer_write(rt, &ws.tokens, 0, ids, n * sizeof *ids);
     free(ids);
-    if (st == RN_OK) st = forward(s, &ws, mode, chunk, 0);
-    if (st == RN_OK) st = read_logits(s, &ws, (int64_t)n, logits);
+    if (st == RN_OK) st = forward(s, &ws, mode, chunk, 0, logit_rows);
+    if (st == RN_OK) st = read_logits(s, &ws, logit_rows, logits);
     workspace_free(rt, &ws);
     return finish_pass(s, st, tokens, n);
 }
@@ -363,4 +447,21 @@ rn_status rn_session_prefill(rn_session *s, const int32_t *tokens, size_t n, rn_
     rn_context *ctx = s->model->ctx;
     rn_context_lock(ctx);
     return rn_context_unlock(ctx, rn_session_prefill_locked(s, tokens, n, mode, chunk_size, logits));
+}
+
+rn_status rn_session_init_batch(rn_model *m, size_t batch, rn_session **out) {
+    if (!m) return RN_ERR_INVALID_ARGUMENT;
+    rn_context_lock(m->ctx);
+    return rn_context_unlock(m->ctx, session_init(m, batch > MAX_BATCH ? MAX_BATCH + 1 : (int64_t)batch, out));
+}
+
+rn_status rn_session_decode_batch(rn_session *s, const int32_t *tokens, float *logits) {
+    if (!s || !tokens) return RN_ERR_INVALID_ARGUMENT;
+    rn_context *ctx = s->model->ctx;
+    rn_context_lock(ctx);
+    return rn_context_unlock(ctx, decode_step(s, tokens, logits));
+}
+
+size_t rn_session_batch(const rn_session *s) {
+    return s ? (size_t)s->batch : 0;
 }

@@ -34,7 +34,7 @@ static size_t recent_count(const rn_session *s) {
 }
 
 size_t rn_session_recent(const rn_session *s, int32_t *tokens, size_t capacity) {
-    if (!s || !tokens) return 0;
+    if (!s || !tokens || s->batch != 1) return 0;
     size_t n = recent_count(s);
     if (n > capacity) n = capacity;
     for (size_t i = 0; i < n; i++) tokens[i] = s->recent[(s->position - n + i) % RN_RECENT_TOKENS];
@@ -73,8 +73,17 @@ static size_t payload_bytes(const state_header *h) {
     return sizeof *h + h->n_recent * sizeof(int32_t) + (size_t)h->vocab * sizeof(float) + h->layers * per_layer;
 }
 
+/* State files and copies hold one sequence. */
+static bool single(const rn_session *s, const char *what) {
+    if (s->batch == 1) return true;
+    rn_fail(&s->model->ctx->err, RN_ERR_INVALID_ARGUMENT, "%s takes a session of one sequence, not a batch of %lld",
+            what, (long long)s->batch);
+    return false;
+}
+
 static rn_status rn_session_save_locked(const rn_session *s, const char *path) {
     if (!s || !path) return RN_ERR_INVALID_ARGUMENT;
+    if (!single(s, "rn_session_save")) return RN_ERR_INVALID_ARGUMENT;
     rn_model *m = s->model;
     rt_runtime *rt = &m->ctx->rt;
     rn_error *err = &m->ctx->err;
@@ -130,6 +139,7 @@ static rn_status refuse(rn_error *err, const char *path, const char *why) {
 
 static rn_status rn_session_load_locked(rn_session *s, const char *path) {
     if (!s || !path) return RN_ERR_INVALID_ARGUMENT;
+    if (!single(s, "rn_session_load")) return RN_ERR_INVALID_ARGUMENT;
     rn_model *m = s->model;
     rn_error *err = &m->ctx->err;
     state_header want = header_of(s), h;
@@ -193,6 +203,7 @@ done:
 
 static rn_status rn_session_copy_locked(const rn_session *src, rn_session **out) {
     if (!src || !out) return RN_ERR_INVALID_ARGUMENT;
+    if (!single(src, "rn_session_copy")) return RN_ERR_INVALID_ARGUMENT;
     *out = NULL;
     rn_session *s = NULL;
     rn_status st = rn_session_init_locked(src->model, &s);

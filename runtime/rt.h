@@ -50,6 +50,13 @@ rn_status rt_device_select(const char *spec, rt_device_entry *out, rn_error *err
 
 typedef enum rt_cache_mode { RT_CACHE_AUTO = -1, RT_CACHE_OFF = 0, RT_CACHE_ON = 1 } rt_cache_mode;
 
+/* A launch being timed (rt_profile.c). */
+typedef struct rt_profile_event {
+    cl_event event;
+    const char *name;        /* static: the kernel's or routine's name */
+    int tag;
+} rt_profile_event;
+
 typedef struct rt_runtime {
     rt_device_entry dev;
     cl_context context;
@@ -59,6 +66,10 @@ typedef struct rt_runtime {
     uint64_t bytes_current;  /* device bytes allocated through rt_buffer_alloc */
     uint64_t bytes_peak;
     rn_error *err;           /* owned by the caller (the host context) */
+    bool profiling;          /* the queue times launches: rt_profile_start */
+    int profile_tag;
+    rt_profile_event *profile;
+    size_t profile_count, profile_capacity;
 } rt_runtime;
 
 rn_status rt_init(rt_runtime *rt, const char *device_spec, rt_cache_mode cache_mode,
@@ -96,7 +107,12 @@ rn_status rt_buffer_write(rt_runtime *rt, rt_buffer *buf, size_t offset, const v
 rn_status rt_buffer_read(rt_runtime *rt, const rt_buffer *buf, size_t offset, void *dst,
                          size_t bytes);
 rn_status rt_buffer_zero(rt_runtime *rt, rt_buffer *buf);
+/* Fills the whole buffer with copies of a 1, 2, 4, ... 128-byte pattern. */
+rn_status rt_buffer_fill(rt_runtime *rt, rt_buffer *buf, const void *pattern, size_t pattern_size);
 rn_status rt_buffer_copy(rt_runtime *rt, const rt_buffer *src, rt_buffer *dst, size_t bytes);
+/* Copies `bytes` from src at src_offset to dst at dst_offset (bytes). */
+rn_status rt_buffer_copy_at(rt_runtime *rt, const rt_buffer *src, size_t src_offset, rt_buffer *dst,
+                            size_t dst_offset, size_t bytes);
 
 /* ---- launches -------------------------------------------------------------------------------- */
 
@@ -118,11 +134,42 @@ rn_status rt_launch(rt_runtime *rt, cl_kernel kernel, const char *name, const rt
 /* The largest work-group this kernel can run with on the device. */
 size_t rt_kernel_max_group(rt_runtime *rt, cl_kernel kernel);
 
+/* ---- profiling (rt_profile.c) -------------------------------------------------------------- */
+
+/* Re-opens the queue with profiling on; from then on every launch is timed. */
+rn_status rt_profile_start(rt_runtime *rt);
+/* Labels the launches that follow (a layer index; -1 for none). */
+void rt_profile_tag(rt_runtime *rt, int tag);
+/* The event slot for a launch named `name`, or NULL when not profiling. */
+cl_event *rt_profile_slot(rt_runtime *rt, const char *name);
+typedef void (*rt_profile_sink)(void *user, const char *name, int tag, double seconds);
+/* Waits for the queue, hands every timed launch to `sink` (may be NULL) and forgets them. */
+rn_status rt_profile_drain(rt_runtime *rt, rt_profile_sink sink, void *user);
+void rt_profile_release(rt_runtime *rt);
+
 /* ---- BLAS ------------------------------------------------------------------------------------ */
 
 /* y[M, N] = x[M, K] * w[N, K]^T, row-major, fp32, through CLBlast. Offsets in elements. */
 rn_status rt_gemm_xwt(rt_runtime *rt, size_t M, size_t N, size_t K, const rt_buffer *x,
                       size_t x_offset, const rt_buffer *w, size_t w_offset, rt_buffer *y,
                       size_t y_offset);
+
+/* ---- ceilings -------------------------------------------------------------------------------- */
+
+/* The device's memory bandwidth in GB/s (1e9 bytes per second), counting read plus written
+ * bytes as clpeak does: a float4 copy kernel (`probe_copy` in `copy_source`, the text of
+ * cl_kernels/probe.cl, which the caller passes in because the embedded sources live in host/)
+ * over two buffers of min(512 MiB, max_alloc / 2, global / 8), the best of 5 timed samples
+ * after a warm-up. Takes about a second on a CPU. Checks that the copy took place. */
+rn_status rt_measure_bandwidth(rt_runtime *rt, const char *copy_source, size_t copy_len,
+                               double *gb_per_s);
+
+/* fp32 compute in GFLOP/s (2 n^3 / seconds) of one square rt_gemm_xwt: n starts at 512 and
+ * doubles while a call takes under budget_s / 8 and three n x n matrices fit (each within
+ * max_alloc, together within global / 4 and the memory still free), up to 8192. Every size
+ * gets an untimed call first (CLBlast compiles on first use); the best of 3 timed calls at the
+ * last size counts, and a few entries of its product must equal the host's exactly. Each call
+ * at the final size takes at most about budget_s, so the whole takes a few budgets. */
+rn_status rt_measure_sgemm(rt_runtime *rt, double budget_s, double *gflops, size_t *size_used);
 
 #endif /* RN_RT_H */

@@ -10,7 +10,7 @@ rn_status rt_gemm_xwt(rt_runtime *rt, size_t M, size_t N, size_t K, const rt_buf
     CLBlastStatusCode status =
         CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, M, N, K, 1.0f,
                      x->mem, x_offset, K, w->mem, w_offset, K, 0.0f, y->mem, y_offset, N, &rt->queue,
-                     NULL);
+                     rt_profile_slot(rt, "sgemm"));
     if (status == CLBlastSuccess) return RN_OK;
     bool memory = status == CLBlastTempBufferAllocFailure || status == CLBlastOpenCLOutOfResources ||
                   status == CLBlastOpenCLOutOfHostMemory;

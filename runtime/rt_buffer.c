@@ -71,19 +71,36 @@ rn_status rt_buffer_read(rt_runtime *rt, const rt_buffer *buf, size_t offset, vo
     return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clEnqueueReadBuffer");
 }
 
+rn_status rt_buffer_fill(rt_runtime *rt, rt_buffer *buf, const void *pattern, size_t pattern_size) {
+    if (buf->bytes == 0) return RN_OK;
+    if (pattern_size == 0 || buf->bytes % pattern_size != 0)
+        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "a %zu-byte pattern does not tile a %zu-byte buffer",
+                       pattern_size, buf->bytes);
+    cl_int rc = clEnqueueFillBuffer(rt->queue, buf->mem, pattern, pattern_size, 0, buf->bytes, 0, NULL, NULL);
+    return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clEnqueueFillBuffer");
+}
+
 rn_status rt_buffer_zero(rt_runtime *rt, rt_buffer *buf) {
     const cl_uchar zero = 0;
     cl_int rc = clEnqueueFillBuffer(rt->queue, buf->mem, &zero, 1, 0, buf->bytes, 0, NULL, NULL);
     return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clEnqueueFillBuffer");
 }
 
-rn_status rt_buffer_copy(rt_runtime *rt, const rt_buffer *src, rt_buffer *dst, size_t bytes) {
-    if (bytes > src->bytes || bytes > dst->bytes)
-        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "copy of %zu bytes between buffers of %zu and %zu",
-                       bytes, src->bytes, dst->bytes);
+rn_status rt_buffer_copy_at(rt_runtime *rt, const rt_buffer *src, size_t src_offset, rt_buffer *dst,
+                            size_t dst_offset, size_t bytes) {
+    if (src_offset > src->bytes || bytes > src->bytes - src_offset || dst_offset > dst->bytes ||
+        bytes > dst->bytes - dst_offset)
+        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT,
+                       "copy of %zu bytes from offset %zu of %zu to offset %zu of %zu", bytes, src_offset,
+                       src->bytes, dst_offset, dst->bytes);
     if (bytes == 0) return RN_OK;
-    cl_int rc = clEnqueueCopyBuffer(rt->queue, src->mem, dst->mem, 0, 0, bytes, 0, NULL, NULL);
+    cl_int rc = clEnqueueCopyBuffer(rt->queue, src->mem, dst->mem, src_offset, dst_offset, bytes, 0, NULL,
+                                    rt_profile_slot(rt, "copy"));
     return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clEnqueueCopyBuffer");
+}
+
+rn_status rt_buffer_copy(rt_runtime *rt, const rt_buffer *src, rt_buffer *dst, size_t bytes) {
+    return rt_buffer_copy_at(rt, src, 0, dst, 0, bytes);
 }
 
 rn_status rt_launch(rt_runtime *rt, cl_kernel kernel, const char *name, const rt_arg *args,
@@ -103,7 +120,8 @@ rn_status rt_launch(rt_runtime *rt, cl_kernel kernel, const char *name, const rt
      * multiple of 8 on 2-D ranges. Elsewhere the driver knows best. */
     const size_t ones[3] = {1, 1, 1};
     if (!local && rt->dev.info.max_work_group < 8) local = ones;
-    cl_int rc = clEnqueueNDRangeKernel(rt->queue, kernel, dims, NULL, global, local, 0, NULL, NULL);
+    cl_int rc = clEnqueueNDRangeKernel(rt->queue, kernel, dims, NULL, global, local, 0, NULL,
+                                       rt_profile_slot(rt, name));
     if (rc != CL_SUCCESS) {
         rn_status st = rt_cl_fail(rt->err, rc, "clEnqueueNDRangeKernel");
         rn_error_prefix(rt->err, "kernel '%s'", name);

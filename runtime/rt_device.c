@@ -199,6 +199,7 @@ rn_status rt_init(rt_runtime *rt, const char *device_spec, rt_cache_mode cache_m
 
 void rt_release(rt_runtime *rt) {
     if (!rt) return;
+    rt_profile_release(rt);
     if (rt->queue) {
         clFinish(rt->queue);
         clReleaseCommandQueue(rt->queue);

@@ -1,0 +1,17 @@
+/*
+ * kernel_sources.h: the .cl files of cl_kernels, embedded into the library at build time
+ * (cmake/embed_kernels.cmake), looked up by file name. Internal to host/: runtime/ takes
+ * kernel text as arguments and never reaches for the table itself.
+ */
+#ifndef RN_KERNEL_SOURCES_H
+#define RN_KERNEL_SOURCES_H
+
+#include <stddef.h>
+
+#include "rn_common.h"
+
+/* The text and length of the embedded file `name` ("probe.cl"); RN_ERR_INVALID_ARGUMENT,
+ * naming the file, when the build embedded no such file. */
+rn_status rn_kernel_source(const char *name, const char **source, size_t *size, rn_error *err);
+
+#endif /* RN_KERNEL_SOURCES_H */
