@@ -34,5 +34,6 @@ int cli_read_text(const char *path, char **text, size_t *len);
 
 int cmd_generate(const options *o);
 int cmd_tokenize(const options *o);
+int cmd_bench(int argc, char **argv);  /* parses its own options */
 
 #endif /* RN_CLI_H */

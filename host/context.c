@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "kernel_sources.h"
 
 /* The calling thread's copy of its own last failure: the message and the context it happened
  * on; and a buffer for a copy of a context's message when the thread has no failure of its own
@@ -120,4 +121,21 @@ rn_status rn_context_profile_drain(rn_context *ctx, rn_profile_sink sink, void *
     if (!ctx) return RN_ERR_INVALID_ARGUMENT;
     rn_context_lock(ctx);
     return rn_context_unlock(ctx, rt_profile_drain(&ctx->rt, sink, user));
+}
+
+rn_status rn_context_ceilings(rn_context *ctx, double budget_s, double *bandwidth_gbps, double *sgemm_gflops,
+                              size_t *sgemm_n) {
+    if (!ctx) return RN_ERR_INVALID_ARGUMENT;
+    rn_context_lock(ctx);
+    rn_status st = RN_OK;
+    if (bandwidth_gbps) {
+        const char *source;
+        size_t size;
+        st = rn_kernel_source("probe.cl", &source, &size, &ctx->err);
+        if (st == RN_OK) st = rt_measure_bandwidth(&ctx->rt, source, size, bandwidth_gbps);
+    }
+    size_t n = 0;
+    if (st == RN_OK && sgemm_gflops) st = rt_measure_sgemm(&ctx->rt, budget_s, sgemm_gflops, &n);
+    if (sgemm_n) *sgemm_n = n;
+    return rn_context_unlock(ctx, st);
 }

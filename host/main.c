@@ -26,6 +26,9 @@ static const char *usage =
     "         [--chunk-size N] [--output FILE]\n"
     "                           logits of every position as JSON\n"
     "                           {\"mode\", \"tokens\", \"logits\": [[V floats] per token]}\n"
+    "  bench (--preset NAME | --model DIR) [-p N] [-n N] [--batch B] [--context C] [--json]\n"
+    "                           prefill and decode tokens/s against the device's measured\n"
+    "                           bandwidth and SGEMM ceilings (`retnet bench --help`)\n"
     "  selftest [--device D]    every kernel against the C reference on the device, op by op: a\n"
     "                           table of kernel, shapes, max error, tolerance and pass/FAIL;\n"
     "                           exit status 1 on any failure (for validating a GPU or driver)\n"
@@ -467,6 +470,7 @@ int main(int argc, char **argv) {
         fputs(usage, stderr);
         return 2;
     }
+    if (!strcmp(argv[1], "bench")) return cmd_bench(argc - 1, argv + 1);
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc;
     if (!strcmp(o.command, "devices")) return cmd_devices();

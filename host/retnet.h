@@ -143,6 +143,12 @@ typedef void (*rn_profile_sink)(void *user, const char *kernel, int layer, doubl
 rn_status rn_context_profile_start(rn_context *ctx);
 rn_status rn_context_profile_drain(rn_context *ctx, rn_profile_sink sink, void *user);
 
+/* The device's ceilings, measured now: memory bandwidth in GB/s (read + written bytes of a
+ * copy kernel) and fp32 GFLOP/s of one large square SGEMM (its size in *sgemm_n), spending
+ * about `budget_s` per timed product. Either output may be NULL to skip that measurement. */
+rn_status rn_context_ceilings(rn_context *ctx, double budget_s, double *bandwidth_gbps, double *sgemm_gflops,
+                              size_t *sgemm_n);
+
 /* The detailed message of the last failed call on this context or its models and sessions
  * (with several threads: see "Threads" above). */
 const char *rn_context_last_error(const rn_context *ctx);

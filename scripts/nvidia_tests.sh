@@ -4,11 +4,7 @@
 # .gpu/debs). Used through the `device` tool:  run with carry [build, .gpu]:
 #   bash scripts/nvidia_tests.sh
 set -u
-mkdir -p /tmp/r /tmp/icd
-for f in .gpu/debs/*.deb; do dpkg -x "$f" /tmp/r; done
-echo /usr/local/nvidia/lib64/libnvidia-opencl.so.1 > /tmp/icd/nvidia.icd
-export OCL_ICD_VENDORS=/tmp/icd LD_LIBRARY_PATH=/tmp/r/usr/lib/x86_64-linux-gnu
-export RETNET_CACHE_DIR=/tmp/retnet-cache
+. scripts/nvidia_env.sh
 failures=0
 run() { echo "== $*"; "$@" || { echo "!! failed: $*"; failures=$((failures + 1)); }; }
 run ./build/retnet devices

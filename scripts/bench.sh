@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The benchmarks behind docs/BENCHMARKS.md: `retnet bench` over the shape presets, as JSON
+# Lines in $OUT/bench (default /tmp/retnet-bench), each run's profile and progress in a .log
+# beside it, then the decode-time-against-context plot.
+#   on the H200 (through `device`, carry [build, .gpu]):  bash scripts/bench.sh --nvidia
+#   on this machine's default device, small shapes:       bash scripts/bench.sh --small
+set -u
+out=${OUT:-/tmp/retnet-bench}/bench
+mkdir -p "$out"
+retnet=./build/retnet
+case "${1:-}" in
+  --nvidia) . scripts/nvidia_env.sh; small=0 ;;
+  --small) small=1 ;;
+  *) echo "usage: bash scripts/bench.sh --nvidia | --small" >&2; exit 2 ;;
+esac
+failures=0
+bench() {  # bench NAME ARGS...: one `retnet bench --json` run
+  local name=$1; shift
+  echo "== $name: retnet bench $*"
+  local t0=$SECONDS
+  timeout "${STEP_LIMIT:-400}" "$retnet" bench --json "$@" > "$out/$name.jsonl" 2> "$out/$name.log"
+  local rc=$?
+  echo "   exit $rc after $((SECONDS - t0)) s"
+  [ $rc -eq 0 ] || { failures=$((failures + 1)); tail -5 "$out/$name.log"; }
+}
+"$retnet" devices > "$out/devices.txt" 2>&1
+if [ "$small" = 1 ]; then
+  bench tiny --preset tiny -p 128 -n 64 --batch 1,8 -r 3 --profile --startup
+  bench tiny-context --preset tiny -p 0 -n 32 --context 128,1024,4096 -r 3 --no-ceilings
+else
+  bench ts-1.3b --preset torchscale-1.3b -p 2048 -n 128 --batch 1,8,32 -r 5 --profile
+  bench ts-6.7b --preset torchscale-6.7b -p 2048 -n 128 -r 3 --profile
+  bench ts-1.3b-context --preset torchscale-1.3b -p 0 -n 64 --context 128,1024,4096,16384,32768 -r 3
+  bench ts-2.7b --preset torchscale-2.7b -p 2048 -n 128 -r 3
+  bench fla-1.3b --preset fla-1.3b -p 2048 -n 128 -r 3
+  bench ts-1.3b-bf16 --preset torchscale-1.3b --weights bf16 -p 0 -n 128 -r 3 --no-ceilings
+  bench tiny-startup --preset tiny -p 0 -n 0 --startup --no-ceilings
+fi
+if python3 -c 'import matplotlib' 2>/dev/null; then
+  cat "$out"/*.jsonl > "$out/all.jsonl"
+  python3 tools/plot_bench.py "$out/all.jsonl" -o "$out/decode_vs_context.png" || failures=$((failures + 1))
+fi
+echo "$failures failed"
+[ "$failures" -eq 0 ]

@@ -1,0 +1,7 @@
+# Sourced by the scripts that run on the NVIDIA machine (shared/GPU.md): unpacks the runtime
+# libraries that travel in .gpu/debs and points the ICD loader at NVIDIA's OpenCL driver only.
+mkdir -p /tmp/r /tmp/icd
+for f in .gpu/debs/*.deb; do dpkg -x "$f" /tmp/r; done
+echo /usr/local/nvidia/lib64/libnvidia-opencl.so.1 > /tmp/icd/nvidia.icd
+export OCL_ICD_VENDORS=/tmp/icd LD_LIBRARY_PATH=/tmp/r/usr/lib/x86_64-linux-gnu
+export RETNET_CACHE_DIR=/tmp/retnet-cache
