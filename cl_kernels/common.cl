@@ -9,22 +9,34 @@
 
 // Weight matrices are stored as fp32, fp16 or bf16 and widened to fp32 as they are read, so
 // nothing needs cl_khr_fp16: vload_half is core OpenCL C, and bf16 is the top half of an fp32.
-// LOAD_WEIGHT8 reads the i-th group of eight as one wide load (16 bytes for half types).
+// LOAD_WEIGHT8 reads the i-th group of eight as one 16-byte load (32 for fp32): the row must
+// start 16-byte aligned, which the callers ensure (columns a multiple of eight). fp16 goes
+// through a private copy to vload_half8, which compilers turn into register conversions (a
+// vload_half8 from global memory may be split into eight 2-byte loads); exact for every half.
 // STORE_WEIGHT rounds to nearest (vstore_half alone would round towards zero).
+inline float8 bf16_to_float8(uint4 packed) {
+    return as_float8((uint8)(packed.s0 << 16, packed.s0 & 0xffff0000u, packed.s1 << 16, packed.s1 & 0xffff0000u,
+                             packed.s2 << 16, packed.s2 & 0xffff0000u, packed.s3 << 16, packed.s3 & 0xffff0000u));
+}
+
+inline float8 halves_to_float8(uint4 packed) {
+    return vload_half8(0, (const __private half *)&packed);
+}
+
 #if defined(RN_WEIGHT_F16)
 typedef half weight_t;
 #define LOAD_WEIGHT(p, i) vload_half((i), (p))
-#define LOAD_WEIGHT8(p, i) vload_half8((i), (p))
+#define LOAD_WEIGHT8(p, i) halves_to_float8(((__global const uint4 *)(p))[i])
 #define STORE_WEIGHT(v, p, i) vstore_half_rte((v), (i), (p))
 #elif defined(RN_WEIGHT_BF16)
 typedef ushort weight_t;
 #define LOAD_WEIGHT(p, i) as_float((uint)(p)[i] << 16)
-#define LOAD_WEIGHT8(p, i) as_float8(convert_uint8(vload8((i), (p))) << 16)
+#define LOAD_WEIGHT8(p, i) bf16_to_float8(((__global const uint4 *)(p))[i])
 #define STORE_WEIGHT(v, p, i) ((p)[i] = (ushort)((as_uint(v) + 0x7fffu + ((as_uint(v) >> 16) & 1u)) >> 16))
 #else
 typedef float weight_t;
 #define LOAD_WEIGHT(p, i) ((p)[i])
-#define LOAD_WEIGHT8(p, i) vload8((i), (p))
+#define LOAD_WEIGHT8(p, i) (((__global const float8 *)(p))[i])
 #define STORE_WEIGHT(v, p, i) ((p)[i] = (v))
 #endif
 

@@ -18,9 +18,9 @@
 // all rows and lanes are then reduced together in local memory, one barrier per halving.
 // global (RN_WG * groups), local RN_WG. W [rows (x2 for GLU), cols]; x [n, cols].
 
-#define RN_MV_ROWS 4
+// RN_MV_ROWS comes from the host's preamble (weight rows per group, even, >= 2).
 #define RN_MV_LANES 4
-#define RN_MV_SUMS ((RN_MV_ROWS + 1) * RN_MV_LANES)  // products, then one sum of squares per lane
+#define RN_MV_SUMS (RN_MV_ROWS + 1)  // per lane: the rows' products, then the sum of squares
 
 #define RN_PROJECT_PLAIN 0
 #define RN_PROJECT_RESIDUAL 1
@@ -30,7 +30,7 @@ __kernel void project(__global const weight_t *W, int rows, int cols, __global c
                       __global const float *norm, int normalize, float eps, int mode, float alpha,
                       int activation, __global float *y0, __global float *y1, __global float *y2,
                       __global float *y3, int end0, int end1, int end2) {
-    __local float sums[RN_MV_SUMS * RN_WG];
+    __local float sums[RN_MV_SUMS * RN_MV_LANES * RN_WG];
     const int lid = get_local_id(0);
     const int glu = mode == RN_PROJECT_GLU;
     const int outs = glu ? RN_MV_ROWS / 2 : RN_MV_ROWS;
@@ -42,70 +42,81 @@ __kernel void project(__global const weight_t *W, int rows, int cols, __global c
         const int out = min(first + j % outs, rows - 1);
         w[j] = W + (size_t)(glu && j >= outs ? rows + out : out) * cols;
     }
-    const int vectors = cols / 8;
+    // Groups of eight need rows that start 16-byte aligned: columns a multiple of eight.
+    // Other widths (small test shapes) take the scalar loop for every column.
+    const int vectors = cols % 8 == 0 ? cols / 8 : 0;
 
     for (int b0 = 0; b0 < n; b0 += RN_MV_LANES) {
         const int lanes = min(RN_MV_LANES, n - b0);
-        float acc[RN_MV_ROWS][RN_MV_LANES], squares[RN_MV_LANES];
-        for (int b = 0; b < RN_MV_LANES; b++) {
-            squares[b] = 0.0f;
-            for (int j = 0; j < RN_MV_ROWS; j++) acc[j][b] = 0.0f;
-        }
-        for (int c = lid; c < vectors; c += RN_WG) {
-            const float8 scale = normalize == 2 ? vload8(c, norm) : (float8)(1.0f);
-            float8 wv[RN_MV_ROWS];
-            for (int j = 0; j < RN_MV_ROWS; j++) wv[j] = LOAD_WEIGHT8(w[j], c);
-            for (int b = 0; b < RN_MV_LANES; b++) {
-                if (b >= lanes) break;
-                const float8 xv = vload8(c, x + (size_t)(b0 + b) * cols);
-                squares[b] += dot8(xv, xv);
-                const float8 xs = xv * scale;
-                for (int j = 0; j < RN_MV_ROWS; j++) acc[j][b] += dot8(wv[j], xs);
+        __global const float *xb = x + (size_t)b0 * cols;
+        float acc[RN_MV_LANES][RN_MV_SUMS];  // [lane][row], the last "row" the sum of squares
+        for (int b = 0; b < RN_MV_LANES; b++)
+            for (int j = 0; j < RN_MV_SUMS; j++) acc[b][j] = 0.0f;
+        if (lanes == 1) {  // decoding one sequence: the common case, kept free of lane checks
+            for (int c = lid; c < vectors; c += RN_WG) {
+                const float8 xv = ((__global const float8 *)xb)[c];
+                const float8 xs = normalize == 2 ? xv * ((__global const float8 *)norm)[c] : xv;
+                acc[0][RN_MV_ROWS] += dot8(xv, xv);
+                for (int j = 0; j < RN_MV_ROWS; j++) acc[0][j] += dot8(LOAD_WEIGHT8(w[j], c), xs);
+            }
+        } else {
+            for (int c = lid; c < vectors; c += RN_WG) {
+                const float8 scale = normalize == 2 ? ((__global const float8 *)norm)[c] : (float8)(1.0f);
+                float8 wv[RN_MV_ROWS];
+                for (int j = 0; j < RN_MV_ROWS; j++) wv[j] = LOAD_WEIGHT8(w[j], c);
+                for (int b = 0; b < RN_MV_LANES; b++) {
+                    if (b < lanes) {
+                        const float8 xv = ((__global const float8 *)(xb + (size_t)b * cols))[c];
+                        acc[b][RN_MV_ROWS] += dot8(xv, xv);
+                        const float8 xs = xv * scale;
+                        for (int j = 0; j < RN_MV_ROWS; j++) acc[b][j] += dot8(wv[j], xs);
+                    }
+                }
             }
         }
-        for (int c = vectors * 8 + lid; c < cols; c += RN_WG) {  // columns past the last eight
+        for (int c = vectors * 8 + lid; c < cols; c += RN_WG) {  // columns not taken eight at a time
             const float s = normalize == 2 ? norm[c] : 1.0f;
-            for (int b = 0; b < lanes; b++) {
-                const float xv = x[(size_t)(b0 + b) * cols + c];
-                squares[b] += xv * xv;
-                for (int j = 0; j < RN_MV_ROWS; j++) acc[j][b] += LOAD_WEIGHT(w[j], c) * xv * s;
+            for (int b = 0; b < RN_MV_LANES; b++) {
+                if (b < lanes) {
+                    const float xv = xb[(size_t)b * cols + c];
+                    acc[b][RN_MV_ROWS] += xv * xv;
+                    for (int j = 0; j < RN_MV_ROWS; j++) acc[b][j] += LOAD_WEIGHT(w[j], c) * xv * s;
+                }
             }
         }
 
-        for (int b = 0; b < RN_MV_LANES; b++) {
-            for (int j = 0; j < RN_MV_ROWS; j++) sums[(j * RN_MV_LANES + b) * RN_WG + lid] = acc[j][b];
-            sums[(RN_MV_ROWS * RN_MV_LANES + b) * RN_WG + lid] = squares[b];
-        }
+        // Reduce the lanes in use, all their sums at once: one barrier per halving.
+        const int used = lanes * RN_MV_SUMS;
+        for (int b = 0; b < RN_MV_LANES; b++)
+            if (b < lanes)
+                for (int j = 0; j < RN_MV_SUMS; j++) sums[(b * RN_MV_SUMS + j) * RN_WG + lid] = acc[b][j];
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int stride = RN_WG / 2; stride > 0; stride >>= 1) {
             if (lid < stride)
-                for (int v = 0; v < RN_MV_SUMS; v++) sums[v * RN_WG + lid] += sums[v * RN_WG + lid + stride];
+                for (int v = 0; v < used; v++) sums[v * RN_WG + lid] += sums[v * RN_WG + lid + stride];
             barrier(CLK_LOCAL_MEM_FENCE);
         }
 
-        if (lid == 0) {
-            for (int b = 0; b < lanes; b++) {
-                const size_t row = b0 + b;
-                const float inv =
-                    normalize ? rsqrt(sums[(RN_MV_ROWS * RN_MV_LANES + b) * RN_WG] / cols + eps) : 1.0f;
-                for (int j = 0; j < outs && first + j < rows; j++) {
-                    const int out = first + j;
-                    const float value = sums[(j * RN_MV_LANES + b) * RN_WG] * inv;
-                    if (glu) {
-                        const float gate = sums[((j + outs) * RN_MV_LANES + b) * RN_WG] * inv;
-                        y0[row * rows + out] = activate(value, activation) * gate;
-                    } else if (mode == RN_PROJECT_RESIDUAL) {
-                        y0[row * rows + out] = alpha * y0[row * rows + out] + value;
-                    } else if (out < end0) {
-                        y0[row * end0 + out] = value;
-                    } else if (out < end1) {
-                        y1[row * (end1 - end0) + out - end0] = value;
-                    } else if (out < end2) {
-                        y2[row * (end2 - end1) + out - end1] = value;
-                    } else {
-                        y3[row * (rows - end2) + out - end2] = value;
-                    }
-                }
+        // Work-item (b, j) writes output j of lane b.
+        for (int o = lid; o < lanes * outs; o += RN_WG) {
+            const int b = o / outs, j = o % outs, out = first + j;
+            if (out >= rows) continue;
+            const size_t row = b0 + b;
+            const float inv = normalize ? rsqrt(sums[(b * RN_MV_SUMS + RN_MV_ROWS) * RN_WG] / cols + eps) : 1.0f;
+            const float value = sums[(b * RN_MV_SUMS + j) * RN_WG] * inv;
+            if (glu) {
+                const float gate = sums[(b * RN_MV_SUMS + j + outs) * RN_WG] * inv;
+                y0[row * rows + out] = activate(value, activation) * gate;
+            } else if (mode == RN_PROJECT_RESIDUAL) {
+                y0[row * rows + out] = alpha * y0[row * rows + out] + value;
+            } else if (out < end0) {
+                y0[row * end0 + out] = value;
+            } else if (out < end1) {
+                y1[row * (end1 - end0) + out - end0] = value;
+            } else if (out < end2) {
+                y2[row * (end2 - end1) + out - end1] = value;
+            } else {
+                y3[row * (rows - end2) + out - end2] = value;
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE);  // the next lanes reuse `sums`

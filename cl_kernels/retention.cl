@@ -180,8 +180,8 @@ inline float rotated(__global const float *x, int a, int pos, __global const flo
 // The key dimension is cut into RN_STEP_SPLIT parts so that there are enough work-items to keep
 // a large device's memory busy (the state is the one thing decoding reads and writes besides
 // the weights). Work-item (b, part, sequence * H + h) updates state rows of its part in column
-// b and leaves its share of o in partial[sequence * H + h][part][b]; the group norm that
-// follows adds the parts. The work-group first rotates its part of q and k into local memory.
+// b and leaves its share of o in partial[sequence * H + h][b][part]: the parts of one value sit
+// together, so the group norm that follows adds them with one wide load. The work-group first rotates its part of q and k into local memory.
 // global (RN_WG * ceil(RN_DV / RN_WG), RN_STEP_SPLIT, B * H), local (RN_WG, 1, 1).
 // q [B, H*DK]; k [B, kv_heads*DK]; v [B, kv_heads*DV]; state [B*H, DK, DV].
 #define RN_STEP_ROWS (RN_DK / RN_STEP_SPLIT)
@@ -190,7 +190,7 @@ __kernel void retention_step(__global const float *q, __global const float *k,
                              __global const float *angle, int pos, float k_scale, int half_split,
                              int H, int kv_heads, int plain, __global float *state,
                              __global const float *scale_in, __global float *scale_out,
-                             __global float *partial) {   // [B*H, RN_STEP_SPLIT, DV]
+                             __global float *partial) {   // [B*H, DV, RN_STEP_SPLIT]
     __local float q_part[RN_STEP_ROWS], k_part[RN_STEP_ROWS];
     const int b = get_global_id(0), part = get_global_id(1), bh = get_global_id(2);
     const int lid = get_local_id(0);
@@ -219,6 +219,6 @@ __kernel void retention_step(__global const float *q, __global const float *k,
         st[i * RN_DV] = entry;
         out += q_part[i] * entry;
     }
-    partial[((size_t)bh * RN_STEP_SPLIT + part) * RN_DV + b] = out;
+    partial[((size_t)bh * RN_DV + b) * RN_STEP_SPLIT + part] = out;
     if (b == 0 && part == 0 && sequence == 0) scale_out[h] = s;
 }

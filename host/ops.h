@@ -17,6 +17,7 @@ typedef struct rn_kernels {
     size_t wg;            /* RN_WG: work-items of the reducing kernels */
     int64_t dk, dv;
     int64_t step_split;   /* RN_STEP_SPLIT: parts of the key dimension in retention_step */
+    int64_t mv_rows;      /* RN_MV_ROWS: weight rows per work-group of project */
     st_dtype weights;     /* how weight matrices are stored: read by embed_tokens, project,
                              widen, written by fill_uniform */
     cl_kernel embed_tokens, rms_norm, group_norm_gate, theta_shift, glu, residual, project, widen;
@@ -44,11 +45,11 @@ rn_status rn_op_embed(rt_runtime *rt, const rn_kernels *k, const rt_buffer *toke
 /* y [rows, dim] = rmsnorm(x) * w; w NULL: no weight. y may be x. */
 rn_status rn_op_rms_norm(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x,
                          const rt_buffer *w, int64_t rows, int64_t dim, float eps, rt_buffer *y);
-/* y [n, H*dv] = silu(g) * groupnorm(o) * w; g NULL: no gate; w NULL: no weight. o holds
- * `parts` partial sums of every value ([n*H, parts, dv], as retention_step leaves them) or is
- * plain [n, H*dv] with parts 1, when y may be o. */
+/* y [n, H*dv] = silu(g) * groupnorm(o) * w; g NULL: no gate; w NULL: no weight. o holds the
+ * step_split partial sums of every value ([n*H, dv, step_split], as retention_step leaves them)
+ * when `split`, else it is plain [n, H*dv] and y may be o. */
 rn_status rn_op_group_norm_gate(rt_runtime *rt, const rn_kernels *k, const rt_buffer *o,
-                                int64_t parts, const rt_buffer *g, const rt_buffer *w, int64_t n,
+                                bool split, const rt_buffer *g, const rt_buffer *w, int64_t n,
                                 int64_t H, float eps, rt_buffer *y);
 /* In place on x [n, heads*dk]: scale, then rotate by positions pos0 .. pos0+n-1, in
  * interleaved pairs or (half_split) NeoX's halves. */
@@ -127,7 +128,7 @@ typedef struct rn_step_position {
 
 /* One recurrent step for `batch` sequences: q [batch, H*dk], k and v [batch, kv_heads*d] as
  * projected (unrotated); reads scale_in, writes scale_out ([H]), updates state [batch*H, dk, dv]
- * and leaves o as k->step_split partial sums [batch*H, step_split, dv] for the group norm. */
+ * and leaves o as k->step_split partial sums [batch*H, dv, step_split] for the group norm. */
 rn_status rn_op_retention_step(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
                                int64_t batch, rn_step_position at, const rt_buffer *q,
                                const rt_buffer *kk, const rt_buffer *v, const rt_buffer *decays,

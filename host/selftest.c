@@ -226,7 +226,7 @@ static void test_group_norm_gate(rt_runtime *rt, const rn_kernels *k) {
         const float *gate = variant < 2 ? g : NULL, *weight = variant > 0 ? w : NULL;
         ref_group_norm_gate(o, gate, weight, n, H, dv, 1e-6, ref);
         guarded gy = guarded_alloc(rt, count * sizeof *got);
-        must(rn_op_group_norm_gate(rt, k, &go.view, 1, gate ? &gg.view : NULL, weight ? &gw.view : NULL, n, H,
+        must(rn_op_group_norm_gate(rt, k, &go.view, false, gate ? &gg.view : NULL, weight ? &gw.view : NULL, n, H,
                                    1e-6f, &gy.view),
              rt, "group_norm_gate");
         bool intact = guarded_read(rt, &gy, got);
@@ -236,21 +236,21 @@ static void test_group_norm_gate(rt_runtime *rt, const rn_kernels *k) {
         check("group_norm_gate", shape, ref, got, count, 1e-5, intact);
         guarded_free(&gy);
     }
-    /* o as three partial sums per value, as the recurrent step leaves it. */
-    const int64_t parts = 3;
+    /* o as the recurrent step leaves it: step_split partial sums side by side per value. */
+    const int64_t parts = k->step_split;
     float *split = random_floats(count * parts, 0.01);
     for (int64_t r = 0; r < n * H; r++)
         for (int64_t i = 0; i < dv; i++) {
             double sum = 0.0;
-            for (int64_t p = 0; p < parts; p++) sum += split[(r * parts + p) * dv + i];
+            for (int64_t p = 0; p < parts; p++) sum += split[(r * dv + i) * parts + p];
             o[r * dv + i] = (float)sum;
         }
     ref_group_norm_gate(o, g, NULL, n, H, dv, 1e-6, ref);
     guarded gs = guarded_from(rt, split, count * parts * sizeof *split), gy = guarded_alloc(rt, count * sizeof *got);
-    must(rn_op_group_norm_gate(rt, k, &gs.view, parts, &gg.view, NULL, n, H, 1e-6f, &gy.view), rt, "group_norm_gate");
+    must(rn_op_group_norm_gate(rt, k, &gs.view, true, &gg.view, NULL, n, H, 1e-6f, &gy.view), rt, "group_norm_gate");
     bool intact = guarded_read(rt, &gy, got);
     char shape[64];
-    snprintf(shape, sizeof shape, "n 5, H 3, dv %lld, gate, 3 parts", (long long)dv);
+    snprintf(shape, sizeof shape, "n 5, H 3, dv %lld, gate, %lld parts", (long long)dv, (long long)parts);
     check("group_norm_gate", shape, ref, got, count, 1e-5, intact);
     guarded_free(&gs), guarded_free(&gy);
     guarded_free(&go), guarded_free(&gg), guarded_free(&gw);
@@ -455,7 +455,7 @@ static void test_retention_steps(rt_runtime *rt, const rn_kernels *k, rn_retenti
         for (int64_t r = 0; r < B * H; r++)
             for (int64_t i = 0; i < dv; i++) {
                 float sum = 0.0f;
-                for (int64_t p = 0; p < P; p++) sum += parts[(r * P + p) * dv + i];
+                for (int64_t p = 0; p < P; p++) sum += parts[(r * dv + i) * P + p];
                 o_got[r * dv + i] = sum;
             }
         snprintf(what, sizeof what, "2 seqs, step %lld after %lld, %s", (long long)s, (long long)pos0, heads);

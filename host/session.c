@@ -229,14 +229,14 @@ static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t 
             rn_step_position where = {(int64_t)pos0, &m->angle, k_scale, c->rope_half};
             TRY(rn_op_retention_step(rt, k, shape, n, where, &ws->q, &ws->k, &ws->v, &m->decay, &s->state[l],
                                      scale_in, scale_out, &ws->parts));
-            TRY(rn_op_group_norm_gate(rt, k, &ws->parts, k->step_split, gate, head_norm, n, c->heads, eps, &ws->o));
+            TRY(rn_op_group_norm_gate(rt, k, &ws->parts, true, gate, head_norm, n, c->heads, eps, &ws->o));
         } else {
             TRY(rn_op_theta_shift(rt, k, &ws->q, n, c->heads, &m->angle, (int64_t)pos0, 1.0f, c->rope_half));
             TRY(rn_op_theta_shift(rt, k, &ws->k, n, c->kv_heads, &m->angle, (int64_t)pos0, k_scale, c->rope_half));
             rt_buffer *scale_out = &s->scale[2 * l + ((uint64_t)(n - 1) & 1)];
             TRY(rn_op_retention(rt, k, shape, mode, chunk, &ws->q, &ws->k, &ws->v, n, &m->decay, &ws->retention,
                                 &ws->o, &s->state[l], scale_out));
-            TRY(rn_op_group_norm_gate(rt, k, &ws->o, 1, gate, head_norm, n, c->heads, eps, &ws->o));
+            TRY(rn_op_group_norm_gate(rt, k, &ws->o, false, gate, head_norm, n, c->heads, eps, &ws->o));
         }
         /* x = alpha x + out_proj(o) */
         if (few) {

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The benchmarks behind docs/BENCHMARKS.md: `retnet bench` over the shape presets, as JSON
-# Lines in $OUT/bench (default /tmp/retnet-bench), each run's profile and progress in a .log
-# beside it, then the decode-time-against-context plot.
+# Lines in $OUT/bench/results.jsonl (default OUT /tmp/retnet-bench), the runs' profiles and
+# progress in log.txt beside it, then the decode-time-against-context plot when matplotlib is
+# there (else: python3 tools/plot_bench.py results.jsonl -o decode_vs_context.png).
 #   on the H200 (through `device`, carry [build, .gpu]):  bash scripts/bench.sh --nvidia
 #   on this machine's default device, small shapes:       bash scripts/bench.sh --small
 set -u
 out=${OUT:-/tmp/retnet-bench}/bench
 mkdir -p "$out"
+rm -f "$out/results.jsonl" "$out/log.txt"
 retnet=./build/retnet
 case "${1:-}" in
   --nvidia) . scripts/nvidia_env.sh; small=0 ;;
@@ -18,12 +20,13 @@ bench() {  # bench NAME ARGS...: one `retnet bench --json` run
   local name=$1; shift
   echo "== $name: retnet bench $*"
   local t0=$SECONDS
-  timeout "${STEP_LIMIT:-400}" "$retnet" bench --json "$@" > "$out/$name.jsonl" 2> "$out/$name.log"
+  echo "== $name: retnet bench $*" >> "$out/log.txt"
+  timeout "${STEP_LIMIT:-400}" "$retnet" bench --json "$@" >> "$out/results.jsonl" 2>> "$out/log.txt"
   local rc=$?
   echo "   exit $rc after $((SECONDS - t0)) s"
-  [ $rc -eq 0 ] || { failures=$((failures + 1)); tail -5 "$out/$name.log"; }
+  [ $rc -eq 0 ] || { failures=$((failures + 1)); tail -5 "$out/log.txt"; }
 }
-"$retnet" devices > "$out/devices.txt" 2>&1
+{ date -u; "$retnet" devices; } > "$out/log.txt" 2>&1
 if [ "$small" = 1 ]; then
   bench tiny --preset tiny -p 128 -n 64 --batch 1,8 -r 3 --profile --startup
   bench tiny-context --preset tiny -p 0 -n 32 --context 128,1024,4096 -r 3 --no-ceilings
@@ -37,8 +40,7 @@ else
   bench tiny-startup --preset tiny -p 0 -n 0 --startup --no-ceilings
 fi
 if python3 -c 'import matplotlib' 2>/dev/null; then
-  cat "$out"/*.jsonl > "$out/all.jsonl"
-  python3 tools/plot_bench.py "$out/all.jsonl" -o "$out/decode_vs_context.png" || failures=$((failures + 1))
+  python3 tools/plot_bench.py "$out/results.jsonl" -o "$out/decode_vs_context.png" || failures=$((failures + 1))
 fi
 echo "$failures failed"
 [ "$failures" -eq 0 ]
