@@ -18,6 +18,7 @@ typedef struct rn_kernels {
     int64_t dk, dv;
     int64_t step_split;   /* RN_STEP_SPLIT: parts of the key dimension in retention_step */
     int64_t mv_rows;      /* RN_MV_ROWS: weight rows per work-group of project */
+    bool gemm;            /* CLBlast's SGEMM runs here: its kernels need work-groups of 64 */
     st_dtype weights;     /* how weight matrices are stored: read by embed_tokens, project,
                              widen, written by fill_uniform */
     cl_kernel embed_tokens, rms_norm, group_norm_gate, theta_shift, glu, residual, project, widen;

@@ -29,8 +29,20 @@ static void workspace_free(rt_runtime *rt, rn_workspace *ws) {
 }
 
 /* Prompts (and batches) up to this many rows take the project kernel, which reads each weight
- * once for all of them; longer ones CLBlast's SGEMM, which needs rows to fill its tiles. */
+ * once for all of them; longer ones CLBlast's SGEMM, which needs rows to fill its tiles, except
+ * on devices too small for CLBlast's work-groups, where the project kernel takes every size. */
 #define PROJECT_MAX_ROWS 32
+
+/* RETNET_PROJECT_MAX_ROWS moves the limit, for tuning (0: SGEMM for everything above one row). */
+static int64_t project_max_rows(void) {
+    const char *env = getenv("RETNET_PROJECT_MAX_ROWS");
+    int64_t limit = env && *env ? atoll(env) : PROJECT_MAX_ROWS;
+    return limit < 1 ? 1 : limit;
+}
+
+static bool use_project(const rn_kernels *k, int64_t rows) {
+    return rows <= project_max_rows() || !k->gemm;
+}
 
 /* A workspace for `rows` tokens: a prompt in `mode`, or one token of `rows` sequences in the
  * recurrent form; `logit_rows` of them get logits (the last ones). */
@@ -47,7 +59,7 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
     const size_t kv = (size_t)c->kv_heads;
     /* SGEMM needs fp32 operands: half-precision weights are widened, one matrix at a time. */
     uint64_t widened = 0;
-    if (m->weights != ST_F32 && rows > PROJECT_MAX_ROWS) {
+    if (m->weights != ST_F32 && !use_project(&m->kernels, rows)) {
         const uint64_t D = (uint64_t)c->embed_dim;
         const uint64_t sizes[] = {(uint64_t)c->key_embed_dim * D, (uint64_t)c->value_embed_dim * D,
                                   (uint64_t)c->ffn_dim * D, (uint64_t)c->vocab_size * D};
@@ -185,7 +197,7 @@ static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t 
     const float embed_scale = c->no_scale_embedding ? 1.0f : (float)sqrt((double)D);
     const float k_scale = (float)(1.0 / sqrt((double)c->key_head_dim));
     const bool pre = c->normalize_before, step = mode == RN_MODE_RECURRENT;
-    const bool few = n <= PROJECT_MAX_ROWS;
+    const bool few = use_project(k, n);
     const rn_retention_shape shape = {c->heads, c->kv_heads, c->plain_retention};
     rt_buffer *wide = &ws->widened;
     rn_status st;
@@ -281,7 +293,7 @@ static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t 
                               (size_t)(logit_rows * D) * sizeof(float)));
         last = &ws->h;
     }
-    if (logit_rows <= PROJECT_MAX_ROWS) {
+    if (use_project(k, logit_rows)) {
         rn_projection p = {.W = rn_model_output(m), .rows = c->vocab_size, .cols = D, .x = last, .n = logit_rows,
                            .normalize = pre, .norm = pre ? &m->final_norm : NULL, .eps = eps,
                            .mode = RN_PROJECT_PLAIN, .y = {&ws->logits}};

@@ -7,7 +7,7 @@
 # (--check-api). Any diagnostic fails the test, except the single CL_BUILD_PROGRAM_FAILURE that
 # the deliberate build-failure check provokes. test_ops must also pass on the simulator.
 #
-# Uninitialized reads (--uninitialized) are checked when OCLGRIND_UNINITIALIZED=1, with two
+# Uninitialized reads (--uninitialized) are checked too (OCLGRIND_UNINITIALIZED=0: not), with two
 # workarounds for Oclgrind 21.10's Uninitialized plugin (neither is fixed upstream as of 26.03):
 # - it aborts on LLVM's `freeze` instruction (OCLGRIND FATAL ERROR, results lost), which the
 #   default -Oz build emits: kernels are built with -cl-opt-disable (OCLGRIND_BUILD_OPTIONS),
@@ -45,7 +45,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 checks=(--data-races --check-api)
 wrap=()
-if [ "${OCLGRIND_UNINITIALIZED:-0}" != 0 ]; then
+if [ "${OCLGRIND_UNINITIALIZED:-1}" != 0 ]; then
   checks+=(--uninitialized)
   export OCLGRIND_BUILD_OPTIONS="${OCLGRIND_BUILD_OPTIONS:+$OCLGRIND_BUILD_OPTIONS }-cl-opt-disable"
   export RETNET_PROGRAM_CACHE=0

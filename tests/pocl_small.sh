@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# pocl_small.sh TEST_OPS
+# pocl_small.sh TEST_OPS [TEST_MODEL]
 #
 # The op-by-op kernel checks on the smallest devices we can make, so that no kernel assumes
 # NVIDIA-sized work-groups or local memory. The host picks the work-group size from the device
@@ -9,9 +9,11 @@
 #    of 8, PoCL 3.1's own local-size chooser aborts (pocl_local_size.c: upper_divisor:
 #    Assertion `limit > 0') on 2-D launches that leave the local size to the implementation,
 #    so rt_launch picks one-item groups itself on such devices. PoCL 3.1 has no setting for
-#    local memory (it reports its cache size). CLBlast's tuned GEMM kernels need larger work-groups
-#    (CL_INVALID_WORK_GROUP_SIZE, reported as RN_ERR_CLBLAST), so the run is test_ops --quick,
-#    which leaves out the CLBlast-backed linear cases.
+#    local memory (it reports its cache size). CLBlast's GEMM kernels need larger work-groups
+#    (CL_INVALID_WORK_GROUP_SIZE), so on devices below 64 the engine runs prompts through its
+#    own project kernel instead (host/session.c); the op run is test_ops --quick (no CLBlast
+#    cases), and TEST_MODEL, when given, checks whole models in every form against the
+#    reference on the same device, 40-token prompts included.
 # 2. Oclgrind (when installed; tests/oclgrind.sh installs it) configured as the smallest device
 #    at all: a maximum work-group of 1 work-item and 1 KiB of local memory (the embedded
 #    profile's minimum; the full profile's is 32 KiB), with zero simulator diagnostics.
@@ -39,6 +41,12 @@ if [ $rc -ne 0 ]; then grep -E "FAIL|Assert" "$work/pocl.txt" | head -20; fail=1
 while read -r _ size; do
   [ "$size" -le "$wg" ] || { echo "  FAIL: a work-group of $size above the limit $wg"; fail=1; }
 done < <(grep -E "^  work-group [0-9]+$" "$work/pocl.txt")
+if [ -n "${2:-}" ]; then
+  start=$(date +%s)
+  "$2" > "$work/model.txt" 2>&1; rc=$?
+  echo "  test_model: exit $rc in $(( $(date +%s) - start )) s: $(tail -1 "$work/model.txt")"
+  if [ $rc -ne 0 ]; then grep -E "FAIL" "$work/model.txt" | head -20; fail=1; fi
+fi
 unset POCL_MAX_WORK_GROUP_SIZE
 
 if command -v oclgrind >/dev/null; then
