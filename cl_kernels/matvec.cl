@@ -8,17 +8,22 @@
 //   - mode RN_PROJECT_RESIDUAL: y = alpha y + W x (y is the residual stream);
 //   - mode RN_PROJECT_GLU: W holds fc1's `rows` rows and then the gate's; y = act(fc1 x) * gate x;
 //   - mode RN_PROJECT_PLAIN: rows [0, end0) go to y0, [end0, end1) to y1, [end1, end2) to y2 and
-//     [end2, rows) to y3, each densely as [n, its width] (q, k, v and g from one stacked matrix).
+//     [end2, rows) to y3, each densely as [n, its width] (q, k, v and g from one stacked matrix);
+//     with `rotated` > 0 the first `rotated` rows (q then k, whole heads of RN_DK) leave rotated
+//     to position pos0 + b * pos_step (input row b) as theta_shift (rotation.cl) would leave
+//     them, the rows past `q_rows` (k) scaled by k_scale first.
 //
-// One work-group owns RN_MV_ROWS weight rows (in GLU mode, RN_MV_ROWS / 2 outputs: each needs
-// an fc1 and a gate row). Its work-items stride along the rows eight columns at a time, so each
-// load is one 16-byte (half types) read and neighbouring items read neighbouring bytes. The
-// input rows are taken RN_MV_LANES at a time: every weight load serves that many rows, and a
-// larger batch re-reads the group's few rows from cache, not from memory. The partial sums of
-// all rows and lanes are then reduced together in local memory, one barrier per halving.
+// One work-group owns two weight rows: two outputs, or in GLU mode one output's fc1 and gate
+// rows. In the rotated rows the two are a rotation pair: (2i, 2i+1), or with half_split
+// (i, i + RN_DK/2). Its work-items stride along the rows eight columns at a time, so each load
+// is one 16-byte (half types) read and neighbouring items read neighbouring bytes. The input
+// rows are taken RN_MV_LANES at a time: every weight load serves that many rows, and a larger
+// batch re-reads the group's two rows from cache, not from memory. The partial sums of all rows
+// and lanes are then reduced together in local memory, one barrier per halving. (Two rows per
+// group measured fastest on an H200: four gave 537 tokens/s, eight 380, against 572.)
 // global (RN_WG * groups), local RN_WG. W [rows (x2 for GLU), cols]; x [n, cols].
 
-// RN_MV_ROWS comes from the host's preamble (weight rows per group, even, >= 2).
+#define RN_MV_ROWS 2
 #define RN_MV_LANES 4
 #define RN_MV_SUMS (RN_MV_ROWS + 1)  // per lane: the rows' products, then the sum of squares
 
@@ -26,21 +31,41 @@
 #define RN_PROJECT_RESIDUAL 1
 #define RN_PROJECT_GLU 2
 
+// Output row `out` of y0..y3 for input row `row`.
+inline void store_row(int out, size_t row, float value, int rows, __global float *y0, __global float *y1,
+                      __global float *y2, __global float *y3, int end0, int end1, int end2) {
+    if (out < end0) y0[row * end0 + out] = value;
+    else if (out < end1) y1[row * (end1 - end0) + out - end0] = value;
+    else if (out < end2) y2[row * (end2 - end1) + out - end1] = value;
+    else y3[row * (rows - end2) + out - end2] = value;
+}
+
 __kernel void project(__global const weight_t *W, int rows, int cols, __global const float *x, int n,
                       __global const float *norm, int normalize, float eps, int mode, float alpha,
                       int activation, __global float *y0, __global float *y1, __global float *y2,
-                      __global float *y3, int end0, int end1, int end2) {
+                      __global float *y3, int end0, int end1, int end2, int rotated, int q_rows,
+                      __global const float *angle, int pos0, int pos_step, float k_scale,
+                      int half_split) {
     __local float sums[RN_MV_SUMS * RN_MV_LANES * RN_WG];
     const int lid = get_local_id(0);
     const int glu = mode == RN_PROJECT_GLU;
-    const int outs = glu ? RN_MV_ROWS / 2 : RN_MV_ROWS;
-    const int first = get_group_id(0) * outs;
-
-    // Rows past the end read the last row (no branch in the loop) and are never written.
+    const int outs = glu ? 1 : 2;
+    const int block = get_group_id(0);
+    const int pair = block < rotated / 2;  // a rotation pair of q or k
+    int row_of[2];                          // the output row of each of the group's two rows
+    if (pair) {
+        const int head = block / (RN_DK / 2), i = block % (RN_DK / 2);
+        row_of[0] = head * RN_DK + (half_split ? i : 2 * i);
+        row_of[1] = row_of[0] + (half_split ? RN_DK / 2 : 1);
+    } else {
+        row_of[0] = block * outs;
+        row_of[1] = glu ? row_of[0] : row_of[0] + 1;
+    }
+    // A row past the end reads the last row (no branch in the loop) and is never written.
     __global const weight_t *w[RN_MV_ROWS];
     for (int j = 0; j < RN_MV_ROWS; j++) {
-        const int out = min(first + j % outs, rows - 1);
-        w[j] = W + (size_t)(glu && j >= outs ? rows + out : out) * cols;
+        const int out = min(row_of[j], rows - 1);
+        w[j] = W + (size_t)(glu && j == 1 ? rows + out : out) * cols;
     }
     // Groups of eight need rows that start 16-byte aligned: columns a multiple of eight.
     // Other widths (small test shapes) take the scalar loop for every column.
@@ -97,26 +122,28 @@ __kernel void project(__global const weight_t *W, int rows, int cols, __global c
             barrier(CLK_LOCAL_MEM_FENCE);
         }
 
-        // Work-item (b, j) writes output j of lane b.
-        for (int o = lid; o < lanes * outs; o += RN_WG) {
-            const int b = o / outs, j = o % outs, out = first + j;
-            if (out >= rows) continue;
+        // Work-item b writes lane b's outputs.
+        for (int b = lid; b < lanes; b += RN_WG) {
             const size_t row = b0 + b;
             const float inv = normalize ? rsqrt(sums[(b * RN_MV_SUMS + RN_MV_ROWS) * RN_WG] / cols + eps) : 1.0f;
-            const float value = sums[(b * RN_MV_SUMS + j) * RN_WG] * inv;
+            const float v0 = sums[(b * RN_MV_SUMS) * RN_WG] * inv, v1 = sums[(b * RN_MV_SUMS + 1) * RN_WG] * inv;
+            const int out = row_of[0];
+            if (out >= rows) continue;
             if (glu) {
-                const float gate = sums[(b * RN_MV_SUMS + j + outs) * RN_WG] * inv;
-                y0[row * rows + out] = activate(value, activation) * gate;
+                y0[row * rows + out] = activate(v0, activation) * v1;
             } else if (mode == RN_PROJECT_RESIDUAL) {
-                y0[row * rows + out] = alpha * y0[row * rows + out] + value;
-            } else if (out < end0) {
-                y0[row * end0 + out] = value;
-            } else if (out < end1) {
-                y1[row * (end1 - end0) + out - end0] = value;
-            } else if (out < end2) {
-                y2[row * (end2 - end1) + out - end1] = value;
+                y0[row * rows + out] = alpha * y0[row * rows + out] + v0;
+                if (row_of[1] < rows) y0[row * rows + row_of[1]] = alpha * y0[row * rows + row_of[1]] + v1;
+            } else if (pair) {
+                const float scale = out < q_rows ? 1.0f : k_scale;
+                const float phi = (float)(pos0 + (int)row * pos_step) * angle[out % RN_DK];
+                const float c = cos(phi), s = sin(phi);
+                const float x0 = v0 * scale, x1 = v1 * scale;
+                store_row(out, row, x0 * c - x1 * s, rows, y0, y1, y2, y3, end0, end1, end2);
+                store_row(row_of[1], row, x1 * c + x0 * s, rows, y0, y1, y2, y3, end0, end1, end2);
             } else {
-                y3[row * (rows - end2) + out - end2] = value;
+                store_row(out, row, v0, rows, y0, y1, y2, y3, end0, end1, end2);
+                if (row_of[1] < rows) store_row(row_of[1], row, v1, rows, y0, y1, y2, y3, end0, end1, end2);
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE);  // the next lanes reuse `sums`

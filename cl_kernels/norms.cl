@@ -24,40 +24,18 @@ __kernel void rms_norm(__global const float *x,   // [rows, dim]
 // y = gate(g) * w * o / sqrt(mean(o^2) + eps) per (token, head) over the head's dv values.
 // torchscale's group norm is RMSNorm without weight (has_weight 0); fla's has a [dv] weight
 // shared by the heads. The gate is silu(g), or 1 without an output gate (has_gate 0).
-// o holds the recurrent step's RN_STEP_SPLIT partial sums of each value side by side (split 1)
-// or plain values (split 0), added here.
-// One work-group per (token, head): global (RN_WG * n * H). o [n*H, dv, RN_STEP_SPLIT] or
-// [n*H, dv]; g, y: [n, H*dv]; y may be o when o is plain.
-inline float summed(__global const float *o, int split, int i) {
-    if (!split) return o[i];
-    __global const float *p = o + (size_t)i * RN_STEP_SPLIT;
-#if RN_STEP_SPLIT % 4 == 0  // 16-byte aligned groups: the buffer's base is, and so is every i
-    __global const float4 *q = (__global const float4 *)p;
-    float4 u = q[0];
-    for (int j = 1; j < RN_STEP_SPLIT / 4; j++) u += q[j];
-    return (u.x + u.y) + (u.z + u.w);
-#else
-    float v = 0.0f;
-    for (int j = 0; j < RN_STEP_SPLIT; j++) v += p[j];
-    return v;
-#endif
-}
-
+// One work-group per (token, head): global (RN_WG * n * H). o, g, y: [n, H * dv]; y may be o.
 __kernel void group_norm_gate(__global const float *o, __global const float *g,
                               __global const float *w, __global float *y, int dv, float eps,
-                              int has_weight, int has_gate, int split) {
+                              int has_weight, int has_gate) {
     __local float scratch[RN_WG];
     const int lid = get_local_id(0);
     const size_t base = (size_t)get_group_id(0) * dv;
-    __global const float *in = o + base * (split ? RN_STEP_SPLIT : 1);
     float sum_sq = 0.0f;
-    for (int i = lid; i < dv; i += RN_WG) {
-        const float v = summed(in, split, i);
-        sum_sq += v * v;
-    }
+    for (int i = lid; i < dv; i += RN_WG) sum_sq += o[base + i] * o[base + i];
     const float inv = rsqrt(group_sum(sum_sq, scratch) / dv + eps);
     for (int i = lid; i < dv; i += RN_WG) {
-        float v = summed(in, split, i) * inv;
+        float v = o[base + i] * inv;
         if (has_weight) v *= w[i];
         if (has_gate) {
             const float gate = g[base + i];

@@ -153,21 +153,8 @@ __kernel void retention_output(__global const float *q, __global const float *k,
     }
 }
 
-// q or k element `a` of one head rotated to position `pos`, as theta_shift (rotation.cl) would
-// leave it, with the same operations in the same order so that the forms agree bit for bit.
-inline float rotated(__global const float *x, int a, int pos, __global const float *angle,
-                     float scale, int half_split) {
-    const int mid = RN_DK / 2;
-    const int leading = half_split ? a < mid : (a & 1) == 0;
-    const int partner = half_split ? (leading ? a + mid : a - mid) : a ^ 1;
-    const float phi = (float)pos * angle[half_split ? a % mid : a & ~1];
-    const float c = cos(phi), s = sin(phi);
-    const float self = x[a] * scale, other = x[partner] * scale;
-    return leading ? self * c - other * s : self * c + other * s;
-}
-
 // One token in the recurrent form for each of B sequences at the same position, continuing
-// their states; q and k arrive unrotated and are rotated here (k also scaled by dk^-0.5).
+// their states; q and k arrive rotated (and k scaled), as the project kernel leaves them.
 //
 // torchscale's recursion: s_n = s_(n-1) gamma + 1 and
 //   state_n = state_(n-1) sqrt(s_(n-1)) gamma / sqrt(s_n) + k_n v_n^T / sqrt(s_n),
@@ -179,46 +166,56 @@ inline float rotated(__global const float *x, int a, int pos, __global const flo
 //
 // The key dimension is cut into RN_STEP_SPLIT parts so that there are enough work-items to keep
 // a large device's memory busy (the state is the one thing decoding reads and writes besides
-// the weights). Work-item (b, part, sequence * H + h) updates state rows of its part in column
-// b and leaves its share of o in partial[sequence * H + h][b][part]: the parts of one value sit
-// together, so the group norm that follows adds them with one wide load. The work-group first rotates its part of q and k into local memory.
-// global (RN_WG * ceil(RN_DV / RN_WG), RN_STEP_SPLIT, B * H), local (RN_WG, 1, 1).
-// q [B, H*DK]; k [B, kv_heads*DK]; v [B, kv_heads*DV]; state [B*H, DK, DV].
+// the weights). A work-group holds RN_STEP_TILE neighbouring value columns of one head with all
+// their parts: work-item (column, part) updates that part's state rows of its column, and the
+// parts' shares of o are added in local memory. The group first copies q and k of the head
+// into local memory.
+// global (RN_STEP_TILE * ceil(RN_DV / RN_STEP_TILE), RN_STEP_SPLIT, B * H),
+// local (RN_STEP_TILE, RN_STEP_SPLIT, 1); RN_STEP_TILE * RN_STEP_SPLIT = RN_WG.
+// q [B, H*DK]; k [B, kv_heads*DK]; v [B, kv_heads*DV]; state [B*H, DK, DV]; o [B, H*DV].
 #define RN_STEP_ROWS (RN_DK / RN_STEP_SPLIT)
+#define RN_STEP_TILE (RN_WG / RN_STEP_SPLIT)
 __kernel void retention_step(__global const float *q, __global const float *k,
                              __global const float *v, __global const float *decays,
-                             __global const float *angle, int pos, float k_scale, int half_split,
                              int H, int kv_heads, int plain, __global float *state,
                              __global const float *scale_in, __global float *scale_out,
-                             __global float *partial) {   // [B*H, DV, RN_STEP_SPLIT]
-    __local float q_part[RN_STEP_ROWS], k_part[RN_STEP_ROWS];
-    const int b = get_global_id(0), part = get_global_id(1), bh = get_global_id(2);
-    const int lid = get_local_id(0);
+                             __global float *o) {
+    __local float q_local[RN_DK], k_local[RN_DK];
+    __local float shares[RN_STEP_SPLIT][RN_STEP_TILE];
+    const int b = get_global_id(0), part = get_local_id(1), bh = get_global_id(2);
+    const int column = get_local_id(0), lid = part * RN_STEP_TILE + column;
     const int sequence = bh / H, h = bh % H;
     const int kvh = h / (H / kv_heads);
-    const int a0 = part * RN_STEP_ROWS;
     __global const float *qh = q + ((size_t)sequence * H + h) * RN_DK;
     __global const float *kh = k + ((size_t)sequence * kv_heads + kvh) * RN_DK;
-    for (int i = lid; i < RN_STEP_ROWS; i += RN_WG) {
-        q_part[i] = rotated(qh, a0 + i, pos, angle, 1.0f, half_split);
-        k_part[i] = rotated(kh, a0 + i, pos, angle, k_scale, half_split);
+    for (int a = lid; a < RN_DK; a += RN_WG) {
+        q_local[a] = qh[a];
+        k_local[a] = kh[a];
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (b >= RN_DV) return;
 
-    const float gamma = exp(decays[h]);
-    const float s_prev = scale_in[h];
-    const float s = s_prev * gamma + 1.0f;
-    const float keep = plain ? gamma : sqrt(s_prev) * gamma / sqrt(s);
-    const float vb = v[((size_t)sequence * kv_heads + kvh) * RN_DV + b];
-    const float value = plain ? vb : vb / sqrt(s);
-    __global float *st = state + ((size_t)bh * RN_DK + a0) * RN_DV + b;
     float out = 0.0f;
-    for (int i = 0; i < RN_STEP_ROWS; i++) {
-        const float entry = st[i * RN_DV] * keep + k_part[i] * value;
-        st[i * RN_DV] = entry;
-        out += q_part[i] * entry;
+    if (b < RN_DV) {
+        const float gamma = exp(decays[h]);
+        const float s_prev = scale_in[h];
+        const float s = s_prev * gamma + 1.0f;
+        const float keep = plain ? gamma : sqrt(s_prev) * gamma / sqrt(s);
+        const float vb = v[((size_t)sequence * kv_heads + kvh) * RN_DV + b];
+        const float value = plain ? vb : vb / sqrt(s);
+        const int a0 = part * RN_STEP_ROWS;
+        __global float *st = state + ((size_t)bh * RN_DK + a0) * RN_DV + b;
+        for (int i = 0; i < RN_STEP_ROWS; i++) {
+            const float entry = st[i * RN_DV] * keep + k_local[a0 + i] * value;
+            st[i * RN_DV] = entry;
+            out += q_local[a0 + i] * entry;
+        }
+        if (b == 0 && part == 0 && sequence == 0) scale_out[h] = s;
     }
-    partial[((size_t)bh * RN_DV + b) * RN_STEP_SPLIT + part] = out;
-    if (b == 0 && part == 0 && sequence == 0) scale_out[h] = s;
+    shares[part][column] = out;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (part == 0 && b < RN_DV) {
+        float sum = 0.0f;
+        for (int p = 0; p < RN_STEP_SPLIT; p++) sum += shares[p][column];
+        o[(size_t)bh * RN_DV + b] = sum;
+    }
 }

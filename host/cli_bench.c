@@ -47,7 +47,11 @@ static const char *bench_usage =
     "  --no-ceilings      skip the bandwidth and SGEMM measurements\n"
     "  --json             JSON Lines on standard output instead of the table\n"
     "  --device D, --no-cache, --seed S   as for the other commands\n"
-    "  -h, --help         this text\n";
+    "  -h, --help         this text\n"
+    "\n"
+    "Tuning, by environment: RETNET_WORK_GROUP (work-items of the reducing kernels, a power of\n"
+    "two up to 256; default 64), RETNET_PROJECT_MAX_ROWS (rows up to which products skip\n"
+    "SGEMM; default 32). docs/BENCHMARKS.md has what they measured on an H200.\n";
 
 typedef struct bench_options {
     const char *preset, *model, *weights, *device, *mode;

@@ -79,8 +79,6 @@ typedef struct rn_workspace {
     rt_buffer v;                       /* [rows, Hkv*dv] */
     rt_buffer g;                       /* [rows, Dv] */
     rt_buffer o;                       /* [rows, Dv] retention output, then gated in place */
-    rt_buffer parts;                   /* [rows*H, step_split, dv] the recurrent step's partial
-                                          outputs (decoding only) */
     rt_buffer a, b;                    /* [rows, F] */
     rt_buffer logits;                  /* [rows, V] */
     rt_buffer widened;                 /* fp32 copy of one weight matrix for SGEMM, when the

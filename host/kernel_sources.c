@@ -3,15 +3,6 @@
 
 #include <string.h>
 
-/* The generated table (build/gen/rn_kernels.c); the layout is embed_kernels.cmake's. */
-struct rn_embedded_kernel {
-    const char *name;
-    const char *source;
-    size_t size;
-};
-extern const struct rn_embedded_kernel rn_embedded_kernels[];
-extern const size_t rn_embedded_kernel_count;
-
 rn_status rn_kernel_source(const char *name, const char **source, size_t *size, rn_error *err) {
     *source = NULL;
     *size = 0;

@@ -16,8 +16,8 @@ typedef struct rn_kernels {
     cl_program program;
     size_t wg;            /* RN_WG: work-items of the reducing kernels */
     int64_t dk, dv;
-    int64_t step_split;   /* RN_STEP_SPLIT: parts of the key dimension in retention_step */
-    int64_t mv_rows;      /* RN_MV_ROWS: weight rows per work-group of project */
+    int64_t step_split;   /* RN_STEP_SPLIT: parts of the key dimension in retention_step, at
+                             most RN_WG (a group holds every part of its columns) */
     bool gemm;            /* CLBlast's SGEMM runs here: its kernels need work-groups of 64 */
     st_dtype weights;     /* how weight matrices are stored: read by embed_tokens, project,
                              widen, written by fill_uniform */
@@ -46,12 +46,10 @@ rn_status rn_op_embed(rt_runtime *rt, const rn_kernels *k, const rt_buffer *toke
 /* y [rows, dim] = rmsnorm(x) * w; w NULL: no weight. y may be x. */
 rn_status rn_op_rms_norm(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x,
                          const rt_buffer *w, int64_t rows, int64_t dim, float eps, rt_buffer *y);
-/* y [n, H*dv] = silu(g) * groupnorm(o) * w; g NULL: no gate; w NULL: no weight. o holds the
- * step_split partial sums of every value ([n*H, dv, step_split], as retention_step leaves them)
- * when `split`, else it is plain [n, H*dv] and y may be o. */
+/* y [n, H*dv] = silu(g) * groupnorm(o) * w; g NULL: no gate; w NULL: no weight. y may be o. */
 rn_status rn_op_group_norm_gate(rt_runtime *rt, const rn_kernels *k, const rt_buffer *o,
-                                bool split, const rt_buffer *g, const rt_buffer *w, int64_t n,
-                                int64_t H, float eps, rt_buffer *y);
+                                const rt_buffer *g, const rt_buffer *w, int64_t n, int64_t H,
+                                float eps, rt_buffer *y);
 /* In place on x [n, heads*dk]: scale, then rotate by positions pos0 .. pos0+n-1, in
  * interleaved pairs or (half_split) NeoX's halves. */
 rn_status rn_op_theta_shift(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, int64_t n,
@@ -92,6 +90,12 @@ typedef struct rn_projection {
     rn_activation activation;    /* GLU */
     rt_buffer *y[4];             /* PLAIN: y[i] gets [n, ends[i] - ends[i-1]]; unused ones NULL */
     int64_t ends[3];             /* PLAIN with several outputs: where each one's rows end */
+    /* PLAIN: the first `rotated` rows (q's q_rows, then k's; whole heads of dk) leave rotated to
+     * position pos0 + row * pos_step, k's scaled by k_scale first; 0: none. */
+    int64_t rotated, q_rows, pos0, pos_step;
+    const rt_buffer *angle;      /* [dk] */
+    float k_scale;
+    bool half_split;
 } rn_projection;
 
 rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection *p);
@@ -118,22 +122,13 @@ rn_status rn_op_retention(rt_runtime *rt, const rn_kernels *k, rn_retention_shap
                           const rt_buffer *v, int64_t n, const rt_buffer *decays,
                           rn_retention_scratch *scratch, rt_buffer *o, rt_buffer *state,
                           rt_buffer *scale);
-/* Where the recurrent step's tokens sit: position (the same for every sequence) and how q and
- * k are rotated there (the step rotates them itself). */
-typedef struct rn_step_position {
-    int64_t pos;
-    const rt_buffer *angle;      /* [dk] */
-    float k_scale;               /* dk^-0.5 */
-    bool half_split;
-} rn_step_position;
-
-/* One recurrent step for `batch` sequences: q [batch, H*dk], k and v [batch, kv_heads*d] as
- * projected (unrotated); reads scale_in, writes scale_out ([H]), updates state [batch*H, dk, dv]
- * and leaves o as k->step_split partial sums [batch*H, dv, step_split] for the group norm. */
+/* One recurrent step for `batch` sequences: q [batch, H*dk], k and v [batch, kv_heads*d], q and
+ * k rotated and k scaled; reads scale_in, writes scale_out ([H]), updates state
+ * [batch*H, dk, dv] and writes o [batch, H*dv]. */
 rn_status rn_op_retention_step(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
-                               int64_t batch, rn_step_position at, const rt_buffer *q,
+                               int64_t batch, const rt_buffer *q,
                                const rt_buffer *kk, const rt_buffer *v, const rt_buffer *decays,
                                rt_buffer *state, const rt_buffer *scale_in, rt_buffer *scale_out,
-                               rt_buffer *partial);
+                               rt_buffer *o);
 
 #endif /* RN_OPS_H */

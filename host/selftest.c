@@ -226,7 +226,7 @@ static void test_group_norm_gate(rt_runtime *rt, const rn_kernels *k) {
         const float *gate = variant < 2 ? g : NULL, *weight = variant > 0 ? w : NULL;
         ref_group_norm_gate(o, gate, weight, n, H, dv, 1e-6, ref);
         guarded gy = guarded_alloc(rt, count * sizeof *got);
-        must(rn_op_group_norm_gate(rt, k, &go.view, false, gate ? &gg.view : NULL, weight ? &gw.view : NULL, n, H,
+        must(rn_op_group_norm_gate(rt, k, &go.view, gate ? &gg.view : NULL, weight ? &gw.view : NULL, n, H,
                                    1e-6f, &gy.view),
              rt, "group_norm_gate");
         bool intact = guarded_read(rt, &gy, got);
@@ -236,25 +236,8 @@ static void test_group_norm_gate(rt_runtime *rt, const rn_kernels *k) {
         check("group_norm_gate", shape, ref, got, count, 1e-5, intact);
         guarded_free(&gy);
     }
-    /* o as the recurrent step leaves it: step_split partial sums side by side per value. */
-    const int64_t parts = k->step_split;
-    float *split = random_floats(count * parts, 0.01);
-    for (int64_t r = 0; r < n * H; r++)
-        for (int64_t i = 0; i < dv; i++) {
-            double sum = 0.0;
-            for (int64_t p = 0; p < parts; p++) sum += split[(r * dv + i) * parts + p];
-            o[r * dv + i] = (float)sum;
-        }
-    ref_group_norm_gate(o, g, NULL, n, H, dv, 1e-6, ref);
-    guarded gs = guarded_from(rt, split, count * parts * sizeof *split), gy = guarded_alloc(rt, count * sizeof *got);
-    must(rn_op_group_norm_gate(rt, k, &gs.view, true, &gg.view, NULL, n, H, 1e-6f, &gy.view), rt, "group_norm_gate");
-    bool intact = guarded_read(rt, &gy, got);
-    char shape[64];
-    snprintf(shape, sizeof shape, "n 5, H 3, dv %lld, gate, %lld parts", (long long)dv, (long long)parts);
-    check("group_norm_gate", shape, ref, got, count, 1e-5, intact);
-    guarded_free(&gs), guarded_free(&gy);
     guarded_free(&go), guarded_free(&gg), guarded_free(&gw);
-    free(o), free(g), free(w), free(ref), free(got), free(split);
+    free(o), free(g), free(w), free(ref), free(got);
 }
 
 static void test_theta_shift(rt_runtime *rt, const rn_kernels *k, const float *angle) {
@@ -405,18 +388,54 @@ static void test_project(rt_runtime *rt, const rn_kernels *k) {
         }
 }
 
+/* The project kernel's rotated rows (decoding's q and k): two q heads and one k head of dk
+ * rows, then five plain rows, for three input rows at consecutive positions (a prompt) and at
+ * one position (a batch), interleaved pairs and halves, against the reference's linear then
+ * theta shift. Positions up to 70000 make the fp32 angle product matter. */
+static void test_project_rotation(rt_runtime *rt, const rn_kernels *k, const float *angle) {
+    const int64_t dk = k->dk, n = 3, cols = 40, q_rows = 2 * dk, rotated = 3 * dk, rows = rotated + 5;
+    const float k_scale = (float)(1.0 / sqrt((double)dk));
+    const size_t out_count = (size_t)(n * rows);
+    for (int half = 0; half < 2; half++)
+        for (int batch = 0; batch < 2; batch++) {
+            const int64_t pos0 = batch ? 70000 : 1000, pos_step = batch ? 0 : 1;
+            float *x = random_floats((size_t)(n * cols), 1.0), *W = random_floats((size_t)(rows * cols), 0.3);
+            float *ref = malloc(out_count * sizeof *ref), *got = malloc(out_count * sizeof *got);
+            guarded gw = stored_weights(rt, k, W, (size_t)(rows * cols));
+            ref_linear(x, W, n, cols, rows, ref);
+            for (int64_t b = 0; b < n; b++) {
+                ref_theta_shift(ref + b * rows, 1, 2, dk, angle, pos0 + b * pos_step, 1.0, half);
+                ref_theta_shift(ref + b * rows + q_rows, 1, 1, dk, angle, pos0 + b * pos_step, k_scale, half);
+            }
+            guarded gx = guarded_from(rt, x, (size_t)(n * cols) * sizeof *x);
+            guarded ga = guarded_from(rt, angle, (size_t)dk * sizeof *angle);
+            guarded gy = guarded_alloc(rt, out_count * sizeof *got);
+            rn_projection p = {.W = &gw.view, .rows = rows, .cols = cols, .x = &gx.view, .n = n,
+                               .mode = RN_PROJECT_PLAIN, .y = {&gy.view}, .rotated = rotated, .q_rows = q_rows,
+                               .pos0 = pos0, .pos_step = pos_step, .angle = &ga.view, .k_scale = k_scale,
+                               .half_split = half};
+            must(rn_op_project(rt, k, &p), rt, "project");
+            bool intact = guarded_read(rt, &gy, got);
+            char shape[64];
+            snprintf(shape, sizeof shape, "rotated, dk %lld, %s, %s", (long long)dk, half ? "halves" : "pairs",
+                     batch ? "one position" : "positions");
+            check("project", shape, ref, got, out_count, 1e-5, intact);
+            guarded_free(&gw), guarded_free(&gx), guarded_free(&ga), guarded_free(&gy);
+            free(x), free(W), free(ref), free(got);
+        }
+}
+
 /* Parallel and chunkwise retention (output, state, scale), then recurrent steps continuing
  * from the state it left, all against the reference. q and k are large enough that the
  * normalisers' clamps act (d_n, iota and sigma above 1). */
 /* Recurrent steps of two sequences together, both continuing from `state0` and `scale0` (the
- * state a prompt of `pos0` tokens left) with their own unrotated q, k, v: against the
- * reference rotating them and stepping each sequence alone. The kernel leaves o in parts; they
- * are added here. fla's shapes (plain) rotate by halves. */
+ * state a prompt of `pos0` tokens left) with their own q, k, v, q and k rotated as the project
+ * kernel leaves them (fla's shapes, plain, by halves): against the reference stepping each
+ * sequence alone. */
 static void test_retention_steps(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
                                  const float *decay, const float *angle, const float *state0,
                                  const float *scale0, int64_t pos0, const char *heads) {
     const int64_t B = 2, steps = 3, H = shape.heads, G = shape.kv_heads, dk = k->dk, dv = k->dv;
-    const int64_t P = k->step_split;
     const size_t st = (size_t)(H * dk * dv), on = (size_t)(B * H * dv);
     const bool half = shape.plain;
     float *ref_state = malloc((size_t)B * st * sizeof(float)), *got_state = malloc((size_t)B * st * sizeof(float));
@@ -427,38 +446,32 @@ static void test_retention_steps(rt_runtime *rt, const rn_kernels *k, rn_retenti
     }
     guarded gs = guarded_from(rt, ref_state, (size_t)B * st * sizeof(float));
     guarded gsc = guarded_from(rt, scale0, (size_t)H * sizeof(float)), other = guarded_alloc(rt, (size_t)H * sizeof(float));
-    guarded gd = guarded_from(rt, decay, (size_t)H * sizeof(float)), ga = guarded_from(rt, angle, (size_t)dk * sizeof(float));
+    guarded gd = guarded_from(rt, decay, (size_t)H * sizeof(float));
     float *o_ref = malloc(on * sizeof(float)), *o_got = malloc(on * sizeof(float));
-    float *parts = malloc(on * (size_t)P * sizeof(float));
     const float k_scale = (float)(1.0 / sqrt((double)dk));
     char what[96];
     for (int64_t s = 0; s < steps; s++) {
         const int64_t pos = pos0 + s;
         float *q = random_floats((size_t)(B * H * dk), 3.0), *kk = random_floats((size_t)(B * G * dk), 3.0);
         float *v = random_floats((size_t)(B * G * dv), 1.0);
-        guarded sq = guarded_from(rt, q, (size_t)(B * H * dk) * sizeof(float));
-        guarded sk = guarded_from(rt, kk, (size_t)(B * G * dk) * sizeof(float));
-        guarded sv = guarded_from(rt, v, (size_t)(B * G * dv) * sizeof(float));
-        guarded so = guarded_alloc(rt, on * (size_t)P * sizeof(float));
         /* The scale of position p is in one buffer, p + 1 goes to the other. */
         guarded *in = s % 2 == 0 ? &gsc : &other, *out = s % 2 == 0 ? &other : &gsc;
-        rn_step_position at = {pos, &ga.view, k_scale, half};
-        must(rn_op_retention_step(rt, k, shape, B, at, &sq.view, &sk.view, &sv.view, &gd.view, &gs.view, &in->view,
-                                  &out->view, &so.view),
-             rt, "retention_step");
+        /* The step takes q and k rotated (the project kernel does it): rotate them here. */
         for (int64_t b = 0; b < B; b++) {
             ref_theta_shift(q + b * H * dk, 1, H, dk, angle, pos, 1.0, half);
             ref_theta_shift(kk + b * G * dk, 1, G, dk, angle, pos, k_scale, half);
+        }
+        guarded sq = guarded_from(rt, q, (size_t)(B * H * dk) * sizeof(float));
+        guarded sk = guarded_from(rt, kk, (size_t)(B * G * dk) * sizeof(float));
+        guarded sv = guarded_from(rt, v, (size_t)(B * G * dv) * sizeof(float));
+        guarded so = guarded_alloc(rt, on * sizeof(float));
+        must(rn_op_retention_step(rt, k, shape, B, &sq.view, &sk.view, &sv.view, &gd.view, &gs.view, &in->view,
+                                  &out->view, &so.view),
+             rt, "retention_step");
+        for (int64_t b = 0; b < B; b++)
             ref_retention_step(q + b * H * dk, kk + b * G * dk, v + b * G * dv, H, G, dk, dv, decay, shape.plain,
                                ref_state + b * st, ref_scale[b], o_ref + b * H * dv);
-        }
-        bool intact = guarded_read(rt, &so, parts) & guarded_read(rt, out, got_scale);
-        for (int64_t r = 0; r < B * H; r++)
-            for (int64_t i = 0; i < dv; i++) {
-                float sum = 0.0f;
-                for (int64_t p = 0; p < P; p++) sum += parts[(r * dv + i) * P + p];
-                o_got[r * dv + i] = sum;
-            }
+        bool intact = guarded_read(rt, &so, o_got) & guarded_read(rt, out, got_scale);
         snprintf(what, sizeof what, "2 seqs, step %lld after %lld, %s", (long long)s, (long long)pos0, heads);
         check("retention_step", what, o_ref, o_got, on, 2e-5, intact);
         check("retention_step sc", what, ref_scale[0], got_scale, (size_t)H, 1e-6, true);
@@ -468,8 +481,8 @@ static void test_retention_steps(rt_runtime *rt, const rn_kernels *k, rn_retenti
     bool intact = guarded_read(rt, &gs, got_state);
     snprintf(what, sizeof what, "2 states after 3 steps, %s", heads);
     check("retention_step st", what, ref_state, got_state, (size_t)B * st, 2e-5, intact);
-    guarded_free(&gs), guarded_free(&gsc), guarded_free(&other), guarded_free(&gd), guarded_free(&ga);
-    free(ref_state), free(got_state), free(o_ref), free(o_got), free(parts);
+    guarded_free(&gs), guarded_free(&gsc), guarded_free(&other), guarded_free(&gd);
+    free(ref_state), free(got_state), free(o_ref), free(o_got);
 }
 
 static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *decay, const float *angle,
@@ -588,6 +601,7 @@ int rn_selftest_run(rt_runtime *rt, FILE *output, bool quick_shapes, int *checks
             }
             test_group_norm_gate(rt, &k);
             test_theta_shift(rt, &k, angle);
+            test_project_rotation(rt, &k, angle);
             test_retention(rt, &k, decay, angle, (rn_retention_shape){3, 3, false});
             test_retention(rt, &k, decay, angle, (rn_retention_shape){4, 2, false});
             test_retention(rt, &k, decay, angle, (rn_retention_shape){4, 1, true});

@@ -22,7 +22,7 @@
 
 static void workspace_free(rt_runtime *rt, rn_workspace *ws) {
     rt_buffer *all[] = {&ws->tokens, &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->g, &ws->o,
-                        &ws->parts, &ws->a, &ws->b, &ws->logits, &ws->widened,
+                        &ws->a, &ws->b, &ws->logits, &ws->widened,
                         &ws->retention.chunk_states, &ws->retention.sigma};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rt_buffer_free(rt, all[i]);
     ws->rows = 0;
@@ -76,8 +76,6 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
         {&ws->v, r * kv * (size_t)c->value_head_dim * f, "values"},
         {&ws->g, c->output_gate ? r * (size_t)c->value_embed_dim * f : 0, "gates"},
         {&ws->o, r * (size_t)c->value_embed_dim * f, "retention output"},
-        {&ws->parts, mode == RN_MODE_RECURRENT ? r * (size_t)(c->heads * m->kernels.step_split * c->value_head_dim) * f : 0,
-         "retention step parts"},
         {&ws->a, r * (size_t)c->ffn_dim * f, "FFN activations"},
         {&ws->b, r * (size_t)c->ffn_dim * f, "FFN gates"},
         {&ws->logits, (size_t)logit_rows * (size_t)c->vocab_size * f, "logits"},
@@ -215,11 +213,15 @@ static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t 
         rt_profile_tag(rt, (int)l);
         /* q, k, v, g of rmsnorm(x) (pre-norm) or of x */
         if (few) {
+            /* q and k leave rotated to their positions: a prompt's rows follow each other, a
+             * batch's sequences share one position. */
             rn_projection p = {.W = &w->qkvg, .rows = at.total, .cols = D, .x = &ws->x, .n = n,
                                .normalize = pre, .norm = pre ? &w->retention_norm : NULL, .eps = eps,
                                .mode = RN_PROJECT_PLAIN,
                                .y = {&ws->q, &ws->k, &ws->v, c->output_gate ? &ws->g : NULL},
-                               .ends = {at.k, at.v, at.g}};
+                               .ends = {at.k, at.v, at.g}, .rotated = at.v, .q_rows = at.k,
+                               .pos0 = (int64_t)pos0, .pos_step = step ? 0 : 1, .angle = &m->angle,
+                               .k_scale = k_scale, .half_split = c->rope_half};
             TRY(rn_op_project(rt, k, &p));
         } else {
             const rt_buffer *in = &ws->x;
@@ -238,18 +240,19 @@ static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t 
             /* The scale of position p lives in slot p & 1; the previous one in the other. */
             rt_buffer *scale_in = &s->scale[2 * l + ((pos0 + 1) & 1)];
             rt_buffer *scale_out = &s->scale[2 * l + (pos0 & 1)];
-            rn_step_position where = {(int64_t)pos0, &m->angle, k_scale, c->rope_half};
-            TRY(rn_op_retention_step(rt, k, shape, n, where, &ws->q, &ws->k, &ws->v, &m->decay, &s->state[l],
-                                     scale_in, scale_out, &ws->parts));
-            TRY(rn_op_group_norm_gate(rt, k, &ws->parts, true, gate, head_norm, n, c->heads, eps, &ws->o));
+            TRY(rn_op_retention_step(rt, k, shape, n, &ws->q, &ws->k, &ws->v, &m->decay, &s->state[l], scale_in,
+                                     scale_out, &ws->o));
         } else {
-            TRY(rn_op_theta_shift(rt, k, &ws->q, n, c->heads, &m->angle, (int64_t)pos0, 1.0f, c->rope_half));
-            TRY(rn_op_theta_shift(rt, k, &ws->k, n, c->kv_heads, &m->angle, (int64_t)pos0, k_scale, c->rope_half));
+            if (!few) {
+                TRY(rn_op_theta_shift(rt, k, &ws->q, n, c->heads, &m->angle, (int64_t)pos0, 1.0f, c->rope_half));
+                TRY(rn_op_theta_shift(rt, k, &ws->k, n, c->kv_heads, &m->angle, (int64_t)pos0, k_scale,
+                                      c->rope_half));
+            }
             rt_buffer *scale_out = &s->scale[2 * l + ((uint64_t)(n - 1) & 1)];
             TRY(rn_op_retention(rt, k, shape, mode, chunk, &ws->q, &ws->k, &ws->v, n, &m->decay, &ws->retention,
                                 &ws->o, &s->state[l], scale_out));
-            TRY(rn_op_group_norm_gate(rt, k, &ws->o, false, gate, head_norm, n, c->heads, eps, &ws->o));
         }
+        TRY(rn_op_group_norm_gate(rt, k, &ws->o, gate, head_norm, n, c->heads, eps, &ws->o));
         /* x = alpha x + out_proj(o) */
         if (few) {
             rn_projection p = {.W = &w->out_proj, .rows = D, .cols = Dv, .x = &ws->o, .n = n,

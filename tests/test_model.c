@@ -391,6 +391,89 @@ static void run_misuse(rn_context *ctx, const char *dir) {
     rn_model_free(model);
 }
 
+/* Batched decoding against the same sequences decoded one session each: three sequences with
+ * their own tokens, eight steps; every step's logits of every sequence must agree. The batch
+ * runs its products with several input rows per weight read (the project kernel's lanes) and
+ * one recurrent step over all states, so this checks that no sequence leaks into another.
+ * Tolerance 1e-5 relative: the same operations in the same order per sequence, so in practice
+ * equal; the margin covers a driver fusing differently between the two launch shapes. Then
+ * what a batch refuses. */
+static void run_batch(rn_context *ctx, const char *dir) {
+    printf("  batched decoding (3 sequences)\n");
+    enum { B = 3, STEPS = 8 };
+    rn_model *model = NULL;
+    if (rn_model_load(ctx, dir, NULL, &model) != RN_OK) {
+        printf("    load failed  FAIL\n");
+        failures++;
+        return;
+    }
+    rn_model_info info;
+    rn_model_info_get(model, &info);
+    const size_t V = (size_t)info.vocab_size;
+    rn_session *batch = NULL, *single[B] = {NULL};
+    rn_status st = rn_session_init_batch(model, B, &batch);
+    for (int b = 0; b < B && st == RN_OK; b++) st = rn_session_init(model, &single[b]);
+    float *got = malloc(B * V * sizeof(float)), *want = malloc(B * V * sizeof(float));
+    double worst = 0.0;
+    for (int t = 0; t < STEPS && st == RN_OK; t++) {
+        int32_t tokens[B];
+        for (int b = 0; b < B; b++) tokens[b] = (int32_t)((t * 13 + b * 29 + 5) % (int)V);
+        st = rn_session_decode_batch(batch, tokens, got);
+        for (int b = 0; b < B && st == RN_OK; b++) st = rn_session_decode(single[b], tokens[b], want + b * V);
+        if (st == RN_OK) {
+            double e = rel_error(want, got, B * V);
+            if (e > worst) worst = e;
+        }
+    }
+    if (st != RN_OK) {
+        printf("    decoding failed: %s: %s  FAIL\n", rn_status_str(st), rn_context_last_error(ctx));
+        failures++;
+    } else {
+        bool ok = worst <= 1e-5;
+        printf("    8 steps, each sequence vs its own session  rel err %.2e  %s\n", worst, ok ? "pass" : "FAIL");
+        if (!ok) failures++;
+    }
+    int32_t one = 1;
+    expect_status("rn_session_decode on a batch", rn_session_decode(batch, one, NULL), RN_ERR_INVALID_ARGUMENT, ctx);
+    expect_status("prefill on a batch", rn_session_prefill(batch, &one, 1, RN_MODE_PARALLEL, 0, NULL),
+                  RN_ERR_INVALID_ARGUMENT, ctx);
+    expect_status("save of a batch", rn_session_save(batch, "/tmp/never-written.state"), RN_ERR_INVALID_ARGUMENT, ctx);
+    rn_session *none = NULL;
+    expect_status("a batch of 0", rn_session_init_batch(model, 0, &none), RN_ERR_INVALID_ARGUMENT, ctx);
+    rn_session_free(batch);
+    for (int b = 0; b < B; b++) rn_session_free(single[b]);
+    free(got), free(want);
+    rn_model_free(model);
+}
+
+/* rn_model_random on the tiny preset: the parameter count models/presets/README.md gives, and
+ * a finite token; a missing config file is RN_ERR_IO. */
+static void run_random(rn_context *ctx) {
+    printf("  random model from a preset\n");
+    rn_model *model = NULL;
+    rn_status st = rn_model_random(ctx, RN_PRESET_DIR "/tiny.json", NULL, 7, &model);
+    expect_status("tiny preset", st, RN_OK, ctx);
+    if (st == RN_OK) {
+        rn_model_info info;
+        rn_model_info_get(model, &info);
+        bool ok = info.parameters == 361024 && !strcmp(info.device_dtype, "F16");
+        printf("    %llu parameters, %s  %s\n", (unsigned long long)info.parameters, info.device_dtype,
+               ok ? "pass" : "FAIL");
+        if (!ok) failures++;
+        rn_session *s = NULL;
+        float *logits = malloc((size_t)info.vocab_size * sizeof(float));
+        st = rn_session_init(model, &s);
+        if (st == RN_OK) st = rn_session_decode(s, 3, logits);  /* a non-finite logit is RN_ERR_NUMERIC */
+        expect_status("decoding a token", st, RN_OK, ctx);
+        rn_session_free(s);
+        free(logits);
+        rn_model_free(model);
+    }
+    rn_model *missing = NULL;
+    expect_status("missing preset", rn_model_random(ctx, "/nonexistent/preset.json", NULL, 1, &missing), RN_ERR_IO,
+                  ctx);
+}
+
 int main(void) {
     char dir[] = "/tmp/retnet-test-model-XXXXXX";
     if (!mkdtemp(dir)) return 2;
@@ -481,6 +564,8 @@ int main(void) {
     char first[64];
     snprintf(first, sizeof first, "%s/m0", dir);
     run_misuse(ctx, first);
+    run_batch(ctx, first);
+    run_random(ctx);
 
     uint64_t current, peak;
     rn_context_memory(ctx, &current, &peak);
