@@ -219,3 +219,85 @@ __kernel void retention_step(__global const float *q, __global const float *k,
         o[(size_t)bh * RN_DV + b] = sum;
     }
 }
+
+// ---- the parallel and chunkwise forms as batched GEMMs ---------------------------------------
+//
+// Where CLBlast runs, a prompt's retention is products of whole chunks (host/ops.c,
+// rn_op_retention_gemm): per chunk i of length len and head h,
+//   S = Q K^T                     scores [len, len]
+//   dU = (w K)^T V, w_m = gamma^(end-1-m)    the chunk's contribution to the state after it
+//   o = S' V + (decay_in f) (Q U_i)          with S' below
+// and these kernels do what lies between the products. The same scalars as retention_output.
+
+// Kw[h][m] = k[m] of h's key/value head times gamma_h^(end - 1 - m), end the end of m's chunk
+// (n for the last): the weights that turn a chunk's keys into its share of the state.
+// global (RN_DK, n, H). k [n, kv_heads*DK]; Kw [H, n, DK].
+__kernel void retention_weigh_keys(__global const float *k, __global const float *decays, int n, int chunk,
+                                   int kv_heads, __global float *Kw) {
+    const int a = get_global_id(0), m = get_global_id(1), h = get_global_id(2);
+    const int H = get_global_size(2);
+    const int kvh = h / (H / kv_heads);
+    const int end = min((m / chunk + 1) * chunk, n);
+    Kw[((size_t)h * n + m) * RN_DK + a] =
+        k[(size_t)m * kv_heads * RN_DK + kvh * RN_DK + a] * exp((float)(end - 1 - m) * decays[h]);
+}
+
+// The states entering each chunk from the chunks' contributions, and the recurrent state left
+// behind: chunk_states[i] holds dU of chunk i - 1 on entry (i >= 1) and U_i on exit, with
+// U_0 = 0 and U_(i+1) = gamma^chunk U_i + dU_i; `state` holds dU of the last chunk on entry
+// and U_n / sqrt(S_(n-1)) (U_n when plain) on exit; scale[h] = S_(n-1).
+// global (RN_DK * RN_DV, H).
+__kernel void retention_prefix(__global float *chunk_states, int chunks, int n, int chunk, int plain,
+                               __global const float *decays, __global float *state,
+                               __global float *scale) {
+    const int ab = get_global_id(0), h = get_global_id(1);
+    const int H = get_global_size(1);
+    const float decay = decays[h];
+    const float gamma_chunk = exp((float)chunk * decay);
+    const size_t entry = (size_t)RN_DK * RN_DV;
+    float u = 0.0f;
+    if (chunks > 1) chunk_states[(size_t)h * entry + ab] = 0.0f;
+    for (int i = 1; i < chunks; i++) {
+        __global float *slot = chunk_states + ((size_t)i * H + h) * entry + ab;
+        u = gamma_chunk * u + *slot;
+        *slot = u;
+    }
+    const int last = n - (chunks - 1) * chunk;
+    __global float *out = state + (size_t)h * entry + ab;
+    u = exp((float)last * decay) * u + *out;
+    const float s = decay_sum(decay, n - 1);
+    *out = plain ? u : u / sqrt(s);
+    if (ab == 0) scale[h] = s;
+}
+
+// Row t of head h's scores: decayed and causally masked, the row's normaliser applied
+// (S'[t][m] = S[t][m] gamma^(t-m) / (sqrt(s_c) d), zero for m > t), and the cross term that the
+// chunk's incoming state contributes to o, already in o from Q U_i, scaled by
+// gamma^(c+1) / (sqrt(s_c) d); zero in the first chunk. o then receives S' V on top.
+// One work-group per (t, h): global (RN_WG * n * H). S [chunks * H, chunk, chunk] (row stride
+// chunk); o [n, H*DV].
+__kernel void retention_scores(__global float *S, __global const float *decays, __global const float *sigma,
+                               int H, int chunk, float cap, int plain, __global float *o) {
+    __local float scratch[RN_WG];
+    const int lid = get_local_id(0);
+    const int t = get_group_id(0) / H, h = get_group_id(0) % H;
+    const int c = t % chunk, i = t / chunk;
+    const float decay = decays[h];
+    __global float *row = S + (((size_t)i * H + h) * chunk + c) * chunk;
+    float abs_sum = 0.0f;
+    for (int m = lid; m < chunk; m += RN_WG) {
+        const float s = m <= c ? row[m] * exp((float)(c - m) * decay) : 0.0f;
+        abs_sum += fabs(s);
+        row[m] = s;
+    }
+    const float root_s = plain ? 1.0f : sqrt(decay_sum(decay, c));
+    float d = fmax(group_sum(abs_sum, scratch) / root_s, 1.0f);
+    if (cap > 0.0f) d = fmin(d, cap);
+    if (plain) d = 1.0f;
+    if (i > 0 && !plain) d = fmax(d, sigma[i * H + h]);
+    const float f = 1.0f / (root_s * d);
+    for (int m = lid; m <= c; m += RN_WG) row[m] *= f;
+    __global float *orow = o + (size_t)t * H * RN_DV + h * RN_DV;
+    const float g = exp((float)(c + 1) * decay) * f;
+    for (int b = lid; b < RN_DV; b += RN_WG) orow[b] = i > 0 ? orow[b] * g : 0.0f;
+}

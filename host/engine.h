@@ -84,6 +84,7 @@ typedef struct rn_workspace {
     rt_buffer widened;                 /* fp32 copy of one weight matrix for SGEMM, when the
                                           weights are half precision and rows > 1 */
     rn_retention_scratch retention;
+    bool retention_gemm;               /* the prompt's retention runs as batched GEMMs */
 } rn_workspace;
 
 #define RN_RECENT_TOKENS 256

@@ -23,6 +23,7 @@ void rn_kernels_release(rn_kernels *k) {
     cl_kernel *all[] = {&k->embed_tokens,    &k->rms_norm,         &k->group_norm_gate,
                         &k->theta_shift,     &k->glu,              &k->residual,
                         &k->project,         &k->widen,            &k->fill_uniform,
+                        &k->retention_weigh_keys, &k->retention_prefix, &k->retention_scores,
                         &k->retention_scan,  &k->retention_sigma,  &k->retention_output,
                         &k->retention_step};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
@@ -33,8 +34,9 @@ void rn_kernels_release(rn_kernels *k) {
 
 /* The kernels that reduce in local memory, which must run with RN_WG work-items. */
 static bool group_fits(rt_runtime *rt, const rn_kernels *k) {
-    const cl_kernel reducing[] = {k->rms_norm,        k->group_norm_gate, k->project,
-                                  k->retention_sigma, k->retention_output, k->retention_step};
+    const cl_kernel reducing[] = {k->rms_norm,        k->group_norm_gate,  k->project,
+                                  k->retention_sigma, k->retention_output, k->retention_step,
+                                  k->retention_scores};
     for (size_t i = 0; i < sizeof reducing / sizeof reducing[0]; i++)
         if (rt_kernel_max_group(rt, reducing[i]) < k->wg) return false;
     return true;
@@ -81,7 +83,8 @@ static rn_status build_with_group(rt_runtime *rt, int64_t dk, int64_t dv, st_dty
         {&k->group_norm_gate, "group_norm_gate"}, {&k->theta_shift, "theta_shift"},
         {&k->glu, "glu"},                         {&k->residual, "residual"},
         {&k->project, "project"},                 {&k->widen, "widen"},
-        {&k->fill_uniform, "fill_uniform"},
+        {&k->fill_uniform, "fill_uniform"},       {&k->retention_weigh_keys, "retention_weigh_keys"},
+        {&k->retention_prefix, "retention_prefix"}, {&k->retention_scores, "retention_scores"},
         {&k->retention_scan, "retention_scan"},
         {&k->retention_sigma, "retention_sigma"}, {&k->retention_output, "retention_output"},
         {&k->retention_step, "retention_step"},
@@ -239,12 +242,20 @@ rn_status rn_op_fill_uniform(rt_runtime *rt, const rn_kernels *k, rt_buffer *w, 
     return rt_launch(rt, k->fill_uniform, "fill_uniform", args, N_ARGS(args), 1, &global, NULL);
 }
 
-void rn_retention_scratch_size(rn_mode mode, int64_t n, int64_t chunk, int64_t H, int64_t dk,
-                               int64_t dv, uint64_t *state_bytes, uint64_t *sigma_bytes) {
-    /* The parallel form is one window with no incoming state: nothing to keep. */
-    int64_t chunks = mode == RN_MODE_CHUNKWISE ? (n + chunk - 1) / chunk : 0;
-    *state_bytes = (uint64_t)chunks * (uint64_t)(H * dk * dv) * sizeof(float);
-    *sigma_bytes = (uint64_t)chunks * (uint64_t)H * sizeof(float);
+rn_retention_sizes rn_retention_scratch_size(rn_mode mode, bool gemm, int64_t n, int64_t chunk, int64_t H,
+                                             int64_t dk, int64_t dv) {
+    /* The parallel form is one window with no incoming state. The kernels then keep nothing;
+     * the GEMM form treats it as one chunk of n. */
+    const bool chunked = mode == RN_MODE_CHUNKWISE && chunk < n;
+    const int64_t window = chunked ? chunk : n, chunks = chunked ? (n + chunk - 1) / chunk : gemm ? 1 : 0;
+    rn_retention_sizes z = {0};
+    z.chunk_states = (uint64_t)(chunked ? chunks : 0) * (uint64_t)(H * dk * dv) * sizeof(float);
+    z.sigma = (uint64_t)(chunked ? chunks : 0) * (uint64_t)H * sizeof(float);
+    if (gemm) {
+        z.scores = (uint64_t)chunks * (uint64_t)H * (uint64_t)window * (uint64_t)window * sizeof(float);
+        z.keys = (uint64_t)(H * n * dk) * sizeof(float);
+    }
+    return z;
 }
 
 rn_status rn_op_retention(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
@@ -288,6 +299,123 @@ rn_status rn_op_retention(rt_runtime *rt, const rn_kernels *k, rn_retention_shap
     size_t global = k->wg * (size_t)(n * H), local = k->wg;
     return rt_launch(rt, k->retention_output, "retention_output", out_args, N_ARGS(out_args), 1,
                      &global, &local);
+}
+
+/* Offsets of one batched product per (chunk, head) over chunks [first, last), for the
+ * matrices of chunk i and head h at base + i * chunk_step + h * head_step (elements). */
+typedef struct chunk_operand {
+    size_t base, chunk_step, head_step;
+} chunk_operand;
+
+static rn_status chunk_products(rt_runtime *rt, bool ta, bool tb, size_t M, size_t N, size_t K, float beta,
+                                const rt_buffer *a, chunk_operand ao, size_t a_ld, const rt_buffer *b,
+                                chunk_operand bo, size_t b_ld, rt_buffer *c, chunk_operand co, size_t c_ld,
+                                int64_t first, int64_t last, int64_t H, int64_t group) {
+    size_t count = (size_t)((last - first) * H);
+    if (count == 0) return RN_OK;
+    size_t *offsets = malloc(3 * count * sizeof *offsets);
+    if (!offsets) return rn_fail(rt->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for GEMM offsets");
+    size_t j = 0;
+    for (int64_t i = first; i < last; i++)
+        for (int64_t h = 0; h < H; h++, j++) {
+            /* a and c follow the query head h, b its key/value head (`group` query heads each) */
+            offsets[j] = ao.base + (size_t)i * ao.chunk_step + (size_t)h * ao.head_step;
+            offsets[count + j] = bo.base + (size_t)i * bo.chunk_step + (size_t)(h / group) * bo.head_step;
+            offsets[2 * count + j] = co.base + (size_t)i * co.chunk_step + (size_t)h * co.head_step;
+        }
+    rn_status st = rt_gemm_batched(rt, ta, tb, M, N, K, beta, a, offsets, a_ld, b, offsets + count, b_ld, c,
+                                   offsets + 2 * count, c_ld, count);
+    free(offsets);
+    return st;
+}
+
+rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
+                               rn_mode mode, int64_t chunk, const rt_buffer *q, const rt_buffer *kk,
+                               const rt_buffer *v, int64_t n, const rt_buffer *decays,
+                               rn_retention_scratch *scratch, rt_buffer *o, rt_buffer *state,
+                               rt_buffer *scale) {
+    const bool chunked = mode == RN_MODE_CHUNKWISE && chunk < n;
+    const int64_t H = shape.heads, G = shape.heads / shape.kv_heads, dk = k->dk, dv = k->dv;
+    const int64_t C = chunked ? chunk : n, chunks = (n + C - 1) / C, last = n - (chunks - 1) * C;
+    const size_t qw = (size_t)(H * dk), kw = (size_t)(shape.kv_heads * dk), vw = (size_t)(shape.kv_heads * dv);
+    const size_t ow = (size_t)(H * dv), entry = (size_t)(dk * dv), cc = (size_t)(C * C);
+    cl_int n_tokens = (cl_int)n, window = (cl_int)C, kv_heads = (cl_int)shape.kv_heads, plain = shape.plain;
+    cl_int heads = (cl_int)H, n_chunks = (cl_int)chunks;
+    rn_status st;
+
+    /* Each chunk's share of the state after it: dU = (w K)^T V, into chunk_states[i + 1] for all
+     * but the last chunk, whose share goes to `state` (retention_prefix then adds them up). */
+    rt_arg weigh[] = {RT_ARG_BUF(kk), RT_ARG_BUF(decays), RT_ARG_VAL(n_tokens), RT_ARG_VAL(window),
+                      RT_ARG_VAL(kv_heads), RT_ARG_BUF(&scratch->keys)};
+    size_t weigh_global[3] = {(size_t)dk, (size_t)n, (size_t)H};
+    if ((st = rt_launch(rt, k->retention_weigh_keys, "retention_weigh_keys", weigh, N_ARGS(weigh), 3, weigh_global,
+                        NULL)) != RN_OK)
+        return st;
+    const chunk_operand keys = {0, (size_t)C * (size_t)dk, (size_t)(n * dk)};
+    const chunk_operand values = {0, (size_t)C * vw, (size_t)dv};
+    const chunk_operand next_state = {(size_t)H * entry, (size_t)H * entry, entry};
+    const chunk_operand final_state = {0, 0, entry};
+    if ((st = chunk_products(rt, true, false, (size_t)dk, (size_t)dv, (size_t)C, 0.0f, &scratch->keys, keys,
+                             (size_t)dk, v, values, vw, &scratch->chunk_states, next_state, (size_t)dv, 0,
+                             chunks - 1, H, G)) != RN_OK)
+        return st;
+    const chunk_operand last_keys = {(size_t)(chunks - 1) * (size_t)C * (size_t)dk, 0, (size_t)(n * dk)};
+    const chunk_operand last_values = {(size_t)(chunks - 1) * (size_t)C * vw, 0, (size_t)dv};
+    if ((st = chunk_products(rt, true, false, (size_t)dk, (size_t)dv, (size_t)last, 0.0f, &scratch->keys,
+                             last_keys, (size_t)dk, v, last_values, vw, state, final_state, (size_t)dv, 0, 1, H,
+                             G)) != RN_OK)
+        return st;
+    const rt_buffer *states = chunked ? &scratch->chunk_states : state;  /* any valid buffer */
+    rt_arg prefix[] = {RT_ARG_BUF(states), RT_ARG_VAL(n_chunks), RT_ARG_VAL(n_tokens), RT_ARG_VAL(window),
+                       RT_ARG_VAL(plain), RT_ARG_BUF(decays), RT_ARG_BUF(state), RT_ARG_BUF(scale)};
+    size_t prefix_global[2] = {entry, (size_t)H};
+    if ((st = rt_launch(rt, k->retention_prefix, "retention_prefix", prefix, N_ARGS(prefix), 2, prefix_global,
+                        NULL)) != RN_OK)
+        return st;
+    if (chunked && !shape.plain) {
+        rt_arg sigma_args[] = {RT_ARG_BUF(&scratch->chunk_states), RT_ARG_BUF(decays), RT_ARG_VAL(heads),
+                               RT_ARG_VAL(window), RT_ARG_BUF(&scratch->sigma)};
+        size_t global = k->wg * (size_t)(chunks * H), local = k->wg;
+        if ((st = rt_launch(rt, k->retention_sigma, "retention_sigma", sigma_args, N_ARGS(sigma_args), 1, &global,
+                            &local)) != RN_OK)
+            return st;
+    }
+
+    /* Scores S = Q K^T per chunk and head (full chunks, then the last), the cross term Q U_i
+     * into o (chunks after the first), then retention_scores, then o += S' V. */
+    const chunk_operand queries = {0, (size_t)C * qw, (size_t)dk};
+    const chunk_operand raw_keys = {0, (size_t)C * kw, (size_t)dk};
+    const chunk_operand scores = {0, (size_t)H * cc, cc};
+    const chunk_operand outputs = {0, (size_t)C * ow, (size_t)dv};
+    const chunk_operand entering = {0, (size_t)H * entry, entry};
+    for (int part = 0; part < 2; part++) {  /* full chunks, then the last one (len `last`) */
+        const int64_t first = part ? chunks - 1 : 0, end = part ? chunks : chunks - 1;
+        const size_t len = (size_t)(part ? last : C);
+        if ((st = chunk_products(rt, false, true, len, len, (size_t)dk, 0.0f, q, queries, qw, kk, raw_keys, kw,
+                                 &scratch->scores, scores, (size_t)C, first, end, H, G)) != RN_OK)
+            return st;
+        if (chunked && (st = chunk_products(rt, false, false, len, (size_t)dv, (size_t)dk, 0.0f, q, queries, qw,
+                                            &scratch->chunk_states, entering, (size_t)dv, o, outputs, ow,
+                                            first > 0 ? first : 1, end, H, 1)) != RN_OK)
+            return st;
+    }
+    float cap = mode == RN_MODE_PARALLEL ? 5e4f : 0.0f;
+    const rt_buffer *sigma = chunked ? &scratch->sigma : o;
+    rt_arg score_args[] = {RT_ARG_BUF(&scratch->scores), RT_ARG_BUF(decays), RT_ARG_BUF(sigma), RT_ARG_VAL(heads),
+                           RT_ARG_VAL(window), RT_ARG_VAL(cap), RT_ARG_VAL(plain), RT_ARG_BUF(o)};
+    size_t global = k->wg * (size_t)(n * H), local = k->wg;
+    if ((st = rt_launch(rt, k->retention_scores, "retention_scores", score_args, N_ARGS(score_args), 1, &global,
+                        &local)) != RN_OK)
+        return st;
+    for (int part = 0; part < 2; part++) {
+        const int64_t first = part ? chunks - 1 : 0, end = part ? chunks : chunks - 1;
+        const size_t len = (size_t)(part ? last : C);
+        if ((st = chunk_products(rt, false, false, len, (size_t)dv, len, 1.0f, &scratch->scores, scores, (size_t)C,
+                                 v, (chunk_operand){0, (size_t)C * vw, (size_t)dv}, vw, o, outputs, ow, first, end,
+                                 H, G)) != RN_OK)
+            return st;
+    }
+    return RN_OK;
 }
 
 rn_status rn_op_retention_step(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,

@@ -22,7 +22,7 @@ typedef struct rn_kernels {
     st_dtype weights;     /* how weight matrices are stored: read by embed_tokens, project,
                              widen, written by fill_uniform */
     cl_kernel embed_tokens, rms_norm, group_norm_gate, theta_shift, glu, residual, project, widen;
-    cl_kernel fill_uniform;
+    cl_kernel fill_uniform, retention_weigh_keys, retention_prefix, retention_scores;
     cl_kernel retention_scan, retention_sigma, retention_output, retention_step;
 } rn_kernels;
 
@@ -105,15 +105,22 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
 rn_status rn_op_fill_uniform(rt_runtime *rt, const rn_kernels *k, rt_buffer *w, uint64_t count,
                              uint64_t seed, float scale);
 
-/* Scratch the parallel and chunkwise forms need for n tokens: chunk states and sigmas. */
+/* Scratch the parallel and chunkwise forms need for n tokens: chunk states and sigmas; for the
+ * GEMM form also every chunk's scores and the weighted keys. */
 typedef struct rn_retention_scratch {
     rt_buffer chunk_states;  /* [n_chunks, H, dk, dv] */
     rt_buffer sigma;         /* [n_chunks, H] */
+    rt_buffer scores;        /* GEMM form: [n_chunks * H, chunk, chunk] */
+    rt_buffer keys;          /* GEMM form: [H, n, dk] */
 } rn_retention_scratch;
 
-/* Number of chunks, and the bytes of each scratch buffer, for n tokens in `mode`. */
-void rn_retention_scratch_size(rn_mode mode, int64_t n, int64_t chunk, int64_t H, int64_t dk,
-                               int64_t dv, uint64_t *state_bytes, uint64_t *sigma_bytes);
+/* The bytes of each scratch buffer for n tokens in `mode`, by the kernels or (gemm) by
+ * batched GEMMs. */
+typedef struct rn_retention_sizes {
+    uint64_t chunk_states, sigma, scores, keys;
+} rn_retention_sizes;
+rn_retention_sizes rn_retention_scratch_size(rn_mode mode, bool gemm, int64_t n, int64_t chunk, int64_t H,
+                                             int64_t dk, int64_t dv);
 
 /* Retention of n tokens from an empty state in the parallel or chunkwise form: o [n, H*dv]
  * before the group norm, and the recurrent state and scale it leaves behind. */
@@ -122,6 +129,14 @@ rn_status rn_op_retention(rt_runtime *rt, const rn_kernels *k, rn_retention_shap
                           const rt_buffer *v, int64_t n, const rt_buffer *decays,
                           rn_retention_scratch *scratch, rt_buffer *o, rt_buffer *state,
                           rt_buffer *scale);
+/* The same as rn_op_retention through CLBlast's batched GEMMs (scratch sized with gemm set):
+ * for prompts on devices where CLBlast runs, whose scores fit the scratch. */
+rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
+                               rn_mode mode, int64_t chunk, const rt_buffer *q, const rt_buffer *kk,
+                               const rt_buffer *v, int64_t n, const rt_buffer *decays,
+                               rn_retention_scratch *scratch, rt_buffer *o, rt_buffer *state,
+                               rt_buffer *scale);
+
 /* One recurrent step for `batch` sequences: q [batch, H*dk], k and v [batch, kv_heads*d], q and
  * k rotated and k scaled; reads scale_in, writes scale_out ([H]), updates state
  * [batch*H, dk, dv] and writes o [batch, H*dv]. */

@@ -507,23 +507,26 @@ static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *dec
         {RN_MODE_CHUNKWISE, 5, "chunk 5"},
         {RN_MODE_CHUNKWISE, 13, "chunk 13"},
     };
+    /* Each case by the kernels, and by batched GEMMs where CLBlast runs (not in quick runs). */
+    for (int gemm = 0; gemm < (quick || !k->gemm ? 1 : 2); gemm++)
     for (size_t c = 0; c < 4; c++) {
         ref_retention(cases[c].mode, cases[c].chunk ? cases[c].chunk : n, q, kk, v, n, H, G, dk, dv, decay,
                       shape.plain, ref_o, ref_state, ref_scale);
-        uint64_t state_bytes, sigma_bytes;
-        rn_retention_scratch_size(cases[c].mode, n, cases[c].chunk, H, dk, dv, &state_bytes, &sigma_bytes);
-        guarded chunk_states = guarded_alloc(rt, state_bytes ? state_bytes : 4);
-        guarded sigma = guarded_alloc(rt, sigma_bytes ? sigma_bytes : 4);
-        rn_retention_scratch scratch = {chunk_states.view, sigma.view};
+        rn_retention_sizes z = rn_retention_scratch_size(cases[c].mode, gemm, n, cases[c].chunk, H, dk, dv);
+        guarded chunk_states = guarded_alloc(rt, z.chunk_states ? z.chunk_states : 4);
+        guarded sigma = guarded_alloc(rt, z.sigma ? z.sigma : 4);
+        guarded scores = guarded_alloc(rt, z.scores ? z.scores : 4), keys = guarded_alloc(rt, z.keys ? z.keys : 4);
+        rn_retention_scratch scratch = {chunk_states.view, sigma.view, scores.view, keys.view};
         guarded go = guarded_alloc(rt, on * sizeof(float)), gs = guarded_alloc(rt, st * sizeof(float));
         guarded gsc = guarded_alloc(rt, (size_t)H * sizeof(float));
-        must(rn_op_retention(rt, k, shape, cases[c].mode, cases[c].chunk, &gq.view, &gk.view, &gv.view, n,
-                             &gd.view, &scratch, &go.view, &gs.view, &gsc.view),
+        must((gemm ? rn_op_retention_gemm : rn_op_retention)(rt, k, shape, cases[c].mode, cases[c].chunk, &gq.view,
+                                                             &gk.view, &gv.view, n, &gd.view, &scratch, &go.view,
+                                                             &gs.view, &gsc.view),
              rt, "retention");
         bool intact = guarded_read(rt, &go, got_o) & guarded_read(rt, &chunk_states, NULL) &
-                      guarded_read(rt, &sigma, NULL);
+                      guarded_read(rt, &sigma, NULL) & guarded_read(rt, &scores, NULL) & guarded_read(rt, &keys, NULL);
         char what[96];
-        snprintf(what, sizeof what, "%s, n 13, %s", cases[c].name, heads);
+        snprintf(what, sizeof what, "%s%s, n 13, %s", cases[c].name, gemm ? " gemm" : "", heads);
         check("retention", what, ref_o, got_o, on, 2e-5, intact);
         intact = guarded_read(rt, &gs, got_state);
         check("retention state", what, ref_state, got_state, st, 2e-5, intact);
@@ -531,8 +534,9 @@ static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *dec
         check("retention scale", what, ref_scale, got_scale, (size_t)H, 1e-6, intact);
 
         /* Recurrent steps continuing from that state: the prefill-then-decode path. */
-        if (c == 1) test_retention_steps(rt, k, shape, decay, angle, ref_state, ref_scale, n, heads);
+        if (c == 1 && !gemm) test_retention_steps(rt, k, shape, decay, angle, ref_state, ref_scale, n, heads);
         guarded_free(&chunk_states), guarded_free(&sigma), guarded_free(&go), guarded_free(&gs), guarded_free(&gsc);
+        guarded_free(&scores), guarded_free(&keys);
     }
     guarded_free(&gq), guarded_free(&gk), guarded_free(&gv), guarded_free(&gd);
     free(q), free(kk), free(v), free(ref_o), free(got_o), free(ref_state), free(got_state);

@@ -23,7 +23,8 @@
 static void workspace_free(rt_runtime *rt, rn_workspace *ws) {
     rt_buffer *all[] = {&ws->tokens, &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->g, &ws->o,
                         &ws->a, &ws->b, &ws->logits, &ws->widened,
-                        &ws->retention.chunk_states, &ws->retention.sigma};
+                        &ws->retention.chunk_states, &ws->retention.sigma, &ws->retention.scores,
+                        &ws->retention.keys};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rt_buffer_free(rt, all[i]);
     ws->rows = 0;
 }
@@ -44,6 +45,9 @@ static bool use_project(const rn_kernels *k, int64_t rows) {
     return rows <= project_max_rows() || !k->gemm;
 }
 
+/* Scores scratch up to this size lets a prompt's retention run as batched GEMMs. */
+#define RETENTION_SCORES_MAX ((uint64_t)1 << 30)
+
 /* A workspace for `rows` tokens: a prompt in `mode`, or one token of `rows` sequences in the
  * recurrent form; `logit_rows` of them get logits (the last ones). */
 static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t chunk,
@@ -52,9 +56,15 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
     const rn_config *c = &m->cfg;
     memset(ws, 0, sizeof *ws);
     ws->rows = rows;
-    uint64_t state_bytes, sigma_bytes;
-    rn_retention_scratch_size(mode, rows, chunk, c->heads, c->key_head_dim, c->value_head_dim,
-                              &state_bytes, &sigma_bytes);
+    /* A prompt's retention runs as batched GEMMs where CLBlast does and every chunk's scores
+     * fit in a bounded scratch (a long prompt in the parallel form may not: the kernels then). */
+    rn_retention_sizes z = {0};
+    if (mode != RN_MODE_RECURRENT && !use_project(&m->kernels, rows)) {
+        z = rn_retention_scratch_size(mode, true, rows, chunk, c->heads, c->key_head_dim, c->value_head_dim);
+        ws->retention_gemm = z.scores <= RETENTION_SCORES_MAX;
+    }
+    if (!ws->retention_gemm)
+        z = rn_retention_scratch_size(mode, false, rows, chunk, c->heads, c->key_head_dim, c->value_head_dim);
     const size_t f = sizeof(float), r = (size_t)rows;
     const size_t kv = (size_t)c->kv_heads;
     /* SGEMM needs fp32 operands: half-precision weights are widened, one matrix at a time. */
@@ -80,8 +90,10 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
         {&ws->b, r * (size_t)c->ffn_dim * f, "FFN gates"},
         {&ws->logits, (size_t)logit_rows * (size_t)c->vocab_size * f, "logits"},
         {&ws->widened, widened, "widened weights"},
-        {&ws->retention.chunk_states, state_bytes, "chunk states"},
-        {&ws->retention.sigma, sigma_bytes, "chunk scales"},
+        {&ws->retention.chunk_states, z.chunk_states, "chunk states"},
+        {&ws->retention.sigma, z.sigma, "chunk scales"},
+        {&ws->retention.scores, z.scores, "retention scores"},
+        {&ws->retention.keys, z.keys, "weighted keys"},
     };
     for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
         rn_status st = rt_buffer_alloc(rt, (size_t)plan[i].bytes, plan[i].what, plan[i].buf);
@@ -249,7 +261,8 @@ static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t 
                                       c->rope_half));
             }
             rt_buffer *scale_out = &s->scale[2 * l + ((uint64_t)(n - 1) & 1)];
-            TRY(rn_op_retention(rt, k, shape, mode, chunk, &ws->q, &ws->k, &ws->v, n, &m->decay, &ws->retention,
+            TRY((ws->retention_gemm ? rn_op_retention_gemm : rn_op_retention)(
+                rt, k, shape, mode, chunk, &ws->q, &ws->k, &ws->v, n, &m->decay, &ws->retention,
                                 &ws->o, &s->state[l], scale_out));
         }
         TRY(rn_op_group_norm_gate(rt, k, &ws->o, gate, head_norm, n, c->heads, eps, &ws->o));

@@ -154,6 +154,13 @@ rn_status rt_gemm_xwt(rt_runtime *rt, size_t M, size_t N, size_t K, const rt_buf
                       size_t x_offset, const rt_buffer *w, size_t w_offset, rt_buffer *y,
                       size_t y_offset);
 
+/* count products C_i = op(A_i) op(B_i) + beta C_i, row-major fp32, each matrix at its own
+ * offset (elements) in one buffer: op(X) = X^T when trans_x. M x N results, K inner. */
+rn_status rt_gemm_batched(rt_runtime *rt, bool trans_a, bool trans_b, size_t M, size_t N, size_t K,
+                          float beta, const rt_buffer *a, const size_t *a_offsets, size_t a_ld,
+                          const rt_buffer *b, const size_t *b_offsets, size_t b_ld, rt_buffer *c,
+                          const size_t *c_offsets, size_t c_ld, size_t count);
+
 /* ---- ceilings -------------------------------------------------------------------------------- */
 
 /* The device's memory bandwidth in GB/s (1e9 bytes per second), counting read plus written
