@@ -168,3 +168,11 @@ __kernel void fill_uniform(__global weight_t *w, ulong seed, float scale) {
     const float unit = (float)(z >> 40) * (1.0f / 16777216.0f);  // [0, 1), 24 bits
     STORE_WEIGHT((2.0f * unit - 1.0f) * scale, w, i);
 }
+
+// dst [n, width] = columns col0 .. col0 + width of src [n, stride]: one stacked product of a
+// prompt (q|k|v|g, or fc1|gate), computed as one SGEMM, handed out to the buffers that the
+// next kernels read densely. global (width, n).
+__kernel void split_columns(__global const float *src, int stride, int col0, __global float *dst) {
+    const size_t j = get_global_id(0), t = get_global_id(1), width = get_global_size(0);
+    dst[t * width + j] = src[t * stride + col0 + j];
+}

@@ -24,6 +24,7 @@ void rn_kernels_release(rn_kernels *k) {
                         &k->theta_shift,     &k->glu,              &k->residual,
                         &k->project,         &k->widen,            &k->fill_uniform,
                         &k->retention_weigh_keys, &k->retention_prefix, &k->retention_scores,
+                        &k->split_columns,
                         &k->retention_scan,  &k->retention_sigma,  &k->retention_output,
                         &k->retention_step};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
@@ -85,6 +86,7 @@ static rn_status build_with_group(rt_runtime *rt, int64_t dk, int64_t dv, st_dty
         {&k->project, "project"},                 {&k->widen, "widen"},
         {&k->fill_uniform, "fill_uniform"},       {&k->retention_weigh_keys, "retention_weigh_keys"},
         {&k->retention_prefix, "retention_prefix"}, {&k->retention_scores, "retention_scores"},
+        {&k->split_columns, "split_columns"},
         {&k->retention_scan, "retention_scan"},
         {&k->retention_sigma, "retention_sigma"}, {&k->retention_output, "retention_output"},
         {&k->retention_step, "retention_step"},
@@ -232,6 +234,14 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
     size_t groups = p->mode == RN_PROJECT_GLU ? (size_t)p->rows : ((size_t)p->rows + 1) / 2;
     size_t global = k->wg * groups, local = k->wg;
     return rt_launch(rt, k->project, "project", args, N_ARGS(args), 1, &global, &local);
+}
+
+rn_status rn_op_split_columns(rt_runtime *rt, const rn_kernels *k, const rt_buffer *src, int64_t n,
+                              int64_t stride, int64_t col0, int64_t width, rt_buffer *dst) {
+    cl_int s = (cl_int)stride, c = (cl_int)col0;
+    rt_arg args[] = {RT_ARG_BUF(src), RT_ARG_VAL(s), RT_ARG_VAL(c), RT_ARG_BUF(dst)};
+    size_t global[2] = {(size_t)width, (size_t)n};
+    return rt_launch(rt, k->split_columns, "split_columns", args, N_ARGS(args), 2, global, NULL);
 }
 
 rn_status rn_op_fill_uniform(rt_runtime *rt, const rn_kernels *k, rt_buffer *w, uint64_t count,

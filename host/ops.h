@@ -22,7 +22,7 @@ typedef struct rn_kernels {
     st_dtype weights;     /* how weight matrices are stored: read by embed_tokens, project,
                              widen, written by fill_uniform */
     cl_kernel embed_tokens, rms_norm, group_norm_gate, theta_shift, glu, residual, project, widen;
-    cl_kernel fill_uniform, retention_weigh_keys, retention_prefix, retention_scores;
+    cl_kernel fill_uniform, retention_weigh_keys, retention_prefix, retention_scores, split_columns;
     cl_kernel retention_scan, retention_sigma, retention_output, retention_step;
 } rn_kernels;
 
@@ -68,6 +68,10 @@ rn_status rn_op_residual(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, cons
 rn_status rn_op_linear(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x, int64_t n,
                        int64_t in, const rt_buffer *W, int64_t row0, int64_t out,
                        rt_buffer *scratch, rt_buffer *y);
+
+/* dst [n, width] = columns col0 .. col0 + width of src [n, stride]. */
+rn_status rn_op_split_columns(rt_runtime *rt, const rn_kernels *k, const rt_buffer *src, int64_t n,
+                              int64_t stride, int64_t col0, int64_t width, rt_buffer *dst);
 
 /* What the project kernel (matvec.cl) does with W x; see there. */
 typedef enum rn_project_mode {

@@ -318,6 +318,20 @@ static void test_linear(rt_runtime *rt, const rn_kernels *k) {
     }
 }
 
+/* Columns of a stacked product handed out: an exact copy. */
+static void test_split_columns(rt_runtime *rt, const rn_kernels *k) {
+    const int64_t n = 5, stride = 33, col0 = 7, width = 13;
+    float *src = random_floats((size_t)(n * stride), 1.0), ref[5 * 13], got[5 * 13];
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t j = 0; j < width; j++) ref[t * width + j] = src[t * stride + col0 + j];
+    guarded gs = guarded_from(rt, src, (size_t)(n * stride) * sizeof *src), gd = guarded_alloc(rt, sizeof got);
+    must(rn_op_split_columns(rt, k, &gs.view, n, stride, col0, width, &gd.view), rt, "split_columns");
+    bool intact = guarded_read(rt, &gd, got);
+    check("split_columns", "5 x 33, columns 7..20", ref, got, (size_t)(n * width), 0.0, intact);
+    guarded_free(&gs), guarded_free(&gd);
+    free(src);
+}
+
 /* The project kernel (decoding's products) in every mode against the reference's rmsnorm,
  * linear, residual and GLU: row counts that leave a work-group's rows part-used, columns with
  * and without a tail past the last group of eight, and more input rows than one pass of lanes
@@ -602,6 +616,7 @@ int rn_selftest_run(rt_runtime *rt, FILE *output, bool quick_shapes, int *checks
             if (s == 0) {
                 test_rms_norm(rt, &k);
                 test_glu_residual(rt, &k);
+                test_split_columns(rt, &k);
             }
             test_group_norm_gate(rt, &k);
             test_theta_shift(rt, &k, angle);

@@ -22,7 +22,7 @@
 
 static void workspace_free(rt_runtime *rt, rn_workspace *ws) {
     rt_buffer *all[] = {&ws->tokens, &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->g, &ws->o,
-                        &ws->a, &ws->b, &ws->logits, &ws->widened,
+                        &ws->a, &ws->b, &ws->logits, &ws->widened, &ws->stacked,
                         &ws->retention.chunk_states, &ws->retention.sigma, &ws->retention.scores,
                         &ws->retention.keys};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rt_buffer_free(rt, all[i]);
@@ -44,6 +44,9 @@ static int64_t project_max_rows(void) {
 static bool use_project(const rn_kernels *k, int64_t rows) {
     return rows <= project_max_rows() || !k->gemm;
 }
+
+/* A stacked product's output up to this size is one SGEMM (workspace_init). */
+#define STACKED_MAX ((uint64_t)1 << 30)
 
 /* Scores scratch up to this size lets a prompt's retention run as batched GEMMs. */
 #define RETENTION_SCORES_MAX ((uint64_t)1 << 30)
@@ -67,12 +70,20 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
         z = rn_retention_scratch_size(mode, false, rows, chunk, c->heads, c->key_head_dim, c->value_head_dim);
     const size_t f = sizeof(float), r = (size_t)rows;
     const size_t kv = (size_t)c->kv_heads;
-    /* SGEMM needs fp32 operands: half-precision weights are widened, one matrix at a time. */
+    /* A prompt's stacked matrices (q/k/v/g, fc1/gate) are one SGEMM each when the output fits
+     * a bounded scratch: larger products keep CLBlast closer to its peak than four or two
+     * smaller ones, and its per-call copies of x happen once. Otherwise one SGEMM per matrix. */
+    const bool sgemm = !use_project(&m->kernels, rows);
+    const uint64_t stacked_cols = (uint64_t)(rn_qkvg_layout(c).total > 2 * c->ffn_dim ? rn_qkvg_layout(c).total
+                                                                                      : 2 * c->ffn_dim);
+    const uint64_t stacked = sgemm && r * stacked_cols * f <= STACKED_MAX ? r * stacked_cols * f : 0;
+    /* SGEMM needs fp32 operands: half-precision weights are widened, one matrix (or stacked
+     * matrix) at a time. */
     uint64_t widened = 0;
-    if (m->weights != ST_F32 && !use_project(&m->kernels, rows)) {
+    if (m->weights != ST_F32 && sgemm) {
         const uint64_t D = (uint64_t)c->embed_dim;
-        const uint64_t sizes[] = {(uint64_t)c->key_embed_dim * D, (uint64_t)c->value_embed_dim * D,
-                                  (uint64_t)c->ffn_dim * D, (uint64_t)c->vocab_size * D};
+        const uint64_t sizes[] = {(uint64_t)rn_qkvg_layout(c).total * D, (uint64_t)c->value_embed_dim * D,
+                                  2 * (uint64_t)c->ffn_dim * D, (uint64_t)c->vocab_size * D};
         for (size_t i = 0; i < 4; i++)
             if (sizes[i] > widened) widened = sizes[i];
         widened *= f;
@@ -90,6 +101,7 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
         {&ws->b, r * (size_t)c->ffn_dim * f, "FFN gates"},
         {&ws->logits, (size_t)logit_rows * (size_t)c->vocab_size * f, "logits"},
         {&ws->widened, widened, "widened weights"},
+        {&ws->stacked, stacked, "stacked products"},
         {&ws->retention.chunk_states, z.chunk_states, "chunk states"},
         {&ws->retention.sigma, z.sigma, "chunk scales"},
         {&ws->retention.scores, z.scores, "retention scores"},
@@ -241,10 +253,18 @@ static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t 
                 TRY(rn_op_rms_norm(rt, k, &ws->x, &w->retention_norm, n, D, eps, &ws->h));
                 in = &ws->h;
             }
-            TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, at.q, at.k - at.q, wide, &ws->q));
-            TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, at.k, at.v - at.k, wide, &ws->k));
-            TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, at.v, at.g - at.v, wide, &ws->v));
-            if (c->output_gate) TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, at.g, Dv, wide, &ws->g));
+            if (ws->stacked.mem) {
+                TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, 0, at.total, wide, &ws->stacked));
+                TRY(rn_op_split_columns(rt, k, &ws->stacked, n, at.total, at.q, at.k - at.q, &ws->q));
+                TRY(rn_op_split_columns(rt, k, &ws->stacked, n, at.total, at.k, at.v - at.k, &ws->k));
+                TRY(rn_op_split_columns(rt, k, &ws->stacked, n, at.total, at.v, at.g - at.v, &ws->v));
+                if (c->output_gate) TRY(rn_op_split_columns(rt, k, &ws->stacked, n, at.total, at.g, Dv, &ws->g));
+            } else {
+                TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, at.q, at.k - at.q, wide, &ws->q));
+                TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, at.k, at.v - at.k, wide, &ws->k));
+                TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, at.v, at.g - at.v, wide, &ws->v));
+                if (c->output_gate) TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, at.g, Dv, wide, &ws->g));
+            }
         }
         const rt_buffer *gate = c->output_gate ? &ws->g : NULL;
         const rt_buffer *head_norm = c->head_norm_weight ? &w->head_norm : NULL;
@@ -292,8 +312,14 @@ static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t 
                 TRY(rn_op_rms_norm(rt, k, &ws->x, &w->ffn_norm, n, D, eps, &ws->h));
                 in = &ws->h;
             }
-            TRY(rn_op_linear(rt, k, in, n, D, &w->ffn_in, 0, F, wide, &ws->a));
-            TRY(rn_op_linear(rt, k, in, n, D, &w->ffn_in, F, F, wide, &ws->b));
+            if (ws->stacked.mem) {
+                TRY(rn_op_linear(rt, k, in, n, D, &w->ffn_in, 0, 2 * F, wide, &ws->stacked));
+                TRY(rn_op_split_columns(rt, k, &ws->stacked, n, 2 * F, 0, F, &ws->a));
+                TRY(rn_op_split_columns(rt, k, &ws->stacked, n, 2 * F, F, F, &ws->b));
+            } else {
+                TRY(rn_op_linear(rt, k, in, n, D, &w->ffn_in, 0, F, wide, &ws->a));
+                TRY(rn_op_linear(rt, k, in, n, D, &w->ffn_in, F, F, wide, &ws->b));
+            }
             TRY(rn_op_glu(rt, k, &ws->a, &ws->b, n * F, c->activation, &ws->a));
             TRY(rn_op_linear(rt, k, &ws->a, n, F, &w->fc2, 0, D, wide, &ws->h));
             TRY(rn_op_residual(rt, k, &ws->x, &ws->h, n * D, alpha));
