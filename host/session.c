@@ -253,7 +253,7 @@ static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t 
                 TRY(rn_op_rms_norm(rt, k, &ws->x, &w->retention_norm, n, D, eps, &ws->h));
                 in = &ws->h;
             }
-            if (ws->stacked.mem) {
+            if (ws->stacked.bytes >= (size_t)(n * at.total) * sizeof(float)) {  /* else it was too large */
                 TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, 0, at.total, wide, &ws->stacked));
                 TRY(rn_op_split_columns(rt, k, &ws->stacked, n, at.total, at.q, at.k - at.q, &ws->q));
                 TRY(rn_op_split_columns(rt, k, &ws->stacked, n, at.total, at.k, at.v - at.k, &ws->k));
@@ -312,7 +312,7 @@ static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t 
                 TRY(rn_op_rms_norm(rt, k, &ws->x, &w->ffn_norm, n, D, eps, &ws->h));
                 in = &ws->h;
             }
-            if (ws->stacked.mem) {
+            if (ws->stacked.bytes >= (size_t)(n * 2 * F) * sizeof(float)) {
                 TRY(rn_op_linear(rt, k, in, n, D, &w->ffn_in, 0, 2 * F, wide, &ws->stacked));
                 TRY(rn_op_split_columns(rt, k, &ws->stacked, n, 2 * F, 0, F, &ws->a));
                 TRY(rn_op_split_columns(rt, k, &ws->stacked, n, 2 * F, F, F, &ws->b));
