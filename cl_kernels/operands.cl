@@ -1,0 +1,30 @@
+// operands.cl: weights and activations put in the shape the products want: half-precision
+// matrices widened for SGEMM, stacked products split into their parts, random weights for
+// benchmarks.
+
+// dst = widen(src[offset ..]) over the global range: a stored weight matrix, or rows of one, as
+// the fp32 operand CLBlast's SGEMM needs (prefill), done once per matrix and pass.
+__kernel void widen(__global const weight_t *src, ulong offset, __global float *dst) {
+    const size_t i = get_global_id(0);
+    dst[i] = LOAD_WEIGHT(src + offset, i);
+}
+
+// w[i] = uniform in [-scale, scale) from a counter-based hash of (seed, i): random weights made
+// on the device, for benchmarks of model shapes without a checkpoint. One item per element.
+__kernel void fill_uniform(__global weight_t *w, ulong seed, float scale) {
+    const size_t i = get_global_id(0);
+    ulong z = seed + (ulong)i * 0x9e3779b97f4a7c15ul;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ul;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebul;
+    z ^= z >> 31;
+    const float unit = (float)(z >> 40) * (1.0f / 16777216.0f);  // [0, 1), 24 bits
+    STORE_WEIGHT((2.0f * unit - 1.0f) * scale, w, i);
+}
+
+// dst [n, width] = columns col0 .. col0 + width of src [n, stride]: one stacked product of a
+// prompt (q|k|v|g, or fc1|gate), computed as one SGEMM, handed out to the buffers that the
+// next kernels read densely. global (width, n).
+__kernel void split_columns(__global const float *src, int stride, int col0, __global float *dst) {
+    const size_t j = get_global_id(0), t = get_global_id(1), width = get_global_size(0);
+    dst[t * width + j] = src[t * stride + col0 + j];
+}
