@@ -51,8 +51,8 @@ static const char *bench_usage =
     "  -h, --help         this text\n"
     "\n"
     "Tuning, by environment: RETNET_WORK_GROUP (work-items of the reducing kernels, a power of\n"
-    "two up to 256; default 64), RETNET_PROJECT_MAX_ROWS (rows up to which products skip\n"
-    "SGEMM; default 32). docs/BENCHMARKS.md has what they measured on an H200.\n";
+    "two up to 256; default 64 on GPUs, 2 on other devices), RETNET_PROJECT_MAX_ROWS (rows up\n"
+    "to which products skip SGEMM; default 32). docs/BENCHMARKS.md has what they measured.\n";
 
 typedef struct bench_options {
     const char *preset, *model, *weights, *device, *mode;

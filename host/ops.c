@@ -8,9 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Work-items of the reducing kernels: 64 unless RETNET_WORK_GROUP (a power of two up to 256)
- * says otherwise, and never above what the device allows. */
+/* Work-items of the reducing kernels: 64 on GPUs, 2 elsewhere, unless RETNET_WORK_GROUP (a
+ * power of two up to 256) says otherwise, and never above what the device allows. A CPU
+ * runs a work-group as a loop on one core, where every barrier costs a pass over the group:
+ * on PoCL (2-core VM) the demo model decodes 648 tokens/s with groups of 2, 541 with 4, 408
+ * with 8 and 104 with 64 (`RETNET_WORK_GROUP=N retnet bench --model examples/kjv-retnet`). */
 #define RN_DEFAULT_WG 64
+#define RN_DEFAULT_WG_CPU 2
 #define RN_MAX_WG 256
 
 static size_t floor_pow2(size_t n) {
@@ -106,7 +110,7 @@ rn_status rn_kernels_build(rt_runtime *rt, int64_t dk, int64_t dv, st_dtype weig
     /* Local memory per group: retention_output keeps one query and two RN_WG arrays,
      * retention_step q and k and RN_WG shares, project 3 sums * 4 lanes floats per work-item;
      * groups shrink until all fit. */
-    size_t cap = RN_DEFAULT_WG;
+    size_t cap = rt->dev.info.is_gpu ? RN_DEFAULT_WG : RN_DEFAULT_WG_CPU;
     const char *env = getenv("RETNET_WORK_GROUP");
     if (env && atoi(env) >= 1 && atoi(env) <= RN_MAX_WG) cap = (size_t)atoi(env);
     size_t wg = floor_pow2(rt->dev.info.max_work_group < cap ? rt->dev.info.max_work_group : cap);
