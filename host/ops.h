@@ -19,6 +19,8 @@ typedef struct rn_kernels {
     int64_t step_split;   /* RN_STEP_SPLIT: parts of the key dimension in retention_step, at
                              most RN_WG (a group holds every part of its columns) */
     bool gemm;            /* CLBlast's SGEMM runs here: its kernels need work-groups of 64 */
+    int64_t project_rows; /* products of up to this many input rows take the project kernel,
+                             longer ones SGEMM (where `gemm`): 32, or RETNET_PROJECT_MAX_ROWS */
     st_dtype weights;     /* how weight matrices are stored: read by embed_tokens, project,
                              widen, written by fill_uniform */
     cl_kernel embed_tokens, rms_norm, group_norm_gate, theta_shift, glu, residual, project, widen;

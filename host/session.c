@@ -29,20 +29,12 @@ static void workspace_free(rt_runtime *rt, rn_workspace *ws) {
     ws->rows = 0;
 }
 
-/* Prompts (and batches) up to this many rows take the project kernel, which reads each weight
- * once for all of them; longer ones CLBlast's SGEMM, which needs rows to fill its tiles, except
- * on devices too small for CLBlast's work-groups, where the project kernel takes every size. */
-#define PROJECT_MAX_ROWS 32
-
-/* RETNET_PROJECT_MAX_ROWS moves the limit, for tuning (0: SGEMM for everything above one row). */
-static int64_t project_max_rows(void) {
-    const char *env = getenv("RETNET_PROJECT_MAX_ROWS");
-    int64_t limit = env && *env ? atoll(env) : PROJECT_MAX_ROWS;
-    return limit < 1 ? 1 : limit;
-}
-
+/* Prompts (and batches) of up to k->project_rows rows take the project kernel, which reads
+ * each weight once for all of them; longer ones CLBlast's SGEMM, which needs rows to fill its
+ * tiles, except on devices too small for CLBlast's work-groups, where the project kernel takes
+ * every size. */
 static bool use_project(const rn_kernels *k, int64_t rows) {
-    return rows <= project_max_rows() || !k->gemm;
+    return rows <= k->project_rows || !k->gemm;
 }
 
 /* A stacked product's output up to this size is one SGEMM (workspace_init). */

@@ -1,8 +1,17 @@
 /* rt_blas.c: the large matrix products, through CLBlast. */
 #include <clblast_c.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "rt.h"
+
+/* A failed CLBlast call as an rn_status: its allocation failures are device memory. */
+static rn_status blas_fail(rt_runtime *rt, CLBlastStatusCode status, const char *call) {
+    bool memory = status == CLBlastTempBufferAllocFailure || status == CLBlastOpenCLOutOfResources ||
+                  status == CLBlastOpenCLOutOfHostMemory;
+    return rn_fail(rt->err, memory ? RN_ERR_DEVICE_MEMORY : RN_ERR_CLBLAST, "%s failed: %s (%d)", call,
+                   rt_clblast_status_name(status), (int)status);
+}
 
 rn_status rt_gemm_xwt(rt_runtime *rt, size_t M, size_t N, size_t K, const rt_buffer *x,
                       size_t x_offset, const rt_buffer *w, size_t w_offset, rt_buffer *y,
@@ -13,11 +22,9 @@ rn_status rt_gemm_xwt(rt_runtime *rt, size_t M, size_t N, size_t K, const rt_buf
                      x->mem, x_offset, K, w->mem, w_offset, K, 0.0f, y->mem, y_offset, N, &rt->queue,
                      rt_profile_slot(rt, "sgemm"));
     if (status == CLBlastSuccess) return RN_OK;
-    bool memory = status == CLBlastTempBufferAllocFailure || status == CLBlastOpenCLOutOfResources ||
-                  status == CLBlastOpenCLOutOfHostMemory;
-    return rn_fail(rt->err, memory ? RN_ERR_DEVICE_MEMORY : RN_ERR_CLBLAST,
-                   "CLBlastSgemm(M=%zu, N=%zu, K=%zu) failed: %s (%d)", M, N, K,
-                   rt_clblast_status_name(status), (int)status);
+    char call[96];
+    snprintf(call, sizeof call, "CLBlastSgemm(M=%zu, N=%zu, K=%zu)", M, N, K);
+    return blas_fail(rt, status, call);
 }
 
 rn_status rt_gemm_batched(rt_runtime *rt, bool trans_a, bool trans_b, size_t M, size_t N, size_t K,
@@ -35,9 +42,7 @@ rn_status rt_gemm_batched(rt_runtime *rt, bool trans_a, bool trans_b, size_t M, 
         rt_profile_slot(rt, "sgemm_batched"));
     free(scalars);
     if (status == CLBlastSuccess) return RN_OK;
-    bool memory = status == CLBlastTempBufferAllocFailure || status == CLBlastOpenCLOutOfResources ||
-                  status == CLBlastOpenCLOutOfHostMemory;
-    return rn_fail(rt->err, memory ? RN_ERR_DEVICE_MEMORY : RN_ERR_CLBLAST,
-                   "CLBlastSgemmBatched(M=%zu, N=%zu, K=%zu, %zu products) failed: %s (%d)", M, N, K, count,
-                   rt_clblast_status_name(status), (int)status);
+    char call[128];
+    snprintf(call, sizeof call, "CLBlastSgemmBatched(M=%zu, N=%zu, K=%zu, %zu products)", M, N, K, count);
+    return blas_fail(rt, status, call);
 }
