@@ -44,9 +44,8 @@ inline float dot8(float8 a, float8 b) {
     return dot(a.lo, b.lo) + dot(a.hi, b.hi);
 }
 
-// The FFN's activations: gelu is the exact erf form, as torch's F.gelu.
-#define RN_ACT_GELU 0
-#define RN_ACT_SWISH 1
+// The FFN's activations: gelu is the exact erf form, as torch's F.gelu. RN_ACT_* come from the
+// preamble (host/ops.c writes them from the C enum).
 inline float activate(float v, int activation) {
     return activation == RN_ACT_GELU ? 0.5f * v * (1.0f + erf(v * M_SQRT1_2_F)) : v / (1.0f + exp(-v));
 }

@@ -26,10 +26,8 @@
 #define RN_MV_ROWS 2
 #define RN_MV_LANES 4
 #define RN_MV_SUMS (RN_MV_ROWS + 1)  // per lane: the rows' products, then the sum of squares
+// RN_PROJECT_* (the modes) come from the preamble, written by host/ops.c from its C enum.
 
-#define RN_PROJECT_PLAIN 0
-#define RN_PROJECT_RESIDUAL 1
-#define RN_PROJECT_GLU 2
 
 // Output row `out` of y0..y3 for input row `row`.
 inline void store_row(int out, size_t row, float value, int rows, __global float *y0, __global float *y1,

@@ -67,6 +67,7 @@ const char *rn_status_str(rn_status status) {
         RN_NAME(RN_ERR_OPENCL)
         RN_NAME(RN_ERR_CLBLAST)
         RN_NAME(RN_ERR_NUMERIC)
+        RN_NAME(RN_ERR_CANCELLED)
 #undef RN_NAME
     }
     return "RN_ERR_UNKNOWN_STATUS";

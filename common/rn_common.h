@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "retnet.h"
+#include "rn_status.h"
 
 #define RN_ERROR_CAPACITY 4096
 

@@ -31,6 +31,50 @@ rn_status rn_context_unlock(rn_context *ctx, rn_status st) {
     return st;
 }
 
+rn_status rn_thread_fail(rn_status st, const rn_error *err) {
+    if (st != RN_OK) {
+        thread_error.ctx_id = 0;
+        snprintf(thread_error.message, sizeof thread_error.message, "%s", err ? err->message : "");
+    }
+    return st;
+}
+
+const char *rn_last_error(void) {
+    return thread_error.message;
+}
+
+const char *rn_version(void) {
+    return RN_VERSION;
+}
+
+void rn_context_cancel(rn_context *ctx, int cancel) {
+    if (ctx) atomic_store(&ctx->cancel, cancel ? 1 : 0);
+}
+
+bool rn_context_cancelled(rn_context *ctx, const char *what) {
+    if (!atomic_exchange(&ctx->cancel, 0)) return false;
+    rn_fail(&ctx->err, RN_ERR_CANCELLED, "%s was cancelled (rn_context_cancel)", what);
+    return true;
+}
+
+static void public_device_info(const rt_device_info *in, rn_device_info *out) {
+    memset(out, 0, sizeof *out);
+    memcpy(out->platform, in->platform, sizeof out->platform);
+    memcpy(out->vendor, in->vendor, sizeof out->vendor);
+    memcpy(out->name, in->name, sizeof out->name);
+    memcpy(out->version, in->version, sizeof out->version);
+    memcpy(out->driver, in->driver, sizeof out->driver);
+    out->is_gpu = in->is_gpu;
+    out->compute_units = in->compute_units;
+    out->global_mem_bytes = in->global_mem_bytes;
+    out->max_alloc_bytes = in->max_alloc_bytes;
+    out->local_mem_bytes = in->local_mem_bytes;
+    out->max_work_group = in->max_work_group;
+    out->has_fp16 = in->has_fp16;
+    out->platform_index = in->platform_index;
+    out->device_index = in->device_index;
+}
+
 void rn_context_options_default(rn_context_options *opts) {
     memset(opts, 0, sizeof *opts);
     opts->program_cache = -1;
@@ -40,10 +84,11 @@ rn_status rn_devices_list(rn_device_info *infos, size_t capacity, size_t *count)
     if (!count || (capacity && !infos)) return RN_ERR_INVALID_ARGUMENT;
     rt_device_entry entries[RT_MAX_DEVICES];
     size_t n = 0;
-    rn_status st = rt_devices_enumerate(entries, RT_MAX_DEVICES, &n, NULL);
+    rn_error err = {{0}};
+    rn_status st = rt_devices_enumerate(entries, RT_MAX_DEVICES, &n, &err);
     *count = n;
-    if (st != RN_OK) return st;
-    for (size_t i = 0; i < n && i < capacity; i++) infos[i] = entries[i].info;
+    if (st != RN_OK) return rn_thread_fail(st, &err);
+    for (size_t i = 0; i < n && i < capacity; i++) public_device_info(&entries[i].info, &infos[i]);
     return RN_OK;
 }
 
@@ -52,10 +97,17 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
     if (error_message && error_capacity) error_message[0] = '\0';
     if (!out) return RN_ERR_INVALID_ARGUMENT;
     *out = NULL;
+    rn_error err = {{0}};
     rn_context_options defaults;
     if (!opts) {
         rn_context_options_default(&defaults);
         opts = &defaults;
+    }
+    if (opts->work_group > 256 || (opts->work_group & (opts->work_group - 1)) != 0) {
+        rn_fail(&err, RN_ERR_INVALID_ARGUMENT, "work_group must be 0 or a power of two up to 256, not %zu",
+                opts->work_group);
+        if (error_message && error_capacity) snprintf(error_message, error_capacity, "%s", err.message);
+        return rn_thread_fail(RN_ERR_INVALID_ARGUMENT, &err);
     }
     rn_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return RN_ERR_OUT_OF_HOST_MEMORY;
@@ -64,6 +116,9 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
         free(ctx);
         return RN_ERR_OUT_OF_HOST_MEMORY;
     }
+    ctx->tuning.work_group = opts->work_group;
+    ctx->tuning.project_rows = (int64_t)opts->project_max_rows;
+    atomic_init(&ctx->cancel, 0);
     ctx->id = atomic_fetch_add(&next_context_id, 1);
     rt_cache_mode mode = opts->program_cache < 0 ? RT_CACHE_AUTO
                          : opts->program_cache ? RT_CACHE_ON : RT_CACHE_OFF;
@@ -71,10 +126,12 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
     if (st != RN_OK) {
         if (error_message && error_capacity)
             snprintf(error_message, error_capacity, "%s", ctx->err.message);
+        rn_thread_fail(st, &ctx->err);
         pthread_mutex_destroy(&ctx->lock);
         free(ctx);
         return st;
     }
+    public_device_info(&ctx->rt.dev.info, &ctx->info);
     *out = ctx;
     return RN_OK;
 }
@@ -100,7 +157,7 @@ const char *rn_context_last_error(const rn_context *ctx) {
 }
 
 const rn_device_info *rn_context_device(const rn_context *ctx) {
-    return ctx ? &ctx->rt.dev.info : NULL;
+    return ctx ? &ctx->info : NULL;
 }
 
 void rn_context_memory(const rn_context *ctx, uint64_t *current_bytes, uint64_t *peak_bytes) {

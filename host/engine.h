@@ -3,6 +3,7 @@
 #define RN_ENGINE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "checkpoint.h"
 #include "ops.h"
@@ -14,7 +15,18 @@ struct rn_context {
     pthread_mutex_t lock;              /* held for the whole of every public call on the context,
                                           its models and sessions (rn_context_lock/unlock) */
     uint64_t id;                       /* unique per process: tags the per-thread error copies */
+    rn_tuning tuning;                  /* from rn_context_options */
+    rn_device_info info;               /* the public copy of rt.dev.info */
+    atomic_int cancel;                 /* rn_context_cancel: set from anywhere, without the lock */
 };
+
+/* Whether rn_context_cancel asked the running work to stop; if so, clears the request and
+ * records the message: the caller returns RN_ERR_CANCELLED. `what` names the work. */
+bool rn_context_cancelled(rn_context *ctx, const char *what);
+
+/* Records `err` as the calling thread's last failure (rn_last_error), for calls that fail
+ * without a context (tokenizer, sampler, context creation). Returns `st`. */
+rn_status rn_thread_fail(rn_status st, const rn_error *err);
 
 /* Every public call that touches the device, the memory counters or `err` runs between these.
  * rn_context_unlock copies err's message into the calling thread's own last-error slot when
@@ -101,6 +113,8 @@ struct rn_session {
     rt_buffer *state;                  /* [L] each [batch*H, dk, dv] */
     rt_buffer *scale;                  /* [L][2] each [H], double-buffered by position parity */
     rn_workspace step;                 /* `batch` rows, for decoding */
+    rn_progress_fn progress;           /* rn_session_set_progress */
+    void *progress_user;
 };
 
 /* The bodies of rn_session_init/free/reset, for callers that already hold the context's lock

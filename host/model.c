@@ -110,7 +110,7 @@ static void release_weights(rn_model *m) {
  * device's memory and the largest buffer against its largest single allocation. */
 static rn_status check_fits(rn_model *m, const slot *slots, size_t n) {
     rn_context *ctx = m->ctx;
-    const rn_device_info *dev = &ctx->rt.dev.info;
+    const rt_device_info *dev = &ctx->rt.dev.info;
     uint64_t sum = 0, largest = 0;
     const char *largest_name = "";
     for (size_t i = 0; i < n; i++) {
@@ -195,7 +195,10 @@ static rn_status upload_all(rn_model *m, const rn_checkpoint *ckpt, upload *plan
         return rn_fail(&m->ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for a %llu-element staging buffer",
                        (unsigned long long)UPLOAD_PIECE);
     rn_status st = RN_OK;
-    for (size_t i = 0; i < n && st == RN_OK; i++) st = upload_tensor(m, &plan[i], staging, &done, total, opts);
+    for (size_t i = 0; i < n && st == RN_OK; i++) {
+        if (rn_context_cancelled(m->ctx, "loading the model")) st = RN_ERR_CANCELLED;
+        else st = upload_tensor(m, &plan[i], staging, &done, total, opts);
+    }
     if (st == RN_OK) st = upload_positions(m, ckpt, staging);
     free(staging);
     return st;
@@ -249,7 +252,7 @@ static rn_status model_prepare(rn_context *ctx, const rn_config *cfg, st_dtype w
     }
     size_t n = plan_slots(m, slots);
     rn_status st = check_fits(m, slots, n);
-    if (st == RN_OK) st = rn_kernels_build(&ctx->rt, cfg->key_head_dim, cfg->value_head_dim, weights, &m->kernels);
+    if (st == RN_OK) st = rn_kernels_build(&ctx->rt, ctx->tuning, cfg->key_head_dim, cfg->value_head_dim, weights, &m->kernels);
     if (st == RN_OK) st = allocate_slots(m, slots, n);
     for (size_t i = 0; i < n; i++) m->parameters += slots[i].rows * slots[i].cols;
     free(slots);

@@ -9,6 +9,7 @@
 #define RN_OPS_H
 
 #include "rt.h"
+#include "retnet.h"
 #include "safetensors.h"
 
 /* The program built for one head shape and one weight storage type, and its kernels. */
@@ -20,7 +21,7 @@ typedef struct rn_kernels {
                              most RN_WG (a group holds every part of its columns) */
     bool gemm;            /* CLBlast's SGEMM runs here: its kernels need work-groups of 64 */
     int64_t project_rows; /* products of up to this many input rows take the project kernel,
-                             longer ones SGEMM (where `gemm`): 32, or RETNET_PROJECT_MAX_ROWS */
+                             longer ones SGEMM (where `gemm`): rn_tuning's */
     st_dtype weights;     /* how weight matrices are stored: read by embed_tokens, project,
                              widen, written by fill_uniform */
     cl_kernel embed_tokens, rms_norm, group_norm_gate, theta_shift, glu, residual, project, widen;
@@ -28,9 +29,15 @@ typedef struct rn_kernels {
     cl_kernel retention_scan, retention_sigma, retention_output, retention_step;
 } rn_kernels;
 
+/* The context's tuning knobs (rn_context_options); 0 takes the default. */
+typedef struct rn_tuning {
+    size_t work_group;       /* cap on RN_WG: 64 on GPUs, 2 elsewhere */
+    int64_t project_rows;    /* rows up to which products take the project kernel: 32 */
+} rn_tuning;
+
 /* Compiles the embedded cl_kernels sources for heads of dk key and dv value dimensions and
  * weight matrices stored as `weights` (F32, F16 or BF16). */
-rn_status rn_kernels_build(rt_runtime *rt, int64_t dk, int64_t dv, st_dtype weights,
+rn_status rn_kernels_build(rt_runtime *rt, rn_tuning tuning, int64_t dk, int64_t dv, st_dtype weights,
                            rn_kernels *out);
 void rn_kernels_release(rn_kernels *k);
 

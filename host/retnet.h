@@ -27,8 +27,9 @@
  *     without the lock;
  *   - freeing an object races with every other use of it: free sessions before their model,
  *     models before their context, and none of them while another thread still uses it;
- *   - a progress callback (rn_model_options) runs with the lock held and must not call into
- *     the library on the same context.
+ *   - a progress callback (rn_model_options, rn_session_set_progress) runs with the lock
+ *     held and must not call into the library on the same context (rn_context_cancel is
+ *     the exception: it takes no lock).
  * Error messages: the context keeps the message of the most recent failure on it by any
  * thread, and each thread also keeps a copy of its own most recent failure.
  * rn_context_last_error(ctx) returns that thread-own copy when the calling thread's latest
@@ -43,52 +44,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rn_status.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* ------------------------------------------------------------------------------------------ */
-/* Status codes                                                                               */
+/* The library is built with hidden symbols; what this header declares is its whole ABI. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
 
-typedef enum rn_status {
-    RN_OK = 0,
+/* The library's version, "MAJOR.MINOR.PATCH"; the shared library's SONAME carries MAJOR. */
+const char *rn_version(void);
 
-    /* misuse and arguments */
-    RN_ERR_INVALID_ARGUMENT = -1,    /* NULL handle, bad option, token id outside the vocabulary */
-    RN_ERR_OUT_OF_HOST_MEMORY = -2,  /* malloc failed */
-    RN_ERR_LIMIT = -3,               /* a size above what the runtime accepts (prompt, file, dims) */
-
-    /* files */
-    RN_ERR_IO = -10,                 /* missing, unreadable, a directory, short read */
-    RN_ERR_JSON = -11,               /* JSON syntax, invalid UTF-8, nesting, duplicate keys */
-    RN_ERR_TRUNCATED = -12,          /* file shorter than its header says */
-    RN_ERR_HEADER_SIZE = -13,        /* safetensors header length zero, over the cap or past the end */
-    RN_ERR_TENSOR_ENTRY = -14,       /* safetensors entry malformed: keys, shape, offsets types */
-    RN_ERR_OFFSETS = -15,            /* data offsets overlap, leave gaps, or disagree with the shape */
-    RN_ERR_UNKNOWN_DTYPE = -16,      /* dtype string not in the safetensors list */
-    RN_ERR_UNSUPPORTED_DTYPE = -17,  /* a known dtype this runtime does not load (F64, I8, ...) */
-    RN_ERR_DUPLICATE = -18,          /* a name given twice */
-
-    /* model description */
-    RN_ERR_CONFIG = -20,             /* config value missing, of the wrong type or out of range */
-    RN_ERR_UNSUPPORTED_CONFIG = -21, /* a valid torchscale setting this runtime does not implement */
-    RN_ERR_MISSING_TENSOR = -22,     /* a tensor the config requires is not in the checkpoint */
-    RN_ERR_TENSOR_SHAPE = -23,       /* a tensor's shape disagrees with the config */
-    RN_ERR_TOKENIZER = -24,          /* tokenizer.json valid JSON but not a usable tokenizer */
-    RN_ERR_STATE_FILE = -25,         /* a saved session state that is corrupt or from another model */
-
-    /* device */
-    RN_ERR_NO_PLATFORM = -30,        /* no OpenCL platform (no ICD installed) */
-    RN_ERR_NO_DEVICE = -31,          /* no device, or none matches the requested one */
-    RN_ERR_BUILD = -32,              /* kernel build failed; the message holds the build log */
-    RN_ERR_DEVICE_MEMORY = -33,      /* the device cannot hold what is asked of it */
-    RN_ERR_OPENCL = -34,             /* any other OpenCL error; the message names call and code */
-    RN_ERR_CLBLAST = -35,            /* a CLBlast routine failed; the message names it and its code */
-    RN_ERR_NUMERIC = -36             /* non-finite values appeared in the output */
-} rn_status;
-
-/* A fixed, static name for a status ("RN_ERR_TENSOR_SHAPE"). Never NULL. */
-const char *rn_status_str(rn_status status);
+/* The detailed message of the calling thread's most recent failed call into the library, on
+ * any object or none (a tokenizer that would not load, a sampler setting out of range, a
+ * context that could not open): "" when it has had none. Valid until the thread's next call. */
+const char *rn_last_error(void);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Devices and contexts                                                                       */
@@ -124,6 +97,12 @@ typedef struct rn_context_options {
     int program_cache;       /* -1 auto (on, except on PoCL which caches itself), 0 off, 1 on */
     const char *cache_dir;   /* NULL: $RETNET_CACHE_DIR, else $XDG_CACHE_HOME/retnet-cl, else
                                 ~/.cache/retnet-cl */
+    /* Tuning; 0 takes the default. (The retnet command reads them from RETNET_WORK_GROUP and
+     * RETNET_PROJECT_MAX_ROWS; the library reads no environment for them.) */
+    size_t work_group;        /* work-items of the reducing kernels, a power of two up to 256:
+                                 64 on GPUs, 2 elsewhere */
+    size_t project_max_rows;  /* products of up to this many input rows take the engine's
+                                 project kernel, longer ones an SGEMM: 32 */
 } rn_context_options;
 
 /* Sets `opts` to the defaults described above. */
@@ -134,6 +113,16 @@ void rn_context_options_default(rn_context_options *opts);
 rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
                           char *error_message, size_t error_capacity);
 void rn_context_free(rn_context *ctx);
+
+/* Cancellation. rn_context_cancel(ctx, 1) asks the work running on the context to stop, from
+ * any thread or a signal handler (it takes no lock and only stores a flag). A model load checks
+ * it between tensors, a prompt between layers (parallel, chunkwise) or tokens (recurrent); the
+ * call returns RN_ERR_CANCELLED and clears the flag. What was cancelled is left as a failure
+ * leaves it: no model; a prompt fed from an empty state leaves the session empty, one fed
+ * recurrently keeps every token it finished (rn_session_position says how many). A single
+ * decoding step is not interrupted. rn_context_cancel(ctx, 0) withdraws a request that no call
+ * has seen yet. */
+void rn_context_cancel(rn_context *ctx, int cancel);
 
 /* Profiling by OpenCL events: after rn_context_profile_start every launch on the context is
  * timed; rn_context_profile_drain waits for the device and calls `sink` once per launch since
@@ -160,6 +149,12 @@ void rn_context_memory(const rn_context *ctx, uint64_t *current_bytes, uint64_t 
 /* ------------------------------------------------------------------------------------------ */
 /* Models                                                                                     */
 
+typedef enum rn_mode {
+    RN_MODE_PARALLEL = 0,   /* O(T^2) retention over the whole prompt */
+    RN_MODE_CHUNKWISE = 1,  /* parallel inside chunks, recurrent across them */
+    RN_MODE_RECURRENT = 2   /* one token at a time */
+} rn_mode;
+
 typedef enum rn_activation { RN_ACT_GELU = 0, RN_ACT_SWISH = 1 } rn_activation;
 
 /* How weight matrices are kept on the device. Kernels widen them to fp32 as they read them,
@@ -172,9 +167,10 @@ typedef enum rn_weights {
     RN_WEIGHTS_BF16 = 3
 } rn_weights;
 
-/* Called while weights are uploaded, with the bytes read from the checkpoint so far and in
- * total. */
-typedef void (*rn_progress_fn)(void *user, uint64_t done_bytes, uint64_t total_bytes);
+/* Progress of long work: while weights are uploaded, the bytes read from the checkpoint so far
+ * and in total; while a prompt is fed (rn_session_set_progress), the prompt's tokens done and
+ * in total, a layer-by-layer pass counting each layer as its share of the prompt. */
+typedef void (*rn_progress_fn)(void *user, uint64_t done, uint64_t total);
 
 typedef struct rn_model_options {
     rn_weights weights;       /* RN_WEIGHTS_FILE */
@@ -225,15 +221,14 @@ rn_status rn_model_random(rn_context *ctx, const char *config_path, const rn_mod
                           uint64_t seed, rn_model **out);
 void rn_model_free(rn_model *model);
 rn_status rn_model_info_get(const rn_model *model, rn_model_info *info);
+/* Runs the kernels a session will use once, on a scratch session, so that compilation on first
+ * use (drivers that build at the first launch, CLBlast's kernels) happens here and not in the
+ * first timed prompt: one decoding step, and a prompt of `prompt_tokens` tokens (0: none)
+ * in `mode`. Leaves no session and no memory behind. */
+rn_status rn_model_warmup(rn_model *model, size_t prompt_tokens, rn_mode mode);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Sessions                                                                                   */
-
-typedef enum rn_mode {
-    RN_MODE_PARALLEL = 0,   /* O(T^2) retention over the whole prompt */
-    RN_MODE_CHUNKWISE = 1,  /* parallel inside chunks, recurrent across them */
-    RN_MODE_RECURRENT = 2   /* one token at a time */
-} rn_mode;
 
 rn_status rn_session_init(rn_model *model, rn_session **out);
 void rn_session_free(rn_session *session);
@@ -241,6 +236,8 @@ void rn_session_free(rn_session *session);
 rn_status rn_session_reset(rn_session *session);
 /* The number of tokens the session has consumed. */
 uint64_t rn_session_position(const rn_session *session);
+/* Calls `fn` (NULL: none) as the session's prompts are fed; see rn_progress_fn. */
+rn_status rn_session_set_progress(rn_session *session, rn_progress_fn fn, void *user);
 
 /* Feeds `n` tokens to a session at position 0 in the given form and writes n * vocab_size
  * logits (row-major, one row per position) to `logits` when it is not NULL. `chunk_size` is
@@ -285,6 +282,93 @@ rn_status rn_session_save(const rn_session *session, const char *path);
 rn_status rn_session_load(rn_session *session, const char *path);
 /* A new session on the same model holding a copy of `session`'s state. */
 rn_status rn_session_copy(const rn_session *session, rn_session **out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tokenizers: Hugging Face tokenizer.json (BPE), no device needed                            */
+
+typedef struct rn_tokenizer rn_tokenizer;
+
+/* Loads dir/tokenizer.json and, when present, dir/tokenizer_config.json (BOS/EOS settings).
+ * Errors (rn_last_error names the file and field): RN_ERR_IO, RN_ERR_JSON, RN_ERR_LIMIT,
+ * RN_ERR_TOKENIZER for a valid file this runtime cannot use. */
+rn_status rn_tokenizer_load(const char *model_dir, rn_tokenizer **out);
+void rn_tokenizer_free(rn_tokenizer *tokenizer);
+/* Text (len bytes; invalid UTF-8 is repaired to U+FFFD first) to ids in a heap array freed
+ * with rn_free (*ids may be NULL when *n is 0). add_special: the BOS/EOS the tokenizer's files
+ * ask for. */
+rn_status rn_tokenizer_encode(const rn_tokenizer *tokenizer, const char *text, size_t len, int add_special,
+                              int32_t **ids, size_t *n);
+/* Ids to valid UTF-8, NUL-terminated, in a heap buffer freed with rn_free (*len excludes the
+ * NUL). skip_special drops special tokens. An id outside the vocabulary is
+ * RN_ERR_INVALID_ARGUMENT. */
+rn_status rn_tokenizer_decode(const rn_tokenizer *tokenizer, const int32_t *ids, size_t n, int skip_special,
+                              char **text, size_t *len);
+int32_t rn_tokenizer_bos(const rn_tokenizer *tokenizer);        /* -1 when none */
+int32_t rn_tokenizer_eos(const rn_tokenizer *tokenizer);        /* -1 when none */
+size_t rn_tokenizer_vocab_size(const rn_tokenizer *tokenizer);  /* the largest id + 1 */
+
+/* Frees what rn_tokenizer_encode and rn_tokenizer_decode return. */
+void rn_free(void *memory);
+
+/* Streaming decoding: push ids as they are generated; each call hands out complete UTF-8 in a
+ * buffer owned by the detokenizer, valid until its next call. All the pieces and the flush
+ * together are exactly rn_tokenizer_decode of the same ids. */
+typedef struct rn_detokenizer rn_detokenizer;
+#define RN_DETOKENIZE_SKIP_SPECIAL 1u  /* drop special tokens */
+#define RN_DETOKENIZE_CONTINUE 2u      /* the ids continue a text already shown (a prompt): keep
+                                          the leading space a decoder strips at a text's start */
+rn_status rn_detokenizer_init(const rn_tokenizer *tokenizer, unsigned flags, rn_detokenizer **out);
+rn_status rn_detokenizer_push(rn_detokenizer *detokenizer, int32_t id, const char **bytes, size_t *len);
+/* The end of the text: what was held back; the detokenizer then starts a new text. */
+rn_status rn_detokenizer_flush(rn_detokenizer *detokenizer, const char **bytes, size_t *len);
+void rn_detokenizer_free(rn_detokenizer *detokenizer);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sampling the next token from a row of logits, on the host                                 */
+
+/* In the order they apply (llama.cpp's chain): repeat penalty, temperature (0: greedy, the
+ * lowest id on ties, nothing else applies), top-k, softmax, min-p, top-p, one draw. Ties are
+ * broken by id, so the surviving set never depends on the order of the work. A draw is a pure
+ * function of (seed, position): a session saved and resumed draws what an uninterrupted one
+ * draws. */
+typedef struct rn_sampling {
+    float temperature;     /* 0.8; 0: greedy */
+    int32_t top_k;         /* 40; 0: off */
+    float top_p;           /* 0.95, in (0, 1]; 1: off */
+    float min_p;           /* 0.05, in [0, 1): drop ids with p < min_p * p_max; 0: off */
+    float repeat_penalty;  /* 1.1, > 0; 1: off (logit > 0 ? logit / p : logit * p) */
+    int32_t repeat_last_n; /* 64: how many of the most recent tokens are penalised */
+    uint64_t seed;         /* 0 */
+} rn_sampling;
+
+void rn_sampling_default(rn_sampling *sampling);
+
+typedef struct rn_sampler rn_sampler;
+/* Checks the settings (RN_ERR_INVALID_ARGUMENT naming the one out of range) and allocates
+ * scratch for `vocab` ids (RN_ERR_LIMIT above 2^24). */
+rn_status rn_sampler_init(const rn_sampling *sampling, size_t vocab, rn_sampler **out);
+void rn_sampler_free(rn_sampler *sampler);
+/* The token that follows `position` tokens, from `logits` (vocab floats, not modified);
+ * `recent` holds the last n_recent tokens, oldest first (rn_session_recent). RN_ERR_NUMERIC
+ * for a NaN or infinite logit. One sampler is used by one thread at a time. */
+rn_status rn_sampler_sample(rn_sampler *sampler, const float *logits, const int32_t *recent, size_t n_recent,
+                            uint64_t position, int32_t *token);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Self-test: every kernel against the plain-C reference, op by op, on the context's device   */
+
+/* Receives the report, one line at a time (no newline). */
+typedef void (*rn_text_sink)(void *user, const char *line);
+/* Builds the kernels for several head shapes and weight types, runs every op on fixed-seed
+ * inputs of awkward shapes and compares each output with the reference (tests/ref.c, double
+ * accumulation), sending a table of kernel, shapes, max error, tolerance and pass/FAIL to
+ * `sink`. `quick`: small shapes only and no CLBlast (for simulators). *checks and *failures
+ * (either may be NULL) count the rows. RN_OK means the run completed, whatever it found. */
+rn_status rn_selftest(rn_context *ctx, int quick, rn_text_sink sink, void *user, int *checks, int *failures);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,8 @@
  */
 #include "sampler.h"
 
+#include "engine.h"
+
 #include <float.h>
 #include <math.h>
 #include <stdbool.h>
@@ -44,7 +46,7 @@ void rn_sampling_default(rn_sampling *s) {
     s->seed = 0;
 }
 
-rn_status rn_sampling_check(const rn_sampling *s, rn_error *err) {
+rn_status sampling_check(const rn_sampling *s, rn_error *err) {
     if (!s) return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "sampling parameters: NULL");
     /* Each test is written so that NaN fails it (comparisons with NaN are false). */
     if (!(isfinite(s->temperature) && s->temperature >= 0.0f))
@@ -71,10 +73,10 @@ rn_status rn_sampling_check(const rn_sampling *s, rn_error *err) {
     return RN_OK;
 }
 
-rn_status rn_sampler_init(const rn_sampling *s, size_t vocab, rn_sampler **out, rn_error *err) {
+rn_status sampler_init(const rn_sampling *s, size_t vocab, rn_sampler **out, rn_error *err) {
     if (!out) return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "sampler: NULL output pointer");
     *out = NULL;
-    rn_status st = rn_sampling_check(s, err);
+    rn_status st = sampling_check(s, err);
     if (st != RN_OK) return st;
     if (vocab == 0) return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "sampler: vocabulary of 0 ids");
     if (vocab > RN_SAMPLER_MAX_VOCAB)
@@ -94,13 +96,13 @@ rn_status rn_sampler_init(const rn_sampling *s, size_t vocab, rn_sampler **out, 
     return RN_OK;
 }
 
-void rn_sampler_free(rn_sampler *s) {
+void sampler_free(rn_sampler *s) {
     if (!s) return;
     free(s->cand);
     free(s);
 }
 
-const rn_sampling *rn_sampler_params(const rn_sampler *s) { return s ? &s->params : NULL; }
+const rn_sampling *sampler_params(const rn_sampler *s) { return s ? &s->params : NULL; }
 
 /* ---- the counter-based generator ----------------------------------------------------------- */
 
@@ -359,7 +361,7 @@ static size_t top_p_unsorted(rn_sampler *s, size_t n, double lmax, double T, dou
     return m;
 }
 
-rn_status rn_sampler_sample(rn_sampler *s, const float *logits, const int32_t *recent,
+rn_status sampler_sample(rn_sampler *s, const float *logits, const int32_t *recent,
                             size_t n_recent, uint64_t position, int32_t *token, rn_error *err) {
     if (!s || !logits || !token || (n_recent > 0 && !recent))
         return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "sampler: NULL argument");
@@ -475,4 +477,21 @@ rn_status rn_sampler_sample(rn_sampler *s, const float *logits, const int32_t *r
 #undef WEIGHT
     *token = c[last_live].id;
     return RN_OK;
+}
+
+/* ---- the public calls: a failure's message goes to the thread's rn_last_error -------------- */
+
+rn_status rn_sampler_init(const rn_sampling *s, size_t vocab, rn_sampler **out) {
+    rn_error err = {{0}};
+    return rn_thread_fail(sampler_init(s, vocab, out, &err), &err);
+}
+
+void rn_sampler_free(rn_sampler *s) {
+    sampler_free(s);
+}
+
+rn_status rn_sampler_sample(rn_sampler *s, const float *logits, const int32_t *recent, size_t n_recent,
+                            uint64_t position, int32_t *token) {
+    rn_error err = {{0}};
+    return rn_thread_fail(sampler_sample(s, logits, recent, n_recent, position, token, &err), &err);
 }

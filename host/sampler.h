@@ -1,5 +1,5 @@
 /*
- * sampler.h: picking the next token from a row of logits, for `retnet generate`. Plain C, no
+ * sampler.h: picking the next token from a row of logits. Plain C, no
  * OpenCL: the logits are read back to the host once per token and the work here is O(V) for
  * the usual settings (O(V log V) at worst, when top-p has to sort the whole vocabulary).
  *
@@ -41,37 +41,25 @@
  * (8 bytes per id) must stay reasonable. Every real tokenizer is far below this. */
 #define RN_SAMPLER_MAX_VOCAB ((size_t)1 << 24)
 
-typedef struct rn_sampling {
-    float temperature;     /* 0: greedy (argmax, lowest id on ties); > 0: softmax(logits / T) */
-    int32_t top_k;         /* keep the k most likely ids; 0: off */
-    float top_p;           /* nucleus mass in (0, 1]; 1: off */
-    float min_p;           /* drop ids with p < min_p * p_max, in [0, 1); 0: off */
-    float repeat_penalty;  /* > 0; 1: off; > 1 discourages repeats, < 1 encourages them */
-    int32_t repeat_last_n; /* how many of the most recent tokens are penalised; 0: none */
-    uint64_t seed;         /* with the position, fixes every draw */
-} rn_sampling;
-
-/* temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, repeat_penalty 1.1, repeat_last_n 64,
- * seed 0 (llama.cpp's defaults). */
-void rn_sampling_default(rn_sampling *s);
+/* rn_sampling and rn_sampling_default are public (retnet.h); the functions here take an
+ * rn_error and are what the public wrappers (text_api.c) call. */
 
 /* RN_ERR_INVALID_ARGUMENT, with a message naming the parameter and its value, when: temperature
  * is negative or not finite; top_k < 0; top_p outside (0, 1] (NaN included); min_p outside
  * [0, 1); repeat_penalty <= 0 or not finite; repeat_last_n < 0. `s` NULL is also refused. */
-rn_status rn_sampling_check(const rn_sampling *s, rn_error *err);
+rn_status sampling_check(const rn_sampling *s, rn_error *err);
 
-typedef struct rn_sampler rn_sampler;
 
-/* Checks `s` (as rn_sampling_check), copies it and allocates the scratch for a vocabulary of
+/* Checks `s` (as sampling_check), copies it and allocates the scratch for a vocabulary of
  * `vocab` ids (8 bytes per id). vocab 0 → RN_ERR_INVALID_ARGUMENT; vocab above
  * RN_SAMPLER_MAX_VOCAB → RN_ERR_LIMIT; no memory → RN_ERR_OUT_OF_HOST_MEMORY. */
-rn_status rn_sampler_init(const rn_sampling *s, size_t vocab, rn_sampler **out, rn_error *err);
+rn_status sampler_init(const rn_sampling *s, size_t vocab, rn_sampler **out, rn_error *err);
 
 /* NULL is fine. */
-void rn_sampler_free(rn_sampler *s);
+void sampler_free(rn_sampler *s);
 
 /* The parameters the sampler was made with. */
-const rn_sampling *rn_sampler_params(const rn_sampler *s);
+const rn_sampling *sampler_params(const rn_sampler *s);
 
 /* Picks the token that follows `position` tokens, from `logits` (vocab floats, not modified).
  * `recent` holds the last `n_recent` tokens of the sequence, oldest first (NULL when n_recent
@@ -81,7 +69,7 @@ const rn_sampling *rn_sampler_params(const rn_sampler *s);
  * outside [0, vocab) (older ids are not read). The draw does not depend on n_recent or on the
  * ids beyond the penalty they cause. Not thread-safe
  * on one sampler (the scratch is shared); separate samplers are independent. */
-rn_status rn_sampler_sample(rn_sampler *s, const float *logits, const int32_t *recent,
+rn_status sampler_sample(rn_sampler *s, const float *logits, const int32_t *recent,
                             size_t n_recent, uint64_t position, int32_t *token, rn_error *err);
 
 #endif /* RN_SAMPLER_H */

@@ -1,7 +1,7 @@
 /*
  * selftest.c: every kernel against the plain-C reference, op by op, on one OpenCL device.
- * Used by tests/test_ops.c (on every device) and by `retnet selftest` (for people validating
- * a new GPU or driver); see selftest.h.
+ * The public rn_selftest (retnet.h): tests/test_ops.c runs it on every device and `retnet
+ * selftest` on the chosen one (for people validating a new GPU or driver).
  *
  * Each output lives inside a larger buffer filled with a sentinel byte: the kernel sees a
  * sub-buffer in the middle, and afterwards the guard regions before and after it must still
@@ -20,6 +20,8 @@
  * goes on.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,13 +29,24 @@
 #include "dtype.h"
 #include "ops.h"
 #include "ref.h"
-#include "selftest.h"
+#include "engine.h"
 
 #define SENTINEL 0xA5
 #define GUARD_MIN 1024
 
 static int failures, checks;
-static FILE *table;  /* where the rows go */
+static rn_text_sink sink;  /* where the rows go, one line at a time */
+static void *sink_user;
+
+/* One line of the report (no newline), to the caller's sink. */
+static void RN_PRINTF(1, 2) emit(const char *fmt, ...) {
+    char line[1024];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(line, sizeof line, fmt, args);
+    va_end(args);
+    if (sink) sink(sink_user, line);
+}
 
 /* quick: the small shapes only, without the CLBlast-backed linear cases (n > 1), for slow
  * devices such as Oclgrind's simulator (test_ops --quick). */
@@ -74,7 +87,7 @@ static guarded guarded_alloc(rt_runtime *rt, size_t bytes) {
     cl_int rc;
     g.parent = clCreateBuffer(rt->context, CL_MEM_READ_WRITE, bytes + 2 * guard, NULL, &rc);
     if (rc != CL_SUCCESS) {
-        fprintf(table, "  clCreateBuffer: %s  FAIL\n", rt_cl_error_name(rc));
+        emit("  clCreateBuffer: %s  FAIL", rt_cl_error_name(rc));
         failures++;
     }
     const cl_uchar pattern = SENTINEL;
@@ -82,7 +95,7 @@ static guarded guarded_alloc(rt_runtime *rt, size_t bytes) {
     cl_buffer_region region = {guard, bytes};
     g.view.mem = clCreateSubBuffer(g.parent, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &region, &rc);
     if (rc != CL_SUCCESS) {
-        fprintf(table, "  clCreateSubBuffer: %s  FAIL\n", rt_cl_error_name(rc));
+        emit("  clCreateSubBuffer: %s  FAIL", rt_cl_error_name(rc));
         failures++;
     }
     g.view.bytes = bytes;
@@ -101,7 +114,7 @@ static bool guarded_read(rt_runtime *rt, guarded *g, void *out) {
     unsigned char *all = calloc(1, total);
     cl_int rc = clEnqueueReadBuffer(rt->queue, g->parent, CL_TRUE, 0, total, all, 0, NULL, NULL);
     if (rc != CL_SUCCESS) {
-        fprintf(table, "  clEnqueueReadBuffer: %s  FAIL\n", rt_cl_error_name(rc));
+        emit("  clEnqueueReadBuffer: %s  FAIL", rt_cl_error_name(rc));
         failures++;
     }
     bool intact = true;
@@ -136,12 +149,12 @@ static void check(const char *op, const char *shape, const float *ref, const flo
     double rel = max_ref > 0 ? max_diff / max_ref : max_diff;
     bool ok = !nan && rel <= tol && guards_intact;
     checks++;
-    fprintf(table, "  %-18s %-34s max err %.2e  tol %.0e  %s%s%s\n", op, shape, rel, tol, ok ? "pass" : "FAIL",
+    emit("  %-18s %-34s max err %.2e  tol %.0e  %s%s%s", op, shape, rel, tol, ok ? "pass" : "FAIL",
                  nan ? " (non-finite value)" : "", guards_intact ? "" : " (write outside the output)");
     if (!ok) {
         failures++;
         if (!nan && rel > tol)
-            fprintf(table, "    worst at %zu: got %.9g, reference %.9g\n", worst, (double)got[worst], (double)ref[worst]);
+            emit("    worst at %zu: got %.9g, reference %.9g", worst, (double)got[worst], (double)ref[worst]);
     }
 }
 
@@ -149,7 +162,7 @@ static void check(const char *op, const char *shape, const float *ref, const flo
 static void must(rn_status st, rt_runtime *rt, const char *what) {
     if (st == RN_OK) st = rt_finish(rt);
     if (st != RN_OK) {
-        fprintf(table, "  %s: %s: %s  FAIL\n", what, rn_status_str(st), rt->err->message);
+        emit("  %s: %s: %s  FAIL", what, rn_status_str(st), rt->err->message);
         failures++;
     }
 }
@@ -569,27 +582,29 @@ static void rel_pos(int64_t H, int64_t dk, float *angle, float *decay) {
 
 /* A kernel that does not compile: RN_ERR_BUILD, with the compiler's log in the message. */
 static void test_build_failure(rt_runtime *rt) {
-    const char *source = "__kernel void broken(__global float *x) { x[0] = undeclared_name; }\n";
+    const char *source = "__kernel void broken(__global float *x) { x[0] = undeclared_name; }";
     size_t length = strlen(source);
     cl_program program = NULL;
     rn_status st = rt_program_build(rt, "", &source, &length, 1, "", &program);
     bool ok = st == RN_ERR_BUILD && strstr(rt->err->message, "undeclared_name") != NULL && program == NULL;
     checks++;
-    fprintf(table, "  %-18s %-34s %s  %s\n", "build failure", "log names the bad identifier", rn_status_str(st),
+    emit("  %-18s %-34s %s  %s", "build failure", "log names the bad identifier", rn_status_str(st),
                  ok ? "pass" : "FAIL");
     if (!ok) {
-        fprintf(table, "    message: %.300s\n", rt->err->message);
+        emit("    message: %.300s", rt->err->message);
         failures++;
     }
     if (program) clReleaseProgram(program);
 }
 
-int rn_selftest_run(rt_runtime *rt, FILE *output, bool quick_shapes, int *checks_run) {
-    table = output;
+/* The checks keep their counters in this file's statics: one run at a time per process. */
+static pthread_mutex_t selftest_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void run_all(rt_runtime *rt, rn_tuning tuning, bool quick_shapes) {
     quick = quick_shapes;
     failures = checks = 0;
     rng_state = RNG_SEED;
-    fprintf(table, "  %-18s %-34s %-16s  %-9s  %s\n", "kernel", "shapes", "max error", "tolerance", "result");
+    emit("  %-18s %-34s %-16s  %-9s  %s", "kernel", "shapes", "max error", "tolerance", "result");
     test_build_failure(rt);
     /* (dk, dv, weights): small heads; a value dimension above the work-group (several columns
      * per work-item); an odd number of rotation pairs; half-precision weight storage. */
@@ -597,15 +612,15 @@ int rn_selftest_run(rt_runtime *rt, FILE *output, bool quick_shapes, int *checks
         {16, 24, ST_F32}, {8, 70, ST_F32}, {6, 129, ST_F32}, {16, 24, ST_F16}, {16, 24, ST_BF16}};
     for (size_t s = 0; s < sizeof builds / sizeof builds[0]; s++) {
         rn_kernels k;
-        rn_status st = rn_kernels_build(rt, builds[s].dk, builds[s].dv, builds[s].weights, &k);
+        rn_status st = rn_kernels_build(rt, tuning, builds[s].dk, builds[s].dv, builds[s].weights, &k);
         checks++;
         if (st != RN_OK) {
-            fprintf(table, "  kernel build for dk %lld, dv %lld, %s failed: %s: %s  FAIL\n", (long long)builds[s].dk,
+            emit("  kernel build for dk %lld, dv %lld, %s failed: %s: %s  FAIL", (long long)builds[s].dk,
                     (long long)builds[s].dv, st_dtype_name(builds[s].weights), rn_status_str(st), rt->err->message);
             failures++;
             continue;
         }
-        if (s == 0) fprintf(table, "  work-group %zu\n", k.wg);
+        if (s == 0) emit("  work-group %zu", k.wg);
         float angle[256], decay[4];
         rel_pos(4, k.dk, angle, decay);
         /* Weight storage only matters to the ops that read weights. */
@@ -627,6 +642,21 @@ int rn_selftest_run(rt_runtime *rt, FILE *output, bool quick_shapes, int *checks
         }
         rn_kernels_release(&k);
     }
+}
+
+rn_status rn_selftest(rn_context *ctx, int quick_shapes, rn_text_sink text_sink, void *user, int *checks_run,
+                      int *failures_found) {
+    if (!ctx) return RN_ERR_INVALID_ARGUMENT;
+    rn_context_lock(ctx);
+    pthread_mutex_lock(&selftest_lock);
+    sink = text_sink;
+    sink_user = user;
+    run_all(&ctx->rt, ctx->tuning, quick_shapes != 0);
     if (checks_run) *checks_run = checks;
-    return failures;
+    if (failures_found) *failures_found = failures;
+    sink = NULL;
+    pthread_mutex_unlock(&selftest_lock);
+    /* A deliberate build failure is among the checks: the context's message is not an error. */
+    ctx->err.message[0] = '\0';
+    return rn_context_unlock(ctx, RN_OK);
 }

@@ -190,155 +190,200 @@ uint64_t rn_session_position(const rn_session *s) {
 
 /* ---- the forward pass ---------------------------------------------------------------------- */
 
-/* Runs ws->rows tokens (already in ws->tokens) through the network, from position `pos0`: with
- * RN_MODE_RECURRENT, one token of each of ws->rows sequences, in one recurrent step; otherwise
- * a whole prompt from an empty state in the parallel or chunkwise form. Logits are computed for
- * the last `logit_rows` rows.
- *
- * Few rows (decoding) go through the project kernel, which folds each RMSNorm into the product
- * that follows it, reads q, k, v and g from one stacked matrix, and adds the residual or
- * applies the GLU as it writes: six launches per layer. Many rows take an SGEMM per matrix. */
-static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t chunk, uint64_t pos0,
-                         int64_t logit_rows) {
-    rn_model *m = s->model;
-    rt_runtime *rt = &m->ctx->rt;
-    const rn_kernels *k = &m->kernels;
-    const rn_config *c = &m->cfg;
-    const int64_t n = ws->rows, D = c->embed_dim, Dv = c->value_embed_dim, F = c->ffn_dim;
-    const rn_qkvg_rows at = rn_qkvg_layout(c);
-    const float eps = (float)c->layernorm_eps;
-    const float alpha = c->deepnorm ? (float)pow(2.0 * (double)c->layers, 0.25) : 1.0f;
-    const float embed_scale = c->no_scale_embedding ? 1.0f : (float)sqrt((double)D);
-    const float k_scale = (float)(1.0 / sqrt((double)c->key_head_dim));
-    const bool pre = c->normalize_before, step = mode == RN_MODE_RECURRENT;
-    const bool few = use_project(k, n);
-    const rn_retention_shape shape = {c->heads, c->kv_heads, c->plain_retention};
-    rt_buffer *wide = &ws->widened;
-    rn_status st;
+/* One pass over ws->rows rows: its session, form, positions and the constants of the math. */
+typedef struct pass {
+    rn_session *s;
+    rn_model *m;
+    rt_runtime *rt;
+    const rn_kernels *k;
+    const rn_config *c;
+    rn_workspace *ws;
+    rn_mode mode;
+    int64_t chunk, n;
+    uint64_t pos0;
+    rn_qkvg_rows at;
+    float eps, alpha, k_scale;
+    bool pre;                          /* pre-norm */
+} pass;
 
-#define TRY(call)                       \
-    do {                                \
-        if ((st = (call)) != RN_OK) return st; \
+#define TRY(call)                              \
+    do {                                       \
+        rn_status st_ = (call);                \
+        if (st_ != RN_OK) return st_;          \
     } while (0)
 
-    TRY(rn_op_embed(rt, k, &ws->tokens, n, &m->embed, D, embed_scale, &ws->x));
-    if (c->layernorm_embedding) TRY(rn_op_rms_norm(rt, k, &ws->x, &m->embed_norm, n, D, eps, &ws->x));
-
-    for (int64_t l = 0; l < c->layers; l++) {
-        const rn_layer_weights *w = &m->layers[l];
-        rt_profile_tag(rt, (int)l);
-        /* q, k, v, g of rmsnorm(x) (pre-norm) or of x */
-        if (few) {
-            /* q and k leave rotated to their positions: a prompt's rows follow each other, a
-             * batch's sequences share one position. */
-            rn_projection p = {.W = &w->qkvg, .rows = at.total, .cols = D, .x = &ws->x, .n = n,
-                               .normalize = pre, .norm = pre ? &w->retention_norm : NULL, .eps = eps,
-                               .mode = RN_PROJECT_PLAIN,
-                               .y = {&ws->q, &ws->k, &ws->v, c->output_gate ? &ws->g : NULL},
-                               .ends = {at.k, at.v, at.g}, .rotated = at.v, .q_rows = at.k,
-                               .pos0 = (int64_t)pos0, .pos_step = step ? 0 : 1, .angle = &m->angle,
-                               .k_scale = k_scale, .half_split = c->rope_half};
-            TRY(rn_op_project(rt, k, &p));
-        } else {
-            const rt_buffer *in = &ws->x;
-            if (pre) {
-                TRY(rn_op_rms_norm(rt, k, &ws->x, &w->retention_norm, n, D, eps, &ws->h));
-                in = &ws->h;
-            }
-            if (ws->stacked.bytes >= (size_t)(n * at.total) * sizeof(float)) {  /* else it was too large */
-                TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, 0, at.total, wide, &ws->stacked));
-                TRY(rn_op_split_columns(rt, k, &ws->stacked, n, at.total, at.q, at.k - at.q, &ws->q));
-                TRY(rn_op_split_columns(rt, k, &ws->stacked, n, at.total, at.k, at.v - at.k, &ws->k));
-                TRY(rn_op_split_columns(rt, k, &ws->stacked, n, at.total, at.v, at.g - at.v, &ws->v));
-                if (c->output_gate) TRY(rn_op_split_columns(rt, k, &ws->stacked, n, at.total, at.g, Dv, &ws->g));
-            } else {
-                TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, at.q, at.k - at.q, wide, &ws->q));
-                TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, at.k, at.v - at.k, wide, &ws->k));
-                TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, at.v, at.g - at.v, wide, &ws->v));
-                if (c->output_gate) TRY(rn_op_linear(rt, k, in, n, D, &w->qkvg, at.g, Dv, wide, &ws->g));
-            }
-        }
-        const rt_buffer *gate = c->output_gate ? &ws->g : NULL;
-        const rt_buffer *head_norm = c->head_norm_weight ? &w->head_norm : NULL;
-        if (step) {
-            /* The scale of position p lives in slot p & 1; the previous one in the other. */
-            rt_buffer *scale_in = &s->scale[2 * l + ((pos0 + 1) & 1)];
-            rt_buffer *scale_out = &s->scale[2 * l + (pos0 & 1)];
-            TRY(rn_op_retention_step(rt, k, shape, n, &ws->q, &ws->k, &ws->v, &m->decay, &s->state[l], scale_in,
-                                     scale_out, &ws->o));
-        } else {
-            if (!few) {
-                TRY(rn_op_theta_shift(rt, k, &ws->q, n, c->heads, &m->angle, (int64_t)pos0, 1.0f, c->rope_half));
-                TRY(rn_op_theta_shift(rt, k, &ws->k, n, c->kv_heads, &m->angle, (int64_t)pos0, k_scale,
-                                      c->rope_half));
-            }
-            rt_buffer *scale_out = &s->scale[2 * l + ((uint64_t)(n - 1) & 1)];
-            TRY((ws->retention_gemm ? rn_op_retention_gemm : rn_op_retention)(
-                rt, k, shape, mode, chunk, &ws->q, &ws->k, &ws->v, n, &m->decay, &ws->retention,
-                                &ws->o, &s->state[l], scale_out));
-        }
-        TRY(rn_op_group_norm_gate(rt, k, &ws->o, gate, head_norm, n, c->heads, eps, &ws->o));
-        /* x = alpha x + out_proj(o) */
-        if (few) {
-            rn_projection p = {.W = &w->out_proj, .rows = D, .cols = Dv, .x = &ws->o, .n = n,
-                               .mode = RN_PROJECT_RESIDUAL, .alpha = alpha, .y = {&ws->x}};
-            TRY(rn_op_project(rt, k, &p));
-        } else {
-            TRY(rn_op_linear(rt, k, &ws->o, n, Dv, &w->out_proj, 0, D, wide, &ws->h));
-            TRY(rn_op_residual(rt, k, &ws->x, &ws->h, n * D, alpha));
-        }
-        if (!pre) TRY(rn_op_rms_norm(rt, k, &ws->x, &w->retention_norm, n, D, eps, &ws->x));
-
-        /* gated FFN: x = alpha x + fc2(act(fc1 h) * gate h), h = rmsnorm(x) (pre-norm) or x */
-        if (few) {
-            rn_projection in = {.W = &w->ffn_in, .rows = F, .cols = D, .x = &ws->x, .n = n,
-                                .normalize = pre, .norm = pre ? &w->ffn_norm : NULL, .eps = eps,
-                                .mode = RN_PROJECT_GLU, .activation = c->activation, .y = {&ws->a}};
-            TRY(rn_op_project(rt, k, &in));
-            rn_projection out = {.W = &w->fc2, .rows = D, .cols = F, .x = &ws->a, .n = n,
-                                 .mode = RN_PROJECT_RESIDUAL, .alpha = alpha, .y = {&ws->x}};
-            TRY(rn_op_project(rt, k, &out));
-        } else {
-            const rt_buffer *in = &ws->x;
-            if (pre) {
-                TRY(rn_op_rms_norm(rt, k, &ws->x, &w->ffn_norm, n, D, eps, &ws->h));
-                in = &ws->h;
-            }
-            if (ws->stacked.bytes >= (size_t)(n * 2 * F) * sizeof(float)) {
-                TRY(rn_op_linear(rt, k, in, n, D, &w->ffn_in, 0, 2 * F, wide, &ws->stacked));
-                TRY(rn_op_split_columns(rt, k, &ws->stacked, n, 2 * F, 0, F, &ws->a));
-                TRY(rn_op_split_columns(rt, k, &ws->stacked, n, 2 * F, F, F, &ws->b));
-            } else {
-                TRY(rn_op_linear(rt, k, in, n, D, &w->ffn_in, 0, F, wide, &ws->a));
-                TRY(rn_op_linear(rt, k, in, n, D, &w->ffn_in, F, F, wide, &ws->b));
-            }
-            TRY(rn_op_glu(rt, k, &ws->a, &ws->b, n * F, c->activation, &ws->a));
-            TRY(rn_op_linear(rt, k, &ws->a, n, F, &w->fc2, 0, D, wide, &ws->h));
-            TRY(rn_op_residual(rt, k, &ws->x, &ws->h, n * D, alpha));
-        }
-        if (!pre) TRY(rn_op_rms_norm(rt, k, &ws->x, &w->ffn_norm, n, D, eps, &ws->x));
+/* Retention of q, k, v (rotated) into ws->o, then the group norm and the output gate: in the
+ * recurrent form one step per sequence, else the whole prompt from an empty state. */
+static rn_status retention(const pass *p, int64_t l) {
+    const rn_config *c = p->c;
+    rn_workspace *ws = p->ws;
+    const rn_retention_shape shape = {c->heads, c->kv_heads, c->plain_retention};
+    if (p->mode == RN_MODE_RECURRENT) {
+        /* The scale of position p lives in slot p & 1; the previous one in the other. */
+        rt_buffer *scale_in = &p->s->scale[2 * l + ((p->pos0 + 1) & 1)];
+        rt_buffer *scale_out = &p->s->scale[2 * l + (p->pos0 & 1)];
+        TRY(rn_op_retention_step(p->rt, p->k, shape, p->n, &ws->q, &ws->k, &ws->v, &p->m->decay,
+                                 &p->s->state[l], scale_in, scale_out, &ws->o));
+    } else {
+        rt_buffer *scale_out = &p->s->scale[2 * l + ((uint64_t)(p->n - 1) & 1)];
+        TRY((ws->retention_gemm ? rn_op_retention_gemm : rn_op_retention)(
+            p->rt, p->k, shape, p->mode, p->chunk, &ws->q, &ws->k, &ws->v, p->n, &p->m->decay, &ws->retention,
+            &ws->o, &p->s->state[l], scale_out));
     }
-    rt_profile_tag(rt, -1);
+    return rn_op_group_norm_gate(p->rt, p->k, &ws->o, c->output_gate ? &ws->g : NULL,
+                                 c->head_norm_weight ? &p->m->layers[l].head_norm : NULL, p->n, c->heads, p->eps,
+                                 &ws->o);
+}
 
-    /* logits of the last logit_rows rows, through the final norm (pre-norm) */
+/* One layer for a few rows (decoding, a batch of sequences, a short prompt): the project
+ * kernel reads every weight once for all rows, folds each RMSNorm into the product after it,
+ * reads q, k, v and g from the stacked matrix and rotates q and k on the way out, and adds the
+ * residual or applies the GLU as it writes. Six launches in all. */
+static rn_status layer_few_rows(const pass *p, int64_t l) {
+    const rn_config *c = p->c;
+    const rn_layer_weights *w = &p->m->layers[l];
+    rn_workspace *ws = p->ws;
+    const int64_t D = c->embed_dim, F = c->ffn_dim;
+    /* A prompt's rows follow each other; a batch's sequences share one position. */
+    rn_projection qkvg = {.W = &w->qkvg, .rows = p->at.total, .cols = D, .x = &ws->x, .n = p->n,
+                          .normalize = p->pre, .norm = p->pre ? &w->retention_norm : NULL, .eps = p->eps,
+                          .mode = RN_PROJECT_PLAIN, .y = {&ws->q, &ws->k, &ws->v, c->output_gate ? &ws->g : NULL},
+                          .ends = {p->at.k, p->at.v, p->at.g}, .rotated = p->at.v, .q_rows = p->at.k,
+                          .pos0 = (int64_t)p->pos0, .pos_step = p->mode == RN_MODE_RECURRENT ? 0 : 1,
+                          .angle = &p->m->angle, .k_scale = p->k_scale, .half_split = c->rope_half};
+    TRY(rn_op_project(p->rt, p->k, &qkvg));
+    TRY(retention(p, l));
+    rn_projection out = {.W = &w->out_proj, .rows = D, .cols = c->value_embed_dim, .x = &ws->o, .n = p->n,
+                         .mode = RN_PROJECT_RESIDUAL, .alpha = p->alpha, .y = {&ws->x}};
+    TRY(rn_op_project(p->rt, p->k, &out));
+    if (!p->pre) TRY(rn_op_rms_norm(p->rt, p->k, &ws->x, &w->retention_norm, p->n, D, p->eps, &ws->x));
+
+    rn_projection ffn_in = {.W = &w->ffn_in, .rows = F, .cols = D, .x = &ws->x, .n = p->n,
+                            .normalize = p->pre, .norm = p->pre ? &w->ffn_norm : NULL, .eps = p->eps,
+                            .mode = RN_PROJECT_GLU, .activation = c->activation, .y = {&ws->a}};
+    TRY(rn_op_project(p->rt, p->k, &ffn_in));
+    rn_projection ffn_out = {.W = &w->fc2, .rows = D, .cols = F, .x = &ws->a, .n = p->n,
+                             .mode = RN_PROJECT_RESIDUAL, .alpha = p->alpha, .y = {&ws->x}};
+    TRY(rn_op_project(p->rt, p->k, &ffn_out));
+    if (!p->pre) TRY(rn_op_rms_norm(p->rt, p->k, &ws->x, &w->ffn_norm, p->n, D, p->eps, &ws->x));
+    return RN_OK;
+}
+
+/* y [n, rows of W from row0] = x W^T for a prompt, through SGEMM. */
+static rn_status linear(const pass *p, const rt_buffer *x, int64_t in, const rt_buffer *W, int64_t row0,
+                        int64_t out, rt_buffer *y) {
+    return rn_op_linear(p->rt, p->k, x, p->n, in, W, row0, out, &p->ws->widened, y);
+}
+
+/* A stacked matrix's products for a prompt: one SGEMM into ws->stacked handed out by columns
+ * when its output fits there, else one SGEMM per output. */
+static rn_status stacked_linear(const pass *p, const rt_buffer *x, const rt_buffer *W, const int64_t *ends,
+                                rt_buffer *const *y, int outputs) {
+    const int64_t D = p->c->embed_dim, total = ends[outputs - 1];
+    rn_workspace *ws = p->ws;
+    const bool one_product = ws->stacked.bytes >= (size_t)(p->n * total) * sizeof(float);
+    if (one_product) TRY(linear(p, x, D, W, 0, total, &ws->stacked));
+    for (int i = 0; i < outputs; i++) {
+        const int64_t from = i ? ends[i - 1] : 0, width = ends[i] - from;
+        if (!y[i]) continue;
+        if (one_product) TRY(rn_op_split_columns(p->rt, p->k, &ws->stacked, p->n, total, from, width, y[i]));
+        else TRY(linear(p, x, D, W, from, width, y[i]));
+    }
+    return RN_OK;
+}
+
+/* One layer for a prompt: SGEMMs over the stacked matrices, the rotation as its own kernel,
+ * retention as batched GEMMs per chunk and head (or its kernels), the residuals and the GLU as
+ * element-wise kernels. */
+static rn_status layer_prompt(const pass *p, int64_t l) {
+    const rn_config *c = p->c;
+    const rn_layer_weights *w = &p->m->layers[l];
+    rn_workspace *ws = p->ws;
+    const int64_t n = p->n, D = c->embed_dim, F = c->ffn_dim;
+    const rt_buffer *in = &ws->x;
+    if (p->pre) {
+        TRY(rn_op_rms_norm(p->rt, p->k, &ws->x, &w->retention_norm, n, D, p->eps, &ws->h));
+        in = &ws->h;
+    }
+    const int64_t qkvg_ends[4] = {p->at.k, p->at.v, p->at.g, p->at.total};
+    rt_buffer *const qkvg[4] = {&ws->q, &ws->k, &ws->v, c->output_gate ? &ws->g : NULL};
+    TRY(stacked_linear(p, in, &w->qkvg, qkvg_ends, qkvg, 4));
+    TRY(rn_op_theta_shift(p->rt, p->k, &ws->q, n, c->heads, &p->m->angle, (int64_t)p->pos0, 1.0f, c->rope_half));
+    TRY(rn_op_theta_shift(p->rt, p->k, &ws->k, n, c->kv_heads, &p->m->angle, (int64_t)p->pos0, p->k_scale,
+                          c->rope_half));
+    TRY(retention(p, l));
+    TRY(linear(p, &ws->o, c->value_embed_dim, &w->out_proj, 0, D, &ws->h));
+    TRY(rn_op_residual(p->rt, p->k, &ws->x, &ws->h, n * D, p->alpha));
+    if (!p->pre) TRY(rn_op_rms_norm(p->rt, p->k, &ws->x, &w->retention_norm, n, D, p->eps, &ws->x));
+
+    in = &ws->x;
+    if (p->pre) {
+        TRY(rn_op_rms_norm(p->rt, p->k, &ws->x, &w->ffn_norm, n, D, p->eps, &ws->h));
+        in = &ws->h;
+    }
+    const int64_t ffn_ends[2] = {F, 2 * F};
+    rt_buffer *const ffn[2] = {&ws->a, &ws->b};
+    TRY(stacked_linear(p, in, &w->ffn_in, ffn_ends, ffn, 2));
+    TRY(rn_op_glu(p->rt, p->k, &ws->a, &ws->b, n * F, c->activation, &ws->a));
+    TRY(linear(p, &ws->a, F, &w->fc2, 0, D, &ws->h));
+    TRY(rn_op_residual(p->rt, p->k, &ws->x, &ws->h, n * D, p->alpha));
+    if (!p->pre) TRY(rn_op_rms_norm(p->rt, p->k, &ws->x, &w->ffn_norm, n, D, p->eps, &ws->x));
+    return RN_OK;
+}
+
+/* Logits of the last logit_rows rows, through the final norm (pre-norm). */
+static rn_status output_logits(const pass *p, int64_t logit_rows) {
+    const rn_config *c = p->c;
+    rn_workspace *ws = p->ws;
+    const int64_t D = c->embed_dim;
     const rt_buffer *last = &ws->x;
-    if (logit_rows < n) {  /* a prompt whose caller wants the last row only */
-        TRY(rt_buffer_copy_at(rt, &ws->x, (size_t)((n - logit_rows) * D) * sizeof(float), &ws->h, 0,
+    if (logit_rows < p->n) {  /* a prompt whose caller wants the last row only */
+        TRY(rt_buffer_copy_at(p->rt, &ws->x, (size_t)((p->n - logit_rows) * D) * sizeof(float), &ws->h, 0,
                               (size_t)(logit_rows * D) * sizeof(float)));
         last = &ws->h;
     }
-    if (use_project(k, logit_rows)) {
-        rn_projection p = {.W = rn_model_output(m), .rows = c->vocab_size, .cols = D, .x = last, .n = logit_rows,
-                           .normalize = pre, .norm = pre ? &m->final_norm : NULL, .eps = eps,
-                           .mode = RN_PROJECT_PLAIN, .y = {&ws->logits}};
-        TRY(rn_op_project(rt, k, &p));
-    } else {
-        if (pre) TRY(rn_op_rms_norm(rt, k, last, &m->final_norm, logit_rows, D, eps, &ws->h));
-        TRY(rn_op_linear(rt, k, pre ? &ws->h : last, logit_rows, D, rn_model_output(m), 0, c->vocab_size, wide,
-                         &ws->logits));
+    if (use_project(p->k, logit_rows)) {
+        rn_projection out = {.W = rn_model_output(p->m), .rows = c->vocab_size, .cols = D, .x = last,
+                             .n = logit_rows, .normalize = p->pre, .norm = p->pre ? &p->m->final_norm : NULL,
+                             .eps = p->eps, .mode = RN_PROJECT_PLAIN, .y = {&ws->logits}};
+        return rn_op_project(p->rt, p->k, &out);
     }
-#undef TRY
-    return RN_OK;
+    if (p->pre) TRY(rn_op_rms_norm(p->rt, p->k, last, &p->m->final_norm, logit_rows, D, p->eps, &ws->h));
+    return rn_op_linear(p->rt, p->k, p->pre ? &ws->h : last, logit_rows, D, rn_model_output(p->m), 0, c->vocab_size,
+                        &ws->widened, &ws->logits);
+}
+
+/* Runs ws->rows tokens (already in ws->tokens) through the network, from position `pos0`: with
+ * RN_MODE_RECURRENT, one token of each of ws->rows sequences, in one recurrent step; otherwise
+ * a whole prompt from an empty state in the parallel or chunkwise form. Logits are computed for
+ * the last `logit_rows` rows. A step enqueues everything and waits for nothing; a prompt waits
+ * after each layer, to report progress and to see a cancellation. */
+static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t chunk, uint64_t pos0,
+                         int64_t logit_rows) {
+    rn_model *m = s->model;
+    const rn_config *c = &m->cfg;
+    const pass p = {.s = s, .m = m, .rt = &m->ctx->rt, .k = &m->kernels, .c = c, .ws = ws, .mode = mode,
+                    .chunk = chunk, .n = ws->rows, .pos0 = pos0, .at = rn_qkvg_layout(c),
+                    .eps = (float)c->layernorm_eps,
+                    .alpha = c->deepnorm ? (float)pow(2.0 * (double)c->layers, 0.25) : 1.0f,
+                    .k_scale = (float)(1.0 / sqrt((double)c->key_head_dim)), .pre = c->normalize_before};
+    const bool prompt = mode != RN_MODE_RECURRENT;
+    rn_status (*layer)(const pass *, int64_t) = use_project(p.k, p.n) ? layer_few_rows : layer_prompt;
+
+    const float embed_scale = c->no_scale_embedding ? 1.0f : (float)sqrt((double)c->embed_dim);
+    TRY(rn_op_embed(p.rt, p.k, &ws->tokens, p.n, &m->embed, c->embed_dim, embed_scale, &ws->x));
+    if (c->layernorm_embedding)
+        TRY(rn_op_rms_norm(p.rt, p.k, &ws->x, &m->embed_norm, p.n, c->embed_dim, p.eps, &ws->x));
+    for (int64_t l = 0; l < c->layers; l++) {
+        rt_profile_tag(p.rt, (int)l);
+        TRY(layer(&p, l));
+        if (!prompt) continue;
+        TRY(rt_finish(p.rt));
+        if (s->progress) s->progress(s->progress_user, (uint64_t)(p.n * (l + 1) / c->layers), (uint64_t)p.n);
+        if (l + 1 < c->layers && rn_context_cancelled(m->ctx, "the prompt")) return RN_ERR_CANCELLED;
+    }
+    rt_profile_tag(p.rt, -1);
+    return output_logits(&p, logit_rows);
 }
 
 /* A pass that failed on the device may have updated some layers' state and not others: such a
@@ -427,9 +472,13 @@ static rn_status rn_session_prefill_locked(rn_session *s, const int32_t *tokens,
     if (st != RN_OK) return st;
 
     if (mode == RN_MODE_RECURRENT) {
+        /* Every finished token stays fed: a cancellation keeps them. */
         const size_t V = (size_t)m->cfg.vocab_size;
-        for (size_t i = 0; i < n && st == RN_OK; i++)
+        for (size_t i = 0; i < n && st == RN_OK; i++) {
+            if (i > 0 && rn_context_cancelled(m->ctx, "the prompt")) return RN_ERR_CANCELLED;
             st = rn_session_decode_locked(s, tokens[i], logits ? logits + i * V : NULL);
+            if (st == RN_OK && s->progress) s->progress(s->progress_user, i + 1, n);
+        }
         return st;
     }
     if (s->position != 0)
@@ -506,6 +555,35 @@ rn_status rn_session_decode_batch(rn_session *s, const int32_t *tokens, float *l
     rn_context *ctx = s->model->ctx;
     rn_context_lock(ctx);
     return rn_context_unlock(ctx, decode_step(s, tokens, logits));
+}
+
+rn_status rn_session_set_progress(rn_session *s, rn_progress_fn fn, void *user) {
+    if (!s) return RN_ERR_INVALID_ARGUMENT;
+    rn_context *ctx = s->model->ctx;
+    rn_context_lock(ctx);
+    s->progress = fn;
+    s->progress_user = user;
+    return rn_context_unlock(ctx, RN_OK);
+}
+
+/* A scratch session runs one step and, when asked, one prompt: drivers that compile a kernel
+ * at its first launch (PoCL, for each work-group size) and CLBlast (its routines) do it here. */
+rn_status rn_model_warmup(rn_model *m, size_t prompt_tokens, rn_mode mode) {
+    if (!m) return RN_ERR_INVALID_ARGUMENT;
+    rn_context *ctx = m->ctx;
+    rn_context_lock(ctx);
+    rn_session *s = NULL;
+    rn_status st = rn_session_init_locked(m, &s);
+    if (st == RN_OK) st = rn_session_decode_locked(s, 0, NULL);
+    if (st == RN_OK && prompt_tokens > 0 && mode != RN_MODE_RECURRENT) {
+        int32_t *zeros = calloc(prompt_tokens, sizeof *zeros);
+        st = zeros ? rn_session_reset_locked(s)
+                   : rn_fail(&ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for %zu tokens", prompt_tokens);
+        if (st == RN_OK) st = rn_session_prefill_locked(s, zeros, prompt_tokens, mode, 0, NULL);
+        free(zeros);
+    }
+    rn_session_free_locked(s);
+    return rn_context_unlock(ctx, st);
 }
 
 size_t rn_session_batch(const rn_session *s) {

@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "rn_common.h"
+#include "retnet.h"  /* rn_activation: the config speaks the API's vocabulary */
 
 #define RN_MAX_CONFIG_BYTES (1u << 20)
 #define RN_MAX_DIM 65536

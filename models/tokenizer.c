@@ -954,7 +954,7 @@ static rn_status read_config_token(const rn_tokenizer *t, const cJSON *root, con
         return rn_fail(err, RN_ERR_TOKENIZER,
                        "%s must be a string or an object with a content string", key);
     const char *s = item->valuestring;
-    *id = rn_tokenizer_find(t, s, strlen(s));
+    *id = tokenizer_find(t, s, strlen(s));
     if (*id < 0)
         return rn_fail(err, RN_ERR_TOKENIZER, "%s '%s' is not a token of tokenizer.json", key,
                        quote(s, strlen(s)).s);
@@ -1061,17 +1061,17 @@ static rn_status read_tokenizer(rn_tokenizer *t, const cJSON *root, rn_error *er
 static void default_eos(rn_tokenizer *t) {
     static const char *const k_eos_names[] = {"</s>", "<|endoftext|>", "<|end_of_text|>"};
     for (size_t i = 0; t->eos < 0 && i < sizeof k_eos_names / sizeof *k_eos_names; i++) {
-        int32_t id = rn_tokenizer_find(t, k_eos_names[i], strlen(k_eos_names[i]));
+        int32_t id = tokenizer_find(t, k_eos_names[i], strlen(k_eos_names[i]));
         if (id >= 0 && (t->tok_flags[id] & TK_SPECIAL)) t->eos = id;
     }
 }
 
-rn_status rn_tokenizer_load_files(const char *json_path, const char *config_path,
+rn_status tokenizer_load_files(const char *json_path, const char *config_path,
                                   rn_tokenizer **out, rn_error *err) {
-    if (!out) return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "rn_tokenizer_load: NULL argument");
+    if (!out) return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "tokenizer_load: NULL argument");
     *out = NULL;
     if (!json_path)
-        return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "rn_tokenizer_load: NULL argument");
+        return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "tokenizer_load: NULL argument");
     rn_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return rn_fail(err, RN_ERR_OUT_OF_HOST_MEMORY, "no memory for a tokenizer");
     t->bos = t->eos = t->unk = -1;
@@ -1093,13 +1093,13 @@ rn_status rn_tokenizer_load_files(const char *json_path, const char *config_path
     *out = t;
     return RN_OK;
 fail:
-    rn_tokenizer_free(t);
+    tokenizer_free(t);
     return s;
 }
 
-rn_status rn_tokenizer_load(const char *dir, rn_tokenizer **out, rn_error *err) {
+rn_status tokenizer_load(const char *dir, rn_tokenizer **out, rn_error *err) {
     if (!dir || !out)
-        return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "rn_tokenizer_load: NULL argument");
+        return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "tokenizer_load: NULL argument");
     *out = NULL;
     char *json = rn_path_join(dir, "tokenizer.json"),
          *config = rn_path_join(dir, "tokenizer_config.json");
@@ -1108,14 +1108,14 @@ rn_status rn_tokenizer_load(const char *dir, rn_tokenizer **out, rn_error *err) 
         s = rn_fail(err, RN_ERR_OUT_OF_HOST_MEMORY, "no memory for a path");
     } else {
         struct stat st;   /* tokenizer_config.json is optional; one that is there must load */
-        s = rn_tokenizer_load_files(json, stat(config, &st) == 0 ? config : NULL, out, err);
+        s = tokenizer_load_files(json, stat(config, &st) == 0 ? config : NULL, out, err);
     }
     free(json);
     free(config);
     return s;
 }
 
-void rn_tokenizer_free(rn_tokenizer *t) {
+void tokenizer_free(rn_tokenizer *t) {
     if (!t) return;
     for (size_t i = 0; i < t->n_norm; i++) {
         free(t->norm[i].text);
@@ -1151,20 +1151,20 @@ void rn_tokenizer_free(rn_tokenizer *t) {
 
 /* ---- accessors ------------------------------------------------------------------------- */
 
-int32_t rn_tokenizer_bos(const rn_tokenizer *t) { return t ? t->bos : -1; }
-int32_t rn_tokenizer_eos(const rn_tokenizer *t) { return t ? t->eos : -1; }
-size_t rn_tokenizer_vocab_size(const rn_tokenizer *t) { return t ? t->vocab_size : 0; }
+int32_t tokenizer_bos(const rn_tokenizer *t) { return t ? t->bos : -1; }
+int32_t tokenizer_eos(const rn_tokenizer *t) { return t ? t->eos : -1; }
+size_t tokenizer_vocab_size(const rn_tokenizer *t) { return t ? t->vocab_size : 0; }
 
-const char *rn_tokenizer_token(const rn_tokenizer *t, int32_t id) {
+const char *tokenizer_token(const rn_tokenizer *t, int32_t id) {
     if (!t || id < 0 || (size_t)id >= t->vocab_size || t->tok_off[id] == UINT32_MAX) return NULL;
     return t->arena + t->tok_off[id];
 }
 
-bool rn_tokenizer_is_special(const rn_tokenizer *t, int32_t id) {
-    return rn_tokenizer_token(t, id) && (t->tok_flags[id] & TK_SPECIAL);
+bool tokenizer_is_special(const rn_tokenizer *t, int32_t id) {
+    return tokenizer_token(t, id) && (t->tok_flags[id] & TK_SPECIAL);
 }
 
-int32_t rn_tokenizer_find(const rn_tokenizer *t, const char *s, size_t len) {
+int32_t tokenizer_find(const rn_tokenizer *t, const char *s, size_t len) {
     if (!t || (!s && len)) return -1;
     return tk_strmap_get(t, &t->all, s, len);
 }

@@ -33,7 +33,7 @@
  *   With add_special, encode adds what the post_processor's single template puts around $A. When
  *   tokenizer_config.json sets add_bos_token and/or add_eos_token (as Llama's tokenizers do), the
  *   ids become [bos if add_bos_token] $A [eos if add_eos_token], a key that is absent keeping what
- *   the template does. rn_tokenizer_bos/eos come from tokenizer_config.json's bos_token/eos_token
+ *   the template does. tokenizer_bos/eos come from tokenizer_config.json's bos_token/eos_token
  *   (a string or an {"content": ...} object), else from a template that adds exactly one token
  *   before (BOS) or after (EOS) the text, else (EOS only) from a special added token named
  *   "</s>", "<|endoftext|>" or "<|end_of_text|>".
@@ -77,41 +77,41 @@
 typedef struct rn_tokenizer rn_tokenizer;
 
 /* Loads dir/tokenizer.json and, when present, dir/tokenizer_config.json. */
-rn_status rn_tokenizer_load(const char *dir, rn_tokenizer **out, rn_error *err);
+rn_status tokenizer_load(const char *dir, rn_tokenizer **out, rn_error *err);
 
 /* The same from explicit paths; config_path may be NULL (no tokenizer_config.json). */
-rn_status rn_tokenizer_load_files(const char *json_path, const char *config_path,
+rn_status tokenizer_load_files(const char *json_path, const char *config_path,
                                   rn_tokenizer **out, rn_error *err);
 
-void rn_tokenizer_free(rn_tokenizer *t);
+void tokenizer_free(rn_tokenizer *t);
 
 /* Text (len bytes, any content) to ids in a malloc'ed array the caller frees; *ids may be NULL
  * when *n is 0. add_special: add BOS/EOS as described above. Added and special tokens written in
  * the text are always recognised. */
-rn_status rn_tokenizer_encode(const rn_tokenizer *t, const char *text, size_t len, bool add_special,
+rn_status tokenizer_encode(const rn_tokenizer *t, const char *text, size_t len, bool add_special,
                               int32_t **ids, size_t *n, rn_error *err);
 
 /* Ids to valid UTF-8 in a malloc'ed, NUL-terminated buffer the caller frees (*len excludes the
  * NUL). skip_special drops the added tokens marked special. An id outside the vocabulary is
  * RN_ERR_INVALID_ARGUMENT. */
-rn_status rn_tokenizer_decode(const rn_tokenizer *t, const int32_t *ids, size_t n,
+rn_status tokenizer_decode(const rn_tokenizer *t, const int32_t *ids, size_t n,
                               bool skip_special, char **text, size_t *len, rn_error *err);
 
-int32_t rn_tokenizer_bos(const rn_tokenizer *t);          /* -1 when none */
-int32_t rn_tokenizer_eos(const rn_tokenizer *t);          /* -1 when none */
-size_t rn_tokenizer_vocab_size(const rn_tokenizer *t);    /* the largest id + 1 */
+int32_t tokenizer_bos(const rn_tokenizer *t);          /* -1 when none */
+int32_t tokenizer_eos(const rn_tokenizer *t);          /* -1 when none */
+size_t tokenizer_vocab_size(const rn_tokenizer *t);    /* the largest id + 1 */
 /* The stored text of token `id` (NUL-terminated; byte-level tokens in their mapped form), or
  * NULL for an id outside the vocabulary. */
-const char *rn_tokenizer_token(const rn_tokenizer *t, int32_t id);
-bool rn_tokenizer_is_special(const rn_tokenizer *t, int32_t id);
+const char *tokenizer_token(const rn_tokenizer *t, int32_t id);
+bool tokenizer_is_special(const rn_tokenizer *t, int32_t id);
 /* The id whose stored text is exactly s[0..len) (vocabulary or added token), or -1. */
-int32_t rn_tokenizer_find(const rn_tokenizer *t, const char *s, size_t len);
+int32_t tokenizer_find(const rn_tokenizer *t, const char *s, size_t len);
 
 /*
  * Streaming decoder: push ids one at a time as they are generated and print what comes back.
  * Each call hands out bytes that are complete, valid UTF-8, in a buffer owned by the decoder
  * that stays valid until its next call. The text of all the pushes and the flush together is
- * exactly rn_tokenizer_decode of the same ids.
+ * exactly tokenizer_decode of the same ids.
  */
 typedef struct rn_detok rn_detok;
 

@@ -6,7 +6,7 @@
  * whole text, the end by holding back up to `stop` characters until more text comes. The bytes
  * that come out then pass a UTF-8 assembler that keeps an incomplete character until the next
  * token completes it and turns each maximal invalid subsequence into U+FFFD, so that what is
- * handed out is always valid UTF-8. rn_tokenizer_decode is the streaming decoder run to the end.
+ * handed out is always valid UTF-8. tokenizer_decode is the streaming decoder run to the end.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -306,10 +306,10 @@ void rn_detok_free(rn_detok *d) {
     free(d);
 }
 
-rn_status rn_tokenizer_decode(const rn_tokenizer *t, const int32_t *ids, size_t n,
+rn_status tokenizer_decode(const rn_tokenizer *t, const int32_t *ids, size_t n,
                               bool skip_special, char **text, size_t *len, rn_error *err) {
     if (!t || !text || !len || (!ids && n))
-        return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "rn_tokenizer_decode: NULL argument");
+        return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "tokenizer_decode: NULL argument");
     *text = NULL;
     *len = 0;
     rn_detok d = {.t = t, .flags = skip_special ? RN_DETOK_SKIP_SPECIAL : 0};

@@ -572,10 +572,10 @@ static void ctx_free(enc_ctx *c) {
     free(c->out.data);
 }
 
-rn_status rn_tokenizer_encode(const rn_tokenizer *t, const char *text, size_t len, bool add_special,
+rn_status tokenizer_encode(const rn_tokenizer *t, const char *text, size_t len, bool add_special,
                               int32_t **ids, size_t *n, rn_error *err) {
     if (!t || !ids || !n || (!text && len))
-        return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "rn_tokenizer_encode: NULL argument");
+        return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "tokenizer_encode: NULL argument");
     *ids = NULL;
     *n = 0;
     if (len > RN_TOKENIZER_MAX_TEXT)

@@ -142,7 +142,7 @@ struct rn_tokenizer {
     uint8_t *tok_byte;         /* TK_BYTE: the byte of a <0xNN> token */
 
     tk_strmap vocab;           /* model.vocab only, as BPE sees it */
-    tk_strmap all;             /* vocab and added tokens, for rn_tokenizer_find */
+    tk_strmap all;             /* vocab and added tokens, for tokenizer_find */
     tk_mergemap merges;
     int32_t byte_token[256];   /* <0xNN> ids, -1 when absent */
     bool byte_fallback, fuse_unk, ignore_merges;
@@ -201,7 +201,7 @@ int tk_parse_byte_token(const char *s, size_t n);
 
 /* Finds the next match of `re` in subject[0..len) from `start`; sets [*ms, *me). Returns 1 on a
  * match, 0 on none, or an rn_status (negative) on a PCRE2 failure. The subject is valid UTF-8.
- * `mc` carries the match limit (see rn_tokenizer_encode). */
+ * `mc` carries the match limit (see tokenizer_encode). */
 int tk_regex_next(const pcre2_code *re, pcre2_match_data *md, pcre2_match_context *mc,
                   const char *subject, size_t len, size_t start, size_t *ms, size_t *me,
                   rn_error *err);

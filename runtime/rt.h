@@ -28,10 +28,29 @@ rn_status rt_cl_fail(rn_error *err, cl_int code, const char *call);
 
 /* ---- devices --------------------------------------------------------------------------------- */
 
+/* What the runtime reads of a device. Field for field the public rn_device_info (retnet.h),
+ * which the library fills from this one: the runtime does not see the public header. */
+typedef struct rt_device_info {
+    char platform[128];
+    char vendor[128];
+    char name[128];
+    char version[64];        /* CL_DEVICE_OPENCL_C_VERSION */
+    char driver[64];
+    int is_gpu;              /* CL_DEVICE_TYPE_GPU */
+    uint32_t compute_units;
+    uint64_t global_mem_bytes;
+    uint64_t max_alloc_bytes;
+    uint64_t local_mem_bytes;
+    size_t max_work_group;
+    int has_fp16;            /* cl_khr_fp16 */
+    uint32_t platform_index;
+    uint32_t device_index;
+} rt_device_info;
+
 typedef struct rt_device_entry {
     cl_platform_id platform;
     cl_device_id device;
-    rn_device_info info;
+    rt_device_info info;
 } rt_device_entry;
 
 #define RT_MAX_DEVICES 64

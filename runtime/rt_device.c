@@ -14,7 +14,7 @@ static void get_string(cl_device_id dev, cl_device_info what, char *out, size_t 
     out[cap - 1] = '\0';
 }
 
-static void describe(cl_platform_id platform, cl_device_id dev, rn_device_info *info) {
+static void describe(cl_platform_id platform, cl_device_id dev, rt_device_info *info) {
     memset(info, 0, sizeof *info);
     if (clGetPlatformInfo(platform, CL_PLATFORM_NAME, sizeof info->platform, info->platform, NULL) !=
         CL_SUCCESS)

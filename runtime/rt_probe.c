@@ -41,7 +41,7 @@ static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 /* min(512 MiB, max_alloc / 2, global / 8), but at least 4 MiB where one allocation allows it:
  * large enough that caches do not hold it, small enough to leave the device room to work. */
 static uint64_t copy_bytes(const rt_runtime *rt) {
-    const rn_device_info *d = &rt->dev.info;
+    const rt_device_info *d = &rt->dev.info;
     uint64_t bytes = min_u64(COPY_MAX_BYTES, min_u64(d->max_alloc_bytes / 2, d->global_mem_bytes / 8));
     if (bytes < COPY_MIN_BYTES) bytes = min_u64(COPY_MIN_BYTES, d->max_alloc_bytes);
     return bytes / COPY_GRAIN * COPY_GRAIN;

@@ -9,7 +9,7 @@ set -u
 out=${OUT:-/tmp/retnet-bench}/bench
 mkdir -p "$out"
 rm -f "$out/results.jsonl" "$out/log.txt"
-retnet=./build/retnet
+retnet=./build/bin/retnet
 case "${1:-}" in
   --nvidia) . scripts/nvidia_env.sh; small=0 ;;
   --small) small=1 ;;

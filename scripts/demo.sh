@@ -5,4 +5,4 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$root/scripts/setup.sh"
-"$root/build/retnet" generate --model "$root/examples/kjv-retnet" -p "And God said," -n 96 --seed 1 "$@"
+"$root/build/bin/retnet" generate --model "$root/examples/kjv-retnet" -p "And God said," -n 96 --seed 1 "$@"

@@ -2,15 +2,15 @@
  * test_ops.c: every kernel against the plain-C reference, op by op, on every OpenCL device.
  *
  * The checks themselves (guarded buffers, fixed-seed inputs, awkward shapes, tolerances) are
- * host/selftest.c's, shared with `retnet selftest`; this runs them on each device in turn.
+ * host/selftest.c's (rn_selftest), shared with `retnet selftest`; this runs them on each device
+ * in turn, with the work-group of $RETNET_WORK_GROUP when it is set.
  */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ops.h"
-#include "selftest.h"
+#include "retnet.h"
 
 static int failures = 0;
 
@@ -18,19 +18,35 @@ static int failures = 0;
  * cases (n > 1), for slow devices such as Oclgrind's simulator. */
 static bool quick = false;
 
+static void print_line(void *user, const char *line) {
+    (void)user;
+    puts(line);
+}
+
 static void test_device(const rn_device_info *info) {
     char spec[32];
     snprintf(spec, sizeof spec, "%u:%u", info->platform_index, info->device_index);
     printf("device %s: %s (%s)\n", spec, info->name, info->platform);
-    rn_error err = {{0}};
-    rt_runtime rt;
-    if (rt_init(&rt, spec, RT_CACHE_AUTO, NULL, &err) != RN_OK) {
-        printf("  cannot open: %s\n", err.message);
+    rn_context_options opts;
+    rn_context_options_default(&opts);
+    opts.device = spec;
+    const char *wg = getenv("RETNET_WORK_GROUP");
+    if (wg) opts.work_group = (size_t)atoi(wg);
+    rn_context *ctx;
+    char message[4096];
+    if (rn_context_init(&ctx, &opts, message, sizeof message) != RN_OK) {
+        printf("  cannot open: %s\n", message);
         failures++;
         return;
     }
-    failures += rn_selftest_run(&rt, stdout, quick, NULL);
-    rt_release(&rt);
+    int found = 0;
+    rn_status st = rn_selftest(ctx, quick, print_line, NULL, NULL, &found);
+    if (st != RN_OK) {
+        printf("  selftest: %s: %s\n", rn_status_str(st), rn_context_last_error(ctx));
+        found++;
+    }
+    failures += found;
+    rn_context_free(ctx);
 }
 
 int main(int argc, char **argv) {

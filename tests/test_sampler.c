@@ -75,9 +75,9 @@ static rn_sampling plain(float temperature) {
 static rn_sampler *make(const rn_sampling *s, size_t vocab) {
     rn_sampler *sm = NULL;
     rn_error err = {{0}};
-    rn_status st = rn_sampler_init(s, vocab, &sm, &err);
+    rn_status st = sampler_init(s, vocab, &sm, &err);
     if (st != RN_OK) {
-        printf("FATAL: rn_sampler_init: %s\n", err.message);
+        printf("FATAL: sampler_init: %s\n", err.message);
         exit(1);
     }
     return sm;
@@ -87,9 +87,9 @@ static int32_t sample(rn_sampler *sm, const float *logits, const int32_t *recent
                       uint64_t pos) {
     int32_t tok = -1;
     rn_error err = {{0}};
-    rn_status st = rn_sampler_sample(sm, logits, recent, n_recent, pos, &tok, &err);
+    rn_status st = sampler_sample(sm, logits, recent, n_recent, pos, &tok, &err);
     if (st != RN_OK) {
-        printf("FATAL: rn_sampler_sample: %s\n", err.message);
+        printf("FATAL: sampler_sample: %s\n", err.message);
         exit(1);
     }
     return tok;
@@ -221,7 +221,7 @@ static int check_distribution(const char *name, const rn_sampling *s, const floa
     }
     CHECK(zmax < 5.5, "%s: max binomial z-score %.2f >= 5.5", name, zmax);
     free(count);
-    rn_sampler_free(sm);
+    sampler_free(sm);
     return failures - before;
 }
 
@@ -235,7 +235,7 @@ static void test_defaults_and_check(void) {
               s.repeat_penalty == 1.1f && s.repeat_last_n == 64 && s.seed == 0,
           "defaults differ from llama.cpp's");
     rn_error err = {{0}};
-    CHECK(rn_sampling_check(&s, &err) == RN_OK, "defaults rejected: %s", err.message);
+    CHECK(sampling_check(&s, &err) == RN_OK, "defaults rejected: %s", err.message);
 
     struct bad {
         const char *name;   /* must appear in the message */
@@ -268,12 +268,12 @@ static void test_defaults_and_check(void) {
 #undef BAD
     for (size_t i = 0; i < nb; i++) {
         memset(&err, 0, sizeof err);
-        rn_status st = rn_sampling_check(&bad[i].s, &err);
+        rn_status st = sampling_check(&bad[i].s, &err);
         CHECK(st == RN_ERR_INVALID_ARGUMENT, "bad %s #%zu: status %d", bad[i].name, i, (int)st);
         CHECK(strstr(err.message, bad[i].name) != NULL, "bad %s: message '%s' does not name it",
               bad[i].name, err.message);
         rn_sampler *sm = (rn_sampler *)&err;   /* must be overwritten with NULL */
-        st = rn_sampler_init(&bad[i].s, 100, &sm, &err);
+        st = sampler_init(&bad[i].s, 100, &sm, &err);
         CHECK(st == RN_ERR_INVALID_ARGUMENT && sm == NULL, "init with bad %s: status %d",
               bad[i].name, (int)st);
     }
@@ -283,40 +283,40 @@ static void test_defaults_and_check(void) {
     rn_sampling ok = s;
     ok.temperature = 0.0f; ok.top_p = 1.0f; ok.min_p = 0.0f; ok.top_k = 0;
     ok.repeat_penalty = 1e-3f; ok.repeat_last_n = 0;
-    CHECK(rn_sampling_check(&ok, &err) == RN_OK, "valid edges rejected: %s", err.message);
-    CHECK(rn_sampling_check(NULL, &err) == RN_ERR_INVALID_ARGUMENT, "NULL parameters accepted");
+    CHECK(sampling_check(&ok, &err) == RN_OK, "valid edges rejected: %s", err.message);
+    CHECK(sampling_check(NULL, &err) == RN_ERR_INVALID_ARGUMENT, "NULL parameters accepted");
 
     rn_sampler *sm = NULL;
-    CHECK(rn_sampler_init(&s, 0, &sm, &err) == RN_ERR_INVALID_ARGUMENT && !sm, "vocab 0 accepted");
-    CHECK(rn_sampler_init(&s, RN_SAMPLER_MAX_VOCAB + 1, &sm, &err) == RN_ERR_LIMIT && !sm,
+    CHECK(sampler_init(&s, 0, &sm, &err) == RN_ERR_INVALID_ARGUMENT && !sm, "vocab 0 accepted");
+    CHECK(sampler_init(&s, RN_SAMPLER_MAX_VOCAB + 1, &sm, &err) == RN_ERR_LIMIT && !sm,
           "vocab above the limit accepted");
-    CHECK(rn_sampler_init(&s, 10, NULL, &err) == RN_ERR_INVALID_ARGUMENT, "NULL out accepted");
+    CHECK(sampler_init(&s, 10, NULL, &err) == RN_ERR_INVALID_ARGUMENT, "NULL out accepted");
 
     /* Bad arguments to sample(). */
     sm = make(&s, 8);
     float l[8] = {0, 1, 2, 3, 4, 5, 6, 7};
     int32_t tok = 0;
     int32_t out_of_range[2] = {3, 8}, negative[1] = {-1};
-    CHECK(rn_sampler_sample(sm, l, out_of_range, 2, 0, &tok, &err) == RN_ERR_INVALID_ARGUMENT,
+    CHECK(sampler_sample(sm, l, out_of_range, 2, 0, &tok, &err) == RN_ERR_INVALID_ARGUMENT,
           "recent id 8 of vocab 8 accepted");
-    CHECK(rn_sampler_sample(sm, l, negative, 1, 0, &tok, &err) == RN_ERR_INVALID_ARGUMENT,
+    CHECK(sampler_sample(sm, l, negative, 1, 0, &tok, &err) == RN_ERR_INVALID_ARGUMENT,
           "recent id -1 accepted");
-    CHECK(rn_sampler_sample(sm, l, NULL, 3, 0, &tok, &err) == RN_ERR_INVALID_ARGUMENT,
+    CHECK(sampler_sample(sm, l, NULL, 3, 0, &tok, &err) == RN_ERR_INVALID_ARGUMENT,
           "NULL recent with n_recent 3 accepted");
-    CHECK(rn_sampler_sample(sm, NULL, NULL, 0, 0, &tok, &err) == RN_ERR_INVALID_ARGUMENT,
+    CHECK(sampler_sample(sm, NULL, NULL, 0, 0, &tok, &err) == RN_ERR_INVALID_ARGUMENT,
           "NULL logits accepted");
-    CHECK(rn_sampler_sample(sm, l, NULL, 0, 0, NULL, &err) == RN_ERR_INVALID_ARGUMENT,
+    CHECK(sampler_sample(sm, l, NULL, 0, 0, NULL, &err) == RN_ERR_INVALID_ARGUMENT,
           "NULL token accepted");
     /* An out-of-range id older than the window is not read, so not an error. */
     int32_t old_bad[3] = {99, 1, 2};
     s.repeat_last_n = 2;
     rn_sampler *sm2 = make(&s, 8);
-    CHECK(rn_sampler_sample(sm2, l, old_bad, 3, 0, &tok, &err) == RN_OK,
+    CHECK(sampler_sample(sm2, l, old_bad, 3, 0, &tok, &err) == RN_OK,
           "id outside the window refused: %s", err.message);
-    CHECK(rn_sampler_params(sm2)->repeat_last_n == 2, "params not kept");
-    rn_sampler_free(sm2);
-    rn_sampler_free(sm);
-    rn_sampler_free(NULL);
+    CHECK(sampler_params(sm2)->repeat_last_n == 2, "params not kept");
+    sampler_free(sm2);
+    sampler_free(sm);
+    sampler_free(NULL);
 }
 
 static void test_non_finite(void) {
@@ -332,7 +332,7 @@ static void test_non_finite(void) {
             l[5] = bad_values[b];
             int32_t tok = -7;
             rn_error err = {{0}};
-            rn_status st = rn_sampler_sample(sm, l, NULL, 0, 0, &tok, &err);
+            rn_status st = sampler_sample(sm, l, NULL, 0, 0, &tok, &err);
             CHECK(st == RN_ERR_NUMERIC, "mode %d value %g: status %d", m, (double)bad_values[b],
                   (int)st);
             CHECK(strstr(err.message, "5") != NULL, "message does not name the id: %s",
@@ -340,7 +340,7 @@ static void test_non_finite(void) {
             CHECK(tok == -7, "token written on error");
             if (m == 1 && b == 0) printf("  e.g. \"%s\"\n", err.message);
         }
-        rn_sampler_free(sm);
+        sampler_free(sm);
     }
 }
 
@@ -354,11 +354,11 @@ static void test_greedy(void) {
     for (uint64_t pos = 0; pos < 100; pos++)
         CHECK(sample(sm, tie, NULL, 0, pos * 7919) == 2, "tie at position %llu",
               (unsigned long long)pos);
-    rn_sampler_free(sm);
+    sampler_free(sm);
     float all_equal[5] = {-4, -4, -4, -4, -4};
     sm = make(&s, 5);
     CHECK(sample(sm, all_equal, NULL, 0, 3) == 0, "all equal: not id 0");
-    rn_sampler_free(sm);
+    sampler_free(sm);
 
     /* Random rows: always the argmax. A vocabulary of 1 always gives 0. */
     const size_t V = 5000;
@@ -371,13 +371,13 @@ static void test_greedy(void) {
         free(l);
     }
     CHECK(bad == 0, "greedy differs from argmax on %d of 50 random rows", bad);
-    rn_sampler_free(sm);
+    sampler_free(sm);
     float one = 3.0f;
     rn_sampling d;
     rn_sampling_default(&d);
     sm = make(&d, 1);
     CHECK(sample(sm, &one, NULL, 0, 0) == 0, "vocab 1");
-    rn_sampler_free(sm);
+    sampler_free(sm);
 
     /* Temperature towards 0 (1e-6, and the smallest normal float) and top_k 1 at T = 1: the
      * argmax at every position. Random float rows have a unique maximum; checked. */
@@ -397,7 +397,7 @@ static void test_greedy(void) {
             rn_sampler *x = make(&t, V);
             for (int pos = 0; pos < positions; pos++)
                 if (sample(x, l, NULL, 0, (uint64_t)pos) != (int32_t)am) mism[m]++;
-            rn_sampler_free(x);
+            sampler_free(x);
         }
         free(l);
     }
@@ -413,7 +413,7 @@ static void test_greedy(void) {
     for (uint64_t pos = 0; pos < 100; pos++)
         CHECK(sample(sm, tie, NULL, 0, pos) == 2, "top_k 1 tie at position %llu",
               (unsigned long long)pos);
-    rn_sampler_free(sm);
+    sampler_free(sm);
 }
 
 static void test_softmax_distribution(void) {
@@ -445,7 +445,7 @@ static void test_softmax_distribution(void) {
     CHECK(chi2 > chi2_critical(15.0), "T=0.7 draws pass as T=1 (chi2 %.1f)", chi2);
     printf("  (negative control: T=0.7 draws vs T=1 law: chi2=%.0f, crit %.2f)\n", chi2,
            chi2_critical(15.0));
-    rn_sampler_free(sm);
+    sampler_free(sm);
 
     /* Larger vocabularies with the cuts active, against the reference's own cut. A flat row
      * (uniform logits: a nucleus of thousands, the prefilters keep nearly everything) and a
@@ -609,18 +609,18 @@ static void test_repeat_penalty(void) {
     CHECK(sample(sm, once, r000, 3, 0) == 0, "a repeated token penalised more than once");
 
     /* Only the last repeat_last_n count: with n = 2, id 0 at the front of [0, 3, 3] is old. */
-    rn_sampler_free(sm);
+    sampler_free(sm);
     s.repeat_last_n = 2;
     sm = make(&s, 4);
     int32_t r_old[3] = {0, 3, 3};
     CHECK(sample(sm, pos, r_old, 3, 0) == 0, "token outside the window penalised");
     int32_t r_in[3] = {3, 0, 3};
     CHECK(sample(sm, pos, r_in, 3, 0) == 1, "token inside the window not penalised");
-    rn_sampler_free(sm);
+    sampler_free(sm);
     s.repeat_last_n = 0;
     sm = make(&s, 4);
     CHECK(sample(sm, pos, r0, 1, 0) == 0, "repeat_last_n 0 penalised");
-    rn_sampler_free(sm);
+    sampler_free(sm);
 
     /* penalty < 1 encourages: 1.0 / 0.9 = 1.111 > 1.05. */
     s.repeat_last_n = 64;
@@ -628,7 +628,7 @@ static void test_repeat_penalty(void) {
     sm = make(&s, 4);
     float enc[4] = {1.0f, 1.05f, 0.0f, 0.0f};
     CHECK(sample(sm, enc, r0, 1, 0) == 0, "penalty 0.9 did not encourage");
-    rn_sampler_free(sm);
+    sampler_free(sm);
 
     /* A tiny penalty drives a large logit past FLT_MAX: clamped, not infinite (no error). */
     s.repeat_penalty = 1e-30f;
@@ -636,9 +636,9 @@ static void test_repeat_penalty(void) {
     float huge[4] = {1e30f, 3e38f, 0.0f, 0.0f};
     int32_t tok = -1;
     rn_error err = {{0}};
-    CHECK(rn_sampler_sample(sm, huge, r0, 1, 0, &tok, &err) == RN_OK && tok == 0,
+    CHECK(sampler_sample(sm, huge, r0, 1, 0, &tok, &err) == RN_OK && tok == 0,
           "overflowing penalty: status/token %d (%s)", tok, err.message);
-    rn_sampler_free(sm);
+    sampler_free(sm);
 
     /* With sampling on (top_k 1 at T = 1) the penalty acts before the cut, and the logits
      * handed in are untouched by every path. */
@@ -650,7 +650,7 @@ static void test_repeat_penalty(void) {
     memcpy(copy, pos, sizeof copy);
     CHECK(sample(sm, pos, r0, 1, 5) == 1, "penalty not applied before top-k");
     CHECK(memcmp(copy, pos, sizeof copy) == 0, "logits modified");
-    rn_sampler_free(sm);
+    sampler_free(sm);
     const size_t V = 3000;
     float *l = random_logits(V, 5.0);
     float *lc = malloc(V * sizeof *lc);
@@ -662,7 +662,7 @@ static void test_repeat_penalty(void) {
     sm = make(&t, V);
     for (uint64_t p2 = 0; p2 < 20; p2++) sample(sm, l, rec, 100, p2);
     CHECK(memcmp(lc, l, V * sizeof *lc) == 0, "logits modified by the full pipeline");
-    rn_sampler_free(sm);
+    sampler_free(sm);
     free(lc);
     free(l);
 }
@@ -710,7 +710,7 @@ static void test_determinism(void) {
     printf("  resumed run identical; distinct %zu of %zu (expect ~1005), equal neighbours %zu "
            "(expect ~4), agreement with another seed %zu (expect ~4)\n",
            distinct, N, repeats, agree);
-    rn_sampler_free(c);
+    sampler_free(c);
     free(seen);
 
     /* Consecutive positions are independent: pairs (t_p, t_p+1) over 4 equal ids are uniform
@@ -743,11 +743,11 @@ static void test_determinism(void) {
     CHECK(chi2 < chi2_critical(15.0), "seed 0 vs seed 1 pairs: chi2 %.2f", chi2);
     printf("  seed 0 vs seed 1 pairs over 4 ids: chi2=%.2f (df 15, crit %.2f)\n", chi2,
            chi2_critical(15.0));
-    rn_sampler_free(x0);
-    rn_sampler_free(x1);
-    rn_sampler_free(d);
-    rn_sampler_free(a);
-    rn_sampler_free(b);
+    sampler_free(x0);
+    sampler_free(x1);
+    sampler_free(d);
+    sampler_free(a);
+    sampler_free(b);
     free(ta);
     free(flat);
 }
@@ -785,7 +785,7 @@ static void test_large(void) {
         double ms = (now() - t0) * 1e3 / runs[r].reps;
         printf("  V=%-9zu top_k=%-3d top_p=%.2f min_p=0 penalty 1.1/64: %8.3f ms per token\n",
                runs[r].V, runs[r].top_k, (double)runs[r].top_p, ms);
-        rn_sampler_free(sm);
+        sampler_free(sm);
         free(l);
     }
 }

@@ -99,7 +99,7 @@ static rn_status load_text(const char *json, const char *config, rn_tokenizer **
     if (config) write_file("tokenizer_config.json", config, strlen(config));
     else remove_file("tokenizer_config.json");
     err->message[0] = '\0';
-    return rn_tokenizer_load(tmpdir, t, err);
+    return tokenizer_load(tmpdir, t, err);
 }
 
 static double now(void) {
@@ -124,7 +124,7 @@ static void expect_ids(const rn_tokenizer *t, const char *text, bool special, co
     rn_error err = {{0}};
     int32_t *ids = NULL;
     size_t n = 0;
-    rn_status s = rn_tokenizer_encode(t, text, strlen(text), special, &ids, &n, &err);
+    rn_status s = tokenizer_encode(t, text, strlen(text), special, &ids, &n, &err);
     CHECK(s == RN_OK, "line %d: encode: %s %s", line, rn_status_str(s), err.message);
     if (s == RN_OK && !ids_equal(ids, n, want, nwant)) {
         failures++;
@@ -146,7 +146,7 @@ static void expect_decode(const rn_tokenizer *t, const int32_t *ids, size_t n, b
     rn_error err = {{0}};
     char *text = NULL;
     size_t len = 0;
-    rn_status s = rn_tokenizer_decode(t, ids, n, skip, &text, &len, &err);
+    rn_status s = tokenizer_decode(t, ids, n, skip, &text, &len, &err);
     CHECK(s == RN_OK, "line %d: decode: %s %s", line, rn_status_str(s), err.message);
     if (s == RN_OK)
         CHECK(len == strlen(want) && memcmp(text, want, len) == 0,
@@ -289,10 +289,10 @@ static void test_sentencepiece(void) {
     CHECK(s == RN_OK, "load [a,b] merges: %s %s", rn_status_str(s), err.message);
 
     enum { U = SP_BASE, A = SP_BASE + 1, B, C, D, UA, AB, UAB, CD, ABCD, UABCD, UU, E_ACUTE };
-    CHECK(rn_tokenizer_bos(t) == 1 && rn_tokenizer_eos(t) == 2, "bos %d eos %d",
-          rn_tokenizer_bos(t), rn_tokenizer_eos(t));
-    CHECK(rn_tokenizer_vocab_size(t) == SP_BASE + sizeof k_sp_pieces / sizeof *k_sp_pieces,
-          "vocab %zu", rn_tokenizer_vocab_size(t));
+    CHECK(tokenizer_bos(t) == 1 && tokenizer_eos(t) == 2, "bos %d eos %d",
+          tokenizer_bos(t), tokenizer_eos(t));
+    CHECK(tokenizer_vocab_size(t) == SP_BASE + sizeof k_sp_pieces / sizeof *k_sp_pieces,
+          "vocab %zu", tokenizer_vocab_size(t));
     EXPECT_IDS(t, "abcd", true, 1, UABCD);
     EXPECT_IDS(t, "abcd ab", false, UABCD, UAB);
     EXPECT_IDS(t, "  ab", false, UU, UAB);
@@ -308,8 +308,8 @@ static void test_sentencepiece(void) {
     for (size_t i = 0; t2 && i < sizeof texts / sizeof *texts; i++) {
         int32_t *x = NULL, *y = NULL;
         size_t nx = 0, ny = 0;
-        rn_tokenizer_encode(t, texts[i], strlen(texts[i]), true, &x, &nx, &err);
-        rn_tokenizer_encode(t2, texts[i], strlen(texts[i]), true, &y, &ny, &err);
+        tokenizer_encode(t, texts[i], strlen(texts[i]), true, &x, &nx, &err);
+        tokenizer_encode(t2, texts[i], strlen(texts[i]), true, &y, &ny, &err);
         CHECK(nx > 0 && ids_equal(x, nx, y, ny), "merge forms differ on \"%s\"", texts[i]);
         free(x);
         free(y);
@@ -327,33 +327,33 @@ static void test_sentencepiece(void) {
     int32_t bad[] = {UAB, 999999};
     char *out = NULL;
     size_t len = 0;
-    s = rn_tokenizer_decode(t, bad, 2, false, &out, &len, &err);
+    s = tokenizer_decode(t, bad, 2, false, &out, &len, &err);
     CHECK(s == RN_ERR_INVALID_ARGUMENT && !out, "decode of a bad id: %s", rn_status_str(s));
     bad[1] = -1;
-    s = rn_tokenizer_decode(t, bad, 2, false, &out, &len, &err);
+    s = tokenizer_decode(t, bad, 2, false, &out, &len, &err);
     CHECK(s == RN_ERR_INVALID_ARGUMENT && !out, "decode of id -1: %s", rn_status_str(s));
 
     /* NUL bytes and invalid UTF-8 are text like any other */
     int32_t *ids = NULL;
     size_t n = 0;
-    s = rn_tokenizer_encode(t, "a\0b\xff", 4, false, &ids, &n, &err);
+    s = tokenizer_encode(t, "a\0b\xff", 4, false, &ids, &n, &err);
     CHECK(s == RN_OK && n == 6 && ids[1] == 3 + 0 && ids[3] == 3 + 0xef, "NUL and 0xFF: %s n=%zu",
           rn_status_str(s), n);
     if (s == RN_OK) {
-        s = rn_tokenizer_decode(t, ids, n, true, &out, &len, &err);
+        s = tokenizer_decode(t, ids, n, true, &out, &len, &err);
         CHECK(s == RN_OK && len == 6 && memcmp(out, "a\0b\xef\xbf\xbd", 6) == 0, "decode NUL");
         free(out);
     }
     free(ids);
-    CHECK(rn_tokenizer_find(t, "\xe2\x96\x81" "ab", 5) == UAB, "find");
-    CHECK(rn_tokenizer_find(t, "zz", 2) == -1, "find absent");
-    CHECK(rn_tokenizer_is_special(t, 1) && !rn_tokenizer_is_special(t, UAB), "is_special");
-    CHECK(rn_tokenizer_token(t, 3 + 0x41) && strcmp(rn_tokenizer_token(t, 3 + 0x41), "<0x41>") == 0,
+    CHECK(tokenizer_find(t, "\xe2\x96\x81" "ab", 5) == UAB, "find");
+    CHECK(tokenizer_find(t, "zz", 2) == -1, "find absent");
+    CHECK(tokenizer_is_special(t, 1) && !tokenizer_is_special(t, UAB), "is_special");
+    CHECK(tokenizer_token(t, 3 + 0x41) && strcmp(tokenizer_token(t, 3 + 0x41), "<0x41>") == 0,
           "token");
-    CHECK(rn_tokenizer_token(t, -1) == NULL && rn_tokenizer_token(t, 1 << 20) == NULL,
+    CHECK(tokenizer_token(t, -1) == NULL && tokenizer_token(t, 1 << 20) == NULL,
           "token range");
-    rn_tokenizer_free(t);
-    rn_tokenizer_free(t2);
+    tokenizer_free(t);
+    tokenizer_free(t2);
 }
 
 /* Pushes ids one at a time; every piece must be valid UTF-8 and all of them the whole text. */
@@ -422,7 +422,7 @@ static void test_streaming(void) {
     }
     rn_detok *d = NULL;
     CHECK(rn_detok_init(t, 0x100, &d, &err) == RN_ERR_INVALID_ARGUMENT && !d, "unknown detok flag");
-    rn_tokenizer_free(t);
+    tokenizer_free(t);
 
     /* byte level: a character split across two tokens (ids are bytes here) */
     json = bl_json(k_llama3_split, -1);
@@ -435,7 +435,7 @@ static void test_streaming(void) {
         const char *const want[] = {"hello", "", "", "\xe2\x82\xac", "<|endoftext|>", "", ""};
         stream(t, 0, ids, 7, want, "\xef\xbf\xbd", __LINE__);
     }
-    rn_tokenizer_free(t);
+    tokenizer_free(t);
 }
 
 static void test_byte_level(void) {
@@ -446,8 +446,8 @@ static void test_byte_level(void) {
     free(json);
     CHECK(s == RN_OK, "load: %s %s", rn_status_str(s), err.message);
     if (s != RN_OK) return;
-    CHECK(rn_tokenizer_bos(t) == -1 && rn_tokenizer_eos(t) == 300, "bos %d eos %d",
-          rn_tokenizer_bos(t), rn_tokenizer_eos(t));
+    CHECK(tokenizer_bos(t) == -1 && tokenizer_eos(t) == 300, "bos %d eos %d",
+          tokenizer_bos(t), tokenizer_eos(t));
     /* ignore_merges: "hello" is a token; " world" -> "Ġwo" r l d */
     EXPECT_IDS(t, "hello world", true, 259, 261, 'r', 'l', 'd');
     EXPECT_IDS(t, "hellx", true, 258, 'x');
@@ -462,7 +462,7 @@ static void test_byte_level(void) {
                '|');
     EXPECT_DECODE(t, false, "hello world<|endoftext|>", 259, 261, 'r', 'l', 'd', 300);
     EXPECT_DECODE(t, true, "hello world", 259, 261, 'r', 'l', 'd', 300);
-    rn_tokenizer_free(t);
+    tokenizer_free(t);
 }
 
 /* The Split behaviors on "a-b--c" with the pattern "-" (the tokenizers library's examples),
@@ -506,17 +506,17 @@ static void test_split_behaviors(void) {
         if (s == RN_OK) {
             int32_t *ids = NULL;
             size_t n = 0;
-            s = rn_tokenizer_encode(t, "a-b--c", 6, false, &ids, &n, &err);
+            s = tokenizer_encode(t, "a-b--c", 6, false, &ids, &n, &err);
             sb got = {0};
             for (size_t k = 0; s == RN_OK && k < n; k++)
-                sb_printf(&got, "%s%s", k ? "|" : "", rn_tokenizer_token(t, ids[k]));
+                sb_printf(&got, "%s%s", k ? "|" : "", tokenizer_token(t, ids[k]));
             CHECK(s == RN_OK && got.s && strcmp(got.s, cases[i].pieces) == 0,
                   "%s invert=%d: got %s, want %s", cases[i].behavior, cases[i].invert,
                   got.s ? got.s : "(nothing)", cases[i].pieces);
             free(got.s);
             free(ids);
         }
-        rn_tokenizer_free(t);
+        tokenizer_free(t);
         free(json);
         free(b.s);
         free(c.s);
@@ -575,17 +575,17 @@ static void test_metaspace(void) {
         if (s == RN_OK) {
             int32_t *ids = NULL;
             size_t n = 0;
-            s = rn_tokenizer_encode(t, cases[i].text, strlen(cases[i].text), false, &ids, &n, &err);
+            s = tokenizer_encode(t, cases[i].text, strlen(cases[i].text), false, &ids, &n, &err);
             sb got = {0};
             for (size_t k = 0; s == RN_OK && k < n; k++)
-                sb_printf(&got, "%s%s", k ? "|" : "", rn_tokenizer_token(t, ids[k]));
+                sb_printf(&got, "%s%s", k ? "|" : "", tokenizer_token(t, ids[k]));
             CHECK(s == RN_OK && got.s && strcmp(got.s, cases[i].pieces) == 0,
                   "metaspace %zu (%s): got %s, want %s", i, cases[i].options,
                   got.s ? got.s : "(nothing)", cases[i].pieces);
             free(got.s);
             free(ids);
         }
-        rn_tokenizer_free(t);
+        tokenizer_free(t);
         free(json);
         free(b.s);
     }
@@ -604,12 +604,12 @@ static void test_config(void) {
                   &t, &err);
     CHECK(s == RN_OK, "load: %s", err.message);
     if (s == RN_OK) EXPECT_IDS(t, "ab", true, UAB, 2);
-    rn_tokenizer_free(t);
+    tokenizer_free(t);
     /* only add_eos_token: BOS stays as the template says */
     s = load_text(json, "{\"add_eos_token\":true}", &t, &err);
     CHECK(s == RN_OK, "load: %s", err.message);
     if (s == RN_OK) EXPECT_IDS(t, "ab", true, 1, UAB, 2);
-    rn_tokenizer_free(t);
+    tokenizer_free(t);
     /* bad configs */
     s = load_text(json, "{\"add_bos_token\":1}", &t, &err);
     CHECK(s == RN_ERR_TOKENIZER && strstr(err.message, "add_bos_token") &&
@@ -713,7 +713,7 @@ static void test_bad_files(void) {
             words = words && (!cases[i].words[k] || strstr(err.message, cases[i].words[k]));
         CHECK(s == cases[i].want && !t && words, "%s: got %s (want %s): %s", cases[i].what,
               rn_status_str(s), rn_status_str(cases[i].want), err.message);
-        if (s == RN_OK) rn_tokenizer_free(t);
+        if (s == RN_OK) tokenizer_free(t);
         free(cases[i].json);
     }
     free(sp);
@@ -723,10 +723,10 @@ static void test_bad_files(void) {
     rn_error err = {{0}};
     rn_tokenizer *t = NULL;
     remove_file("tokenizer.json");
-    rn_status s = rn_tokenizer_load(tmpdir, &t, &err);
+    rn_status s = tokenizer_load(tmpdir, &t, &err);
     CHECK(s == RN_ERR_IO && strstr(err.message, "tokenizer.json"), "missing file: %s %s",
           rn_status_str(s), err.message);
-    s = rn_tokenizer_load_files(tmpdir, NULL, &t, &err);
+    s = tokenizer_load_files(tmpdir, NULL, &t, &err);
     CHECK(s == RN_ERR_IO, "directory: %s %s", rn_status_str(s), err.message);
     char path[512];
     snprintf(path, sizeof path, "%s/tokenizer.json", tmpdir);
@@ -736,7 +736,7 @@ static void test_bad_files(void) {
         fputc('}', f);
         fclose(f);
     }
-    s = rn_tokenizer_load(tmpdir, &t, &err);
+    s = tokenizer_load(tmpdir, &t, &err);
     CHECK(s == RN_ERR_LIMIT && strstr(err.message, "tokenizer.json"), "huge file: %s %s",
           rn_status_str(s), err.message);
     /* a token over the length cap */
@@ -754,10 +754,10 @@ static void test_bad_files(void) {
     free(big.s);
     free(extra.s);
     /* arguments */
-    CHECK(rn_tokenizer_load(NULL, &t, &err) == RN_ERR_INVALID_ARGUMENT, "NULL dir");
+    CHECK(tokenizer_load(NULL, &t, &err) == RN_ERR_INVALID_ARGUMENT, "NULL dir");
     int32_t *ids = NULL;
     size_t n_ids = 0;
-    CHECK(rn_tokenizer_encode(NULL, "a", 1, false, &ids, &n_ids, &err) == RN_ERR_INVALID_ARGUMENT,
+    CHECK(tokenizer_encode(NULL, "a", 1, false, &ids, &n_ids, &err) == RN_ERR_INVALID_ARGUMENT,
           "NULL tokenizer");
 }
 
@@ -802,7 +802,7 @@ static void linear_time(const rn_tokenizer *t, const char *name) {
             int32_t *ids = NULL;
             size_t n = 0;
             double t0 = now();
-            rn_status s = rn_tokenizer_encode(t, text, sizes[k], false, &ids, &n, &err);
+            rn_status s = tokenizer_encode(t, text, sizes[k], false, &ids, &n, &err);
             double dt = now() - t0;
             CHECK(s == RN_OK, "%s: encode %zu bytes: %s", name, sizes[k], err.message);
             if (dt < times[k]) times[k] = dt;
@@ -824,12 +824,12 @@ static void test_linear_time(void) {
     rn_status s = load_text(json, NULL, &t, &err);
     free(json);
     if (s == RN_OK) linear_time(t, "sentencepiece-style (one piece per paragraph)");
-    rn_tokenizer_free(t);
+    tokenizer_free(t);
     json = bl_json(k_llama3_split, -1);
     s = load_text(json, NULL, &t, &err);
     free(json);
     if (s == RN_OK) linear_time(t, "byte-level with a Split regex");
-    rn_tokenizer_free(t);
+    tokenizer_free(t);
 }
 
 /* ---- the reference corpus -------------------------------------------------------------- */
@@ -882,7 +882,7 @@ static void corpus_case(const rn_tokenizer *t, const char *tname, const char *di
     read_ids(want, "ids", &want_ids, &nwant);
     read_ids(want, "ids_plain", &want_plain, &nwant_plain);
 
-    s = rn_tokenizer_encode(t, text, len, true, &ids, &n, &err);
+    s = tokenizer_encode(t, text, len, true, &ids, &n, &err);
     CHECK(s == RN_OK, "%s %s: %s", tname, name, err.message);
     if (s == RN_OK && ids_equal(ids, n, want_ids, nwant)) {
         st->ids++;
@@ -895,7 +895,7 @@ static void corpus_case(const rn_tokenizer *t, const char *tname, const char *di
         print_ids("want", want_ids + from, nwant > from ? nwant - from : 0);
         failures++;
     }
-    s = rn_tokenizer_encode(t, text, len, false, &plain, &nplain, &err);
+    s = tokenizer_encode(t, text, len, false, &plain, &nplain, &err);
     if (s == RN_OK && ids_equal(plain, nplain, want_plain, nwant_plain)) st->ids_plain++;
     else CHECK(false, "%s %s: ids without special tokens differ", tname, name);
 
@@ -903,7 +903,7 @@ static void corpus_case(const rn_tokenizer *t, const char *tname, const char *di
     const char *wd = read_str(want, "decoded"), *wds = read_str(want, "decoded_skip");
     char *out = NULL;
     size_t olen = 0;
-    s = rn_tokenizer_decode(t, want_ids, nwant, false, &out, &olen, &err);
+    s = tokenizer_decode(t, want_ids, nwant, false, &out, &olen, &err);
     if (s == RN_OK && same_text(out, olen, wd)) st->decoded++;
     else
         CHECK(false, "%s %s: decoded \"%.*s\"\n  want \"%s\"", tname, name, (int)olen,
@@ -935,7 +935,7 @@ static void corpus_case(const rn_tokenizer *t, const char *tname, const char *di
     free(streamed.s);
     free(out);
     out = NULL;
-    s = rn_tokenizer_decode(t, want_ids, nwant, true, &out, &olen, &err);
+    s = tokenizer_decode(t, want_ids, nwant, true, &out, &olen, &err);
     if (s == RN_OK && same_text(out, olen, wds)) st->decoded_skip++;
     else
         CHECK(false, "%s %s: decoded (skip special) \"%.*s\"\n  want \"%s\"", tname, name,
@@ -946,7 +946,7 @@ static void corpus_case(const rn_tokenizer *t, const char *tname, const char *di
      * text comes back (as the reference read it: invalid UTF-8 repaired) */
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(want, "lossless"))) {
         st->lossless++;
-        s = rn_tokenizer_decode(t, ids, n, true, &out, &olen, &err);
+        s = tokenizer_decode(t, ids, n, true, &out, &olen, &err);
         if (s == RN_OK && same_text(out, olen, wds)) st->roundtrip++;
         else CHECK(false, "%s %s: decode(encode(x)) != x", tname, name);
         free(out);
@@ -995,7 +995,7 @@ static void corpus_random_ids(const rn_tokenizer *t, const char *tname, const ch
             char *out = NULL;
             size_t olen = 0;
             count++;
-            s = rn_tokenizer_decode(t, ids, n, skip, &out, &olen, &err);
+            s = tokenizer_decode(t, ids, n, skip, &out, &olen, &err);
             if (s == RN_OK && olen == wlen && memcmp(out, want, wlen) == 0) good++;
             else
                 CHECK(false, "%s random ids case %d skip=%d: decoded text differs", tname,
@@ -1060,7 +1060,7 @@ static void corpus_speed(const rn_tokenizer *t, const char *tname, const char *d
             int32_t *ids = NULL;
             size_t n = 0;
             double t0 = now();
-            rn_status s = rn_tokenizer_encode(t, big, sizes[k], false, &ids, &n, &err);
+            rn_status s = tokenizer_encode(t, big, sizes[k], false, &ids, &n, &err);
             double dt = now() - t0;
             CHECK(s == RN_OK, "%s speed: %s", tname, err.message);
             if (dt < times[k]) times[k] = dt;
@@ -1098,14 +1098,14 @@ static void test_corpus(const char *dir, const char *llama2, const char *llama3)
         rn_error err = {{0}};
         rn_tokenizer *t = NULL;
         double t0 = now();
-        rn_status s = rn_tokenizer_load(tdirs[k], &t, &err);
+        rn_status s = tokenizer_load(tdirs[k], &t, &err);
         double dt = now() - t0;
         CHECK(s == RN_OK, "load %s: %s", tdirs[k], err.message);
         if (s != RN_OK) continue;
-        printf("%s: loaded %zu ids in %.0f ms\n", tnames[k], rn_tokenizer_vocab_size(t), 1e3 * dt);
-        CHECK(rn_tokenizer_bos(t) == want_special[k][0] &&
-                  rn_tokenizer_eos(t) == want_special[k][1],
-              "%s: bos %d eos %d", tnames[k], rn_tokenizer_bos(t), rn_tokenizer_eos(t));
+        printf("%s: loaded %zu ids in %.0f ms\n", tnames[k], tokenizer_vocab_size(t), 1e3 * dt);
+        CHECK(tokenizer_bos(t) == want_special[k][0] &&
+                  tokenizer_eos(t) == want_special[k][1],
+              "%s: bos %d eos %d", tnames[k], tokenizer_bos(t), tokenizer_eos(t));
         corpus_stats st = {0};
         for (size_t i = 0; i < count; i++) corpus_case(t, tnames[k], dir, names[i], &st);
         printf(
@@ -1116,7 +1116,7 @@ static void test_corpus(const char *dir, const char *llama2, const char *llama3)
         CHECK(st.cases > 0, "no corpus cases in %s", dir);
         corpus_random_ids(t, tnames[k], dir);
         corpus_speed(t, tnames[k], dir, names, count);
-        rn_tokenizer_free(t);
+        tokenizer_free(t);
     }
     for (size_t i = 0; i < count; i++) free(names[i]);
     free(names);

@@ -1,5 +1,5 @@
 /*
- * fuzz_tokenizer: rn_tokenizer_load_files on an arbitrary tokenizer.json (no
+ * fuzz_tokenizer: tokenizer_load_files on an arbitrary tokenizer.json (no
  * tokenizer_config.json). When it loads, a fixed text with every kind of trouble in it (added
  * tokens, spaces, digits, non-ASCII, an invalid UTF-8 byte) is encoded and its ids decoded,
  * both at once and through the streaming decoder, whose output must be exactly the same text;
@@ -36,7 +36,7 @@ static void check_stream(const rn_tokenizer *t, const int32_t *ids, size_t n, bo
         if (fits) got_len += len;
     }
     fuzz_check(fits && got_len == want_len && memcmp(got, want, want_len) == 0,
-               "streaming decode (skip_special %d) differs from rn_tokenizer_decode", (int)skip);
+               "streaming decode (skip_special %d) differs from tokenizer_decode", (int)skip);
     free(got);
     rn_detok_free(d);
 }
@@ -47,7 +47,7 @@ static void check_decode(const rn_tokenizer *t, const int32_t *ids, size_t n) {
         err.message[0] = '\0';
         char *text = NULL;
         size_t len = 0;
-        rn_status st = rn_tokenizer_decode(t, ids, n, skip != 0, &text, &len, &err);
+        rn_status st = tokenizer_decode(t, ids, n, skip != 0, &text, &len, &err);
         fuzz_check(st == RN_OK, "decode of valid ids: %s %s", rn_status_str(st), err.message);
         fuzz_check(text != NULL && text[len] == '\0', "decode output not terminated");
         check_stream(t, ids, n, skip != 0, text, len);
@@ -60,21 +60,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     rn_error err;
     err.message[0] = '\0';
     rn_tokenizer *t = NULL;
-    rn_status st = rn_tokenizer_load_files(path, NULL, &t, &err);
+    rn_status st = tokenizer_load_files(path, NULL, &t, &err);
     if (st != RN_OK) {
         fuzz_check(t == NULL, "load failed with %s but returned a tokenizer", rn_status_str(st));
         fuzz_check(err.message[0] != '\0', "load failed with %s and no message", rn_status_str(st));
         return 0;
     }
-    size_t vocab = rn_tokenizer_vocab_size(t);
+    size_t vocab = tokenizer_vocab_size(t);
     fuzz_check(vocab > 0 && vocab <= (size_t)RN_TOKENIZER_MAX_VOCAB, "vocab size %zu", vocab);
-    int32_t bos = rn_tokenizer_bos(t), eos = rn_tokenizer_eos(t);
+    int32_t bos = tokenizer_bos(t), eos = tokenizer_eos(t);
     fuzz_check(bos >= -1 && bos < (int64_t)vocab && eos >= -1 && eos < (int64_t)vocab, "bos %d eos %d", bos, eos);
 
     for (int special = 0; special < 2; special++) {
         int32_t *ids = NULL;
         size_t n = 0;
-        st = rn_tokenizer_encode(t, k_text, sizeof k_text - 1, special != 0, &ids, &n, &err);
+        st = tokenizer_encode(t, k_text, sizeof k_text - 1, special != 0, &ids, &n, &err);
         if (st == RN_OK) {
             for (size_t i = 0; i < n; i++)
                 fuzz_check(ids[i] >= 0 && (size_t)ids[i] < vocab, "encode gave id %d of %zu", ids[i], vocab);
@@ -91,10 +91,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int32_t fixed[6];
     size_t n_fixed = 0;
     for (size_t i = 0; i < 6; i++) {
-        const char *tok = rn_tokenizer_token(t, candidates[i]);
-        (void)rn_tokenizer_is_special(t, candidates[i]);
+        const char *tok = tokenizer_token(t, candidates[i]);
+        (void)tokenizer_is_special(t, candidates[i]);
         if (!tok) continue;
-        int32_t found = rn_tokenizer_find(t, tok, strlen(tok));
+        int32_t found = tokenizer_find(t, tok, strlen(tok));
         fuzz_check(found >= 0 && (size_t)found < vocab, "token %d's text not found", candidates[i]);
         fixed[n_fixed++] = candidates[i];
     }
@@ -102,10 +102,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int32_t past = (int32_t)vocab;
     char *text = NULL;
     size_t len = 0;
-    st = rn_tokenizer_decode(t, &past, 1, false, &text, &len, &err);
+    st = tokenizer_decode(t, &past, 1, false, &text, &len, &err);
     fuzz_check(st == RN_ERR_INVALID_ARGUMENT, "decode of id %d past the vocabulary gave %s", past, rn_status_str(st));
     free(text);
-    fuzz_check(rn_tokenizer_token(t, past) == NULL && rn_tokenizer_token(t, -1) == NULL, "token of a bad id");
-    rn_tokenizer_free(t);
+    fuzz_check(tokenizer_token(t, past) == NULL && tokenizer_token(t, -1) == NULL, "token of a bad id");
+    tokenizer_free(t);
     return 0;
 }

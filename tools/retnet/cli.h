@@ -18,7 +18,7 @@ typedef struct options {
     long chunk_size, n_generate, top_k, repeat_last_n;
     double temperature, top_p, min_p, repeat_penalty;
     unsigned long long seed;
-    int no_cache, interactive, sampling_given;
+    int no_cache, interactive;
 } options;
 
 int cli_usage_error(const char *fmt, const char *arg);
@@ -27,13 +27,32 @@ int cli_parse_tokens(const char *s, int32_t **out, size_t *n);
 int cli_parse_mode(const char *s, rn_mode *mode);
 const char *cli_mode_name(rn_mode mode);
 double cli_seconds(void);
-/* Opens the device and loads --model; prints the reason and returns an exit code on failure. */
+/* Context options for --device/--no-cache, with the tuning knobs from the environment. */
+void cli_context_options(const char *device, int no_cache, rn_context_options *opts);
+/* Opens the device; prints the reason and returns an exit code on failure. */
+int cli_open_context(const char *device, int no_cache, rn_context **ctx);
+/* Opens the device and loads --model; prints the reason and returns an exit code on failure,
+ * with *ctx and *model NULL. */
 int cli_open_model(const options *o, rn_context **ctx, rn_model **model);
+/* --weights' value (NULL: `fallback`). */
+rn_weights cli_weights(const char *w, rn_weights fallback);
+
+/* A progress bar on standard error for long work (loading, prompts), when it is a terminal. */
+typedef struct cli_progress {
+    const char *what;
+    double start, last;
+    int shown;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *what);
+void cli_progress_update(void *user, uint64_t done, uint64_t total);  /* an rn_progress_fn */
+void cli_progress_end(cli_progress *p);
 /* Reads a whole file ("-": standard input) into a NUL-terminated heap buffer. */
 int cli_read_text(const char *path, char **text, size_t *len);
 
 int cmd_generate(const options *o);
 int cmd_tokenize(const options *o);
-int cmd_bench(int argc, char **argv);  /* parses its own options */
+int cmd_selftest(const options *o);
+int cmd_bench(int argc, char **argv);       /* parses its own options */
+int cmd_perplexity(int argc, char **argv);  /* parses its own options */
 
 #endif /* RN_CLI_H */

@@ -1,5 +1,6 @@
 /* main.c: the retnet command. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,22 +17,28 @@ static const char *usage =
     "  info --model DIR         the model's family, config, parameter count and bytes\n"
     "  generate --model DIR [-p TEXT | -f FILE | --tokens IDS] [-n N] [sampling] [-i]\n"
     "                           continue a prompt (text needs DIR/tokenizer.json; no -p, -f or\n"
-    "                           --tokens: the prompt is read from standard input), printing the\n"
-    "                           text as it is produced; token ids with --tokens. Stops at the\n"
-    "                           end-of-sequence token, after N tokens, at a --stop string, or\n"
-    "                           on Ctrl-C; prefill and decode tokens/s go to standard error\n"
-    "  tokenize --model DIR (--text TEXT | --file FILE | --decode IDS)\n"
+    "                           --tokens: the prompt is read from standard input, up to end of\n"
+    "                           input), printing the text as it is produced; token ids with\n"
+    "                           --tokens. Stops at the end-of-sequence token, after N tokens, at\n"
+    "                           a --stop string, or on Ctrl-C (also during a long prompt); the\n"
+    "                           kernel warm-up time, prefill and decode tokens/s go to standard\n"
+    "                           error\n"
+    "  tokenize --model DIR (--text TEXT | -f FILE | --decode IDS)\n"
     "                           token ids of a text as a JSON array, or the text of ids\n"
     "  logits --model DIR --tokens IDS --mode parallel|chunkwise|recurrent\n"
     "         [--chunk-size N] [--output FILE]\n"
     "                           logits of every position as JSON\n"
     "                           {\"mode\", \"tokens\", \"logits\": [[V floats] per token]}\n"
+    "  perplexity --model DIR -f FILE [--context N]\n"
+    "                           perplexity and top-1 agreement on a text (`retnet perplexity --help`)\n"
     "  bench (--preset NAME | --model DIR) [-p N] [-n N] [--batch B] [--context C] [--json]\n"
     "                           prefill and decode tokens/s against the device's measured\n"
     "                           bandwidth and SGEMM ceilings (`retnet bench --help`)\n"
     "  selftest [--device D]    every kernel against the C reference on the device, op by op: a\n"
     "                           table of kernel, shapes, max error, tolerance and pass/FAIL;\n"
     "                           exit status 1 on any failure (for validating a GPU or driver)\n"
+    "  help [COMMAND]           this text, or a command's own (bench, perplexity)\n"
+    "  version                  the version of the command and of the library\n"
     "\n"
     "model and device:\n"
     "  --model DIR        a checkpoint directory: config.json and model.safetensors (or the\n"
@@ -61,8 +68,15 @@ static const char *usage =
     "                     state carries across turns; Ctrl-C stops an answer, not the session\n"
     "  --state-load FILE  resume a session saved with --state-save (same model), then continue\n"
     "                     with the prompt if one is given\n"
-    "  --state-save FILE  save the session at the end (written atomically)\n"
-    "  -h, --help         this text\n";
+    "  --state-save FILE  save the session at the end (written atomically; the folder must\n"
+    "                     exist and be writable, which is checked before anything runs)\n"
+    "  -h, --help         this text\n"
+    "  --version          the version\n"
+    "\n"
+    "environment: RETNET_DEVICE, RETNET_CACHE_DIR, RETNET_PROGRAM_CACHE=0|1, and for tuning\n"
+    "RETNET_WORK_GROUP (work-items of the reducing kernels, a power of two up to 256; default 64\n"
+    "on GPUs, 2 elsewhere) and RETNET_PROJECT_MAX_ROWS (rows up to which products take the\n"
+    "engine's own kernel instead of SGEMM; default 32).\n";
 
 int cli_usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "retnet: ");
@@ -89,6 +103,53 @@ static int parse_double(const char *s, double lo, double hi, double *out) {
     return 1;
 }
 
+/* The options of the commands parse_args handles, and which of them take each. */
+enum { C_DEVICES = 1, C_INFO = 2, C_GENERATE = 4, C_TOKENIZE = 8, C_LOGITS = 16, C_SELFTEST = 32 };
+#define C_MODEL (C_INFO | C_GENERATE | C_TOKENIZE | C_LOGITS)
+#define C_DEVICE (C_INFO | C_GENERATE | C_LOGITS | C_SELFTEST)
+
+static const struct command_name {
+    const char *name;
+    int bit;
+} commands[] = {{"devices", C_DEVICES}, {"info", C_INFO},     {"generate", C_GENERATE},
+                {"tokenize", C_TOKENIZE}, {"logits", C_LOGITS}, {"selftest", C_SELFTEST}};
+
+typedef struct option_spec {
+    const char *name, *alias;
+    int takes_value;
+    int commands;  /* C_* bits of the commands that accept it */
+} option_spec;
+
+static const option_spec option_specs[] = {
+    {"--model", NULL, 1, C_MODEL},          {"--device", NULL, 1, C_DEVICE},
+    {"--weights", NULL, 1, C_DEVICE & ~C_SELFTEST}, {"--no-cache", NULL, 0, C_DEVICE},
+    {"--tokens", NULL, 1, C_GENERATE | C_LOGITS}, {"--mode", NULL, 1, C_GENERATE | C_LOGITS},
+    {"--chunk-size", NULL, 1, C_GENERATE | C_LOGITS}, {"--output", NULL, 1, C_LOGITS},
+    {"--prompt", "-p", 1, C_GENERATE},      {"--file", "-f", 1, C_GENERATE | C_TOKENIZE},
+    {"--text", NULL, 1, C_TOKENIZE},        {"--decode", NULL, 1, C_TOKENIZE},
+    {"--state-save", NULL, 1, C_GENERATE},  {"--state-load", NULL, 1, C_GENERATE},
+    {"--stop", NULL, 1, C_GENERATE},        {"-n", NULL, 1, C_GENERATE},
+    {"--temp", NULL, 1, C_GENERATE},        {"--top-k", NULL, 1, C_GENERATE},
+    {"--top-p", NULL, 1, C_GENERATE},       {"--min-p", NULL, 1, C_GENERATE},
+    {"--repeat-penalty", NULL, 1, C_GENERATE}, {"--seed", NULL, 1, C_GENERATE},
+    {"-i", NULL, 0, C_GENERATE},
+};
+
+static const option_spec *find_option(const char *a) {
+    for (size_t i = 0; i < sizeof option_specs / sizeof option_specs[0]; i++)
+        if (!strcmp(a, option_specs[i].name) || (option_specs[i].alias && !strcmp(a, option_specs[i].alias)))
+            return &option_specs[i];
+    return NULL;
+}
+
+static int command_bit(const char *name) {
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(name, commands[i].name)) return commands[i].bit;
+    return 0;
+}
+
+/* The command comes first; every option is checked against it: an unknown option, or one the
+ * command does not take, is named as such, and only a known option can lack its value. */
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
     o->n_generate = -1;
@@ -98,77 +159,78 @@ static int parse_args(int argc, char **argv, options *o) {
     o->min_p = 0.05;
     o->repeat_penalty = 1.1;
     o->repeat_last_n = 64;
-    for (int i = 1; i < argc; i++) {
+    o->command = argv[1];
+    const int bit = command_bit(o->command);
+    if (!bit) return cli_usage_error("unknown command '%s'", o->command);
+    for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
             exit(0);
         }
-        if (!strcmp(a, "--no-cache")) {
-            o->no_cache = 1;
-            continue;
+        if (a[0] != '-' || !a[1]) return cli_usage_error("unexpected argument '%s'", a);
+        const option_spec *spec = find_option(a);
+        if (!spec) return cli_usage_error("unknown option '%s'", a);
+        if (!(spec->commands & bit)) {
+            fprintf(stderr, "retnet: %s does not take %s\n", o->command, a);
+            return cli_usage_error("%s", "(see the options listed for it)");
         }
-        if (!strcmp(a, "-i")) {
-            o->interactive = 1;
-            continue;
-        }
-        if (a[0] != '-') {
-            if (o->command) return cli_usage_error("unexpected argument '%s'", a);
-            o->command = a;
+        if (!spec->takes_value) {
+            if (!strcmp(spec->name, "--no-cache")) o->no_cache = 1;
+            else o->interactive = 1;
             continue;
         }
         if (i + 1 >= argc) return cli_usage_error("option %s needs a value", a);
         const char *v = argv[++i];
+        const char *name = spec->name;
         long l;
         double d;
-        if (!strcmp(a, "--model")) o->model = v;
-        else if (!strcmp(a, "--tokens")) o->tokens = v;
-        else if (!strcmp(a, "--mode")) o->mode = v;
-        else if (!strcmp(a, "--output")) o->output = v;
-        else if (!strcmp(a, "--device")) o->device = v;
-        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
-        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
-            if (!strcmp(o->command ? o->command : "", "tokenize")) o->text_file = v;
+        if (!strcmp(name, "--model")) o->model = v;
+        else if (!strcmp(name, "--tokens")) o->tokens = v;
+        else if (!strcmp(name, "--mode")) o->mode = v;
+        else if (!strcmp(name, "--output")) o->output = v;
+        else if (!strcmp(name, "--device")) o->device = v;
+        else if (!strcmp(name, "--prompt")) o->prompt = v;
+        else if (!strcmp(name, "--file")) {
+            if (bit == C_TOKENIZE) o->text_file = v;
             else o->prompt_file = v;
-        } else if (!strcmp(a, "--text")) o->text = v;
-        else if (!strcmp(a, "--decode")) o->decode = v;
-        else if (!strcmp(a, "--state-save")) o->state_save = v;
-        else if (!strcmp(a, "--state-load")) o->state_load = v;
-        else if (!strcmp(a, "--stop")) {
+        } else if (!strcmp(name, "--text")) o->text = v;
+        else if (!strcmp(name, "--decode")) o->decode = v;
+        else if (!strcmp(name, "--state-save")) o->state_save = v;
+        else if (!strcmp(name, "--state-load")) o->state_load = v;
+        else if (!strcmp(name, "--stop")) {
             if (o->n_stops == CLI_MAX_STOPS) return cli_usage_error("at most 8 --stop strings, not '%s'", v);
             if (!*v) return cli_usage_error("--stop needs a non-empty string%s", "");
             o->stops[o->n_stops++] = v;
-        } else if (!strcmp(a, "--weights")) {
+        } else if (!strcmp(name, "--weights")) {
             if (strcmp(v, "f32") && strcmp(v, "f16") && strcmp(v, "bf16"))
                 return cli_usage_error("--weights must be f32, f16 or bf16, not '%s'", v);
             o->weights = v;
-        } else if (!strcmp(a, "--chunk-size")) {
+        } else if (!strcmp(name, "--chunk-size")) {
             if (!parse_long(v, 1, 1 << 20, &o->chunk_size)) return cli_usage_error("--chunk-size must be 1..1048576, not '%s'", v);
-        } else if (!strcmp(a, "-n")) {
+        } else if (!strcmp(name, "-n")) {
             if (!parse_long(v, 0, 1 << 24, &o->n_generate)) return cli_usage_error("-n must be 0..16777216, not '%s'", v);
-        } else if (!strcmp(a, "--temp")) {
+        } else if (!strcmp(name, "--temp")) {
             if (!parse_double(v, 0, 1e6, &o->temperature)) return cli_usage_error("--temp must be a number >= 0, not '%s'", v);
-        } else if (!strcmp(a, "--top-k")) {
+        } else if (!strcmp(name, "--top-k")) {
             if (!parse_long(v, 0, 1 << 24, &l)) return cli_usage_error("--top-k must be 0..16777216, not '%s'", v);
             o->top_k = l;
-        } else if (!strcmp(a, "--top-p")) {
+        } else if (!strcmp(name, "--top-p")) {
             if (!parse_double(v, 1e-9, 1, &d)) return cli_usage_error("--top-p must be in (0, 1], not '%s'", v);
             o->top_p = d;
-        } else if (!strcmp(a, "--min-p")) {
+        } else if (!strcmp(name, "--min-p")) {
             if (!parse_double(v, 0, 0.999999, &d)) return cli_usage_error("--min-p must be in [0, 1), not '%s'", v);
             o->min_p = d;
-        } else if (!strcmp(a, "--repeat-penalty")) {
+        } else if (!strcmp(name, "--repeat-penalty")) {
             if (!parse_double(v, 1e-6, 1e6, &d)) return cli_usage_error("--repeat-penalty must be > 0, not '%s'", v);
             o->repeat_penalty = d;
-        } else if (!strcmp(a, "--seed")) {
+        } else if (!strcmp(name, "--seed")) {
             char *end;
             errno = 0;
             o->seed = strtoull(v, &end, 10);
             if (errno || end == v || *end || v[0] == '-') return cli_usage_error("--seed must be an unsigned integer, not '%s'", v);
-        } else
-            return cli_usage_error("unknown option '%s'", a);
+        }
     }
-    if (!o->command) return cli_usage_error("%s", "no command given");
     return 0;
 }
 
@@ -250,55 +312,113 @@ double cli_seconds(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* A progress bar on a terminal, for loads that take more than a second. */
-typedef struct progress {
-    double start;
-    int shown;
-} progress;
-
-static void show_progress(void *user, uint64_t done, uint64_t total) {
-    progress *p = user;
-    double elapsed = cli_seconds() - p->start;
-    if (elapsed < 1.0 || !isatty(STDERR_FILENO) || total == 0) return;
-    int width = 40, filled = (int)(width * (double)done / (double)total);
-    fprintf(stderr, "\rloading [%.*s%*s] %5.1f%%  %.0f MiB  %.1f s", filled,
-            "########################################", width - filled, "", 100.0 * done / total,
-            done / 1048576.0, elapsed);
-    p->shown = 1;
-    if (done == total) fputc('\n', stderr);
+/* A progress bar on standard error when it is a terminal, for work that has taken more than a
+ * second, redrawn at most ten times a second. */
+void cli_progress_start(cli_progress *p, const char *what) {
+    p->what = what;
+    p->start = cli_seconds();
+    p->last = 0.0;
+    p->shown = 0;
 }
 
-int cli_open_model(const options *o, rn_context **ctx, rn_model **model) {
-    if (!o->model) {
-        fprintf(stderr, "retnet: --model DIR is required\n");
-        return 2;
-    }
+void cli_progress_update(void *user, uint64_t done, uint64_t total) {
+    cli_progress *p = user;
+    double now = cli_seconds(), elapsed = now - p->start;
+    if (elapsed < 1.0 || total == 0 || !isatty(STDERR_FILENO)) return;
+    if (done < total && now - p->last < 0.1) return;
+    p->last = now;
+    int width = 40, filled = (int)(width * (double)done / (double)total);
+    fprintf(stderr, "\r%s [%.*s%*s] %5.1f%%  %.1f s", p->what, filled, "########################################",
+            width - filled, "", 100.0 * (double)done / (double)total, elapsed);
+    p->shown = 1;
+}
+
+void cli_progress_end(cli_progress *p) {
+    if (p->shown) fputs("\r\033[K", stderr);
+    p->shown = 0;
+}
+
+void cli_context_options(const char *device, int no_cache, rn_context_options *opts) {
+    rn_context_options_default(opts);
+    opts->device = device;
+    if (no_cache) opts->program_cache = 0;
+    /* The tuning knobs are context options; the command takes them from the environment. */
+    const char *wg = getenv("RETNET_WORK_GROUP"), *rows = getenv("RETNET_PROJECT_MAX_ROWS");
+    if (wg && atol(wg) > 0) opts->work_group = (size_t)atol(wg);
+    if (rows && atol(rows) > 0) opts->project_max_rows = (size_t)atol(rows);
+}
+
+int cli_open_context(const char *device, int no_cache, rn_context **ctx) {
     rn_context_options opts;
-    rn_context_options_default(&opts);
-    opts.device = o->device;
-    if (o->no_cache) opts.program_cache = 0;
+    cli_context_options(device, no_cache, &opts);
     char message[4096];
     rn_status st = rn_context_init(ctx, &opts, message, sizeof message);
     if (st != RN_OK) {
-        fprintf(stderr, "retnet: %s: %s\n", rn_status_str(st), message);
+        fprintf(stderr, "retnet: opening the OpenCL device failed: %s: %s\n", rn_status_str(st), message);
+        if (st == RN_ERR_NO_PLATFORM)
+            fprintf(stderr, "retnet: install an OpenCL driver, or PoCL for the CPU (Debian: pocl-opencl-icd)\n");
         return 1;
     }
+    return 0;
+}
+
+rn_weights cli_weights(const char *w, rn_weights fallback) {
+    if (!w) return fallback;
+    return !strcmp(w, "f16") ? RN_WEIGHTS_F16 : !strcmp(w, "bf16") ? RN_WEIGHTS_BF16 : RN_WEIGHTS_F32;
+}
+
+/* On failure both handles are NULL and nothing is left open: callers free what they hold
+ * without knowing how far this got. */
+int cli_open_model(const options *o, rn_context **ctx, rn_model **model) {
+    *ctx = NULL;
+    *model = NULL;
+    if (!o->model) return cli_usage_error("--model DIR is required%s", "");
+    int rc = cli_open_context(o->device, o->no_cache, ctx);
+    if (rc) return rc;
     rn_model_options load;
     rn_model_options_default(&load);
-    if (o->weights)
-        load.weights = !strcmp(o->weights, "f16") ? RN_WEIGHTS_F16 : !strcmp(o->weights, "bf16") ? RN_WEIGHTS_BF16
-                                                                                                  : RN_WEIGHTS_F32;
-    progress bar = {cli_seconds(), 0};
-    load.progress = show_progress;
+    load.weights = cli_weights(o->weights, RN_WEIGHTS_FILE);
+    cli_progress bar;
+    cli_progress_start(&bar, "loading");
+    load.progress = cli_progress_update;
     load.progress_user = &bar;
-    st = rn_model_load(*ctx, o->model, &load, model);
-    if (bar.shown && st != RN_OK) fputc('\n', stderr);
+    rn_status st = rn_model_load(*ctx, o->model, &load, model);
+    cli_progress_end(&bar);
     if (st != RN_OK) {
-        int rc = cli_report(*ctx, st, "loading the model");
+        rc = cli_report(*ctx, st, "loading the model");
         rn_context_free(*ctx);
+        *ctx = NULL;
+        *model = NULL;
         return rc;
     }
     return 0;
+}
+
+static void human_bytes(uint64_t bytes, char *out, size_t cap) {
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1024.0 && u < 4) v /= 1024.0, u++;
+    if (u == 0) snprintf(out, cap, "%llu B", (unsigned long long)bytes);
+    else snprintf(out, cap, "%.1f %s (%llu bytes)", v, units[u], (unsigned long long)bytes);
+}
+
+static void human_count(uint64_t n, char *out, size_t cap) {
+    if (n >= 1000000000ull) snprintf(out, cap, "%llu (%.2f B)", (unsigned long long)n, n / 1e9);
+    else if (n >= 1000000ull) snprintf(out, cap, "%llu (%.2f M)", (unsigned long long)n, n / 1e6);
+    else snprintf(out, cap, "%llu", (unsigned long long)n);
+}
+
+/* One line of `info`: a label, the value, and the config key it comes from in the model's own
+ * family (fla-hub's config.json names things differently from torchscale's). */
+static void info_line(const char *label, const char *key, const char *fmt, ...) {
+    char value[512];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(value, sizeof value, fmt, args);
+    va_end(args);
+    if (key) printf("%-20s %-34s %s\n", label, value, key);
+    else printf("%-20s %s\n", label, value);
 }
 
 static int cmd_info(const options *o) {
@@ -308,29 +428,36 @@ static int cmd_info(const options *o) {
     if (rc) return rc;
     rn_model_info i;
     rn_model_info_get(model, &i);
-    printf("model             %s\n", o->model);
-    printf("family            %s\n", i.family);
-    printf("device            %s\n", rn_context_device(ctx)->name);
-    printf("decoder_embed_dim %lld\n", (long long)i.embed_dim);
-    printf("decoder_value_embed_dim %lld\n", (long long)i.value_embed_dim);
-    printf("decoder_retention_heads %lld (key head dim %lld, value head dim %lld, key/value heads %lld)\n",
-           (long long)i.heads, (long long)(i.key_embed_dim / i.heads), (long long)(i.value_embed_dim / i.heads),
-           (long long)i.kv_heads);
-    printf("decoder_ffn_embed_dim %lld\n", (long long)i.ffn_dim);
-    printf("decoder_layers    %lld\n", (long long)i.layers);
-    printf("vocab_size        %lld\n", (long long)i.vocab_size);
-    printf("activation_fn     %s\n", i.activation == RN_ACT_GELU ? "gelu" : "swish");
-    printf("layernorm_eps     %g\n", i.layernorm_eps);
-    printf("embedding         %s%s\n", i.scale_embedding ? "scaled by sqrt(D)" : "unscaled",
-           i.layernorm_embedding ? ", then RMSNorm" : "");
-    printf("output projection %s\n", i.tied_embeddings ? "tied to the embedding" : "separate");
-    printf("norm placement    %s%s\n", i.normalize_before ? "pre-norm" : "post-norm", i.deepnorm ? ", deepnorm" : "");
-    printf("recurrent_chunk_size %lld\n", (long long)i.chunk_size);
-    printf("parameters        %llu (%.2f M, %.2f B)\n", (unsigned long long)i.parameters, i.parameters / 1e6,
-           i.parameters / 1e9);
-    printf("file tensors      %llu bytes, %s\n", (unsigned long long)i.file_bytes, i.file_dtype);
-    printf("device weights    %llu bytes, matrices as %s, norms as F32\n", (unsigned long long)i.device_bytes,
-           i.device_dtype);
+    const int fla = !strcmp(i.family, "fla");
+    char buf[128];
+    info_line("model", NULL, "%s", o->model);
+    info_line("family", NULL, "%s", i.family);
+    info_line("device", NULL, "%s", rn_context_device(ctx)->name);
+    printf("%-20s %-34s %s\n", "", "", "config.json key");
+    info_line("embedding dim", fla ? "hidden_size" : "decoder_embed_dim", "%lld", (long long)i.embed_dim);
+    info_line("value dim", fla ? "hidden_size * expand_v" : "decoder_value_embed_dim", "%lld",
+              (long long)i.value_embed_dim);
+    info_line("key dim", fla ? "hidden_size * expand_k" : "(= embedding dim)", "%lld", (long long)i.key_embed_dim);
+    info_line("heads", fla ? "num_heads" : "decoder_retention_heads", "%lld (head dims: key %lld, value %lld)",
+              (long long)i.heads, (long long)(i.key_embed_dim / i.heads), (long long)(i.value_embed_dim / i.heads));
+    info_line("key/value heads", fla ? "num_kv_heads" : NULL, "%lld", (long long)i.kv_heads);
+    info_line("FFN dim", fla ? "intermediate_size" : "decoder_ffn_embed_dim", "%lld", (long long)i.ffn_dim);
+    info_line("layers", fla ? "num_hidden_layers" : "decoder_layers", "%lld", (long long)i.layers);
+    info_line("vocabulary", "vocab_size", "%lld", (long long)i.vocab_size);
+    info_line("activation", fla ? "hidden_act" : "activation_fn", "%s", i.activation == RN_ACT_GELU ? "gelu" : "swish");
+    info_line("norm eps", fla ? "norm_eps" : "layernorm_eps", "%g", i.layernorm_eps);
+    info_line("chunk size", fla ? NULL : "recurrent_chunk_size", "%lld", (long long)i.chunk_size);
+    info_line("embedding", NULL, "%s%s", i.scale_embedding ? "scaled by sqrt(D)" : "unscaled",
+              i.layernorm_embedding ? ", then RMSNorm" : "");
+    info_line("output projection", NULL, "%s", i.tied_embeddings ? "tied to the embedding" : "separate");
+    info_line("norm placement", NULL, "%s%s", i.normalize_before ? "pre-norm" : "post-norm",
+              i.deepnorm ? ", deepnorm" : "");
+    human_count(i.parameters, buf, sizeof buf);
+    info_line("parameters", NULL, "%s", buf);
+    human_bytes(i.file_bytes, buf, sizeof buf);
+    info_line("file tensors", NULL, "%s, %s", buf, i.file_dtype);
+    human_bytes(i.device_bytes, buf, sizeof buf);
+    info_line("device weights", NULL, "%s, matrices as %s, norms as F32", buf, i.device_dtype);
     rn_model_free(model);
     rn_context_free(ctx);
     return 0;
@@ -437,17 +564,16 @@ int cli_read_text(const char *path, char **text, size_t *len) {
     }
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
-    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
+    while (buf) {
+        size_t want = cap - n - 1, got = fread(buf + n, 1, want, f);
         n += got;
-        if (cap - n - 1 == 0) {
-            char *bigger = realloc(buf, cap * 2);
-            if (!bigger) {
-                free(buf);
-                buf = NULL;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
+        /* A short read is the end (or an error): reading on would ask a terminal for a second
+         * Ctrl-D. */
+        if (got < want) break;
+        char *bigger = realloc(buf, cap * 2);
+        if (!bigger) free(buf);
+        buf = bigger;
+        cap *= 2;
     }
     int failed = !buf || ferror(f);
     if (f != stdin) fclose(f);
@@ -462,15 +588,32 @@ int cli_read_text(const char *path, char **text, size_t *len) {
     return 0;
 }
 
-int cmd_selftest(const options *o);  /* cli_selftest.c */
+static int cmd_version(void) {
+    printf("retnet %s (library %s)\n", RN_CLI_VERSION, rn_version());
+    return 0;
+}
+
+/* `retnet help [COMMAND]`: the commands with their own options print their own help. */
+static int cmd_help(int argc, char **argv) {
+    if (argc > 2 && !strcmp(argv[2], "bench")) return cmd_bench(2, (char *[]){"bench", "--help", NULL});
+    fputs(usage, stdout);
+    return 0;
+}
 
 int main(int argc, char **argv) {
-    options o;
+    /* Results reach a pipe line by line, as they reach a terminal. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) {
         fputs(usage, stderr);
         return 2;
     }
-    if (!strcmp(argv[1], "bench")) return cmd_bench(argc - 1, argv + 1);
+    const char *command = argv[1];
+    if (!strcmp(command, "-h") || !strcmp(command, "--help") || !strcmp(command, "help")) return cmd_help(argc, argv);
+    if (!strcmp(command, "--version") || !strcmp(command, "version")) return cmd_version();
+    if (!strcmp(command, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(command, "perplexity")) return cmd_perplexity(argc - 1, argv + 1);
+    if (command[0] == '-') return cli_usage_error("the command comes first, before options such as '%s'", command);
+    options o;
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc;
     if (!strcmp(o.command, "devices")) return cmd_devices();
@@ -478,6 +621,5 @@ int main(int argc, char **argv) {
     if (!strcmp(o.command, "logits")) return cmd_logits(&o);
     if (!strcmp(o.command, "generate")) return cmd_generate(&o);
     if (!strcmp(o.command, "tokenize")) return cmd_tokenize(&o);
-    if (!strcmp(o.command, "selftest")) return cmd_selftest(&o);
-    return cli_usage_error("unknown command '%s'", o.command);
+    return cmd_selftest(&o);
 }
