@@ -114,14 +114,15 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
                           char *error_message, size_t error_capacity);
 void rn_context_free(rn_context *ctx);
 
-/* Cancellation. rn_context_cancel(ctx, 1) asks the work running on the context to stop, from
- * any thread or a signal handler (it takes no lock and only stores a flag). A model load checks
- * it between tensors, a prompt between layers (parallel, chunkwise) or tokens (recurrent); the
- * call returns RN_ERR_CANCELLED and clears the flag. What was cancelled is left as a failure
- * leaves it: no model; a prompt fed from an empty state leaves the session empty, one fed
- * recurrently keeps every token it finished (rn_session_position says how many). A single
- * decoding step is not interrupted. rn_context_cancel(ctx, 0) withdraws a request that no call
- * has seen yet. */
+/* Cancellation. rn_context_cancel(ctx, 1) asks the work running on the context, or the next
+ * call that checks, to stop; from any thread or a signal handler (it takes no lock and only
+ * stores a flag). The flag is the context's, not a session's. A model load checks it between
+ * tensors, a prompt between layers (parallel, chunkwise) or tokens (recurrent), a decoding
+ * step before it starts; the call returns RN_ERR_CANCELLED and clears the flag. What was
+ * cancelled is left as a failure leaves it: no model; a prompt fed from an empty state leaves
+ * the session empty, one fed recurrently keeps every token it finished (rn_session_position
+ * says how many); a step not taken leaves the session as it was. rn_context_cancel(ctx, 0)
+ * withdraws a request that no call has seen yet. */
 void rn_context_cancel(rn_context *ctx, int cancel);
 
 /* Profiling by OpenCL events: after rn_context_profile_start every launch on the context is
@@ -263,7 +264,7 @@ rn_status rn_session_decode_batch(rn_session *session, const int32_t *tokens, fl
 size_t rn_session_batch(const rn_session *session);
 
 /* The logits after the last token the session consumed (vocab_size floats): what the next
- * token is sampled from, also after rn_session_load. */
+ * token is sampled from, also after rn_session_load; zeros while the session is empty. */
 const float *rn_session_logits(const rn_session *session);
 /* Copies the last min(capacity, position, 256) tokens consumed, oldest first, and returns how
  * many it wrote: the window a repetition penalty looks at. */
@@ -312,7 +313,8 @@ void rn_free(void *memory);
 
 /* Streaming decoding: push ids as they are generated; each call hands out complete UTF-8 in a
  * buffer owned by the detokenizer, valid until its next call. All the pieces and the flush
- * together are exactly rn_tokenizer_decode of the same ids. */
+ * together are exactly rn_tokenizer_decode of the same ids. A detokenizer reads its tokenizer:
+ * free it first. */
 typedef struct rn_detokenizer rn_detokenizer;
 #define RN_DETOKENIZE_SKIP_SPECIAL 1u  /* drop special tokens */
 #define RN_DETOKENIZE_CONTINUE 2u      /* the ids continue a text already shown (a prompt): keep

@@ -435,6 +435,9 @@ static rn_status read_logits(rn_session *s, rn_workspace *ws, int64_t rows, floa
 
 /* One token for each of the session's sequences. */
 static rn_status decode_step(rn_session *s, const int32_t *tokens, float *logits) {
+    /* A request to cancel stops the next step before it starts (a step itself is too short to
+     * be worth interrupting): the session stays as it was. */
+    if (rn_context_cancelled(s->model->ctx, "decoding")) return RN_ERR_CANCELLED;
     rn_status st = check_tokens(s, tokens, (size_t)s->batch);
     if (st != RN_OK) return st;
     rt_runtime *rt = &s->model->ctx->rt;
@@ -472,10 +475,9 @@ static rn_status rn_session_prefill_locked(rn_session *s, const int32_t *tokens,
     if (st != RN_OK) return st;
 
     if (mode == RN_MODE_RECURRENT) {
-        /* Every finished token stays fed: a cancellation keeps them. */
+        /* Every finished token stays fed: a cancellation (seen by the next step) keeps them. */
         const size_t V = (size_t)m->cfg.vocab_size;
         for (size_t i = 0; i < n && st == RN_OK; i++) {
-            if (i > 0 && rn_context_cancelled(m->ctx, "the prompt")) return RN_ERR_CANCELLED;
             st = rn_session_decode_locked(s, tokens[i], logits ? logits + i * V : NULL);
             if (st == RN_OK && s->progress) s->progress(s->progress_user, i + 1, n);
         }

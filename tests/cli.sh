@@ -106,5 +106,104 @@ rc=$?
 if [ $rc -eq 0 ] && grep -q "stopped by Ctrl-C" "$tmp/int.txt"; then echo "  pass  Ctrl-C stops generation"; else
   echo "  FAIL  Ctrl-C: exit $rc"; cat "$tmp/int.txt"; failures=$((failures + 1)); fi
 
+# Every command that opens a model, on each broken model: a named error and exit 1, never a
+# crash (an abort or a signal is an exit status above 128).
+mkdir -p "$tmp/bad/noconfig" "$tmp/bad/truncated" "$tmp/bad/relu"
+cp "$model/model.safetensors" "$tmp/bad/noconfig/"
+cp "$model"/* "$tmp/bad/truncated/"
+truncate -s $(( $(stat -c %s "$model/model.safetensors") / 2 )) "$tmp/bad/truncated/model.safetensors"
+cp "$model"/* "$tmp/bad/relu/"
+sed -i 's/"activation_fn": "swish"/"activation_fn": "relu"/' "$tmp/bad/relu/config.json"
+# (with a tokenizer, so that text commands get as far as the model)
+kjv=$(cd "$(dirname "$0")/../examples/kjv-retnet" && pwd)
+for d in noconfig truncated relu; do cp "$kjv/tokenizer.json" "$kjv/tokenizer_config.json" "$tmp/bad/$d/"; done
+for bad in "nowhere:RN_ERR_IO" "noconfig:RN_ERR_IO.*config.json" "truncated:RN_ERR_TRUNCATED" \
+           "relu:RN_ERR_UNSUPPORTED_CONFIG.*relu"; do
+  dir=$tmp/bad/${bad%%:*} pattern=${bad#*:}
+  expect "info, ${bad%%:*}" 1 "$pattern" -- "$retnet" info --model "$dir"
+  expect "logits, ${bad%%:*}" 1 "$pattern" -- "$retnet" logits --model "$dir" --tokens 1,2 --mode parallel
+  expect "generate ids, ${bad%%:*}" 1 "$pattern" -- "$retnet" generate --model "$dir" --tokens 1,2 -n 2
+  expect "generate text, ${bad%%:*}" 1 "$pattern" -- "$retnet" generate --model "$dir" -p hi -n 2
+  expect "bench, ${bad%%:*}" 1 "$pattern" -- "$retnet" bench --model "$dir" -p 4 -n 2 -r 1 --no-ceilings
+  if "$retnet" help perplexity >/dev/null 2>&1; then
+    printf 'some text\n' > "$tmp/ppl.txt"
+    expect "perplexity, ${bad%%:*}" 1 "$pattern" -- "$retnet" perplexity --model "$dir" -f "$tmp/ppl.txt"
+  fi
+done
+expect "tokenize without tokenizer.json" 1 "RN_ERR_IO.*tokenizer.json" -- "$retnet" tokenize --model "$model" --text hi
+
+# The command line itself.
+expect "unknown option last" 2 "unknown option '--bogus'" -- "$retnet" info --model "$model" --bogus
+expect "option of another command" 2 "info does not take --temp" -- "$retnet" info --model "$model" --temp 1
+expect "known option without value" 2 "option --model needs a value" -- "$retnet" info --model
+expect "--version" 0 "^retnet [0-9]*\.[0-9]*\.[0-9]* (library [0-9]*\.[0-9]*\.[0-9]*)$" -- "$retnet" --version
+expect "help command" 0 "commands:" -- "$retnet" help
+expect "help bench" 0 "usage: retnet bench" -- "$retnet" help bench
+expect "unknown preset lists the presets" 2 "the presets in .*tiny" -- "$retnet" bench --preset no-such-shape
+expect "bench --no-ceilings JSON" 0 '"roofline":null' -- \
+  "$retnet" bench --model "$model" -p 4 -n 2 -r 1 --no-ceilings --json
+expect "--state-save into a missing folder" 1 "cannot write into '$tmp/no/such'" -- \
+  "$retnet" generate --model "$model" --tokens $tokens -n 100000 --state-save "$tmp/no/such/s.state"
+expect "warm-up reported apart" 0 "kernel warm-up [0-9.]* s; prefill" -- \
+  "$retnet" generate --model "$model" --tokens $tokens -n 2
+selftest_err=$("$retnet" selftest 2>&1 >/dev/null)
+if [ -z "$selftest_err" ]; then echo "  pass  selftest quiet on standard error"; else
+  echo "  FAIL  selftest wrote to standard error: $selftest_err"; failures=$((failures + 1)); fi
+
+# A prompt typed on a terminal ends at the first Ctrl-D (a pseudo-terminal stands in for one).
+if /usr/bin/python3 - "$retnet" "$kjv" <<'PY'
+import os, pty, select, signal, sys, time
+retnet, kjv = sys.argv[1], sys.argv[2]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(retnet, [retnet, "generate", "--model", kjv, "-n", "4", "--temp", "0"])
+out = b""
+def pump(seconds):
+    global out
+    end = time.time() + seconds
+    while time.time() < end:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            out += chunk
+pump(1.0)
+os.write(fd, b"And God said,\n")
+pump(0.5)
+os.write(fd, b"\x04")  # one Ctrl-D, at the start of a line
+deadline = time.time() + 60
+while time.time() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    pump(0.2)
+else:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    sys.exit("still waiting for input after one Ctrl-D: " + out.decode(errors="replace"))
+if b"reading the prompt from standard input" not in out or os.WEXITSTATUS(status) != 0:
+    sys.exit("exit %d, output: %s" % (os.WEXITSTATUS(status), out.decode(errors="replace")))
+PY
+then echo "  pass  one Ctrl-D ends a prompt typed on a terminal"; else
+  echo "  FAIL  Ctrl-D on a terminal"; failures=$((failures + 1)); fi
+
+# Ctrl-C in a long prompt stops it (exit 130), here fed token by token (about a minute of work
+# on PoCL; stopped after 3 s).
+for i in $(seq 2000); do printf 'And God said, Let there be light: and there was light. '; done > "$tmp/long.txt"
+"$retnet" generate --model "$kjv" -f "$tmp/long.txt" --mode recurrent -n 4 >/dev/null 2>"$tmp/int2.txt" &
+pid=$!
+sleep 3
+kill -INT $pid
+start=$(date +%s)
+wait $pid
+rc=$?
+if [ $rc -eq 130 ] && grep -q "stopped by Ctrl-C in the prompt" "$tmp/int2.txt" && [ $(( $(date +%s) - start )) -le 10 ]; then
+  echo "  pass  Ctrl-C stops a long prompt"; else
+  echo "  FAIL  Ctrl-C in a prompt: exit $rc"; cat "$tmp/int2.txt"; failures=$((failures + 1)); fi
+
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]

@@ -391,6 +391,94 @@ static void run_misuse(rn_context *ctx, const char *dir) {
     rn_model_free(model);
 }
 
+/* Prompt progress and cancellation (rn_session_set_progress, rn_context_cancel), on a prompt
+ * long enough for the SGEMM path (40 tokens) and the same in the recurrent form. */
+typedef struct progress_log {
+    uint64_t calls, last_done, total;
+    int monotone;
+    rn_context *cancel_at_half;  /* set: the callback cancels once half the prompt is done */
+} progress_log;
+
+static void log_progress(void *user, uint64_t done, uint64_t total) {
+    progress_log *p = user;
+    if (done < p->last_done) p->monotone = 0;
+    p->calls++;
+    p->last_done = done;
+    p->total = total;
+    if (p->cancel_at_half && 2 * done >= total) {
+        rn_context_cancel(p->cancel_at_half, 1);
+        p->cancel_at_half = NULL;
+    }
+}
+
+static void expect_true(const char *what, int ok) {
+    printf("    %-52s %s\n", what, ok ? "pass" : "FAIL");
+    if (!ok) failures++;
+}
+
+static void run_cancel(rn_context *ctx, const char *dir) {
+    printf("  progress and cancellation\n");
+    rn_model *model = NULL;
+    rn_session *s = NULL;
+    if (rn_model_load(ctx, dir, NULL, &model) != RN_OK || rn_session_init(model, &s) != RN_OK) {
+        printf("    load failed  FAIL\n");
+        failures++;
+        rn_model_free(model);
+        return;
+    }
+    int32_t tokens[40];
+    for (int i = 0; i < 40; i++) tokens[i] = (i * 7 + 3) % 61;
+    for (int m = 0; m < 3; m++) {
+        const rn_mode mode = m == 0 ? RN_MODE_CHUNKWISE : m == 1 ? RN_MODE_PARALLEL : RN_MODE_RECURRENT;
+        const char *name = m == 0 ? "chunkwise" : m == 1 ? "parallel" : "recurrent";
+        char what[96];
+        progress_log log = {.monotone = 1};
+        rn_session_set_progress(s, log_progress, &log);
+        rn_session_reset(s);
+        snprintf(what, sizeof what, "%s: prompt done", name);
+        expect_status(what, rn_session_prefill(s, tokens, 40, mode, 0, NULL), RN_OK, ctx);
+        snprintf(what, sizeof what, "%s: progress rises to 40 of 40 (%llu calls)", name, (unsigned long long)log.calls);
+        expect_true(what, log.calls >= 2 && log.monotone && log.last_done == 40 && log.total == 40);
+
+        /* A request made before the call stops it at the first check (after the first layer, or
+         * before the first token): nothing of the prompt is kept. */
+        rn_session_reset(s);
+        rn_context_cancel(ctx, 1);
+        snprintf(what, sizeof what, "%s: cancelled before it starts", name);
+        expect_status(what, rn_session_prefill(s, tokens, 40, mode, 0, NULL), RN_ERR_CANCELLED, ctx);
+        snprintf(what, sizeof what, "%s: position after (%llu)", name, (unsigned long long)rn_session_position(s));
+        expect_true(what, rn_session_position(s) == 0);
+
+        /* Cancelled by the progress callback half way; the request is consumed, so the same
+         * prompt then runs to the end. */
+        rn_session_reset(s);
+        progress_log half = {.monotone = 1, .cancel_at_half = ctx};
+        rn_session_set_progress(s, log_progress, &half);
+        snprintf(what, sizeof what, "%s: cancelled half way", name);
+        expect_status(what, rn_session_prefill(s, tokens, 40, mode, 0, NULL), RN_ERR_CANCELLED, ctx);
+        snprintf(what, sizeof what, "%s: stopped before the end (%llu of 40)", name, (unsigned long long)half.last_done);
+        expect_true(what, half.last_done < 40);
+        rn_session_reset(s);
+        snprintf(what, sizeof what, "%s: the next prompt runs", name);
+        expect_status(what, rn_session_prefill(s, tokens, 40, mode, 0, NULL), RN_OK, ctx);
+    }
+    rn_session_set_progress(s, NULL, NULL);
+    /* A step not taken leaves the session as it was. */
+    uint64_t before = rn_session_position(s);
+    rn_context_cancel(ctx, 1);
+    expect_status("decode step cancelled", rn_session_decode(s, 5, NULL), RN_ERR_CANCELLED, ctx);
+    expect_true("position unchanged by the cancelled step", rn_session_position(s) == before);
+    rn_context_cancel(ctx, 1);
+    rn_context_cancel(ctx, 0);
+    expect_status("a withdrawn request stops nothing", rn_session_decode(s, 5, NULL), RN_OK, ctx);
+    rn_model *again = NULL;
+    rn_context_cancel(ctx, 1);
+    expect_status("model load cancelled", rn_model_load(ctx, dir, NULL, &again), RN_ERR_CANCELLED, ctx);
+    expect_true("no model after a cancelled load", again == NULL);
+    rn_session_free(s);
+    rn_model_free(model);
+}
+
 /* Batched decoding against the same sequences decoded one session each: three sequences with
  * their own tokens, eight steps; every step's logits of every sequence must agree. The batch
  * runs its products with several input rows per weight read (the project kernel's lanes) and
@@ -564,6 +652,7 @@ int main(void) {
     char first[64];
     snprintf(first, sizeof first, "%s/m0", dir);
     run_misuse(ctx, first);
+    run_cancel(ctx, first);
     run_batch(ctx, first);
     run_random(ctx);
 

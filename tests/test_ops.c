@@ -10,13 +10,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "retnet.h"
+#include "engine.h"  /* the build-failure check reaches the runtime; the rest is public */
 
 static int failures = 0;
 
 /* --quick (or RN_TEST_OPS_QUICK=1): the small shapes only, without the CLBlast-backed linear
  * cases (n > 1), for slow devices such as Oclgrind's simulator. */
 static bool quick = false;
+
+/* A kernel that does not compile gives RN_ERR_BUILD with the compiler's log in the message.
+ * (Kept out of rn_selftest: the driver's compiler may print its own diagnostics to standard
+ * error, which a passing `retnet selftest` should not show.) */
+static int build_failure_reported(rn_context *ctx) {
+    const char *source = "__kernel void broken(__global float *x) { x[0] = undeclared_name; }\n";
+    size_t length = strlen(source);
+    cl_program program = NULL;
+    rn_status st = rt_program_build(&ctx->rt, "", &source, &length, 1, "", &program);
+    int ok = st == RN_ERR_BUILD && strstr(ctx->err.message, "undeclared_name") != NULL && program == NULL;
+    printf("  %-18s %-34s %s  %s\n", "build failure", "log names the bad identifier", rn_status_str(st),
+           ok ? "pass" : "FAIL");
+    if (!ok) printf("    message: %.300s\n", ctx->err.message);
+    if (program) clReleaseProgram(program);
+    return ok;
+}
 
 static void print_line(void *user, const char *line) {
     (void)user;
@@ -46,6 +62,7 @@ static void test_device(const rn_device_info *info) {
         found++;
     }
     failures += found;
+    if (!build_failure_reported(ctx)) failures++;
     rn_context_free(ctx);
 }
 

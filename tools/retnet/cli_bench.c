@@ -12,13 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include "cli.h"
 
-#ifndef RN_PRESET_DIR
-#define RN_PRESET_DIR "models/presets"
-#endif
 #define MAX_LIST 16
 
 static const char *bench_usage =
@@ -30,8 +28,9 @@ static const char *bench_usage =
     "prefill as projection FLOPs / time over the rate of one large SGEMM (and, second, with\n"
     "retention's own products counted too).\n"
     "\n"
-    "  --preset NAME      a shape from " RN_PRESET_DIR " (tiny, torchscale-1.3b,\n"
-    "                     torchscale-2.7b, torchscale-6.7b, fla-1.3b) or a config.json path;\n"
+    "  --preset NAME      a shape shipped with retnet (tiny, torchscale-1.3b, torchscale-2.7b,\n"
+    "                     torchscale-6.7b, fla-1.3b: share/retnet-cl/presets beside the\n"
+    "                     program's bin/, or $RETNET_PRESET_DIR) or a config.json path;\n"
     "                     weights are random, made on the device\n"
     "  --model DIR        a checkpoint directory instead\n"
     "  --weights W        f32, f16 or bf16 (default: f16 for presets, the file's for --model)\n"
@@ -144,23 +143,57 @@ static int parse_bench(int argc, char **argv, bench_options *o) {
     return 0;
 }
 
-/* A preset name is a file in RN_PRESET_DIR (or $RETNET_PRESET_DIR); anything with a slash or
- * ending in .json is a path. */
-static const char *preset_path(const char *name, char *buf, size_t size) {
-    size_t len = strlen(name);
-    if (strchr(name, '/') || (len > 5 && !strcmp(name + len - 5, ".json"))) return name;
+/* Where the presets are: $RETNET_PRESET_DIR, else share/retnet-cl/presets beside the folder of
+ * this program (bin/), which is where both the build tree and an installed copy keep them. */
+static const char *preset_dir(char *buf, size_t size) {
     const char *dir = getenv("RETNET_PRESET_DIR");
-    snprintf(buf, size, "%s/%s.json", dir && *dir ? dir : RN_PRESET_DIR, name);
+    if (dir && *dir) return dir;
+    char exe[1024];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) return "share/retnet-cl/presets";
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = '\0';  /* .../bin */
+    snprintf(buf, size, "%s/../share/retnet-cl/presets", exe);
     return buf;
 }
 
-static rn_weights weights_of(const char *w, rn_weights fallback) {
-    if (!w) return fallback;
-    return !strcmp(w, "f16") ? RN_WEIGHTS_F16 : !strcmp(w, "bf16") ? RN_WEIGHTS_BF16 : RN_WEIGHTS_F32;
+/* The names of the presets in `dir`, for an error message. */
+static void list_presets(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "retnet: no preset folder at '%s' (set RETNET_PRESET_DIR)\n", dir);
+        return;
+    }
+    fprintf(stderr, "retnet: the presets in %s:", dir);
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len > 5 && !strcmp(e->d_name + len - 5, ".json")) fprintf(stderr, " %.*s", (int)(len - 5), e->d_name);
+    }
+    fputc('\n', stderr);
+    closedir(d);
+}
+
+/* A preset name is a file in the preset folder; anything with a slash or ending in .json is a
+ * path. NULL, after listing the presets, when the name is none of them. */
+static const char *preset_path(const char *name, char *buf, size_t size) {
+    size_t len = strlen(name);
+    if (strchr(name, '/') || (len > 5 && !strcmp(name + len - 5, ".json"))) return name;
+    char dir_buf[2048];
+    const char *dir = preset_dir(dir_buf, sizeof dir_buf);
+    snprintf(buf, size, "%s/%s.json", dir, name);
+    if (access(buf, R_OK) == 0) return buf;
+    fprintf(stderr, "retnet: no preset named '%s'\n", name);
+    list_presets(dir);
+    return NULL;
 }
 
 static int open_model(const bench_options *o, rn_context_options *copts, rn_context **ctx, rn_model **model) {
     char message[4096], path[4096];
+    *ctx = NULL;
+    *model = NULL;
+    const char *preset = o->preset ? preset_path(o->preset, path, sizeof path) : NULL;
+    if (o->preset && !preset) return 2;
     rn_status st = rn_context_init(ctx, copts, message, sizeof message);
     if (st != RN_OK) {
         fprintf(stderr, "retnet: %s: %s\n", rn_status_str(st), message);
@@ -168,12 +201,13 @@ static int open_model(const bench_options *o, rn_context_options *copts, rn_cont
     }
     rn_model_options mo;
     rn_model_options_default(&mo);
-    mo.weights = weights_of(o->weights, o->preset ? RN_WEIGHTS_F16 : RN_WEIGHTS_FILE);
-    st = o->preset ? rn_model_random(*ctx, preset_path(o->preset, path, sizeof path), &mo, o->seed, model)
-                   : rn_model_load(*ctx, o->model, &mo, model);
+    mo.weights = cli_weights(o->weights, o->preset ? RN_WEIGHTS_F16 : RN_WEIGHTS_FILE);
+    st = preset ? rn_model_random(*ctx, preset, &mo, o->seed, model) : rn_model_load(*ctx, o->model, &mo, model);
     if (st != RN_OK) {
         int rc = cli_report(*ctx, st, o->preset ? "making the preset's model" : "loading the model");
         rn_context_free(*ctx);
+        *ctx = NULL;
+        *model = NULL;
         return rc;
     }
     return 0;
@@ -239,8 +273,12 @@ static double retention_flops(const rn_model_info *i, long n, rn_mode mode) {
 
 static void print_header(const bench_run *r) {
     if (r->o->json) {
-        printf("{\"test\":\"ceilings\",\"device\":\"%s\",\"bandwidth_gbps\":%.1f,\"sgemm_gflops\":%.1f,\"sgemm_n\":%zu}\n",
-               r->device, r->bandwidth_gbps, r->sgemm_gflops, r->sgemm_n);
+        if (r->o->no_ceilings)
+            printf("{\"test\":\"ceilings\",\"device\":\"%s\",\"bandwidth_gbps\":null,\"sgemm_gflops\":null,"
+                   "\"sgemm_n\":null}\n", r->device);
+        else
+            printf("{\"test\":\"ceilings\",\"device\":\"%s\",\"bandwidth_gbps\":%.1f,\"sgemm_gflops\":%.1f,"
+                   "\"sgemm_n\":%zu}\n", r->device, r->bandwidth_gbps, r->sgemm_gflops, r->sgemm_n);
         return;
     }
     printf("device: %s\n", r->device);
@@ -250,10 +288,17 @@ static void print_header(const bench_run *r) {
     else
         printf("ceilings: copy bandwidth %.1f GB/s, SGEMM %.1f GFLOP/s (n = %zu)\n", r->bandwidth_gbps, r->sgemm_gflops,
                r->sgemm_n);
-    printf("\n| %-16s | %-5s | %-18s | %5s | %7s | %14s | %9s | %11s | %9s |\n", "model", "dtype", "test", "batch",
+    printf("\n| %-16s | %-5s | %-18s | %5s | %7s | %20s | %9s | %11s | %9s |\n", "model", "dtype", "test", "batch",
            "context", "t/s", "ms/token", "roofline", "dev MiB");
-    printf("| %.16s | %.5s | %.18s | %.5s | %.7s | %.14s | %.9s | %.11s | %.9s |\n", "----------------", "-----",
-           "------------------", "-----", "-------", "--------------", "---------", "-----------", "---------");
+    printf("| %.16s | %.5s | %.18s | %.5s | %.7s | %.20s | %.9s | %.11s | %.9s |\n", "----------------", "-----",
+           "------------------", "-----", "-------", "--------------------", "---------", "-----------", "---------");
+}
+
+/* A roofline fraction for JSON: null when there is none (not measured, or not defined). */
+static const char *json_fraction(double fraction, char *buf) {
+    if (!(fraction > 0)) return "null";
+    snprintf(buf, 32, "%.4f", fraction);
+    return buf;
 }
 
 /* roofline_all: prefill counting retention's products too (0 for decoding). */
@@ -264,13 +309,14 @@ static void print_result(const bench_run *r, const char *test, long n, long batc
     for (int i = 0; i < reps; i++) ms[i] = 1000.0 / rates[i];
     mean_sd(ms, reps, &ms_mean, &ms_sd);
     if (r->o->json) {
+        char json_a[32], json_b[32];
         printf("{\"test\":\"%s\",\"model\":\"%s\",\"weights\":\"%s\",\"device\":\"%s\",\"n\":%ld,\"batch\":%ld,"
                "\"context\":%ld,\"reps\":%d,\"tokens_per_s\":%.3f,\"tokens_per_s_sd\":%.3f,\"ms_per_token\":%.5f,"
-               "\"ms_per_token_sd\":%.5f,\"%s\":%.6g,\"roofline\":%.4f,\"roofline_with_retention\":%.4f,"
+               "\"ms_per_token_sd\":%.5f,\"%s\":%.6g,\"roofline\":%s,\"roofline_with_retention\":%s,"
                "\"device_bytes\":%llu}\n",
                test, r->name, r->info.device_dtype, r->device, n, batch, context, reps, mean, sd, ms_mean, ms_sd,
-               !strcmp(test, "tg") ? "bytes_per_step" : "flops", extra, roofline, roofline_all,
-               (unsigned long long)device_bytes);
+               !strcmp(test, "tg") ? "bytes_per_step" : "flops", extra, json_fraction(roofline, json_a),
+               json_fraction(roofline_all, json_b), (unsigned long long)device_bytes);
         fflush(stdout);
         return;
     }
@@ -281,7 +327,7 @@ static void print_result(const bench_run *r, const char *test, long n, long batc
         snprintf(roof, sizeof roof, "%.1f/%.1f%%", 100.0 * roofline, 100.0 * roofline_all);
     else if (roofline > 0) snprintf(roof, sizeof roof, "%.1f %%", 100.0 * roofline);
     else snprintf(roof, sizeof roof, "-");
-    printf("| %-16s | %-5s | %-18s | %5ld | %7ld | %14s | %9.4f | %11s | %9.1f |\n", r->name, r->info.device_dtype, name,
+    printf("| %-16s | %-5s | %-18s | %5ld | %7ld | %20s | %9.4f | %11s | %9.1f |\n", r->name, r->info.device_dtype, name,
            batch, context, rate, ms_mean, roof, device_bytes / 1048576.0);
     fflush(stdout);
 }
@@ -441,8 +487,7 @@ static int bench_startup(bench_run *r) {
     int rc = 0;
     for (int warm = 0; warm < 2 && !rc; warm++) {
         rn_context_options copts;
-        rn_context_options_default(&copts);
-        copts.device = r->o->device;
+        cli_context_options(r->o->device, 0, &copts);
         copts.program_cache = 1;
         copts.cache_dir = dir;
         double t0 = cli_seconds();
@@ -480,9 +525,7 @@ int cmd_bench(int argc, char **argv) {
     if (rc) return rc;
     bench_run r = {.o = &o, .name = o.preset ? o.preset : o.model, .progress = isatty(2)};
     rn_context_options copts;
-    rn_context_options_default(&copts);
-    copts.device = o.device;
-    if (o.no_cache) copts.program_cache = 0;
+    cli_context_options(o.device, o.no_cache, &copts);
     rc = open_model(&o, &copts, &r.ctx, &r.model);
     if (rc) return rc;
     rn_model_info_get(r.model, &r.info);

@@ -138,6 +138,7 @@ static int generate(generator *g, long max) {
         }
         if (token == eos) break;
         st = rn_session_decode(g->session, token, NULL);
+        if (st == RN_ERR_CANCELLED) break;  /* Ctrl-C between the check above and the step */
         if (st != RN_OK) {
             rc = fail(g, st, 0, "decoding");
             break;
