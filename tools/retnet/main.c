@@ -596,6 +596,7 @@ static int cmd_version(void) {
 /* `retnet help [COMMAND]`: the commands with their own options print their own help. */
 static int cmd_help(int argc, char **argv) {
     if (argc > 2 && !strcmp(argv[2], "bench")) return cmd_bench(2, (char *[]){"bench", "--help", NULL});
+    if (argc > 2 && !strcmp(argv[2], "perplexity")) return cmd_perplexity(2, (char *[]){"perplexity", "--help", NULL});
     fputs(usage, stdout);
     return 0;
 }
