@@ -6,8 +6,8 @@
  * HF writes the index only for sharded saves, so a model.safetensors beside it is a leftover
  * of an earlier save (ckpt->indexed says which was read). The tensors of every family are
  * mapped onto torchscale's roles below; syncdoth prefixes every name with "model." and calls
- * the output "lm_head"; fla's names and its MLP are mapped as in retnet-checkpoint-formats.md
- * §1.2 (gate_proj -> fc1, the activated branch; up_proj -> gate, the linear branch;
+ * the output "lm_head"; fla's names and its MLP are mapped as flash-linear-attention's
+ * RetNetForCausalLM defines them (gate_proj -> fc1, the activated branch; up_proj -> gate, the linear branch;
  * down_proj -> fc2; a legacy gate_proj of 2I rows is split into the two).
  *
  * torchscale (syncdoth: "model." + the same name, except lm_head.weight for the output):

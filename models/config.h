@@ -7,7 +7,7 @@
  * (syncdoth when a key only its HF class writes is present: tie_word_embeddings, use_lm_decay,
  * use_ffn_rms_norm, forward_impl) and rn_checkpoint_open settles it from the tensor names.
  * hidden_size with model_type "retnet" is flash-linear-attention's RetNetConfig (fla-hub), read
- * as retnet-checkpoint-formats.md §1.1 describes, with fla's defaults for absent keys. A config
+ * as flash-linear-attention's RetNetConfig writes them, with fla's defaults for absent keys. A config
  * that is neither fails with RN_ERR_CONFIG and the keys it does have; one with both kinds of keys
  * fails too. A config naming a torchscale-only option and no size (e.g. {"multiway": true}) is a
  * torchscale config relying on the defaults.
@@ -70,7 +70,7 @@ typedef struct rn_config {
     bool normalize_before;    /* decoder_normalize_before (true; fla true) */
     bool deepnorm;            /* (false; fla false) */
     /* Where the families differ. torchscale and syncdoth: key_embed_dim = D, kv_heads = H, all
-     * flags false except output_gate. fla: see retnet-checkpoint-formats.md §1. */
+     * flags false except output_gate. fla: as its RetNetConfig. */
     int64_t key_embed_dim;    /* H * dk: rows of q_proj (fla: D * expand_k) */
     int64_t kv_heads;         /* heads of k and v; query head h reads kv head h / (H / kv_heads) */
     bool rope_half;           /* NeoX half-split rotation, theta_i = 10000^(-2i/dk) (fla) instead

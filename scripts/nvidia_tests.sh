@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the device tests from a build tree on a machine whose OpenCL driver is NVIDIA's and
-# where nothing else is installed (shared/GPU.md: the runtime libraries travel as .deb files in
-# .gpu/debs). Used through the `device` tool:  run with carry [build, .gpu]:
+# where nothing else is installed (the OpenCL runtime libraries travel as .deb files in
+# .gpu/debs, unpacked by scripts/nvidia_env.sh). Used through the `device` tool:  run with carry [build, .gpu]:
 #   bash scripts/nvidia_tests.sh
 set -u
 . scripts/nvidia_env.sh

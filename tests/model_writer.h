@@ -59,8 +59,7 @@ typedef struct rn_writer_options {
 void rn_writer_options_default(rn_writer_options *opts);
 
 /* fla-hub/retnet-1.3B-100B: its config (D 2048, 24 layers, 8 heads, dk 256, dv 512, MLP 2816,
- * vocab 32000, untied, eps 1e-6; config.json as on the hub, see retnet-checkpoint-formats.md
- * §1.1) and its storage: bf16, the fused MLP layout of its 2024 upload. 1,351,727,104
+ * vocab 32000, untied, eps 1e-6; config.json as on the hub) and its storage: bf16, the fused MLP layout of its 2024 upload. 1,351,727,104
  * parameters, 2,703,454,208 bytes of tensor data. */
 void rn_writer_preset_fla_1_3b(rn_config *cfg, rn_writer_options *opts);
 

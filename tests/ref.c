@@ -1,8 +1,8 @@
 /*
  * ref.c: the plain-C reference of torchscale's RetNet forward pass.
  *
- * The contract is tests/ref.h; the math is shared/reference/retnet-torchscale-math.md, whose
- * section numbers (§) the comments below cite. This file is written to be read, not to be
+ * The contract is tests/ref.h; the math is torchscale's (microsoft/torchscale:
+ * torchscale/component/multiscale_retention.py, whose functions the comments below name). This file is written to be read, not to be
  * fast: every op is a few nested loops over row-major arrays, every sum, product and
  * normalisation is carried in double, and each op reads float and writes float so that it can
  * stand in for one OpenCL kernel at a time.
@@ -43,7 +43,7 @@ static double decay_pow(double gamma, int64_t j) {
 }
 
 /* sum_{j < count} gamma^j, built by the recursion s <- s * gamma + 1 that torchscale's
- * recurrent form uses (§5.2), so that every form divides by the very same double. count == 0
+ * recurrent form uses, so that every form divides by the very same double. count == 0
  * gives 0, the "no token yet" scale. */
 static double decay_sum(double gamma, int64_t count) {
     double s = 0.0;
@@ -55,7 +55,7 @@ static double silu(double x) {
     return x / (1.0 + exp(-x));
 }
 
-/* The exact erf form that torch.nn.functional.gelu uses by default (§8), not the tanh one. */
+/* The exact erf form that torch.nn.functional.gelu uses by default by default, not the tanh one. */
 static double gelu(double x) {
     const double inv_sqrt2 = 0.70710678118654752440;
     return 0.5 * x * (1.0 + erf(x * inv_sqrt2));
@@ -104,13 +104,13 @@ void ref_linear(const float *x, const float *W, int64_t n, int64_t in, int64_t o
 
 void ref_theta_shift(float *x, int64_t n, int64_t H, int64_t dk, const float *angle,
                      int64_t pos0, double scale, bool half_split) {
-    // x [n, H*dk], angle [dk]. §7: each pair (x0, x1) is the complex number x0 + i x1, turned
+    // x [n, H*dk], angle [dk]. Each pair (x0, x1) is the complex number x0 + i x1, turned
     // by +phi. torchscale pairs neighbours (2i, 2i+1) with angle[2i] == angle[2i+1] == theta_i;
     // fla pairs the halves (i, i + dk/2) with angle[i] == angle[i + dk/2] == theta_i.
     // Torch forms phi as the fp32 product float(position) * angle; the casts below force that
     // rounding (the C standard makes a cast discard any extra precision), and only then do sin
     // and cos run in double. Using the exact product would move phi by up to 1e-4 rad at
-    // position 2048 (§11 item 6).
+    // position 2048.
     for (int64_t t = 0; t < n; t++) {
         float pos = (float)(pos0 + t);
         for (int64_t h = 0; h < H; h++) {
@@ -151,7 +151,7 @@ static double retain_span(const float *q, const float *k, const float *v, int64_
     return abs_sum;
 }
 
-/* Parallel form of one head (§5.2, parallel_forward):
+/* Parallel form of one head (parallel_forward):
  *   d_t = clamp(sum_m |q_t.k_m| gamma^(t-m) / sqrt(S_t), 1, 5e4),  o_t = R_t / (sqrt(S_t) d_t) */
 static void retention_parallel(const float *q, const float *k, const float *v, int64_t n,
                                int64_t h, int64_t H, int64_t dk, int64_t dv, double gamma,
@@ -168,7 +168,7 @@ static void retention_parallel(const float *q, const float *k, const float *v, i
     }
 }
 
-/* Chunkwise form of one head (§5.2, chunk_recurrent_forward), chunks of C tokens; token
+/* Chunkwise form of one head (chunk_recurrent_forward), chunks of C tokens; token
  * t = c0 + c sits at offset c of the chunk that starts at c0.
  *
  * Carried across chunks is z [dk][dv] = sum_{m < c0} gamma^(c0-1-m) k_m v_m^T, torchscale's
@@ -249,7 +249,7 @@ static void retention_plain(const float *q, const float *k, const float *v, int6
     }
 }
 
-/* One step of torchscale's recurrent_forward (§5.2) on one head, in double:
+/* One step of torchscale's recurrent_forward on one head, in double:
  *   s_t  = s_(t-1) gamma + 1
  *   KV_t = KV_(t-1) sqrt(s_(t-1)) gamma / sqrt(s_t) + k_t v_t^T / sqrt(s_t)
  * kv [dk][dv] is key-major (torchscale keeps [dv][dk]; only the layout differs). At the first
@@ -385,7 +385,7 @@ void ref_retention_step(const float *q, const float *k, const float *v, int64_t 
 
 void ref_group_norm_gate(const float *o, const float *g, const float *w, int64_t n, int64_t H,
                          int64_t dv, double eps, float *y) {
-    // o, g, y [n, H*dv], w [dv]. §5.1 steps 5-6: an RMSNorm over each (token, head) dv-vector
+    // o, g, y [n, H*dv], w [dv]. An RMSNorm over each (token, head) dv-vector
     // (weightless in torchscale; fla's weight w is shared by the heads), then the swish gate
     // (absent without an output gate: g NULL). The per-form scalar in front of o only survives
     // through eps here.
@@ -407,7 +407,7 @@ void ref_group_norm_gate(const float *o, const float *g, const float *w, int64_t
 }
 
 void ref_glu(const float *a, const float *b, int64_t count, rn_activation act, float *c) {
-    // §8: the activation goes on fc1 (a); the `gate` Linear (b) is the linear branch.
+    // The activation goes on fc1 (a); the `gate` Linear (b) is the linear branch.
     for (int64_t i = 0; i < count; i++) {
         double x = (double)a[i];
         double activated = act == RN_ACT_GELU ? gelu(x) : silu(x);
@@ -438,7 +438,7 @@ ref_model *ref_model_from_checkpoint(const rn_checkpoint *ckpt) {
     if (!model->layers || !model->angle || !model->decay) goto fail;
 
     // The checkpoint's rel-pos buffers when it has them; fp32 linspace is not reproducible
-    // bit for bit by a formula (§11 item 5).
+    // bit for bit by a formula.
     rn_checkpoint_rel_pos(ckpt, model->angle, model->decay);
 
 #define WIDEN(dst, src)                       \
@@ -539,7 +539,7 @@ static void scratch_free(ref_scratch *s) {
     free(s->o); free(s->y); free(s->a); free(s->b); free(s->f);
 }
 
-/* Multi-scale retention (§5.1) of s->h [n, D], tokens at positions pos0.., into s->f [n, D].
+/* Multi-scale retention of s->h [n, D], tokens at positions pos0.., into s->f [n, D].
  * The parallel and chunkwise forms see the whole sequence (pos0 == 0); the recurrent form
  * steps row by row through this layer's state [H][dk][dv] and scale [H]. */
 static void retention_block(const ref_model *model, const ref_layer *l, ref_scratch *s,
@@ -553,7 +553,7 @@ static void retention_block(const ref_model *model, const ref_layer *l, ref_scra
     ref_linear(s->h, l->k_proj, n, D, Hkv * dk, s->k);    // k [n, Hkv*dk]
     ref_linear(s->h, l->v_proj, n, D, Hkv * dv, s->v);    // v [n, Hkv*dv]
     if (cfg->output_gate) ref_linear(s->h, l->g_proj, n, D, Dv, s->g);   // g [n, Dv]
-    // k, not q, carries dk^-0.5, applied before the rotation (§5.1 step 2); fla scales q,
+    // k, not q, carries dk^-0.5, applied before the rotation; fla scales q,
     // which gives the same products
     ref_theta_shift(s->q, n, H, dk, model->angle, pos0, 1.0, cfg->rope_half);
     ref_theta_shift(s->k, n, Hkv, dk, model->angle, pos0, 1.0 / sqrt((double)dk), cfg->rope_half);
@@ -571,7 +571,7 @@ static void retention_block(const ref_model *model, const ref_layer *l, ref_scra
     ref_linear(s->y, l->out_proj, n, Dv, D, s->f);                          // f [n, D]
 }
 
-/* The gated FFN (§8) of s->h [n, D] into s->f [n, D]: fc2(act(fc1 h) * gate h). */
+/* The gated FFN of s->h [n, D] into s->f [n, D]: fc2(act(fc1 h) * gate h). */
 static void ffn_block(const ref_model *model, const ref_layer *l, ref_scratch *s, int64_t n) {
     const rn_config *cfg = &model->cfg;
     int64_t D = cfg->embed_dim, F = cfg->ffn_dim;
@@ -586,7 +586,7 @@ static void residual_add(float *x, const float *f, int64_t count, double alpha) 
     for (int64_t i = 0; i < count; i++) x[i] = (float)(alpha * (double)x[i] + (double)f[i]);
 }
 
-/* One decoder layer (§5) on s->x [n, D], in place.
+/* One decoder layer on s->x [n, D], in place.
  *   pre-norm:  x = a x + MSR(norm_ret(x));   x = a x + FFN(norm_ffn(x))
  *   post-norm: x = norm_ret(a x + MSR(x));   x = norm_ffn(a x + FFN(x)) */
 static void layer_forward(const ref_model *model, const ref_layer *l, ref_scratch *s,
@@ -627,7 +627,7 @@ void ref_forward_prefill(const ref_model *model, const int32_t *tokens, int64_t 
     if (n_prefill > n) n_prefill = n;
 
     // The prefill sees its n_prefill tokens at once and leaves the recurrent state; the rest
-    // runs the whole network one token at a time, as fairseq drives torchscale (§4).
+    // runs the whole network one token at a time, as fairseq drives torchscale.
     ref_scratch s;
     scratch_init(&s, cfg, n_prefill > 1 ? n_prefill : 1);
     float *states = xcalloc(L * H * dk * dv, sizeof *states);   // [L][H][dk][dv], zero = empty
@@ -641,7 +641,7 @@ void ref_forward_prefill(const ref_model *model, const int32_t *tokens, int64_t 
         for (int64_t i = 0; i < L; i++)
             layer_forward(model, &model->layers[i], &s, rows, t0, block_mode, chunk,
                           states + i * H * dk * dv, scales + i * H);
-        // Post-norm models end on a norm already and have no final layer_norm (§4 step 6).
+        // Post-norm models end on a norm already and have no final layer_norm.
         if (cfg->normalize_before) ref_rms_norm(s.x, model->final_norm, rows, D, eps, s.x);
         ref_linear(s.x, output, rows, D, V, logits + t0 * V);   // logits [rows, V]
         t0 += rows;

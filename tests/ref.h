@@ -1,6 +1,7 @@
 /*
- * ref.h: the plain-C reference of the RetNet forward pass (torchscale's math, see
- * shared/reference/retnet-torchscale-math.md), written to be read, not to be fast.
+ * ref.h: the plain-C reference of the RetNet forward pass (torchscale's math: microsoft/torchscale's
+ * torchscale/architecture/retnet.py and torchscale/component/multiscale_retention.py), written to
+ * be read, not to be fast.
  *
  * Inputs and outputs are float; every sum, product and normalisation is computed in double.
  * Layouts (row-major):
@@ -47,7 +48,7 @@ void ref_theta_shift(float *x, int64_t n, int64_t H, int64_t dk, const float *an
  * q, k [n, H*dk] already rotated (k already scaled); v [n, H*dv]; o [n, H*dv] is written
  * before the group norm, with the exact per-form normalisation:
  *   parallel:   o_t = R_t / (sqrt(S_t) * clamp(sum_m |q_t.k_m| g^(t-m) / sqrt(S_t), 1, 5e4))
- *   chunkwise:  o_t = R_t / (sqrt(s_c) * max(iota_c, sigma_i))   (chunk i, offset c; §5.2)
+ *   chunkwise:  o_t = R_t / (sqrt(s_c) * max(iota_c, sigma_i))   (chunk i, offset c)
  *   recurrent:  o_t = R_t / sqrt(S_t)
  * plain (fla): o_t = R_t in every form, and the state below is not divided by sqrt(S).
  * Grouped heads: k [n, kv_heads*dk], v [n, kv_heads*dv]; query head h reads key/value head

@@ -1310,7 +1310,7 @@ static void test_checkpoints(void) {
 
 /* ---- families: config.json ---------------------------------------------------------------- */
 
-/* fla-hub/retnet-1.3B-100B's config.json, key for key (retnet-checkpoint-formats.md §1.1). */
+/* fla-hub/retnet-1.3B-100B's config.json, key for key. */
 static const char *const k_fla_base[][2] = {
     {"architectures", "[\"RetNetForCausalLM\"]"}, {"attn_mode", "\"fused_chunk\""},
     {"bos_token_id", "1"}, {"conv_size", "4"}, {"elementwise_affine", "true"}, {"eos_token_id", "2"},
@@ -2039,7 +2039,7 @@ static const char k_fla_hub_config_json[] =
     "  \"tie_word_embeddings\": false,\n  \"torch_dtype\": \"bfloat16\",\n  \"transformers_version\": \"4.40.2\",\n"
     "  \"use_cache\": true,\n  \"use_output_gate\": true,\n  \"use_short_conv\": false,\n  \"vocab_size\": 32000\n}\n";
 
-/* From the shapes of retnet-checkpoint-formats.md §1.2: per layer q, k [2048, 2048], v, g
+/* From the hub checkpoint's shapes: per layer q, k [2048, 2048], v, g
  * [4096, 2048], o [2048, 4096], g_norm [512], two norms [2048], gate_proj [5632, 2048] fused,
  * down_proj [2048, 2816]; embeddings and lm_head [32000, 2048]; model.norm [2048]. */
 #define FLA_1_3B_PER_LAYER (2 * 2048ull * 2048 + 3 * 4096ull * 2048 + 512 + 2 * 2048 + 5632ull * 2048 + 2048ull * 2816)

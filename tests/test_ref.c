@@ -3,10 +3,10 @@
  *
  * The reference is what every kernel and every whole-model test is compared against, so it
  * must be checked against something other than itself: here, against the identities the
- * math guarantees (shared/reference/retnet-torchscale-math.md, § numbers below):
+ * math guarantees:
  *
  *   ops        hand-computed values of the small ops (norms, activations, gate)
- *   (a) forms  parallel, chunkwise and recurrent logits agree when eps -> 0 (§5.3)
+ *   (a) forms  parallel, chunkwise and recurrent logits agree when eps -> 0
  *   (b) eps    with eps = 1e-6 and large q/k they do not: the per-form scalars are real
  *   (c) state  ref_retention's final state equals stepping ref_retention_step token by token
  *   (d) chunk  one chunk >= n is exactly parallel (below the 5e4 cap); partial last chunks are
@@ -103,7 +103,7 @@ typedef struct model_options {
     bool deepnorm;
 } model_options;
 
-/* torchscale's RetNetRelPos buffers (§6), computed in float. */
+/* torchscale's RetNetRelPos buffers, computed in float. */
 static void rel_pos(int64_t dk, int64_t H, float *angle, float *decay) {
     int64_t pairs = dk / 2;
     for (int64_t i = 0; i < pairs; i++) {
@@ -120,7 +120,7 @@ static double xavier(double gain, int64_t fan_in, int64_t fan_out) {
 }
 
 /* Every array is malloc'd separately, as ref_model_free expects. The retention projections are
- * initialised as torchscale does (§10: xavier_uniform, gain 2^-2.5 for q/k/v/g, 2^-1 for
+ * initialised as torchscale does (xavier_uniform, gain 2^-2.5 for q/k/v/g, 2^-1 for
  * out_proj): the small v it gives is what makes eps matter in the group norm, as in a real
  * model. The FFN and the output projection get torch's default uniform(+-1/sqrt(fan_in)). */
 static ref_model *make_model(const model_options *opt, uint64_t seed) {
@@ -291,7 +291,7 @@ static void test_theta_shift(void) {
 
 /* ---- (f) closed forms, computed independently --------------------------------------------- */
 
-/* Per-form outputs from the closed forms of §5.2, every sum from scratch over m (no chunk
+/* Per-form outputs from the closed forms of the three forms, every sum from scratch over m (no chunk
  * state, no recursion); also counts how often each clamp is active. */
 typedef struct clamp_counts {
     int d_above_1, iota_above_1, sigma_above_1, rows;
@@ -412,7 +412,7 @@ static void forward_all(const ref_model *m, const int32_t *tokens, int64_t n, in
 }
 
 static void test_forms_agree(void) {
-    // §5.3: the forms differ by a positive scalar c per (token, head) in front of o, and
+    // The forms differ by a positive scalar c per (token, head) in front of o, and
     // RMSNorm(o / c) = o / sqrt(mean(o^2) + c^2 eps): with eps = 1e-12 the scalar cancels to
     // float rounding, even where the clamps are active (q/k gain 8).
     // "Tiny" is relative to mean(o^2): a post-norm layer 0 sees the raw embedding, and o grows

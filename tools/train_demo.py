@@ -22,7 +22,7 @@ Steps:
     (256 bytes, the merges, and <|endoftext|> as the last id). Encoding applies merges by
     rank (lowest first), which is what HF tokenizers' BPE model does, so an HF tokenizer
     reading the written tokenizer.json gives the same ids.
- 3. Model. RetNet exactly as torchscale computes it (see shared/reference/retnet-torchscale-math.md:
+ 3. Model. RetNet exactly as torchscale computes it (tests/ref.c is the same math in C:
     pre-norm RMSNorm, multi-scale retention with theta rotation of q and of
     k * dk^-0.5, gamma_h = 1 - 2^(-5-h), scale-free RMSNorm as group norm, swish gate, GLU
     FFN with swish on fc1, final RMSNorm, tied output projection). It is trained in the

@@ -11,6 +11,7 @@ import weakref
 
 from . import _lib
 from ._arrays import FloatBuffer, copy_floats
+from ._handle import _Handle
 from ._lib import RetNetError, check, library
 
 
@@ -57,34 +58,6 @@ def version():
     return library().rn_version().decode()
 
 
-class _Handle:
-    """An owned C handle, freed once by close() (also on garbage collection)."""
-
-    _handle = None
-    _what = "object"
-
-    def _h(self):
-        if not self._handle:
-            raise ValueError("the %s is closed" % self._what)
-        return self._handle
-
-    @property
-    def closed(self):
-        return not self._handle
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-
 class Context(_Handle):
     """One OpenCL device (rn_context).
 
@@ -97,6 +70,7 @@ class Context(_Handle):
     """
 
     _what = "context"
+    _free = "rn_context_free"
 
     def __init__(self, device=None, program_cache=None, work_group=0, project_max_rows=0, cache_dir=None):
         lib = library()
@@ -166,12 +140,9 @@ class Context(_Handle):
             library().rn_context_cancel(self._handle, 0)
             return True
 
-    def close(self):
-        if getattr(self, "_handle", None):
-            for model in list(self._models):
-                model.close()
-            library().rn_context_free(self._handle)
-            self._handle = None
+    def _close_children(self):
+        for model in list(self._models):
+            model.close()
 
 
 def _model_info_dict(info):
@@ -210,6 +181,7 @@ class Model(_Handle):
     """
 
     _what = "model"
+    _free = "rn_model_free"
 
     def __init__(self, ctx, path, weights="file", progress=None):
         if weights not in _lib.WEIGHTS:
@@ -251,20 +223,18 @@ class Model(_Handle):
         """A new, empty Session on this model."""
         return Session(self)
 
-    def close(self):
-        if getattr(self, "_handle", None):
-            for session in list(self._sessions):
-                session.close()
-            if self._tokenizer is not None:
-                self._tokenizer.close()
-            library().rn_model_free(self._handle)
-            self._handle = None
+    def _close_children(self):
+        for session in list(self._sessions):
+            session.close()
+        if self._tokenizer is not None:
+            self._tokenizer.close()
 
 
 class Session(_Handle):
     """The recurrent state of one sequence on a model (rn_session)."""
 
     _what = "session"
+    _free = "rn_session_free"
 
     def __init__(self, model, _handle=None):
         handle = _handle
@@ -336,11 +306,6 @@ class Session(_Handle):
         handle = ctypes.c_void_p()
         self.context._check(library().rn_session_copy(self._h(), ctypes.byref(handle)))
         return Session(self.model, _handle=handle)
-
-    def close(self):
-        if getattr(self, "_handle", None):
-            library().rn_session_free(self._handle)
-            self._handle = None
 
 
 __all__ = ["Context", "Model", "Session", "RetNetError", "devices", "version"]

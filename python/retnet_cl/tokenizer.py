@@ -3,11 +3,15 @@
 import ctypes
 
 from . import _lib
+from ._handle import _Handle
 from ._lib import check, library
 
 
-class Tokenizer:
+class Tokenizer(_Handle):
     """dir/tokenizer.json (and tokenizer_config.json when present), as rn_tokenizer_load."""
+
+    _what = "tokenizer"
+    _free = "rn_tokenizer_free"
 
     def __init__(self, model_dir):
         lib = library()
@@ -15,11 +19,6 @@ class Tokenizer:
         check(lib.rn_tokenizer_load(_lib.to_bytes(model_dir, "model_dir"), ctypes.byref(handle)))
         self._handle = handle
         self.path = model_dir
-
-    def _h(self):
-        if not self._handle:
-            raise ValueError("the tokenizer is closed")
-        return self._handle
 
     @property
     def bos(self):
@@ -64,28 +63,14 @@ class Tokenizer:
         finally:
             lib.rn_free(text)
 
-    def close(self):
-        if getattr(self, "_handle", None):
-            library().rn_tokenizer_free(self._handle)
-            self._handle = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-
-class Detokenizer:
+class Detokenizer(_Handle):
     """Streaming decoding (rn_detokenizer_*): push ids, get complete UTF-8 text pieces.
     continue_text: the ids continue a text already shown (keep a leading space);
     skip_special: drop special tokens."""
+
+    _what = "detokenizer"
+    _free = "rn_detokenizer_free"
 
     def __init__(self, tokenizer, continue_text=True, skip_special=True):
         lib = library()
@@ -95,11 +80,6 @@ class Detokenizer:
         check(lib.rn_detokenizer_init(tokenizer._h(), flags, ctypes.byref(handle)))
         self._handle = handle
         self._tokenizer = tokenizer  # the detokenizer reads the tokenizer: keep it alive
-
-    def _h(self):
-        if not self._handle:
-            raise ValueError("the detokenizer is closed")
-        return self._handle
 
     @staticmethod
     def _piece(ptr, length):
@@ -115,20 +95,3 @@ class Detokenizer:
         ptr, length = ctypes.c_void_p(), ctypes.c_size_t()
         check(library().rn_detokenizer_flush(self._h(), ctypes.byref(ptr), ctypes.byref(length)))
         return self._piece(ptr, length)
-
-    def close(self):
-        if getattr(self, "_handle", None):
-            library().rn_detokenizer_free(self._handle)
-            self._handle = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
