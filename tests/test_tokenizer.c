@@ -813,7 +813,9 @@ static void linear_time(const rn_tokenizer *t, const char *name) {
     double ratio = times[1] / (times[0] > 1e-6 ? times[0] : 1e-6);
     printf("%s: 100 KB in %.2f ms, 1 MB in %.2f ms (%zu tokens): ratio %.1f\n", name,
            1e3 * times[0], 1e3 * times[1], counts[1], ratio);
-    CHECK(ratio < 30.0, "%s: encoding 1 MB took %.1f times as long as 100 KB", name, ratio);
+    /* Linear is 10; cache misses on the larger text measure 10-26 on a quiet 2-core VM and up
+     * to 41 with the rest of the suite running beside it; quadratic would be 100. */
+    CHECK(ratio < 60.0, "%s: encoding 1 MB took %.1f times as long as 100 KB", name, ratio);
     free(text);
 }
 
