@@ -12,8 +12,8 @@ trap 'rm -rf "$tmp"' EXIT
 "$mkmodel" --preset fla-1.3b --out "$tmp/m" >/dev/null
 info=$("$retnet" info --model "$tmp/m")
 echo "$info" | grep -E "family|parameters|device weights"
-grep -q "family            fla" <<<"$info" || { echo "FAIL: family is not fla"; exit 1; }
-grep -q "parameters        1351727104 " <<<"$info" || { echo "FAIL: not 1,351,727,104 parameters"; exit 1; }
+grep -qE "^family +fla$" <<<"$info" || { echo "FAIL: family is not fla"; exit 1; }
+grep -qE "^parameters +1351727104 " <<<"$info" || { echo "FAIL: not 1,351,727,104 parameters"; exit 1; }
 for run in "recurrent 1,2" "chunkwise 1,2,3"; do
   set -- $run
   "$retnet" logits --model "$tmp/m" --tokens "$2" --mode "$1" --output "$tmp/out.json"
