@@ -8,6 +8,15 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$root/scripts/setup.sh"
+# The OpenCL implementation is explicit: PoCL's .icd alone. The other ICDs installed (rusticl
+# and Clover, from mesa-opencl-icd) are loaded by clGetPlatformIDs even where they expose no
+# device, and rusticl keeps an allocation from its set-up (72 bytes) that LeakSanitizer would
+# report as ours. The rusticl tests name their own implementation (tests/rusticl.sh).
+pocl_icd=$(grep -l libpocl /etc/OpenCL/vendors/*.icd | head -n 1) ||
+  { echo "sanitize: no PoCL .icd in /etc/OpenCL/vendors" >&2; exit 1; }
+export OCL_ICD_VENDORS=$(mktemp -d)
+trap 'rm -rf "$OCL_ICD_VENDORS"' EXIT
+cp "$pocl_icd" "$OCL_ICD_VENDORS/"
 cmake -S "$root" -B "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DRN_SANITIZE=ON >/dev/null
 cmake --build "$root/build-asan" -j "$(nproc)" >&2
 # Leaks are checked below on the CLI; inside ctest the OpenCL runtime's own allocations at exit
