@@ -1,4 +1,4 @@
-# Sourced by the scripts that run on the NVIDIA machine : unpacks the runtime
+# Sourced by the scripts that run on the NVIDIA machine: unpacks the runtime
 # libraries that travel in .gpu/debs and points the ICD loader at NVIDIA's OpenCL driver only.
 mkdir -p /tmp/r /tmp/icd
 for f in .gpu/debs/*.deb; do dpkg -x "$f" /tmp/r; done
