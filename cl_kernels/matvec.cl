@@ -59,15 +59,18 @@ __kernel void project(__global const weight_t *W, int rows, int cols, __global c
         row_of[0] = block * outs;
         row_of[1] = glu ? row_of[0] : row_of[0] + 1;
     }
-    // A row past the end reads the last row (no branch in the loop) and is never written.
-    __global const weight_t *w[RN_MV_ROWS];
+    // A row past the end reads the last row (no branch in the loop) and is never written. Rows
+    // are element offsets into W (a quantized row is no whole number of weight_t).
+    size_t w[RN_MV_ROWS];
     for (int j = 0; j < RN_MV_ROWS; j++) {
         const int out = min(row_of[j], rows - 1);
-        w[j] = W + (size_t)(glu && j == 1 ? rows + out : out) * cols;
+        w[j] = (size_t)(glu && j == 1 ? rows + out : out) * cols;
     }
     // Groups of eight need rows that start 16-byte aligned: columns a multiple of eight.
     // Other widths (small test shapes) take the scalar loop for every column.
     const int vectors = cols % 8 == 0 ? cols / 8 : 0;
+    size_t w8[RN_MV_ROWS];  // the rows in groups of eight
+    for (int j = 0; j < RN_MV_ROWS; j++) w8[j] = w[j] / 8;
 
     for (int b0 = 0; b0 < n; b0 += RN_MV_LANES) {
         const int lanes = min(RN_MV_LANES, n - b0);
@@ -80,13 +83,13 @@ __kernel void project(__global const weight_t *W, int rows, int cols, __global c
                 const float8 xv = ((__global const float8 *)xb)[c];
                 const float8 xs = normalize == 2 ? xv * ((__global const float8 *)norm)[c] : xv;
                 acc[0][RN_MV_ROWS] += dot8(xv, xv);
-                for (int j = 0; j < RN_MV_ROWS; j++) acc[0][j] += dot8(LOAD_WEIGHT8(w[j], c), xs);
+                for (int j = 0; j < RN_MV_ROWS; j++) acc[0][j] += dot8(LOAD_WEIGHT8(W, w8[j] + c), xs);
             }
         } else {
             for (int c = lid; c < vectors; c += RN_WG) {
                 const float8 scale = normalize == 2 ? ((__global const float8 *)norm)[c] : (float8)(1.0f);
                 float8 wv[RN_MV_ROWS];
-                for (int j = 0; j < RN_MV_ROWS; j++) wv[j] = LOAD_WEIGHT8(w[j], c);
+                for (int j = 0; j < RN_MV_ROWS; j++) wv[j] = LOAD_WEIGHT8(W, w8[j] + c);
                 for (int b = 0; b < RN_MV_LANES; b++) {
                     if (b < lanes) {
                         const float8 xv = ((__global const float8 *)(xb + (size_t)b * cols))[c];
@@ -103,7 +106,7 @@ __kernel void project(__global const weight_t *W, int rows, int cols, __global c
                 if (b < lanes) {
                     const float xv = xb[(size_t)b * cols + c];
                     acc[b][RN_MV_ROWS] += xv * xv;
-                    for (int j = 0; j < RN_MV_ROWS; j++) acc[b][j] += LOAD_WEIGHT(w[j], c) * xv * s;
+                    for (int j = 0; j < RN_MV_ROWS; j++) acc[b][j] += LOAD_WEIGHT(W, w[j] + c) * xv * s;
                 }
             }
         }

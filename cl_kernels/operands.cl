@@ -6,20 +6,53 @@
 // the fp32 operand CLBlast's SGEMM needs (prefill), done once per matrix and pass.
 __kernel void widen(__global const weight_t *src, ulong offset, __global float *dst) {
     const size_t i = get_global_id(0);
-    dst[i] = LOAD_WEIGHT(src + offset, i);
+    dst[i] = LOAD_WEIGHT(src, offset + i);
 }
 
 // w[i] = uniform in [-scale, scale) from a counter-based hash of (seed, i): random weights made
-// on the device, for benchmarks of model shapes without a checkpoint. One item per element.
-__kernel void fill_uniform(__global weight_t *w, ulong seed, float scale) {
-    const size_t i = get_global_id(0);
+// on the device, for benchmarks of model shapes without a checkpoint. One item per element, or
+// per block of 32 for the quantized types, which store the quantized draws.
+inline float uniform_at(ulong seed, size_t i, float scale) {
     ulong z = seed + (ulong)i * 0x9e3779b97f4a7c15ul;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ul;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebul;
     z ^= z >> 31;
     const float unit = (float)(z >> 40) * (1.0f / 16777216.0f);  // [0, 1), 24 bits
-    STORE_WEIGHT((2.0f * unit - 1.0f) * scale, w, i);
+    return (2.0f * unit - 1.0f) * scale;
 }
+
+#if defined(RN_WEIGHT_Q8_0) || defined(RN_WEIGHT_Q4_0)
+// As models/dtype.c quantizes (rn_quantize_block), on the device.
+__kernel void fill_uniform(__global uchar *w, ulong seed, float scale) {
+    const size_t b = get_global_id(0);
+    float x[32], amax = 0.0f, extreme = 0.0f;
+    for (int j = 0; j < 32; j++) {
+        x[j] = uniform_at(seed, b * 32 + j, scale);
+        if (fabs(x[j]) > amax) amax = fabs(x[j]), extreme = x[j];
+    }
+#if defined(RN_WEIGHT_Q8_0)
+    __global uchar *block = w + b * 34;
+    vstore_half_rte(amax / 127.0f, 0, (__global half *)block);
+#else
+    __global uchar *block = w + b * 18;
+    vstore_half_rte(extreme / -8.0f, 0, (__global half *)block);
+#endif
+    const float d = vload_half(0, (__global const half *)block), inv = d != 0.0f ? 1.0f / d : 0.0f;
+#if defined(RN_WEIGHT_Q8_0)
+    for (int j = 0; j < 32; j++) ((__global char *)block)[2 + j] = (char)clamp(rint(x[j] * inv), -127.0f, 127.0f);
+#else
+    for (int j = 0; j < 16; j++) {
+        const int lo = clamp((int)rint(x[j] * inv) + 8, 0, 15), hi = clamp((int)rint(x[j + 16] * inv) + 8, 0, 15);
+        block[2 + j] = (uchar)(lo | hi << 4);
+    }
+#endif
+}
+#else
+__kernel void fill_uniform(__global weight_t *w, ulong seed, float scale) {
+    const size_t i = get_global_id(0);
+    STORE_WEIGHT(uniform_at(seed, i, scale), w, i);
+}
+#endif
 
 // dst [n, width] = columns col0 .. col0 + width of src [n, stride]: one stacked product of a
 // prompt (q|k|v|g, or fc1|gate), computed as one SGEMM, handed out to the buffers that the

@@ -55,7 +55,7 @@ static size_t plan_slots(rn_model *m, slot *out) {
 }
 
 static uint64_t slot_bytes(const rn_model *m, const slot *s) {
-    return s->rows * s->cols * st_dtype_size(s->matrix ? m->weights : ST_F32);
+    return rn_storage_bytes(s->matrix ? m->weights : ST_F32, s->rows * s->cols);
 }
 
 /* A tensor of the checkpoint and where it goes: a buffer, from a row on. */
@@ -155,7 +155,7 @@ static rn_status upload_tensor(rn_model *m, const upload *u, void *staging, uint
     rt_runtime *rt = &m->ctx->rt;
     const st_tensor *t = u->tensor;
     const st_dtype to = u->matrix ? m->weights : ST_F32;
-    const unsigned from_size = st_dtype_size(t->dtype), to_size = st_dtype_size(to);
+    const unsigned from_size = st_dtype_size(t->dtype);
     const uint64_t first = u->row0 * (t->elements / t->shape[0]);  /* element offset in the buffer */
     rn_status st = RN_OK;
     for (uint64_t at = 0; st == RN_OK && at < t->elements; at += UPLOAD_PIECE) {
@@ -164,9 +164,12 @@ static rn_status upload_tensor(rn_model *m, const upload *u, void *staging, uint
         if (!rn_convert(t->dtype, (const unsigned char *)t->data + at * from_size, count, to, staging, &bad))
             return rn_fail(&m->ctx->err, RN_ERR_LIMIT,
                            "tensor '%s': element %llu is too large for %s storage and would become "
-                           "infinite; load it with --weights bf16 or f32",
+                           "infinite (for Q8_0/Q4_0: its block's scale); load it with --weights bf16 or f32",
                            t->name, (unsigned long long)(at + bad), st_dtype_name(to));
-        st = rt_buffer_write(rt, u->buffer, (size_t)((first + at) * to_size), staging, (size_t)(count * to_size));
+        /* Quantized pieces are whole blocks: rows are whole blocks (model_prepare) and so is a
+         * piece. */
+        st = rt_buffer_write(rt, u->buffer, (size_t)rn_storage_bytes(to, first + at), staging,
+                             (size_t)rn_storage_bytes(to, count));
         *done += count * from_size;
         if (opts->progress) opts->progress(opts->progress_user, *done, total);
     }
@@ -229,7 +232,19 @@ static uint64_t fingerprint(const rn_config *c, const upload *plan, size_t n) {
     return h;
 }
 
-static const st_dtype device_types[] = {ST_F32 /* unused: RN_WEIGHTS_FILE */, ST_F32, ST_F16, ST_BF16};
+static const st_dtype device_types[] = {ST_F32 /* unused: RN_WEIGHTS_FILE */, ST_F32, ST_F16, ST_BF16,
+                                        ST_Q8_0, ST_Q4_0};
+
+/* Quantized matrices are stored in blocks of 32 along their rows. */
+static rn_status check_blocks(rn_model *m, const slot *slots, size_t n) {
+    const unsigned block = rn_block_elements(m->weights);
+    for (size_t i = 0; i < n; i++)
+        if (slots[i].matrix && slots[i].cols % block != 0)
+            return rn_fail(&m->ctx->err, RN_ERR_UNSUPPORTED_CONFIG,
+                           "%s storage needs rows of a multiple of %u columns; the %s has %llu",
+                           st_dtype_name(m->weights), block, slots[i].what, (unsigned long long)slots[i].cols);
+    return RN_OK;
+}
 
 /* A model of this config with its kernels built and every buffer allocated (zero-filled), or
  * nothing at all on failure. */
@@ -251,7 +266,8 @@ static rn_status model_prepare(rn_context *ctx, const rn_config *cfg, st_dtype w
         return rn_fail(&ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for the model description");
     }
     size_t n = plan_slots(m, slots);
-    rn_status st = check_fits(m, slots, n);
+    rn_status st = check_blocks(m, slots, n);
+    if (st == RN_OK) st = check_fits(m, slots, n);
     if (st == RN_OK) st = rn_kernels_build(&ctx->rt, ctx->tuning, cfg->key_head_dim, cfg->value_head_dim, weights, &m->kernels);
     if (st == RN_OK) st = allocate_slots(m, slots, n);
     for (size_t i = 0; i < n; i++) m->parameters += slots[i].rows * slots[i].cols;
@@ -276,7 +292,7 @@ static void rn_model_free_locked(rn_model *m) {
 }
 
 static bool valid_weights(rn_context *ctx, const rn_model_options *opts) {
-    if ((int)opts->weights >= RN_WEIGHTS_FILE && opts->weights <= RN_WEIGHTS_BF16) return true;
+    if ((int)opts->weights >= RN_WEIGHTS_FILE && opts->weights <= RN_WEIGHTS_Q4) return true;
     rn_fail(&ctx->err, RN_ERR_INVALID_ARGUMENT, "unknown weight storage %d", (int)opts->weights);
     return false;
 }

@@ -1,6 +1,7 @@
 /* ops.c: building the kernels and launching them, one function per operation. */
 #include "ops.h"
 
+#include "dtype.h"
 #include "kernel_sources.h"
 
 #include <math.h>
@@ -269,7 +270,7 @@ rn_status rn_op_fill_uniform(rt_runtime *rt, const rn_kernels *k, rt_buffer *w, 
                              uint64_t seed, float scale) {
     cl_ulong s = seed;
     rt_arg args[] = {RT_ARG_BUF(w), RT_ARG_VAL(s), RT_ARG_VAL(scale)};
-    size_t global = (size_t)count;
+    size_t global = (size_t)(count / rn_block_elements(k->weights));  /* one item per block */
     return rt_launch(rt, k->fill_uniform, "fill_uniform", args, N_ARGS(args), 1, &global, NULL);
 }
 

@@ -160,12 +160,17 @@ typedef enum rn_activation { RN_ACT_GELU = 0, RN_ACT_SWISH = 1 } rn_activation;
 
 /* How weight matrices are kept on the device. Kernels widen them to fp32 as they read them,
  * so F16 and BF16 need no cl_khr_fp16. RN_WEIGHTS_FILE keeps the checkpoint's precision (F32
- * when its tensors mix precisions). Norm weights are always fp32. */
+ * when its tensors mix precisions). Q8 and Q4 quantize at load time into blocks of 32 weights
+ * with an fp16 scale (GGML's Q8_0 and Q4_0 layouts: 8.5 and 4.5 bits a weight); every matrix,
+ * the embedding and output included, and each matrix's rows must be a multiple of 32 long.
+ * Norm weights are always fp32. */
 typedef enum rn_weights {
     RN_WEIGHTS_FILE = 0,
     RN_WEIGHTS_F32 = 1,
     RN_WEIGHTS_F16 = 2,
-    RN_WEIGHTS_BF16 = 3
+    RN_WEIGHTS_BF16 = 3,
+    RN_WEIGHTS_Q8 = 4,
+    RN_WEIGHTS_Q4 = 5
 } rn_weights;
 
 /* Progress of long work: while weights are uploaded, the bytes read from the checkpoint so far
@@ -201,7 +206,8 @@ typedef struct rn_model_info {
     uint64_t file_bytes;      /* tensor bytes in the checkpoint */
     uint64_t device_bytes;    /* weight bytes on the device */
     const char *file_dtype;   /* "F32", "F16", "BF16" or "mixed" */
-    const char *device_dtype; /* how the weight matrices are stored on the device */
+    const char *device_dtype; /* how the weight matrices are stored on the device: "F32", "F16",
+                                 "BF16", "Q8_0" or "Q4_0" */
     int64_t kv_heads;         /* key/value heads (grouped when below heads) */
     int64_t key_embed_dim;    /* H * dk */
 } rn_model_info;

@@ -172,20 +172,27 @@ static void must(rn_status st, rt_runtime *rt, const char *what) {
 /* Weights as the kernels store them: `values` rounded to the kernels' weight type in place (so
  * the reference sees what the device sees), and the stored bytes on the device. */
 static guarded stored_weights(rt_runtime *rt, const rn_kernels *k, float *values, size_t count) {
-    unsigned size = st_dtype_size(k->weights);
-    void *bytes = malloc(count * size);
+    size_t bytes_count = (size_t)rn_storage_bytes(k->weights, count);
+    void *bytes = malloc(bytes_count);
     rn_convert(ST_F32, values, count, k->weights, bytes, NULL);
     rn_convert(k->weights, bytes, count, ST_F32, values, NULL);
-    guarded g = guarded_from(rt, bytes, count * size);
+    guarded g = guarded_from(rt, bytes, bytes_count);
     free(bytes);
     return g;
 }
 
+/* A matrix width for the weight ops: as asked, or for the block-quantized types (whose rows are
+ * whole blocks of 32) rounded up to a multiple of 32. */
+static int64_t weight_cols(const rn_kernels *k, int64_t cols) {
+    const int64_t block = (int64_t)rn_block_elements(k->weights);
+    return (cols + block - 1) / block * block;
+}
+
 static void test_embed(rt_runtime *rt, const rn_kernels *k) {
-    const int64_t V = 50, D = 40, n = 7;
+    const int64_t V = 50, D = weight_cols(k, 40), n = 7;
     float *E = random_floats((size_t)(V * D), 1.0);
     int32_t tokens[7] = {0, 49, 3, 3, 17, 48, 1};
-    float ref[7 * 40], got[7 * 40];
+    float ref[7 * 64], got[7 * 64];
     guarded e = stored_weights(rt, k, E, (size_t)(V * D));
     ref_embedding(E, D, tokens, n, 2.5, ref);
     guarded t = guarded_from(rt, tokens, sizeof tokens);
@@ -193,7 +200,7 @@ static void test_embed(rt_runtime *rt, const rn_kernels *k) {
     must(rn_op_embed(rt, k, &t.view, n, &e.view, D, 2.5f, &x.view), rt, "embed");
     bool intact = guarded_read(rt, &x, got);
     char shape[64];
-    snprintf(shape, sizeof shape, "V 50, D 40, n 7, scale 2.5, %s", st_dtype_name(k->weights));
+    snprintf(shape, sizeof shape, "V 50, D %lld, n 7, scale 2.5, %s", (long long)D, st_dtype_name(k->weights));
     check("embed_tokens", shape, ref, got, (size_t)(n * D), 1e-6, intact);
     guarded_free(&e), guarded_free(&t), guarded_free(&x);
     free(E);
@@ -311,7 +318,7 @@ static void test_linear(rt_runtime *rt, const rn_kernels *k) {
     if (quick || !k->gemm) return;      /* CLBlast only: the engine does without it where its
                                            work-groups do not fit (the project kernel) */
     for (size_t s = 0; s < 3; s++) {
-        const int64_t n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+        const int64_t n = shapes[s][0], in = weight_cols(k, shapes[s][1]), out = shapes[s][2];
         const size_t stored = (size_t)((row0 + out + spare) * in);
         float *x = random_floats((size_t)(n * in), 1.0), *W = random_floats(stored, 0.2);
         float *ref = malloc((size_t)(n * out) * sizeof *ref), *got = malloc((size_t)(n * out) * sizeof *got);
@@ -362,7 +369,7 @@ static void test_project(rt_runtime *rt, const rn_kernels *k) {
     const float alpha = 1.7f, eps = 1e-6f;
     for (size_t s = 0; s < 3; s++)
         for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
-            const int64_t n = shapes[s].n, rows = shapes[s].rows, cols = shapes[s].cols;
+            const int64_t n = shapes[s].n, rows = shapes[s].rows, cols = weight_cols(k, shapes[s].cols);
             const bool glu = variants[v].mode == RN_PROJECT_GLU, split = v == 1;
             const int64_t w_rows = glu ? 2 * rows : rows;
             const size_t in_count = (size_t)(n * cols), out_count = (size_t)(n * rows);
@@ -591,7 +598,8 @@ static void run_all(rt_runtime *rt, rn_tuning tuning, bool quick_shapes) {
     /* (dk, dv, weights): small heads; a value dimension above the work-group (several columns
      * per work-item); an odd number of rotation pairs; half-precision weight storage. */
     const struct { int64_t dk, dv; st_dtype weights; } builds[] = {
-        {16, 24, ST_F32}, {8, 70, ST_F32}, {6, 129, ST_F32}, {16, 24, ST_F16}, {16, 24, ST_BF16}};
+        {16, 24, ST_F32}, {8, 70, ST_F32}, {6, 129, ST_F32}, {16, 24, ST_F16}, {16, 24, ST_BF16},
+        {16, 24, ST_Q8_0}, {16, 24, ST_Q4_0}};
     for (size_t s = 0; s < sizeof builds / sizeof builds[0]; s++) {
         rn_kernels k;
         rn_status st = rn_kernels_build(rt, tuning, builds[s].dk, builds[s].dv, builds[s].weights, &k);

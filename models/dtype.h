@@ -1,6 +1,7 @@
 /*
  * dtype.h: converting tensor data between F32, F16 and BF16 (IEEE binary16 and bfloat16,
- * round to nearest even), as weights go from the file's precision to the device's.
+ * round to nearest even) and into the block-quantized Q8_0 and Q4_0 (safetensors.h has their
+ * layout), as weights go from the file's precision to the device's.
  */
 #ifndef RN_DTYPE_H
 #define RN_DTYPE_H
@@ -15,10 +16,24 @@ float rn_bf16_to_float(uint16_t b);
 uint16_t rn_float_to_half(float f);   /* overflow gives infinity; NaN stays a quiet NaN */
 uint16_t rn_float_to_bf16(float f);
 
+/* Elements per block (1 for F32/F16/BF16, 32 for the quantized types) and its bytes. */
+unsigned rn_block_elements(st_dtype dtype);
+unsigned rn_block_bytes(st_dtype dtype);
+/* Bytes of `elements` elements stored as `dtype`; `elements` a multiple of its block. */
+uint64_t rn_storage_bytes(st_dtype dtype, uint64_t elements);
+
+/* One block of 32 floats quantized into `out` (34 or 18 bytes), and back. Q8_0: d = max|x| /
+ * 127 rounded to fp16, q = round(x / d). Q4_0: d = -m / 8 with m the element of largest
+ * magnitude (so m itself maps to q = 0 exactly), rounded to fp16, q = clamp(round(x / d) + 8,
+ * 0, 15). False when d overflows fp16 (|x| above about 8e6 for Q8_0, 5e5 for Q4_0). */
+bool rn_quantize_block(st_dtype to, const float *x, unsigned char *out);
+void rn_dequantize_block(st_dtype from, const unsigned char *in, float *x);
+
 /* Converts `count` elements of little-endian `src` (any alignment) in `from` to `dst` in `to`
- * (host-order floats or 16-bit words). Returns false
- * when a finite value becomes infinite (only F16 can overflow: |x| > 65504 after rounding),
- * with the index of the first such element in *overflow_at; the rest is converted anyway. */
+ * (host-order floats or 16-bit words, or blocks for Q8_0 and Q4_0, when `count` must be a
+ * multiple of 32; from Q8_0 and Q4_0 only to F32). Returns false when a finite value becomes infinite (F16: |x| > 65504 after
+ * rounding; a block's scale beyond fp16), with the index of the first such element in
+ * *overflow_at; the rest is converted anyway. */
 bool rn_convert(st_dtype from, const void *src, uint64_t count, st_dtype to, void *dst,
                 uint64_t *overflow_at);
 

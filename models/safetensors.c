@@ -58,12 +58,14 @@ const char *st_dtype_name(st_dtype dtype) {
     case ST_F32: return "F32";
     case ST_F16: return "F16";
     case ST_BF16: return "BF16";
+    case ST_Q8_0: return "Q8_0";
+    case ST_Q4_0: return "Q4_0";
     }
     return "?";
 }
 
 unsigned st_dtype_size(st_dtype dtype) {
-    return dtype == ST_F32 ? 4u : 2u;
+    return dtype == ST_F32 ? 4u : dtype == ST_F16 || dtype == ST_BF16 ? 2u : 0u;
 }
 
 /* ---- messages ----------------------------------------------------------------------------- */

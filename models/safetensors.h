@@ -21,7 +21,12 @@
 #define ST_MAX_NAME_BYTES 512
 #define ST_MAX_TENSORS 1000000
 
-typedef enum st_dtype { ST_F32, ST_F16, ST_BF16 } st_dtype;
+/* The tensor types. The first three are safetensors dtypes; the block-quantized ones are
+ * device storage only (models/dtype.h), never the dtype of a tensor read from a file:
+ *   ST_Q8_0  blocks of 32: an fp16 scale d, then 32 int8 q; w = d q                (34 bytes)
+ *   ST_Q4_0  blocks of 32: an fp16 scale d, then 16 bytes: element j < 16 is the low nibble
+ *            of byte j, element j >= 16 the high nibble of byte j - 16; w = d (q - 8) (18 bytes) */
+typedef enum st_dtype { ST_F32, ST_F16, ST_BF16, ST_Q8_0, ST_Q4_0 } st_dtype;
 
 typedef struct st_tensor {
     const char *name;
@@ -48,7 +53,7 @@ const st_tensor *st_at(const st_file *file, size_t index);
 const st_tensor *st_find(const st_file *file, const char *name);
 
 const char *st_dtype_name(st_dtype dtype);
-unsigned st_dtype_size(st_dtype dtype);
+unsigned st_dtype_size(st_dtype dtype);  /* bytes per element; 0 for the block types */
 
 /* Widens `count` elements of `src` (any alignment) to fp32. */
 void st_to_f32(st_dtype dtype, const void *src, uint64_t count, float *dst);

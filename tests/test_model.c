@@ -151,8 +151,11 @@ static void run_config(rn_context *ctx, const test_config *tc, const char *dir) 
     if (st == RN_OK && ref) {
         rn_model_info_get(model, &info);
         printf("    family %s, file %s, device %s\n", info.family, info.file_dtype, info.device_dtype);
-        round_matrices(ref, !strcmp(info.device_dtype, "F16") ? ST_F16 : !strcmp(info.device_dtype, "BF16") ? ST_BF16
-                                                                                                             : ST_F32);
+        static const st_dtype types[] = {ST_F32, ST_F16, ST_BF16, ST_Q8_0, ST_Q4_0};
+        st_dtype device = ST_F32;
+        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+            if (!strcmp(info.device_dtype, st_dtype_name(types[i]))) device = types[i];
+        round_matrices(ref, device);
     }
     if (st != RN_OK || !ref) {
         printf("    loading failed: %s: %s  FAIL\n", rn_status_str(st), rn_context_last_error(ctx));
@@ -387,6 +390,10 @@ static void run_misuse(rn_context *ctx, const char *dir) {
     expect_status("NULL session", rn_session_decode(NULL, 1, logits), RN_ERR_INVALID_ARGUMENT, ctx);
     rn_model *missing = NULL;
     expect_status("missing model directory", rn_model_load(ctx, "/nonexistent/model", NULL, &missing), RN_ERR_IO, ctx);
+    rn_model_options q8;
+    rn_model_options_default(&q8);
+    q8.weights = RN_WEIGHTS_Q8;  /* Dv 48: rows of the output projection are not whole blocks */
+    expect_status("Q8 with rows of 48 columns", rn_model_load(ctx, dir, &q8, &missing), RN_ERR_UNSUPPORTED_CONFIG, ctx);
     rn_session_free(s);
     rn_model_free(model);
 }
@@ -574,7 +581,7 @@ int main(void) {
     }
     printf("device: %s\n", rn_context_device(ctx)->name);
 
-    test_config configs[16];
+    test_config configs[20];
     size_t n = 0;
     configs[n] = make_config("gelu, tied output, unscaled embedding", base_config(), 1.0, ST_F32, false);
     configs[n].cfg.share_embed = true;
@@ -610,6 +617,17 @@ int main(void) {
     n++;
     configs[n] = make_config("F16 file kept as BF16 on the device", base_config(), 1.0, ST_F16, false);
     configs[n].storage = RN_WEIGHTS_BF16;
+    n++;
+    /* Quantized at load time: every matrix's rows a multiple of 32 (Dv 64). The reference sees
+     * the dequantized weights, so the tolerances are those of fp32. */
+    configs[n] = make_config("F32 file kept as Q8_0 (Dv 64), swish", base_config(), 2.0, ST_F32, false);
+    configs[n].cfg.value_embed_dim = 64;
+    configs[n].cfg.activation = RN_ACT_SWISH;
+    configs[n].storage = RN_WEIGHTS_Q8;
+    n++;
+    configs[n] = make_config("F16 file kept as Q4_0 (Dv 64), untied", base_config(), 1.0, ST_F16, false);
+    configs[n].cfg.value_embed_dim = 64;
+    configs[n].storage = RN_WEIGHTS_Q4;
     n++;
     configs[n] = make_config("syncdoth: model. names, lm_head, learned decays", base_config(), 2.0, ST_F32, false);
     configs[n].cfg.family = RN_FAMILY_SYNCDOTH;

@@ -34,7 +34,9 @@ int cli_open_context(const char *device, int no_cache, rn_context **ctx);
 /* Opens the device and loads --model; prints the reason and returns an exit code on failure,
  * with *ctx and *model NULL. */
 int cli_open_model(const options *o, rn_context **ctx, rn_model **model);
-/* --weights' value (NULL: `fallback`). */
+/* "f32", "f16", "bf16", "q8" or "q4" into *out; 0 for anything else. */
+int cli_parse_weights(const char *name, rn_weights *out);
+/* --weights' value (NULL or unknown: `fallback`). */
 rn_weights cli_weights(const char *w, rn_weights fallback);
 
 /* A progress bar on standard error for long work (loading, prompts), when it is a terminal. */

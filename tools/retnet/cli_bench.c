@@ -33,7 +33,7 @@ static const char *bench_usage =
     "                     program's bin/, or $RETNET_PRESET_DIR) or a config.json path;\n"
     "                     weights are random, made on the device\n"
     "  --model DIR        a checkpoint directory instead\n"
-    "  --weights W        f32, f16 or bf16 (default: f16 for presets, the file's for --model)\n"
+    "  --weights W        f32, f16, bf16, q8 or q4 (default: f16 for presets, the file's for --model)\n"
     "  -p N[,N..]         prefill lengths (default 512; 0: none)\n"
     "  -n N[,N..]         decode lengths (default 128; 0: none)\n"
     "  --batch B[,B..]    sequences decoded together (default 1)\n"
@@ -117,8 +117,8 @@ static int parse_bench(int argc, char **argv, bench_options *o) {
                 return cli_usage_error("--mode must be chunkwise or parallel, not '%s'", v);
             o->mode = v;
         } else if (!strcmp(a, "--weights")) {
-            if (strcmp(v, "f32") && strcmp(v, "f16") && strcmp(v, "bf16"))
-                return cli_usage_error("--weights must be f32, f16 or bf16, not '%s'", v);
+            rn_weights w;
+            if (!cli_parse_weights(v, &w)) return cli_usage_error("--weights must be f32, f16, bf16, q8 or q4, not '%s'", v);
             o->weights = v;
         } else if (!strcmp(a, "-p")) {
             if (!parse_list(v, 0, 1 << 20, o->pp, &o->n_pp)) return cli_usage_error("bad -p list '%s'", v);
@@ -233,8 +233,9 @@ static void progress_done(const bench_run *r) {
     if (r->progress) fprintf(stderr, "\r\033[K");
 }
 
-static unsigned dtype_bytes(const char *dtype) {
-    return !strcmp(dtype, "F32") ? 4 : 2;
+/* Bytes a weight takes on the device; the quantized types count their blocks' scales. */
+static double dtype_bytes(const char *dtype) {
+    return !strcmp(dtype, "F32") ? 4.0 : !strcmp(dtype, "Q8_0") ? 34.0 / 32 : !strcmp(dtype, "Q4_0") ? 18.0 / 32 : 2.0;
 }
 
 /* Bytes one decode step of `batch` sequences reads or writes at least: every weight matrix but

@@ -38,7 +38,7 @@ static const char *perplexity_usage =
     "  --mode M           retention form: chunkwise (default), parallel or recurrent; the three\n"
     "                     give the same perplexity up to rounding\n"
     "  --chunk-size N     chunk of the chunkwise form (default: the config's recurrent_chunk_size)\n"
-    "  --weights W        device storage of the weight matrices: f32, f16 or bf16 (default: the\n"
+    "  --weights W        device storage of the weight matrices: f32, f16, bf16, q8 or q4 (default: the\n"
     "                     checkpoint's own). A --precision setting for the products' inputs\n"
     "                     (fp16/bf16 on a matrix engine) will come with the matrix-engine work\n"
     "  --json             one JSON object on standard output: ppl, ppl_stderr, nll, tokens,\n"
@@ -94,8 +94,8 @@ static int parse_perplexity(int argc, char **argv, ppl_options *o) {
             if (!cli_parse_mode(v, &o->mode))
                 return cli_usage_error("--mode must be parallel, chunkwise or recurrent, not '%s'", v);
         } else if (!strcmp(a, "--weights")) {
-            if (strcmp(v, "f32") && strcmp(v, "f16") && strcmp(v, "bf16"))
-                return cli_usage_error("--weights must be f32, f16 or bf16, not '%s'", v);
+            rn_weights w;
+            if (!cli_parse_weights(v, &w)) return cli_usage_error("--weights must be f32, f16, bf16, q8 or q4, not '%s'", v);
             o->weights = v;
         } else if (!strcmp(a, "--context")) {
             if (!parse_count(v, 2, 1L << 20, &o->context))

@@ -45,8 +45,10 @@ static const char *usage =
     "                     shards of model.safetensors.index.json) of a torchscale RetNetDecoder,\n"
     "                     a syncdoth/Spiral or a flash-linear-attention (fla-hub) RetNet;\n"
     "                     tensors in F32, F16 or BF16\n"
-    "  --weights W        device storage of the weight matrices: f32, f16 or bf16 (default: the\n"
-    "                     checkpoint's own precision; f32 when it mixes precisions)\n"
+    "  --weights W        device storage of the weight matrices: f32, f16, bf16, or q8 / q4\n"
+    "                     (quantized at load time: blocks of 32 with an fp16 scale, 8.5 and 4.5\n"
+    "                     bits a weight; rows a multiple of 32) (default: the checkpoint's own\n"
+    "                     precision; f32 when it mixes precisions)\n"
     "  --device D         OpenCL device: P:D indices or a name substring (default: $RETNET_DEVICE,\n"
     "                     else the first GPU, else the first device; see `retnet devices`)\n"
     "  --no-cache         do not use the compiled-program cache ($RETNET_CACHE_DIR, else\n"
@@ -203,8 +205,8 @@ static int parse_args(int argc, char **argv, options *o) {
             if (!*v) return cli_usage_error("--stop needs a non-empty string%s", "");
             o->stops[o->n_stops++] = v;
         } else if (!strcmp(name, "--weights")) {
-            if (strcmp(v, "f32") && strcmp(v, "f16") && strcmp(v, "bf16"))
-                return cli_usage_error("--weights must be f32, f16 or bf16, not '%s'", v);
+            rn_weights w;
+            if (!cli_parse_weights(v, &w)) return cli_usage_error("--weights must be f32, f16, bf16, q8 or q4, not '%s'", v);
             o->weights = v;
         } else if (!strcmp(name, "--chunk-size")) {
             if (!parse_long(v, 1, 1 << 20, &o->chunk_size)) return cli_usage_error("--chunk-size must be 1..1048576, not '%s'", v);
@@ -362,9 +364,21 @@ int cli_open_context(const char *device, int no_cache, rn_context **ctx) {
     return 0;
 }
 
+int cli_parse_weights(const char *name, rn_weights *out) {
+    static const struct { const char *name; rn_weights weights; } table[] = {
+        {"f32", RN_WEIGHTS_F32}, {"f16", RN_WEIGHTS_F16}, {"bf16", RN_WEIGHTS_BF16},
+        {"q8", RN_WEIGHTS_Q8},   {"q4", RN_WEIGHTS_Q4}};
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (!strcmp(name, table[i].name)) {
+            *out = table[i].weights;
+            return 1;
+        }
+    return 0;
+}
+
 rn_weights cli_weights(const char *w, rn_weights fallback) {
-    if (!w) return fallback;
-    return !strcmp(w, "f16") ? RN_WEIGHTS_F16 : !strcmp(w, "bf16") ? RN_WEIGHTS_BF16 : RN_WEIGHTS_F32;
+    rn_weights parsed;
+    return w && cli_parse_weights(w, &parsed) ? parsed : fallback;
 }
 
 /* On failure both handles are NULL and nothing is left open: callers free what they hold
