@@ -10,8 +10,8 @@
 
 // Weight matrices are stored as fp32, fp16 or bf16 and widened to fp32 as they are read, so
 // nothing needs cl_khr_fp16: vload_half is core OpenCL C, and bf16 is the top half of an fp32.
-// LOAD_WEIGHT(p, i) reads element i of the matrix at p (flat, row-major), LOAD_WEIGHT8(p, i) its
-// i-th group of eight, as one 16-byte load (32 for fp32): the group must start 16-byte
+// LOAD_WEIGHT(p, total, i) reads element i of the matrix at p (flat, row-major, `total`
+// elements), LOAD_WEIGHT8(p, total, i) its i-th group of eight, as one 16-byte load (32 for fp32): the group must start 16-byte
 // aligned, which the callers ensure (columns a multiple of eight). fp16 goes
 // through a private copy to vload_half8, which compilers turn into register conversions (a
 // vload_half8 from global memory may be split into eight 2-byte loads); exact for every half.
@@ -25,58 +25,58 @@ inline float8 halves_to_float8(uint4 packed) {
     return vload_half8(0, (const __private half *)&packed);
 }
 
-// The block-quantized types (models/safetensors.h has the layout) are blocks of 32 elements: an
-// fp16 scale d and 32 int8 (Q8_0, 34 bytes) or 32 nibbles biased by 8 (Q4_0, 18 bytes). Rows are
-// whole blocks (columns a multiple of 32), so element i of a matrix is element i % 32 of block
-// i / 32 whatever its row, and a group of eight never straddles two blocks. Loads are bytes
-// (vload8 of char), which need no alignment; the scale is 2-byte aligned.
-inline float q_scale(__global const uchar *p, size_t block, uint block_bytes) {
-    return vload_half(0, (__global const half *)(p + block * block_bytes));
-}
-
+// The block-quantized types (models/safetensors.h has the layout) hold blocks of 32 elements
+// with one fp16 scale d each: a matrix of `total` elements is its quants (int8, or two 4-bit
+// codes a byte biased by 8), then its total / 32 scales. The weight macros take the matrix
+// base, its total (where the scales start; ignored by the other types) and a flat element
+// index: rows are whole blocks (columns a multiple of 32), so a group of eight is one aligned
+// load (8 bytes, or 4) and one scale shared by the four groups of a block.
+#if defined(RN_WEIGHT_Q8_0) || defined(RN_WEIGHT_Q4_0)
+typedef uchar weight_t;
+#define WEIGHT_QUANTIZED 1
 #if defined(RN_WEIGHT_Q8_0)
-typedef uchar weight_t;
-inline float q8_load(__global const uchar *p, size_t i) {
-    const size_t b = i >> 5;
-    return q_scale(p, b, 34) * (float)((__global const char *)p)[b * 34 + 2 + (i & 31)];
+#define QUANT_BYTES(total) (total)
+#else
+#define QUANT_BYTES(total) ((total) / 2)
+#endif
+inline float q_scale(__global const uchar *p, size_t total, size_t block) {
+    return vload_half(block, (__global const half *)(p + QUANT_BYTES(total)));
 }
-inline float8 q8_load8(__global const uchar *p, size_t i) {  // elements 8i .. 8i + 7
-    const size_t b = i >> 2;
-    const char8 q = vload8(0, (__global const char *)p + b * 34 + 2 + (i & 3) * 8);
-    return q_scale(p, b, 34) * convert_float8(q);
+#if defined(RN_WEIGHT_Q8_0)
+inline float q_load(__global const uchar *p, size_t total, size_t i) {
+    return q_scale(p, total, i >> 5) * (float)((__global const char *)p)[i];
 }
-#define LOAD_WEIGHT(p, i) q8_load((p), (i))
-#define LOAD_WEIGHT8(p, i) q8_load8((p), (i))
-#elif defined(RN_WEIGHT_Q4_0)
-typedef uchar weight_t;
-inline float q4_load(__global const uchar *p, size_t i) {
-    const size_t b = i >> 5;
-    const uint j = i & 31, byte = p[b * 18 + 2 + (j & 15)];
-    return q_scale(p, b, 18) * (float)((int)(j < 16 ? byte & 15u : byte >> 4) - 8);
+inline float8 q_load8(__global const uchar *p, size_t total, size_t i) {  // elements 8i .. 8i + 7
+    const char8 q = as_char8(((__global const uint2 *)p)[i]);
+    return q_scale(p, total, i >> 2) * convert_float8(q);
 }
-inline float8 q4_load8(__global const uchar *p, size_t i) {
-    const size_t b = i >> 2;
-    const uint m = i & 3;
-    const uchar8 bytes = vload8(0, p + b * 18 + 2 + (m & 1) * 8);
-    const uchar8 nibbles = m < 2 ? bytes & (uchar8)15 : bytes >> (uchar8)4;
-    return q_scale(p, b, 18) * (convert_float8(nibbles) - 8.0f);
+#else
+inline float q_load(__global const uchar *p, size_t total, size_t i) {
+    const uint code = (p[i >> 1] >> (4 * (i & 1))) & 15u;
+    return q_scale(p, total, i >> 5) * (float)((int)code - 8);
 }
-#define LOAD_WEIGHT(p, i) q4_load((p), (i))
-#define LOAD_WEIGHT8(p, i) q4_load8((p), (i))
+inline float8 q_load8(__global const uchar *p, size_t total, size_t i) {
+    const uint v = ((__global const uint *)p)[i];
+    const uint8 codes = ((uint8)(v) >> (uint8)(0, 4, 8, 12, 16, 20, 24, 28)) & (uint8)(15u);
+    return q_scale(p, total, i >> 2) * (convert_float8(codes) - 8.0f);
+}
+#endif
+#define LOAD_WEIGHT(p, total, i) q_load((p), (total), (i))
+#define LOAD_WEIGHT8(p, total, i) q_load8((p), (total), (i))
 #elif defined(RN_WEIGHT_F16)
 typedef half weight_t;
-#define LOAD_WEIGHT(p, i) vload_half((i), (p))
-#define LOAD_WEIGHT8(p, i) halves_to_float8(((__global const uint4 *)(p))[i])
+#define LOAD_WEIGHT(p, total, i) vload_half((i), (p))
+#define LOAD_WEIGHT8(p, total, i) halves_to_float8(((__global const uint4 *)(p))[i])
 #define STORE_WEIGHT(v, p, i) vstore_half_rte((v), (i), (p))
 #elif defined(RN_WEIGHT_BF16)
 typedef ushort weight_t;
-#define LOAD_WEIGHT(p, i) as_float((uint)(p)[i] << 16)
-#define LOAD_WEIGHT8(p, i) bf16_to_float8(((__global const uint4 *)(p))[i])
+#define LOAD_WEIGHT(p, total, i) as_float((uint)(p)[i] << 16)
+#define LOAD_WEIGHT8(p, total, i) bf16_to_float8(((__global const uint4 *)(p))[i])
 #define STORE_WEIGHT(v, p, i) ((p)[i] = (ushort)((as_uint(v) + 0x7fffu + ((as_uint(v) >> 16) & 1u)) >> 16))
 #else
 typedef float weight_t;
-#define LOAD_WEIGHT(p, i) ((p)[i])
-#define LOAD_WEIGHT8(p, i) (((__global const float8 *)(p))[i])
+#define LOAD_WEIGHT(p, total, i) ((p)[i])
+#define LOAD_WEIGHT8(p, total, i) (((__global const float8 *)(p))[i])
 #define STORE_WEIGHT(v, p, i) ((p)[i] = (v))
 #endif
 

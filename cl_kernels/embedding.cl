@@ -5,11 +5,12 @@
 // One work-item per element: global (D, n).
 
 __kernel void embed_tokens(__global const int *tokens,   // [n]
-                           __global const weight_t *E,   // [V, D]
+                           __global const weight_t *E,   // [V, D], etotal = V D elements
+                           ulong etotal,
                            __global float *x,            // [n, D]
                            int D, float scale) {
     const int col = get_global_id(0);
     const int t = get_global_id(1);
     const int token = tokens[t];
-    x[(size_t)t * D + col] = scale * LOAD_WEIGHT(E, (size_t)token * D + col);
+    x[(size_t)t * D + col] = scale * LOAD_WEIGHT(E, etotal, (size_t)token * D + col);
 }

@@ -21,7 +21,7 @@
 // batch re-reads the group's two rows from cache, not from memory. The partial sums of all rows
 // and lanes are then reduced together in local memory, one barrier per halving. (Two rows per
 // group measured fastest on an H200: four gave 537 tokens/s, eight 380, against 572.)
-// global (RN_WG * groups), local RN_WG. W [rows (x2 for GLU), cols]; x [n, cols].
+// global (RN_WG * groups), local RN_WG. W [rows (x2 for GLU), cols] of wtotal elements; x [n, cols].
 
 #define RN_MV_ROWS 2
 #define RN_MV_LANES 4
@@ -38,7 +38,7 @@ inline void store_row(int out, size_t row, float value, int rows, __global float
     else y3[row * (rows - end2) + out - end2] = value;
 }
 
-__kernel void project(__global const weight_t *W, int rows, int cols, __global const float *x, int n,
+__kernel void project(__global const weight_t *W, ulong wtotal, int rows, int cols, __global const float *x, int n,
                       __global const float *norm, int normalize, float eps, int mode, float alpha,
                       int activation, __global float *y0, __global float *y1, __global float *y2,
                       __global float *y3, int end0, int end1, int end2, int rotated, int q_rows,
@@ -83,13 +83,13 @@ __kernel void project(__global const weight_t *W, int rows, int cols, __global c
                 const float8 xv = ((__global const float8 *)xb)[c];
                 const float8 xs = normalize == 2 ? xv * ((__global const float8 *)norm)[c] : xv;
                 acc[0][RN_MV_ROWS] += dot8(xv, xv);
-                for (int j = 0; j < RN_MV_ROWS; j++) acc[0][j] += dot8(LOAD_WEIGHT8(W, w8[j] + c), xs);
+                for (int j = 0; j < RN_MV_ROWS; j++) acc[0][j] += dot8(LOAD_WEIGHT8(W, wtotal, w8[j] + c), xs);
             }
         } else {
             for (int c = lid; c < vectors; c += RN_WG) {
                 const float8 scale = normalize == 2 ? ((__global const float8 *)norm)[c] : (float8)(1.0f);
                 float8 wv[RN_MV_ROWS];
-                for (int j = 0; j < RN_MV_ROWS; j++) wv[j] = LOAD_WEIGHT8(W, w8[j] + c);
+                for (int j = 0; j < RN_MV_ROWS; j++) wv[j] = LOAD_WEIGHT8(W, wtotal, w8[j] + c);
                 for (int b = 0; b < RN_MV_LANES; b++) {
                     if (b < lanes) {
                         const float8 xv = ((__global const float8 *)(xb + (size_t)b * cols))[c];
@@ -106,7 +106,7 @@ __kernel void project(__global const weight_t *W, int rows, int cols, __global c
                 if (b < lanes) {
                     const float xv = xb[(size_t)b * cols + c];
                     acc[b][RN_MV_ROWS] += xv * xv;
-                    for (int j = 0; j < RN_MV_ROWS; j++) acc[b][j] += LOAD_WEIGHT(W, w[j] + c) * xv * s;
+                    for (int j = 0; j < RN_MV_ROWS; j++) acc[b][j] += LOAD_WEIGHT(W, wtotal, w[j] + c) * xv * s;
                 }
             }
         }

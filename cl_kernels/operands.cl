@@ -4,9 +4,9 @@
 
 // dst = widen(src[offset ..]) over the global range: a stored weight matrix, or rows of one, as
 // the fp32 operand CLBlast's SGEMM needs (prefill), done once per matrix and pass.
-__kernel void widen(__global const weight_t *src, ulong offset, __global float *dst) {
+__kernel void widen(__global const weight_t *src, ulong total, ulong offset, __global float *dst) {
     const size_t i = get_global_id(0);
-    dst[i] = LOAD_WEIGHT(src, offset + i);
+    dst[i] = LOAD_WEIGHT(src, total, offset + i);
 }
 
 // w[i] = uniform in [-scale, scale) from a counter-based hash of (seed, i): random weights made
@@ -21,34 +21,33 @@ inline float uniform_at(ulong seed, size_t i, float scale) {
     return (2.0f * unit - 1.0f) * scale;
 }
 
-#if defined(RN_WEIGHT_Q8_0) || defined(RN_WEIGHT_Q4_0)
-// As models/dtype.c quantizes (rn_quantize_block), on the device.
-__kernel void fill_uniform(__global uchar *w, ulong seed, float scale) {
+#if defined(WEIGHT_QUANTIZED)
+// As models/dtype.c quantizes (rn_quantize_block), on the device. `total` elements in all.
+__kernel void fill_uniform(__global uchar *w, ulong seed, float scale, ulong total) {
     const size_t b = get_global_id(0);
     float x[32], amax = 0.0f, extreme = 0.0f;
     for (int j = 0; j < 32; j++) {
         x[j] = uniform_at(seed, b * 32 + j, scale);
         if (fabs(x[j]) > amax) amax = fabs(x[j]), extreme = x[j];
     }
+    __global half *scales = (__global half *)(w + QUANT_BYTES(total));
 #if defined(RN_WEIGHT_Q8_0)
-    __global uchar *block = w + b * 34;
-    vstore_half_rte(amax / 127.0f, 0, (__global half *)block);
+    vstore_half_rte(amax / 127.0f, b, scales);
 #else
-    __global uchar *block = w + b * 18;
-    vstore_half_rte(extreme / -8.0f, 0, (__global half *)block);
+    vstore_half_rte(extreme / -8.0f, b, scales);
 #endif
-    const float d = vload_half(0, (__global const half *)block), inv = d != 0.0f ? 1.0f / d : 0.0f;
+    const float d = vload_half(b, scales), inv = d != 0.0f ? 1.0f / d : 0.0f;
 #if defined(RN_WEIGHT_Q8_0)
-    for (int j = 0; j < 32; j++) ((__global char *)block)[2 + j] = (char)clamp(rint(x[j] * inv), -127.0f, 127.0f);
+    for (int j = 0; j < 32; j++) ((__global char *)w)[b * 32 + j] = (char)clamp(rint(x[j] * inv), -127.0f, 127.0f);
 #else
-    for (int j = 0; j < 16; j++) {
-        const int lo = clamp((int)rint(x[j] * inv) + 8, 0, 15), hi = clamp((int)rint(x[j + 16] * inv) + 8, 0, 15);
-        block[2 + j] = (uchar)(lo | hi << 4);
+    for (int k = 0; k < 16; k++) {
+        const int lo = clamp((int)rint(x[2 * k] * inv) + 8, 0, 15), hi = clamp((int)rint(x[2 * k + 1] * inv) + 8, 0, 15);
+        w[b * 16 + k] = (uchar)(lo | hi << 4);
     }
 #endif
 }
 #else
-__kernel void fill_uniform(__global weight_t *w, ulong seed, float scale) {
+__kernel void fill_uniform(__global weight_t *w, ulong seed, float scale, ulong total) {
     const size_t i = get_global_id(0);
     STORE_WEIGHT(uniform_at(seed, i, scale), w, i);
 }

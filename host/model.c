@@ -166,10 +166,19 @@ static rn_status upload_tensor(rn_model *m, const upload *u, void *staging, uint
                            "tensor '%s': element %llu is too large for %s storage and would become "
                            "infinite (for Q8_0/Q4_0: its block's scale); load it with --weights bf16 or f32",
                            t->name, (unsigned long long)(at + bad), st_dtype_name(to));
-        /* Quantized pieces are whole blocks: rows are whole blocks (model_prepare) and so is a
-         * piece. */
-        st = rt_buffer_write(rt, u->buffer, (size_t)rn_storage_bytes(to, first + at), staging,
-                             (size_t)rn_storage_bytes(to, count));
+        if (rn_block_elements(to) > 1) {
+            /* A piece's quants and scales (rn_convert's layout) go to their places in the
+             * buffer's: its quants, then the whole matrix's scales. Rows are whole blocks
+             * (model_prepare) and so is a piece. */
+            const uint64_t elements = u->buffer->bytes / rn_block_bytes(to) * 32, qpiece = rn_quant_bytes(to, count);
+            st = rt_buffer_write(rt, u->buffer, (size_t)rn_quant_bytes(to, first + at), staging, (size_t)qpiece);
+            if (st == RN_OK)
+                st = rt_buffer_write(rt, u->buffer, (size_t)(rn_quant_bytes(to, elements) + (first + at) / 32 * 2),
+                                     (unsigned char *)staging + qpiece, (size_t)(count / 32 * 2));
+        } else {
+            st = rt_buffer_write(rt, u->buffer, (size_t)rn_storage_bytes(to, first + at), staging,
+                                 (size_t)rn_storage_bytes(to, count));
+        }
         *done += count * from_size;
         if (opts->progress) opts->progress(opts->progress_user, *done, total);
     }

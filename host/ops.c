@@ -158,10 +158,18 @@ rn_status rn_kernels_build(rt_runtime *rt, rn_tuning tuning, int64_t dk, int64_t
 
 #define N_ARGS(a) (sizeof(a) / sizeof((a)[0]))
 
+/* The element count of a stored weight matrix, which a quantized one's kernels need to find its
+ * scales after its quants (common.cl); the buffer holds exactly one matrix. 0 otherwise. */
+static cl_ulong weight_total(const rn_kernels *k, const rt_buffer *W) {
+    return rn_block_elements(k->weights) > 1 ? (cl_ulong)(W->bytes / rn_block_bytes(k->weights)) * 32u : 0u;
+}
+
 rn_status rn_op_embed(rt_runtime *rt, const rn_kernels *k, const rt_buffer *tokens, int64_t n,
                       const rt_buffer *E, int64_t D, float scale, rt_buffer *x) {
     cl_int d = (cl_int)D;
-    rt_arg args[] = {RT_ARG_BUF(tokens), RT_ARG_BUF(E), RT_ARG_BUF(x), RT_ARG_VAL(d), RT_ARG_VAL(scale)};
+    cl_ulong total = weight_total(k, E);
+    rt_arg args[] = {RT_ARG_BUF(tokens), RT_ARG_BUF(E), RT_ARG_VAL(total), RT_ARG_BUF(x), RT_ARG_VAL(d),
+                     RT_ARG_VAL(scale)};
     size_t global[2] = {(size_t)D, (size_t)n};
     return rt_launch(rt, k->embed_tokens, "embed_tokens", args, N_ARGS(args), 2, global, NULL);
 }
@@ -222,8 +230,8 @@ rn_status rn_op_linear(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x, 
     if (!scratch || scratch->bytes < count * sizeof(float))
         return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "no fp32 scratch for a %lld x %lld weight",
                        (long long)out, (long long)in);
-    cl_ulong first = offset;
-    rt_arg args[] = {RT_ARG_BUF(W), RT_ARG_VAL(first), RT_ARG_BUF(scratch)};
+    cl_ulong first = offset, total = weight_total(k, W);
+    rt_arg args[] = {RT_ARG_BUF(W), RT_ARG_VAL(total), RT_ARG_VAL(first), RT_ARG_BUF(scratch)};
     rn_status st = rt_launch(rt, k->widen, "widen", args, N_ARGS(args), 1, &count, NULL);
     if (st != RN_OK) return st;
     return rt_gemm_xwt(rt, (size_t)n, (size_t)out, (size_t)in, x, 0, scratch, 0, y, 0);
@@ -245,7 +253,8 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
     for (int i = 0; i < 4; i++) y[i] = p->y[i] ? p->y[i] : p->y[0];  /* unused slots: never written */
     /* Absent operands are never read; any valid buffer fills their slots. */
     const rt_buffer *norm = p->norm ? p->norm : p->x, *angle = p->angle ? p->angle : p->x;
-    rt_arg args[] = {RT_ARG_BUF(p->W),    RT_ARG_VAL(rows),     RT_ARG_VAL(cols),      RT_ARG_BUF(p->x),
+    cl_ulong wtotal = weight_total(k, p->W);
+    rt_arg args[] = {RT_ARG_BUF(p->W),    RT_ARG_VAL(wtotal),   RT_ARG_VAL(rows),      RT_ARG_VAL(cols),      RT_ARG_BUF(p->x),
                      RT_ARG_VAL(n),       RT_ARG_BUF(norm),     RT_ARG_VAL(normalize), RT_ARG_VAL(eps),
                      RT_ARG_VAL(mode),    RT_ARG_VAL(alpha),    RT_ARG_VAL(activation), RT_ARG_BUF(y[0]),
                      RT_ARG_BUF(y[1]),    RT_ARG_BUF(y[2]),     RT_ARG_BUF(y[3]),      RT_ARG_VAL(ends[0]),
@@ -268,8 +277,8 @@ rn_status rn_op_split_columns(rt_runtime *rt, const rn_kernels *k, const rt_buff
 
 rn_status rn_op_fill_uniform(rt_runtime *rt, const rn_kernels *k, rt_buffer *w, uint64_t count,
                              uint64_t seed, float scale) {
-    cl_ulong s = seed;
-    rt_arg args[] = {RT_ARG_BUF(w), RT_ARG_VAL(s), RT_ARG_VAL(scale)};
+    cl_ulong s = seed, total = count;
+    rt_arg args[] = {RT_ARG_BUF(w), RT_ARG_VAL(s), RT_ARG_VAL(scale), RT_ARG_VAL(total)};
     size_t global = (size_t)(count / rn_block_elements(k->weights));  /* one item per block */
     return rt_launch(rt, k->fill_uniform, "fill_uniform", args, N_ARGS(args), 1, &global, NULL);
 }

@@ -87,42 +87,46 @@ uint64_t rn_storage_bytes(st_dtype dtype, uint64_t elements) {
     return elements / rn_block_elements(dtype) * rn_block_bytes(dtype);
 }
 
-static void put_half(unsigned char *p, uint16_t h) {
-    p[0] = (unsigned char)(h & 0xffu);
-    p[1] = (unsigned char)(h >> 8);
+uint64_t rn_quant_bytes(st_dtype dtype, uint64_t elements) {
+    return dtype == ST_Q8_0 ? elements : dtype == ST_Q4_0 ? elements / 2 : rn_storage_bytes(dtype, elements);
 }
 
-bool rn_quantize_block(st_dtype to, const float *x, unsigned char *out) {
+bool rn_quantize_block(st_dtype to, const float *x, uint16_t *d_out, unsigned char *q) {
     float amax = 0.0f, extreme = 0.0f;
     for (int i = 0; i < 32; i++)
         if (fabsf(x[i]) > amax) amax = fabsf(x[i]), extreme = x[i];
     /* The scale as the device will read it: rounded to fp16 first, then divided by. */
     const uint16_t dh = rn_float_to_half(to == ST_Q8_0 ? amax / 127.0f : extreme / -8.0f);
-    const float d = rn_half_to_float(dh), inv = d != 0.0f ? 1.0f / d : 0.0f;
-    put_half(out, dh);
+    const float d = rn_half_to_float(dh), inv = d != 0.0f && isfinite(d) ? 1.0f / d : 0.0f;
+    *d_out = dh;
     if (to == ST_Q8_0) {
         for (int i = 0; i < 32; i++) {
-            float q = roundf(x[i] * inv);
-            q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
-            out[2 + i] = (unsigned char)(signed char)q;
+            float v = roundf(x[i] * inv);
+            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+            q[i] = (unsigned char)(signed char)v;
         }
     } else {
-        for (int i = 0; i < 16; i++) {
-            int lo = (int)roundf(x[i] * inv) + 8, hi = (int)roundf(x[i + 16] * inv) + 8;
+        for (int k = 0; k < 16; k++) {
+            int lo = (int)roundf(x[2 * k] * inv) + 8, hi = (int)roundf(x[2 * k + 1] * inv) + 8;
             lo = lo < 0 ? 0 : lo > 15 ? 15 : lo;
             hi = hi < 0 ? 0 : hi > 15 ? 15 : hi;
-            out[2 + i] = (unsigned char)(lo | hi << 4);
+            q[k] = (unsigned char)(lo | hi << 4);
         }
     }
     return isfinite(d) || !isfinite(amax);
 }
 
-void rn_dequantize_block(st_dtype from, const unsigned char *in, float *x) {
-    const float d = rn_half_to_float((uint16_t)(in[0] | in[1] << 8));
+void rn_dequantize_block(st_dtype from, uint16_t dh, const unsigned char *q, float *x) {
+    const float d = rn_half_to_float(dh);
     for (int i = 0; i < 32; i++) {
-        if (from == ST_Q8_0) x[i] = d * (float)(signed char)in[2 + i];
-        else x[i] = d * (float)((i < 16 ? in[2 + i] & 15 : in[2 + i - 16] >> 4) - 8);
+        if (from == ST_Q8_0) x[i] = d * (float)(signed char)q[i];
+        else x[i] = d * (float)(((q[i / 2] >> (4 * (i & 1))) & 15) - 8);
     }
+}
+
+static void put_half(unsigned char *p, uint16_t h) {
+    p[0] = (unsigned char)(h & 0xffu);
+    p[1] = (unsigned char)(h >> 8);
 }
 
 bool rn_convert(st_dtype from, const void *src, uint64_t count, st_dtype to, void *dst,
@@ -130,22 +134,29 @@ bool rn_convert(st_dtype from, const void *src, uint64_t count, st_dtype to, voi
     const unsigned char *in = src;
     unsigned char *out = dst;
     bool ok = true;
+    const uint64_t blocks = count / 32;
     if (from == ST_Q8_0 || from == ST_Q4_0) {  /* to F32 only: what the tests read back */
-        for (uint64_t b = 0; b < count / 32; b++) {
+        const unsigned char *scales = in + rn_quant_bytes(from, count);
+        const unsigned qbytes = from == ST_Q8_0 ? 32u : 16u;
+        for (uint64_t b = 0; b < blocks; b++) {
             float block[32];
-            rn_dequantize_block(from, in + b * rn_block_bytes(from), block);
+            rn_dequantize_block(from, (uint16_t)(scales[2 * b] | scales[2 * b + 1] << 8), in + b * qbytes, block);
             memcpy(out + b * 32 * sizeof(float), block, sizeof block);
         }
         return true;
     }
     if (to == ST_Q8_0 || to == ST_Q4_0) {
+        unsigned char *scales = out + rn_quant_bytes(to, count);
+        const unsigned qbytes = to == ST_Q8_0 ? 32u : 16u;
         float block[32];
-        for (uint64_t b = 0; b < count / 32; b++) {
+        for (uint64_t b = 0; b < blocks; b++) {
+            uint16_t d;
             for (int i = 0; i < 32; i++) block[i] = load(from, in, b * 32 + (uint64_t)i);
-            if (!rn_quantize_block(to, block, out + b * rn_block_bytes(to)) && ok) {
+            if (!rn_quantize_block(to, block, &d, out + b * qbytes) && ok) {
                 ok = false;
                 if (overflow_at) *overflow_at = b * 32;
             }
+            put_half(scales + 2 * b, d);
         }
         return ok;
     }

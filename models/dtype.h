@@ -22,16 +22,20 @@ unsigned rn_block_bytes(st_dtype dtype);
 /* Bytes of `elements` elements stored as `dtype`; `elements` a multiple of its block. */
 uint64_t rn_storage_bytes(st_dtype dtype, uint64_t elements);
 
-/* One block of 32 floats quantized into `out` (34 or 18 bytes), and back. Q8_0: d = max|x| /
- * 127 rounded to fp16, q = round(x / d). Q4_0: d = -m / 8 with m the element of largest
- * magnitude (so m itself maps to q = 0 exactly), rounded to fp16, q = clamp(round(x / d) + 8,
- * 0, 15). False when d overflows fp16 (|x| above about 8e6 for Q8_0, 5e5 for Q4_0). */
-bool rn_quantize_block(st_dtype to, const float *x, unsigned char *out);
-void rn_dequantize_block(st_dtype from, const unsigned char *in, float *x);
+/* Bytes of the quants of `elements` elements (the scales follow them). */
+uint64_t rn_quant_bytes(st_dtype dtype, uint64_t elements);
+
+/* One block of 32 floats quantized: its fp16 scale into *d and its quants into q (32 bytes for
+ * Q8_0, 16 for Q4_0), and back. Q8_0: d = max|x| / 127 rounded to fp16, q = round(x / d).
+ * Q4_0: d = -m / 8 with m the element of largest magnitude (so m itself maps to q = 0 exactly),
+ * rounded to fp16, q = clamp(round(x / d) + 8, 0, 15). False when d overflows fp16 (|x| above
+ * about 8e6 for Q8_0, 5e5 for Q4_0). */
+bool rn_quantize_block(st_dtype to, const float *x, uint16_t *d, unsigned char *q);
+void rn_dequantize_block(st_dtype from, uint16_t d, const unsigned char *q, float *x);
 
 /* Converts `count` elements of little-endian `src` (any alignment) in `from` to `dst` in `to`
- * (host-order floats or 16-bit words, or blocks for Q8_0 and Q4_0, when `count` must be a
- * multiple of 32; from Q8_0 and Q4_0 only to F32). Returns false when a finite value becomes infinite (F16: |x| > 65504 after
+ * (host-order floats or 16-bit words; for Q8_0 and Q4_0 the quants of the `count` elements then
+ * their scales, `count` a multiple of 32; from Q8_0 and Q4_0 only to F32). Returns false when a finite value becomes infinite (F16: |x| > 65504 after
  * rounding; a block's scale beyond fp16), with the index of the first such element in
  * *overflow_at; the rest is converted anyway. */
 bool rn_convert(st_dtype from, const void *src, uint64_t count, st_dtype to, void *dst,

@@ -22,10 +22,12 @@
 #define ST_MAX_TENSORS 1000000
 
 /* The tensor types. The first three are safetensors dtypes; the block-quantized ones are
- * device storage only (models/dtype.h), never the dtype of a tensor read from a file:
- *   ST_Q8_0  blocks of 32: an fp16 scale d, then 32 int8 q; w = d q                (34 bytes)
- *   ST_Q4_0  blocks of 32: an fp16 scale d, then 16 bytes: element j < 16 is the low nibble
- *            of byte j, element j >= 16 the high nibble of byte j - 16; w = d (q - 8) (18 bytes) */
+ * device storage only (models/dtype.h), never the dtype of a tensor read from a file. Both
+ * quantize blocks of 32 consecutive elements with one fp16 scale d each. An array of n elements
+ * is stored as its quants, then its n / 32 scales (so every load in a kernel is aligned):
+ *   ST_Q8_0  n int8 q; w = d q (GGML's Q8_0 values)                             (34 bytes a block)
+ *   ST_Q4_0  n / 2 bytes, element 2k in the low nibble of byte k and 2k + 1 in the high one;
+ *            w = d (q - 8) (GGML's Q4_0 values)                                  (18 bytes a block) */
 typedef enum st_dtype { ST_F32, ST_F16, ST_BF16, ST_Q8_0, ST_Q4_0 } st_dtype;
 
 typedef struct st_tensor {

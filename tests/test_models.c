@@ -637,44 +637,56 @@ static void test_st_dtypes(void) {
     st_close(f);
 }
 
-/* Q8_0 and Q4_0 blocks (models/dtype.c): the layout the kernels read (scale first, little-endian
- * fp16; Q4_0's element j < 16 in the low nibble of byte j, j >= 16 in the high nibble of byte
- * j - 16), every element within half a step d of its value (d = the fp16 scale read back), an
- * exact zero block, the element of largest magnitude kept exactly in Q4_0 (it maps to q = 0),
- * and a scale beyond fp16 refused. */
+/* Q8_0 and Q4_0 blocks (models/dtype.c): the layout the kernels read (an array's quants, then
+ * its little-endian fp16 scales; Q4_0's element 2k in the low nibble of byte k, 2k + 1 in the
+ * high one), every element within half a step d of its value (d = the fp16 scale read back),
+ * an exact zero block, the element of largest magnitude kept exactly in Q4_0 (it maps to
+ * q = 0), and a scale beyond fp16 refused. */
 static void test_quantized_blocks(void) {
     float x[32], y[32];
     for (int i = 0; i < 32; i++) x[i] = (float)sin(1.7 * i + 0.3) * (i == 5 ? 3.0f : 1.0f);
     for (int t = 0; t < 2; t++) {
         const st_dtype q = t ? ST_Q4_0 : ST_Q8_0;
-        unsigned char block[34] = {0};
-        bool ok = rn_quantize_block(q, x, block) && rn_block_bytes(q) == (t ? 18u : 34u);
-        rn_dequantize_block(q, block, y);
-        const float d = rn_half_to_float((uint16_t)(block[0] | block[1] << 8));
+        unsigned char codes[32] = {0};
+        uint16_t dh;
+        bool ok = rn_quantize_block(q, x, &dh, codes) && rn_block_bytes(q) == (t ? 18u : 34u);
+        rn_dequantize_block(q, dh, codes, y);
+        const float d = rn_half_to_float(dh);
         double worst = 0;
         for (int i = 0; i < 32; i++) worst = fmax(worst, fabs((double)y[i] - x[i]));
         /* Q8_0: |x| <= 127 d, so rounding is within d/2. Q4_0: [-8 d, 7 d] covers every value
-         * but the far end of the other sign, clamped to 7 d: within |m|/8 + d/2 there. */
+         * but the far end of the other sign, clamped to 7 d: within |d| + |d|/2 there. */
         ok = ok && worst <= fabs(d) * (t ? 1.5 : 0.5) + 1e-7;
-        ok = ok && (t ? y[5] == x[5] || fabs(y[5] - x[5]) <= fabs(x[5]) * 0x1p-11 : true);
+        ok = ok && (!t || fabs(y[5] - x[5]) <= fabs(x[5]) * 0x1p-11);
         int layout_ok = 1;
         for (int i = 0; i < 32; i++) {
-            int code = t ? (i < 16 ? block[2 + i] & 15 : block[2 + i - 16] >> 4) - 8 : (signed char)block[2 + i];
-            if (fabs(code * d - y[i]) > 0) layout_ok = 0;
+            int code = t ? ((codes[i / 2] >> (4 * (i & 1))) & 15) - 8 : (signed char)codes[i];
+            if (code * d != y[i]) layout_ok = 0;
         }
         report(ok && layout_ok, "quantize", st_dtype_name(q), "worst error %.3g with d %.3g, layout %s", worst, d,
                layout_ok ? "as documented" : "WRONG");
-        float zeros[32] = {0}, back[32];
-        rn_quantize_block(q, zeros, block);
-        rn_dequantize_block(q, block, back);
+        /* A two-block array through rn_convert: the quants of both, then both scales. */
+        float two[64], back[64];
+        unsigned char stored[68];
+        for (int i = 0; i < 64; i++) two[i] = i < 32 ? x[i] : 0.25f * x[i - 32];
+        rn_convert(ST_F32, two, 64, q, stored, NULL);
+        rn_convert(q, stored, 64, ST_F32, back, NULL);
+        const unsigned qb = t ? 32u : 64u;
+        bool arranged = rn_storage_bytes(q, 64) == qb + 4 && back[0] == y[0] &&
+                        (uint16_t)(stored[qb] | stored[qb + 1] << 8) == dh;
+        for (int i = 0; i < 64; i++) arranged &= fabs(back[i] - two[i]) <= fabs(d) * 1.5;
+        report(arranged, "quantize", st_dtype_name(q), "an array: quants, then scales");
+        float zeros[32] = {0}, none[32];
+        rn_quantize_block(q, zeros, &dh, codes);
+        rn_dequantize_block(q, dh, codes, none);
         bool all_zero = true;
-        for (int i = 0; i < 32; i++) all_zero &= back[i] == 0.0f;
+        for (int i = 0; i < 32; i++) all_zero &= none[i] == 0.0f;
         report(all_zero, "quantize", st_dtype_name(q), "a zero block stays zero");
         float huge[32];
         for (int i = 0; i < 32; i++) huge[i] = 1e9f;
-        report(!rn_quantize_block(q, huge, block), "quantize", st_dtype_name(q), "a scale beyond fp16 is refused");
+        report(!rn_quantize_block(q, huge, &dh, codes), "quantize", st_dtype_name(q), "a scale beyond fp16 is refused");
         uint64_t at = 99;
-        report(!rn_convert(ST_F32, huge, 32, q, block, &at) && at == 0, "quantize", st_dtype_name(q),
+        report(!rn_convert(ST_F32, huge, 32, q, stored, &at) && at == 0, "quantize", st_dtype_name(q),
                "rn_convert reports the overflowing block");
     }
 }
