@@ -61,30 +61,8 @@ inline float8 q_load8(__global const uchar *p, size_t total, size_t i) {
     return q_scale(p, total, i >> 2) * (convert_float8(codes) - 8.0f);
 }
 #endif
-// Sixteen elements at a time for the products (matvec.cl): one 16-byte load of Q8_0 quants, or
-// 8 bytes of Q4_0, and one scale, against eight fp16 weights in 16 bytes: quantized rows hold
-// fewer bytes, so each load must carry more elements for the memory system to stay as busy.
-// LOAD_WEIGHTV gives a group's values before its scale, WEIGHTV_SCALE the scale (1 for the
-// unquantized types).
-inline float16 q_codes16(__global const uchar *p, size_t i) {  // elements 16i .. 16i + 15, unscaled
-#if defined(RN_WEIGHT_Q8_0)
-    return convert_float16(as_char16(((__global const uint4 *)p)[i]));
-#else
-    const uint2 v = ((__global const uint2 *)p)[i];
-    const uint8 shifts = (uint8)(0, 4, 8, 12, 16, 20, 24, 28);
-    return (float16)(convert_float8(((uint8)(v.x) >> shifts) & (uint8)(15u)),
-                     convert_float8(((uint8)(v.y) >> shifts) & (uint8)(15u))) - 8.0f;
-#endif
-}
 #define LOAD_WEIGHT(p, total, i) q_load((p), (total), (i))
 #define LOAD_WEIGHT8(p, total, i) q_load8((p), (total), (i))
-#define WEIGHT_VEC 16
-typedef float16 floatv;
-// A group's codes and its scale apart: the products take d * (codes . x), one multiply by d
-// instead of sixteen.
-#define LOAD_WEIGHTV(p, total, i) q_codes16((p), (i))
-#define WEIGHTV_SCALE(p, total, i) q_scale((p), (total), (i) >> 1)
-#define DOTV(a, b) (dot8((a).lo, (b).lo) + dot8((a).hi, (b).hi))
 #elif defined(RN_WEIGHT_F16)
 typedef half weight_t;
 #define LOAD_WEIGHT(p, total, i) vload_half((i), (p))
@@ -100,14 +78,6 @@ typedef float weight_t;
 #define LOAD_WEIGHT(p, total, i) ((p)[i])
 #define LOAD_WEIGHT8(p, total, i) (((__global const float8 *)(p))[i])
 #define STORE_WEIGHT(v, p, i) ((p)[i] = (v))
-#endif
-
-#if !defined(WEIGHT_VEC)  // the unquantized types: groups of eight, 16 bytes of half types
-#define WEIGHT_VEC 8
-typedef float8 floatv;
-#define LOAD_WEIGHTV(p, total, i) LOAD_WEIGHT8((p), (total), (i))
-#define WEIGHTV_SCALE(p, total, i) 1.0f
-#define DOTV(a, b) dot8((a), (b))
 #endif
 
 inline float dot8(float8 a, float8 b) {

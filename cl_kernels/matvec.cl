@@ -15,9 +15,8 @@
 //
 // One work-group owns two weight rows: two outputs, or in GLU mode one output's fc1 and gate
 // rows. In the rotated rows the two are a rotation pair: (2i, 2i+1), or with half_split
-// (i, i + RN_DK/2). Its work-items stride along the rows eight columns at a time (sixteen for
-// the quantized types), so each load is one 16-byte (half types, Q8_0) read and neighbouring
-// items read neighbouring bytes. The input
+// (i, i + RN_DK/2). Its work-items stride along the rows eight columns at a time, so each load
+// is one 16-byte (half types) read and neighbouring items read neighbouring bytes. The input
 // rows are taken RN_MV_LANES at a time: every weight load serves that many rows, and a larger
 // batch re-reads the group's two rows from cache, not from memory. The partial sums of all rows
 // and lanes are then reduced together in local memory, one barrier per halving. (Two rows per
@@ -67,12 +66,11 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
         const int out = min(row_of[j], rows - 1);
         w[j] = (size_t)(glu && j == 1 ? rows + out : out) * cols;
     }
-    // Groups of WEIGHT_VEC (common.cl: 8, or 16 for the quantized types) need rows that start
-    // aligned: columns a multiple of the group. Other widths (small test shapes) take the scalar
-    // loop for every column.
-    const int vectors = cols % WEIGHT_VEC == 0 ? cols / WEIGHT_VEC : 0;
-    size_t wv_at[RN_MV_ROWS];  // the rows in groups
-    for (int j = 0; j < RN_MV_ROWS; j++) wv_at[j] = w[j] / WEIGHT_VEC;
+    // Groups of eight need rows that start 16-byte aligned: columns a multiple of eight.
+    // Other widths (small test shapes) take the scalar loop for every column.
+    const int vectors = cols % 8 == 0 ? cols / 8 : 0;
+    size_t w8[RN_MV_ROWS];  // the rows in groups of eight
+    for (int j = 0; j < RN_MV_ROWS; j++) w8[j] = w[j] / 8;
 
     for (int b0 = 0; b0 < n; b0 += RN_MV_LANES) {
         const int lanes = min(RN_MV_LANES, n - b0);
@@ -82,32 +80,27 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
             for (int j = 0; j < RN_MV_SUMS; j++) acc[b][j] = 0.0f;
         if (lanes == 1) {  // decoding one sequence: the common case, kept free of lane checks
             for (int c = lid; c < vectors; c += RN_WG) {
-                const floatv xv = ((__global const floatv *)xb)[c];
-                const floatv xs = normalize == 2 ? xv * ((__global const floatv *)norm)[c] : xv;
-                acc[0][RN_MV_ROWS] += DOTV(xv, xv);
-                for (int j = 0; j < RN_MV_ROWS; j++)
-                    acc[0][j] += WEIGHTV_SCALE(W, wtotal, wv_at[j] + c) * DOTV(LOAD_WEIGHTV(W, wtotal, wv_at[j] + c), xs);
+                const float8 xv = ((__global const float8 *)xb)[c];
+                const float8 xs = normalize == 2 ? xv * ((__global const float8 *)norm)[c] : xv;
+                acc[0][RN_MV_ROWS] += dot8(xv, xv);
+                for (int j = 0; j < RN_MV_ROWS; j++) acc[0][j] += dot8(LOAD_WEIGHT8(W, wtotal, w8[j] + c), xs);
             }
         } else {
             for (int c = lid; c < vectors; c += RN_WG) {
-                const floatv scale = normalize == 2 ? ((__global const floatv *)norm)[c] : (floatv)(1.0f);
-                floatv wv[RN_MV_ROWS];
-                float ws[RN_MV_ROWS];
-                for (int j = 0; j < RN_MV_ROWS; j++) {
-                    wv[j] = LOAD_WEIGHTV(W, wtotal, wv_at[j] + c);
-                    ws[j] = WEIGHTV_SCALE(W, wtotal, wv_at[j] + c);
-                }
+                const float8 scale = normalize == 2 ? ((__global const float8 *)norm)[c] : (float8)(1.0f);
+                float8 wv[RN_MV_ROWS];
+                for (int j = 0; j < RN_MV_ROWS; j++) wv[j] = LOAD_WEIGHT8(W, wtotal, w8[j] + c);
                 for (int b = 0; b < RN_MV_LANES; b++) {
                     if (b < lanes) {
-                        const floatv xv = ((__global const floatv *)(xb + (size_t)b * cols))[c];
-                        acc[b][RN_MV_ROWS] += DOTV(xv, xv);
-                        const floatv xs = xv * scale;
-                        for (int j = 0; j < RN_MV_ROWS; j++) acc[b][j] += ws[j] * DOTV(wv[j], xs);
+                        const float8 xv = ((__global const float8 *)(xb + (size_t)b * cols))[c];
+                        acc[b][RN_MV_ROWS] += dot8(xv, xv);
+                        const float8 xs = xv * scale;
+                        for (int j = 0; j < RN_MV_ROWS; j++) acc[b][j] += dot8(wv[j], xs);
                     }
                 }
             }
         }
-        for (int c = vectors * WEIGHT_VEC + lid; c < cols; c += RN_WG) {  // columns not taken a group at a time
+        for (int c = vectors * 8 + lid; c < cols; c += RN_WG) {  // columns not taken eight at a time
             const float s = normalize == 2 ? norm[c] : 1.0f;
             for (int b = 0; b < RN_MV_LANES; b++) {
                 if (b < lanes) {
