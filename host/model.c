@@ -150,10 +150,40 @@ static st_dtype file_type(const upload *plan, size_t n, bool *mixed) {
     return *mixed ? ST_F32 : plan[0].tensor->dtype;
 }
 
+/* A matrix of a quantized checkpoint, already in the device's scheme: its quants and scales
+ * copied straight to their places in the buffer's [quants][scales] (rows from u->row0 on). */
+static rn_status upload_quantized(rn_model *m, const upload *u, uint64_t *done, uint64_t total,
+                                  const rn_model_options *opts) {
+    rt_runtime *rt = &m->ctx->rt;
+    const st_tensor *t = u->tensor;
+    const st_dtype q = t->dtype;
+    const uint64_t first = u->row0 * t->shape[1];   /* element offset in the buffer */
+    const uint64_t elements = u->buffer->bytes / rn_block_bytes(q) * 32;
+    const uint64_t qbytes = rn_quant_bytes(q, t->elements), sbytes = t->elements / 32 * 2;
+    const uint64_t piece = UPLOAD_PIECE * sizeof(float);
+    rn_status st = RN_OK;
+    for (uint64_t at = 0; st == RN_OK && at < qbytes; at += piece) {
+        uint64_t n = qbytes - at < piece ? qbytes - at : piece;
+        st = rt_buffer_write(rt, u->buffer, (size_t)(rn_quant_bytes(q, first) + at),
+                             (const unsigned char *)t->data + at, (size_t)n);
+        *done += n;
+        if (opts->progress) opts->progress(opts->progress_user, *done, total);
+    }
+    for (uint64_t at = 0; st == RN_OK && at < sbytes; at += piece) {
+        uint64_t n = sbytes - at < piece ? sbytes - at : piece;
+        st = rt_buffer_write(rt, u->buffer, (size_t)(rn_quant_bytes(q, elements) + first / 32 * 2 + at),
+                             (const unsigned char *)t->scales + at, (size_t)n);
+        *done += n;
+        if (opts->progress) opts->progress(opts->progress_user, *done, total);
+    }
+    return st;
+}
+
 static rn_status upload_tensor(rn_model *m, const upload *u, void *staging, uint64_t *done,
                                uint64_t total, const rn_model_options *opts) {
     rt_runtime *rt = &m->ctx->rt;
     const st_tensor *t = u->tensor;
+    if (t->scales) return upload_quantized(m, u, done, total, opts);
     const st_dtype to = u->matrix ? m->weights : ST_F32;
     const unsigned from_size = st_dtype_size(t->dtype);
     const uint64_t first = u->row0 * (t->elements / t->shape[0]);  /* element offset in the buffer */
@@ -234,9 +264,12 @@ static uint64_t fingerprint(const rn_config *c, const upload *plan, size_t n) {
         h = rn_fnv1a(h, &t->dtype, sizeof t->dtype);
         h = rn_fnv1a(h, t->shape, sizeof t->shape);
         const unsigned char *data = t->data;
-        size_t piece = t->nbytes < 64 ? (size_t)t->nbytes : 64;
-        const uint64_t at[3] = {0, t->nbytes / 2 - (t->nbytes / 2 >= piece ? piece / 2 : 0), t->nbytes - piece};
+        /* a quantized checkpoint's matrices: the quants at data, the scales apart */
+        const uint64_t bytes = t->scales ? rn_quant_bytes(t->dtype, t->elements) : t->nbytes;
+        size_t piece = bytes < 64 ? (size_t)bytes : 64;
+        const uint64_t at[3] = {0, bytes / 2 - (bytes / 2 >= piece ? piece / 2 : 0), bytes - piece};
         for (int j = 0; j < 3; j++) h = rn_fnv1a(h, data + at[j], piece);
+        if (t->scales) h = rn_fnv1a(h, t->scales, t->elements / 32 * 2 < 64 ? (size_t)(t->elements / 32 * 2) : 64);
     }
     return h;
 }
@@ -339,6 +372,13 @@ static rn_status rn_model_load_locked(rn_context *ctx, const char *dir, const rn
     free(shell_layers);
     bool mixed;
     st_dtype own = file_type(plan, n, &mixed);
+    if (ckpt->quantized && opts->weights != RN_WEIGHTS_FILE && device_types[opts->weights] != ckpt->quantization) {
+        st = rn_fail(&ctx->err, RN_ERR_UNSUPPORTED_CONFIG,
+                     "the checkpoint is quantized (%s) and loads only as such: %s weights would need its original "
+                     "(load it without a weights setting, or quantize the original checkpoint)",
+                     st_dtype_name(ckpt->quantization), st_dtype_name(device_types[opts->weights]));
+        goto fail;
+    }
     st = model_prepare(ctx, c, opts->weights == RN_WEIGHTS_FILE ? own : device_types[opts->weights], &m);
     if (st != RN_OK) goto fail;
     m->file_dtype = mixed ? "mixed" : st_dtype_name(own);

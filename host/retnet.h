@@ -163,7 +163,9 @@ typedef enum rn_activation { RN_ACT_GELU = 0, RN_ACT_SWISH = 1 } rn_activation;
  * when its tensors mix precisions). Q8 and Q4 quantize at load time into blocks of 32 weights
  * with an fp16 scale (GGML's Q8_0 and Q4_0 layouts: 8.5 and 4.5 bits a weight); every matrix,
  * the embedding and output included, and each matrix's rows must be a multiple of 32 long.
- * Norm weights are always fp32. */
+ * Norm weights are always fp32. A checkpoint written by rn_quantize_checkpoint loads in its own
+ * scheme without quantizing again (RN_WEIGHTS_FILE, or the same Q8/Q4); any other setting on
+ * it is refused with RN_ERR_UNSUPPORTED_CONFIG. */
 typedef enum rn_weights {
     RN_WEIGHTS_FILE = 0,
     RN_WEIGHTS_F32 = 1,
@@ -205,7 +207,8 @@ typedef struct rn_model_info {
     uint64_t parameters;      /* count, tied weights once */
     uint64_t file_bytes;      /* tensor bytes in the checkpoint */
     uint64_t device_bytes;    /* weight bytes on the device */
-    const char *file_dtype;   /* "F32", "F16", "BF16" or "mixed" */
+    const char *file_dtype;   /* "F32", "F16", "BF16", "mixed", or "Q8_0"/"Q4_0" for a quantized
+                                 checkpoint (rn_quantize_checkpoint) */
     const char *device_dtype; /* how the weight matrices are stored on the device: "F32", "F16",
                                  "BF16", "Q8_0" or "Q4_0" */
     int64_t kv_heads;         /* key/value heads (grouped when below heads) */
@@ -228,6 +231,23 @@ rn_status rn_model_random(rn_context *ctx, const char *config_path, const rn_mod
                           uint64_t seed, rn_model **out);
 void rn_model_free(rn_model *model);
 rn_status rn_model_info_get(const rn_model *model, rn_model_info *info);
+
+/* Writes a quantized copy of the checkpoint at `model_dir` (any family, sharded or not, F32,
+ * F16 or BF16) to `out_dir` (created when missing): model.safetensors with every weight matrix
+ * the runtime keeps in the model's weight type (embedding, output, q/k/v/g, out_proj, fc1, gate,
+ * fc2) quantized exactly as loading with `weights` would, as two tensors "<name>.qweight" (U8
+ * [rows, quant bytes per row]) and "<name>.qscale" (F16 [rows, cols / 32]), other tensors copied
+ * unchanged, and __metadata__ {"retnet_cl.quantization": "q8_0" | "q4_0",
+ * "retnet_cl.quantization_version": "1"}; plus copies of config.json and the tokenizer's files.
+ * rn_model_load reads it back without quantizing again: the same device bytes as loading the
+ * original with `weights`. `weights` is RN_WEIGHTS_Q8 or RN_WEIGHTS_Q4. Every file is written to
+ * a temporary name and renamed into place, so a failure leaves no partial model; the output
+ * directory may not be `model_dir` (RN_ERR_INVALID_ARGUMENT). Rows not a multiple of 32 long
+ * and an input that is already quantized give RN_ERR_UNSUPPORTED_CONFIG. `progress` (NULL: none)
+ * gets the input bytes done and in total. No device is needed; a failure's message is
+ * rn_last_error(). */
+rn_status rn_quantize_checkpoint(const char *model_dir, const char *out_dir, rn_weights weights,
+                                 rn_progress_fn progress, void *user);
 /* Runs the kernels a session will use once, on a scratch session, so that compilation on first
  * use (drivers that build at the first launch, CLBlast's kernels) happens here and not in the
  * first timed prompt: one decoding step, and a prompt of `prompt_tokens` tokens (0: none)

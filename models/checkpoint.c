@@ -21,6 +21,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "dtype.h"
 #include "json_guard.h"
 
 #define MAX_LISTED_MISSING 20
@@ -46,6 +47,8 @@ typedef struct checkpoint_impl {
     shard_ref *map;              /* [n_map] sorted by name; NULL when unsharded */
     size_t n_map;
     derived_tensor *derived;     /* [2L] for fla's fused MLP, else NULL */
+    derived_tensor *qviews;      /* quantized: one Q8_0/Q4_0 view per matrix ([2 + 10L]) */
+    size_t n_qviews, cap_qviews;
 } checkpoint_impl;
 
 static int compare_refs(const void *a, const void *b) {
@@ -326,6 +329,12 @@ static void shape_fail(lookup *lk, const st_tensor *t, size_t shard, const char 
                 file_of(lk, shard), t->name, got, expect);
 }
 
+static void dtype_fail(lookup *lk, const st_tensor *t, size_t shard, const char *expect, const char *note) {
+    if (lk->status != RN_OK) return;
+    lk->status = rn_fail(lk->err, RN_ERR_UNSUPPORTED_DTYPE, "%s: tensor '%s' is %s, where %s is expected%s",
+                         file_of(lk, shard), t->name, st_dtype_name(t->dtype), expect, note);
+}
+
 static const st_tensor *accept(lookup *lk, const st_tensor *t, bool counted) {
     if (counted) rn_add_u64(lk->parameters, t->elements, &lk->parameters);
     rn_add_u64(lk->bytes, t->nbytes, &lk->bytes);
@@ -340,6 +349,11 @@ static const st_tensor *want(lookup *lk, const char *name, bool required, bool c
     const st_tensor *t = find_in(lk->ck, name, &shard);
     if (!t) {
         if (required) note_missing(lk, name);
+        return NULL;
+    }
+    if (!st_dtype_is_float(t->dtype)) {
+        dtype_fail(lk, t, shard, "F32, F16 or BF16",
+                   lk->ck->pub.quantized ? " (a quantized checkpoint keeps all but its matrices unquantized)" : "");
         return NULL;
     }
     if (!shape_is(t, rank, d0, d1)) {
@@ -365,6 +379,76 @@ static const st_tensor *wantf(lookup *lk, bool required, int rank, uint64_t d0, 
     return want(lk, name, required, true, rank, d0, d1);
 }
 
+/* A matrix of a quantized checkpoint: `name`.qweight [rows, quant bytes of a row] (U8) and
+ * `name`.qscale [rows, cols / 32] (F16), as one view of the scheme's dtype and the logical
+ * shape [rows, cols]. `take`: counted as a role's tensor (parameters, bytes). */
+static const st_tensor *want_quantized(lookup *lk, const char *name, bool take, uint64_t rows, uint64_t cols) {
+    checkpoint_impl *ck = lk->ck;
+    const st_dtype q = ck->pub.quantization;
+    char wname[NAME_CAP + 16], sname[NAME_CAP + 16], exp[160];
+    snprintf(wname, sizeof wname, "%s" RN_QWEIGHT_SUFFIX, name);
+    snprintf(sname, sizeof sname, "%s" RN_QSCALE_SUFFIX, name);
+    size_t ws = 0, ss = 0;
+    const st_tensor *w = find_in(ck, wname, &ws), *sc = find_in(ck, sname, &ss);
+    if (!w) note_missing(lk, wname);
+    if (!sc) note_missing(lk, sname);
+    if (!w || !sc) return NULL;
+    if (cols % 32 != 0) {
+        if (lk->status == RN_OK)
+            lk->status = rn_fail(lk->err, RN_ERR_UNSUPPORTED_CONFIG,
+                                 "%s: tensor '%s': %s rows need a multiple of 32 columns; the config implies %llu",
+                                 file_of(lk, ws), wname, st_dtype_name(q), (unsigned long long)cols);
+        return NULL;
+    }
+    if (w->dtype != ST_U8) {
+        dtype_fail(lk, w, ws, "U8", " (the quants of a quantized matrix)");
+        return NULL;
+    }
+    if (sc->dtype != ST_F16) {
+        dtype_fail(lk, sc, ss, "F16", " (the scales of a quantized matrix)");
+        return NULL;
+    }
+    const uint64_t row_bytes = rn_quant_bytes(q, cols);
+    if (!shape_is(w, 2, rows, row_bytes)) {
+        snprintf(exp, sizeof exp, "[%llu, %llu] (the %s quants of [%llu, %llu])", (unsigned long long)rows,
+                 (unsigned long long)row_bytes, st_dtype_name(q), (unsigned long long)rows, (unsigned long long)cols);
+        shape_fail(lk, w, ws, exp);
+        return NULL;
+    }
+    if (!shape_is(sc, 2, rows, cols / 32)) {
+        snprintf(exp, sizeof exp, "[%llu, %llu] (a scale per block of 32 of [%llu, %llu])", (unsigned long long)rows,
+                 (unsigned long long)(cols / 32), (unsigned long long)rows, (unsigned long long)cols);
+        shape_fail(lk, sc, ss, exp);
+        return NULL;
+    }
+    if (ck->n_qviews == ck->cap_qviews) {   /* the allocation covers every role; never reached */
+        if (lk->status == RN_OK) lk->status = rn_fail(lk->err, RN_ERR_LIMIT, "%s: too many quantized matrices", lk->source);
+        return NULL;
+    }
+    derived_tensor *d = &ck->qviews[ck->n_qviews++];
+    snprintf(d->name, sizeof d->name, "%s", name);
+    d->t = (st_tensor){.name = d->name, .dtype = q, .rank = 2, .shape = {rows, cols}, .elements = rows * cols,
+                       .nbytes = w->nbytes + sc->nbytes, .data = w->data, .scales = sc->data};
+    return take ? accept(lk, &d->t, true) : &d->t;
+}
+
+/* A weight matrix [rows, cols]: the tensor itself, or its .qweight/.qscale pair in a quantized
+ * checkpoint. Always required and counted. */
+static const st_tensor *want_matrix(lookup *lk, const char *name, uint64_t rows, uint64_t cols) {
+    if (lk->ck->pub.quantized) return want_quantized(lk, name, true, rows, cols);
+    return want(lk, name, true, true, 2, rows, cols);
+}
+
+static const st_tensor *wantf_matrix(lookup *lk, uint64_t rows, uint64_t cols, const char *fmt, ...) RN_PRINTF(4, 5);
+static const st_tensor *wantf_matrix(lookup *lk, uint64_t rows, uint64_t cols, const char *fmt, ...) {
+    char name[NAME_CAP];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    return want_matrix(lk, name, rows, cols);
+}
+
 /* ---- the families ------------------------------------------------------------------------- */
 
 /* torchscale and syncdoth: the same state dict, syncdoth's under "model." and with lm_head. */
@@ -375,22 +459,22 @@ static void map_decoder(rn_checkpoint *ck, lookup *lk) {
     uint64_t D = (uint64_t)c->embed_dim, Dv = (uint64_t)c->value_embed_dim;
     uint64_t F = (uint64_t)c->ffn_dim, V = (uint64_t)c->vocab_size;
 
-    ck->embed = wantf(lk, true, 2, V, D, "%sembed_tokens.weight", p);                   /* [V, D] */
+    ck->embed = wantf_matrix(lk, V, D, "%sembed_tokens.weight", p);                       /* [V, D] */
     if (c->layernorm_embedding)
         ck->embed_norm = wantf(lk, true, 1, D, 0, "%slayernorm_embedding.weight", p);    /* [D] */
 
     for (int64_t l = 0; l < c->layers; l++) {
         rn_layer_tensors *L = &ck->layers[l];
         long long i = (long long)l;
-        L->q_proj = wantf(lk, true, 2, D, D, "%slayers.%lld.retention.q_proj.weight", p, i);     /* [D, D] */
-        L->k_proj = wantf(lk, true, 2, D, D, "%slayers.%lld.retention.k_proj.weight", p, i);     /* [D, D] */
-        L->v_proj = wantf(lk, true, 2, Dv, D, "%slayers.%lld.retention.v_proj.weight", p, i);    /* [Dv, D] */
-        L->g_proj = wantf(lk, true, 2, Dv, D, "%slayers.%lld.retention.g_proj.weight", p, i);    /* [Dv, D] */
-        L->out_proj = wantf(lk, true, 2, D, Dv, "%slayers.%lld.retention.out_proj.weight", p, i); /* [D, Dv] */
+        L->q_proj = wantf_matrix(lk, D, D, "%slayers.%lld.retention.q_proj.weight", p, i);     /* [D, D] */
+        L->k_proj = wantf_matrix(lk, D, D, "%slayers.%lld.retention.k_proj.weight", p, i);     /* [D, D] */
+        L->v_proj = wantf_matrix(lk, Dv, D, "%slayers.%lld.retention.v_proj.weight", p, i);    /* [Dv, D] */
+        L->g_proj = wantf_matrix(lk, Dv, D, "%slayers.%lld.retention.g_proj.weight", p, i);    /* [Dv, D] */
+        L->out_proj = wantf_matrix(lk, D, Dv, "%slayers.%lld.retention.out_proj.weight", p, i); /* [D, Dv] */
         L->retention_norm = wantf(lk, true, 1, D, 0, "%slayers.%lld.retention_layer_norm.weight", p, i);
-        L->fc1 = wantf(lk, true, 2, F, D, "%slayers.%lld.ffn.fc1.weight", p, i);                 /* [F, D] */
-        L->gate = wantf(lk, true, 2, F, D, "%slayers.%lld.ffn.gate.weight", p, i);               /* [F, D] */
-        L->fc2 = wantf(lk, true, 2, D, F, "%slayers.%lld.ffn.fc2.weight", p, i);                 /* [D, F] */
+        L->fc1 = wantf_matrix(lk, F, D, "%slayers.%lld.ffn.fc1.weight", p, i);                 /* [F, D] */
+        L->gate = wantf_matrix(lk, F, D, "%slayers.%lld.ffn.gate.weight", p, i);               /* [F, D] */
+        L->fc2 = wantf_matrix(lk, D, F, "%slayers.%lld.ffn.fc2.weight", p, i);                 /* [D, F] */
         L->ffn_norm = wantf(lk, true, 1, D, 0, "%slayers.%lld.final_layer_norm.weight", p, i);
     }
 
@@ -398,8 +482,8 @@ static void map_decoder(rn_checkpoint *ck, lookup *lk) {
     /* Tied: the state dict carries the output as an alias of the embedding (or not at all,
      * after safetensors deduplication); either way it is not read. */
     if (c->share_embed) ck->output = ck->embed;
-    else if (sd) ck->output = want(lk, "lm_head.weight", true, true, 2, V, D);          /* [V, D] */
-    else ck->output = want(lk, "output_projection.weight", true, true, 2, V, D);        /* [V, D] */
+    else if (sd) ck->output = want_matrix(lk, "lm_head.weight", V, D);                   /* [V, D] */
+    else ck->output = want_matrix(lk, "output_projection.weight", V, D);                 /* [V, D] */
 
     /* syncdoth built with tensor_parallel=True derives each head's decay through a projection
      * this runtime does not apply: refuse rather than run other decays */
@@ -428,39 +512,52 @@ static const st_tensor *half_of(lookup *lk, derived_tensor *d, const st_tensor *
     d->t.shape[0] = I;
     d->t.elements = fused->elements / 2;
     d->t.nbytes = fused->nbytes / 2;
-    d->t.data = (const unsigned char *)fused->data + (first ? d->t.nbytes : 0);
+    if (fused->scales) {   /* a quantized view: its quants and its scales each split in two */
+        d->t.data = (const unsigned char *)fused->data + (first ? rn_quant_bytes(fused->dtype, d->t.elements) : 0);
+        d->t.scales = (const unsigned char *)fused->scales + (first ? d->t.elements / 32 * 2 : 0);
+    } else {
+        d->t.data = (const unsigned char *)fused->data + (first ? d->t.nbytes : 0);
+    }
     return accept(lk, &d->t, true);
 }
 
 /* fla's MLP: separate gate_proj/up_proj, or one gate_proj of 2I rows (before fla b48ca31d). */
 static void map_fla_mlp(checkpoint_impl *ck, lookup *lk, int64_t l, rn_layer_tensors *L) {
     uint64_t D = (uint64_t)ck->pub.config.embed_dim, I = (uint64_t)ck->pub.config.ffn_dim;
-    char gate_name[NAME_CAP], up_name[NAME_CAP];
+    char gate_name[NAME_CAP], up_name[NAME_CAP], gate_key[NAME_CAP + 16], up_key[NAME_CAP + 16];
     snprintf(gate_name, sizeof gate_name, "model.layers.%lld.mlp.gate_proj.weight", (long long)l);
     snprintf(up_name, sizeof up_name, "model.layers.%lld.mlp.up_proj.weight", (long long)l);
+    /* quantized: the layout shows in the quants' shape, [2I or I, quant bytes of D] */
+    const bool q = ck->pub.quantized;
+    const uint64_t Dq = q ? rn_quant_bytes(ck->pub.quantization, D) : D;
+    snprintf(gate_key, sizeof gate_key, "%s%s", gate_name, q ? RN_QWEIGHT_SUFFIX : "");
+    snprintf(up_key, sizeof up_key, "%s%s", up_name, q ? RN_QWEIGHT_SUFFIX : "");
     size_t shard = 0;
-    const st_tensor *gp = find_in(ck, gate_name, &shard), *up = find_in(ck, up_name, NULL);
+    const st_tensor *gp = find_in(ck, gate_key, &shard), *up = find_in(ck, up_key, NULL);
     if (!gp) {
-        note_missing(lk, gate_name);
+        note_missing(lk, gate_key);
     } else if (up) {
-        L->fc1 = want(lk, gate_name, true, true, 2, I, D);      /* [I, D] silu branch */
-        L->gate = want(lk, up_name, true, true, 2, I, D);       /* [I, D] linear branch */
-    } else if (shape_is(gp, 2, 2 * I, D)) {
+        L->fc1 = want_matrix(lk, gate_name, I, D);              /* [I, D] silu branch */
+        L->gate = want_matrix(lk, up_name, I, D);               /* [I, D] linear branch */
+    } else if (shape_is(gp, 2, 2 * I, Dq)) {
         /* rows [0, I) are the gate fla runs through silu: our fc1; rows [I, 2I) "up": our gate */
-        L->fc1 = half_of(lk, &ck->derived[2 * l], gp, 0, I);
-        L->gate = half_of(lk, &ck->derived[2 * l + 1], gp, I, I);
-    } else if (shape_is(gp, 2, I, D)) {
-        note_missing(lk, up_name);                              /* split layout, half of it */
+        const st_tensor *fused = q ? want_quantized(lk, gate_name, false, 2 * I, D) : gp;
+        if (fused) {
+            L->fc1 = half_of(lk, &ck->derived[2 * l], fused, 0, I);
+            L->gate = half_of(lk, &ck->derived[2 * l + 1], fused, I, I);
+        }
+    } else if (shape_is(gp, 2, I, Dq)) {
+        note_missing(lk, up_key);                               /* split layout, half of it */
     } else {
         char exp[160];
         snprintf(exp, sizeof exp,
                  "[%llu, %llu] (fused, without up_proj) or [%llu, %llu] (with up_proj)",
-                 (unsigned long long)(2 * I), (unsigned long long)D, (unsigned long long)I,
-                 (unsigned long long)D);
+                 (unsigned long long)(2 * I), (unsigned long long)Dq, (unsigned long long)I,
+                 (unsigned long long)Dq);
         shape_fail(lk, gp, shard, exp);
     }
     long long i = (long long)l;
-    L->fc2 = wantf(lk, true, 2, D, I, "model.layers.%lld.mlp.down_proj.weight", i);  /* [D, I] */
+    L->fc2 = wantf_matrix(lk, D, I, "model.layers.%lld.mlp.down_proj.weight", i);    /* [D, I] */
 }
 
 /* The per-head norm weight: fla names it after the module that holds it, which depends on
@@ -495,27 +592,62 @@ static void map_fla(checkpoint_impl *ck, lookup *lk) {
     uint64_t K = (uint64_t)c->key_embed_dim, V = (uint64_t)c->vocab_size;
     uint64_t G = (uint64_t)(c->heads / c->kv_heads);   /* config.c checked the division */
 
-    p->embed = want(lk, "model.embeddings.weight", true, true, 2, V, D);                  /* [V, D] */
+    p->embed = want_matrix(lk, "model.embeddings.weight", V, D);                          /* [V, D] */
     for (int64_t l = 0; l < c->layers; l++) {
         rn_layer_tensors *L = &p->layers[l];
         long long i = (long long)l;
         L->retention_norm = wantf(lk, true, 1, D, 0, "model.layers.%lld.attn_norm.weight", i);
-        L->q_proj = wantf(lk, true, 2, K, D, "model.layers.%lld.attn.q_proj.weight", i);       /* [K, D] */
-        L->k_proj = wantf(lk, true, 2, K / G, D, "model.layers.%lld.attn.k_proj.weight", i);   /* [K/G, D] */
-        L->v_proj = wantf(lk, true, 2, Dv / G, D, "model.layers.%lld.attn.v_proj.weight", i);  /* [Dv/G, D] */
+        L->q_proj = wantf_matrix(lk, K, D, "model.layers.%lld.attn.q_proj.weight", i);       /* [K, D] */
+        L->k_proj = wantf_matrix(lk, K / G, D, "model.layers.%lld.attn.k_proj.weight", i);   /* [K/G, D] */
+        L->v_proj = wantf_matrix(lk, Dv / G, D, "model.layers.%lld.attn.v_proj.weight", i);  /* [Dv/G, D] */
         if (c->output_gate)
-            L->g_proj = wantf(lk, true, 2, Dv, D, "model.layers.%lld.attn.g_proj.weight", i);  /* [Dv, D] */
-        L->out_proj = wantf(lk, true, 2, D, Dv, "model.layers.%lld.attn.o_proj.weight", i);    /* [D, Dv] */
+            L->g_proj = wantf_matrix(lk, Dv, D, "model.layers.%lld.attn.g_proj.weight", i);  /* [Dv, D] */
+        L->out_proj = wantf_matrix(lk, D, Dv, "model.layers.%lld.attn.o_proj.weight", i);    /* [D, Dv] */
         map_fla_head_norm(ck, lk, l, L);
         L->ffn_norm = wantf(lk, true, 1, D, 0, "model.layers.%lld.mlp_norm.weight", i);
         map_fla_mlp(ck, lk, l, L);
     }
     p->final_norm = want(lk, "model.norm.weight", true, true, 1, D, 0);
     /* tied: lm_head.weight may be stored as the embedding's alias; it is not read */
-    p->output = c->share_embed ? p->embed : want(lk, "lm_head.weight", true, true, 2, V, D);
+    p->output = c->share_embed ? p->embed : want_matrix(lk, "lm_head.weight", V, D);
 }
 
 /* ---- open / close ------------------------------------------------------------------------- */
+
+/* The quantization the shards' __metadata__ names (checkpoint.h): every shard the same. */
+static rn_status read_quantization(checkpoint_impl *ck, rn_error *err) {
+    rn_checkpoint *p = &ck->pub;
+    p->quantization = ST_F32;
+    for (size_t i = 0; i < p->n_shards; i++) {
+        const char *scheme = st_metadata(p->shards[i], RN_QUANT_KEY);
+        const char *version = st_metadata(p->shards[i], RN_QUANT_VERSION_KEY);
+        const char *path = ck->shard_paths[i];
+        if (!scheme && version)
+            return rn_fail(err, RN_ERR_UNSUPPORTED_CONFIG, "%s: __metadata__ has %s '%.40s' but no %s", path,
+                           RN_QUANT_VERSION_KEY, version, RN_QUANT_KEY);
+        st_dtype q = ST_F32;
+        if (scheme) {
+            if (strcmp(scheme, "q8_0") == 0) q = ST_Q8_0;
+            else if (strcmp(scheme, "q4_0") == 0) q = ST_Q4_0;
+            else
+                return rn_fail(err, RN_ERR_UNSUPPORTED_CONFIG,
+                               "%s: __metadata__ %s is '%.40s', an unknown scheme (q8_0 and q4_0 are known)", path,
+                               RN_QUANT_KEY, scheme);
+            if (!version || strcmp(version, RN_QUANT_VERSION) != 0)
+                return rn_fail(err, RN_ERR_UNSUPPORTED_CONFIG,
+                               "%s: __metadata__ %s is %s%.40s%s; this runtime reads version %s", path,
+                               RN_QUANT_VERSION_KEY, version ? "'" : "", version ? version : "missing",
+                               version ? "'" : "", RN_QUANT_VERSION);
+        }
+        if (i > 0 && q != p->quantization)
+            return rn_fail(err, RN_ERR_UNSUPPORTED_CONFIG, "%s: quantization %s differs from %s's %s", path,
+                           scheme ? scheme : "(none)", ck->shard_paths[0],
+                           p->quantized ? st_dtype_name(p->quantization) : "(none)");
+        p->quantization = q;
+        p->quantized = scheme != NULL;
+    }
+    return RN_OK;
+}
 
 rn_status rn_checkpoint_open(const char *dir, rn_checkpoint **out, rn_error *err) {
     rn_status status = RN_OK;
@@ -561,10 +693,16 @@ rn_status rn_checkpoint_open(const char *dir, rn_checkpoint **out, rn_error *err
         if ((status = st_open(ck->shard_paths[0], &p->shards[0], err)) != RN_OK) goto fail;
     }
 
+    if ((status = read_quantization(ck, err)) != RN_OK) goto fail;
+
     const rn_config *c = &p->config;
     p->layers = calloc((size_t)c->layers, sizeof *p->layers);
     if (c->family == RN_FAMILY_FLA) ck->derived = calloc(2 * (size_t)c->layers, sizeof *ck->derived);
-    if (!p->layers || (c->family == RN_FAMILY_FLA && !ck->derived)) {
+    if (p->quantized) {
+        ck->cap_qviews = 2 + 10 * (size_t)c->layers;
+        ck->qviews = calloc(ck->cap_qviews, sizeof *ck->qviews);
+    }
+    if (!p->layers || (c->family == RN_FAMILY_FLA && !ck->derived) || (p->quantized && !ck->qviews)) {
         status = rn_fail(err, RN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for %lld layers", dir,
                          (long long)c->layers);
         goto fail;
@@ -572,8 +710,12 @@ rn_status rn_checkpoint_open(const char *dir, rn_checkpoint **out, rn_error *err
 
     /* a decoder_* config is torchscale's or syncdoth's: the names tell, the config only guessed */
     if (c->family != RN_FAMILY_FLA) {
-        if (find_in(ck, "model.embed_tokens.weight", NULL)) p->config.family = RN_FAMILY_SYNCDOTH;
-        else if (find_in(ck, "embed_tokens.weight", NULL)) p->config.family = RN_FAMILY_TORCHSCALE;
+        const char *sfx = p->quantized ? RN_QWEIGHT_SUFFIX : "";
+        char sd_name[64], ts_name[64];
+        snprintf(sd_name, sizeof sd_name, "model.embed_tokens.weight%s", sfx);
+        snprintf(ts_name, sizeof ts_name, "embed_tokens.weight%s", sfx);
+        if (find_in(ck, sd_name, NULL)) p->config.family = RN_FAMILY_SYNCDOTH;
+        else if (find_in(ck, ts_name, NULL)) p->config.family = RN_FAMILY_TORCHSCALE;
     }
 
     lookup lk = {.ck = ck, .source = p->indexed ? index_path : ck->shard_paths[0], .err = err};
@@ -617,6 +759,7 @@ void rn_checkpoint_close(rn_checkpoint *ckpt) {
     free(ck->shard_paths);
     free(ck->map);
     free(ck->derived);
+    free(ck->qviews);
     free(ckpt->layers);
     free(ck);
 }

@@ -65,9 +65,27 @@
  * shards), and st_open's for a shard.
  *
  * syncdoth built with tensor_parallel (retention.decay_proj.weight present) is refused with
- * RN_ERR_UNSUPPORTED_CONFIG. Every missing tensor is listed in one message
+ * RN_ERR_UNSUPPORTED_CONFIG. A tensor of a role in U8 (or any dtype but F32, F16, BF16) is refused
+ * with RN_ERR_UNSUPPORTED_DTYPE. Every missing tensor is listed in one message
  * (RN_ERR_MISSING_TENSOR); a wrong shape names the tensor, its file, its shape and the expected
  * one (RN_ERR_TENSOR_SHAPE). Tensors outside these lists are ignored. No OpenCL here.
+ *
+ * Quantized checkpoints (`retnet quantize`, models/quantize.h): the header's __metadata__ holds
+ * "retnet_cl.quantization": "q8_0" or "q4_0" and "retnet_cl.quantization_version": "1" (every
+ * shard the same). Each weight matrix the runtime keeps in the model's weight type (the embedding,
+ * the output, q/k/v/g, out_proj, fc1, gate, fc2; fla's gate_proj/up_proj/down_proj, a fused
+ * gate_proj whole) is then two tensors named after it:
+ *   <name>.qweight  U8   [rows, cols (Q8_0) or cols / 2 (Q4_0)]  the quants of each row
+ *   <name>.qscale   F16  [rows, cols / 32]                       a scale per block of 32
+ * (safetensors.h has the quants' layout). Every other tensor is as in an ordinary checkpoint,
+ * in F32, F16 or BF16. The roles' tensors are views of dtype ST_Q8_0 / ST_Q4_0 and the logical
+ * shape [rows, cols]: `data` the quants, `scales` the scales, nbytes both, owned by the
+ * checkpoint and not found by name (nor read by st_to_f32, whose blocks are contiguous). Errors, each naming the tensor: a scheme other than q8_0/q4_0, a version other
+ * than "1" or missing, a version without a scheme, shards that disagree
+ * (RN_ERR_UNSUPPORTED_CONFIG); a missing .qweight or .qscale (RN_ERR_MISSING_TENSOR, listed with
+ * the others); .qweight not U8 or .qscale not F16 (RN_ERR_UNSUPPORTED_DTYPE); either of the
+ * wrong shape for the config (RN_ERR_TENSOR_SHAPE); a matrix whose rows are not a multiple of 32
+ * (RN_ERR_UNSUPPORTED_CONFIG).
  */
 #ifndef RN_CHECKPOINT_H
 #define RN_CHECKPOINT_H
@@ -77,6 +95,12 @@
 
 #define RN_MAX_INDEX_BYTES (16u << 20)   /* a 3B model's index is 26 kB */
 #define RN_MAX_SHARDS 65536
+
+#define RN_QUANT_KEY "retnet_cl.quantization"
+#define RN_QUANT_VERSION_KEY "retnet_cl.quantization_version"
+#define RN_QUANT_VERSION "1"
+#define RN_QWEIGHT_SUFFIX ".qweight"
+#define RN_QSCALE_SUFFIX ".qscale"
 
 typedef struct rn_layer_tensors {
     const st_tensor *q_proj;           /* [K, D]      K = key_embed_dim = H * dk */
@@ -97,6 +121,8 @@ typedef struct rn_checkpoint {
     st_file **shards;                  /* [n_shards], one when unsharded */
     size_t n_shards;
     bool indexed;                      /* read through model.safetensors.index.json */
+    bool quantized;                    /* a quantized checkpoint (above) */
+    st_dtype quantization;             /* its scheme, ST_Q8_0 or ST_Q4_0; ST_F32 when not */
     const st_tensor *embed;            /* [V, D] embed_tokens.weight */
     const st_tensor *embed_norm;       /* [D] NULL unless layernorm_embedding */
     const st_tensor *final_norm;       /* [D] NULL unless normalize_before */

@@ -63,6 +63,7 @@ uint16_t rn_float_to_bf16(float f) {
 
 /* Element i of little-endian file data, assembled byte by byte: any alignment, any host. */
 static float load(st_dtype dtype, const unsigned char *p, uint64_t i) {
+    if (dtype == ST_U8) return (float)p[i];   /* widened as integers (st_to_f32 of quants) */
     if (dtype == ST_F32) {
         p += 4 * i;
         uint32_t bits = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;

@@ -35,7 +35,8 @@ void rn_dequantize_block(st_dtype from, uint16_t d, const unsigned char *q, floa
 
 /* Converts `count` elements of little-endian `src` (any alignment) in `from` to `dst` in `to`
  * (host-order floats or 16-bit words; for Q8_0 and Q4_0 the quants of the `count` elements then
- * their scales, `count` a multiple of 32; from Q8_0 and Q4_0 only to F32). Returns false when a finite value becomes infinite (F16: |x| > 65504 after
+ * their scales, `count` a multiple of 32; from Q8_0 and Q4_0 only to F32; U8, as integers, only
+ * from). Returns false when a finite value becomes infinite (F16: |x| > 65504 after
  * rounding; a block's scale beyond fp16), with the index of the first such element in
  * *overflow_at; the rest is converted anyway. */
 bool rn_convert(st_dtype from, const void *src, uint64_t count, st_dtype to, void *dst,

@@ -38,18 +38,21 @@ struct st_file {
     st_tensor *tensors;   /* [count], in header order */
     size_t *by_name;      /* [count], indices sorted by name, for st_find */
     char *names;          /* one block holding every name, NUL-separated */
+    size_t n_meta;
+    char **meta;          /* [2 n_meta]: __metadata__'s keys and values, alternating */
 };
 
 /* ---- dtypes ------------------------------------------------------------------------------- */
 
-/* The full safetensors dtype list. Only the first three load; the others are valid files this
- * runtime refuses with RN_ERR_UNSUPPORTED_DTYPE rather than calling them malformed. */
+/* The full safetensors dtype list. The first four load (U8 for the quants of a quantized
+ * checkpoint); the others are valid files this runtime refuses with RN_ERR_UNSUPPORTED_DTYPE
+ * rather than calling them malformed. */
 static const struct {
     const char *name;
     st_dtype dtype;
-} k_supported_dtypes[] = {{"F32", ST_F32}, {"F16", ST_F16}, {"BF16", ST_BF16}};
+} k_supported_dtypes[] = {{"F32", ST_F32}, {"F16", ST_F16}, {"BF16", ST_BF16}, {"U8", ST_U8}};
 static const char *const k_other_dtypes[] = {
-    "BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ",
+    "BOOL", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ",
     "I16", "U16", "I32", "U32", "F64", "I64", "U64", "C64", "F4", "F6_E2M3", "F6_E3M2",
 };
 
@@ -60,12 +63,17 @@ const char *st_dtype_name(st_dtype dtype) {
     case ST_BF16: return "BF16";
     case ST_Q8_0: return "Q8_0";
     case ST_Q4_0: return "Q4_0";
+    case ST_U8: return "U8";
     }
     return "?";
 }
 
 unsigned st_dtype_size(st_dtype dtype) {
-    return dtype == ST_F32 ? 4u : dtype == ST_F16 || dtype == ST_BF16 ? 2u : 0u;
+    return dtype == ST_F32 ? 4u : dtype == ST_F16 || dtype == ST_BF16 ? 2u : dtype == ST_U8 ? 1u : 0u;
+}
+
+bool st_dtype_is_float(st_dtype dtype) {
+    return dtype == ST_F32 || dtype == ST_F16 || dtype == ST_BF16;
 }
 
 /* ---- messages ----------------------------------------------------------------------------- */
@@ -160,6 +168,22 @@ static rn_status check_metadata(const char *path, const cJSON *meta, rn_error *e
     return RN_OK;
 }
 
+static rn_status keep_metadata(const char *path, st_file *f, const cJSON *meta, rn_error *err) {
+    size_t n = (size_t)cJSON_GetArraySize(meta);
+    if (n == 0) return RN_OK;
+    f->meta = calloc(2 * n, sizeof *f->meta);
+    if (!f->meta) return rn_fail(err, RN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for __metadata__", path);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, meta) {
+        char *key = strdup(item->string), *value = strdup(item->valuestring);
+        f->meta[2 * f->n_meta] = key;
+        f->meta[2 * f->n_meta + 1] = value;
+        f->n_meta++;
+        if (!key || !value) return rn_fail(err, RN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for __metadata__", path);
+    }
+    return RN_OK;
+}
+
 /* Items 12-16 for one entry: exact keys, dtype, shape, data_offsets, byte count. */
 static rn_status parse_entry(const char *path, const cJSON *entry, st_tensor *t, uint64_t *begin,
                              uint64_t *end, rn_error *err) {
@@ -205,7 +229,7 @@ static rn_status parse_entry(const char *path, const cJSON *entry, st_tensor *t,
         for (size_t i = 0; i < sizeof k_other_dtypes / sizeof *k_other_dtypes; i++)
             if (strcmp(dtype->valuestring, k_other_dtypes[i]) == 0)
                 return rn_fail(err, RN_ERR_UNSUPPORTED_DTYPE,
-                               "%s: tensor '%s': dtype %s is not supported (F32, F16 and BF16 are)",
+                               "%s: tensor '%s': dtype %s is not supported (F32, F16, BF16 and U8 are)",
                                path, name, dt);
         return rn_fail(err, RN_ERR_UNKNOWN_DTYPE, "%s: tensor '%s': unknown dtype '%s'", path, name, dt);
     }
@@ -409,8 +433,9 @@ rn_status st_open(const char *path, st_file **out, rn_error *err) {
         goto fail;
     }
 
-    /* 11. __metadata__ */
+    /* 11. __metadata__, kept for st_metadata */
     if (meta && (status = check_metadata(path, meta, err)) != RN_OK) goto fail;
+    if (meta && (status = keep_metadata(path, f, meta, err)) != RN_OK) goto fail;
 
     /* 12-16. every tensor entry */
     if (tensors > 0) {
@@ -544,7 +569,16 @@ void st_close(st_file *file) {
     free(file->tensors);
     free(file->by_name);
     free(file->names);
+    for (size_t i = 0; i < 2 * file->n_meta; i++) free(file->meta[i]);
+    free(file->meta);
     free(file);
+}
+
+const char *st_metadata(const st_file *file, const char *key) {
+    if (!file || !key) return NULL;
+    for (size_t i = 0; i < file->n_meta; i++)
+        if (strcmp(file->meta[2 * i], key) == 0) return file->meta[2 * i + 1];
+    return NULL;
 }
 
 size_t st_count(const st_file *file) {

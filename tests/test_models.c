@@ -24,6 +24,7 @@
 #include "checkpoint.h"
 #include "dtype.h"
 #include "model_writer.h"
+#include "quantize.h"
 
 static int g_cases, g_failures;
 static char g_dir[256];
@@ -2171,6 +2172,238 @@ static int run_fla_1_3b(const char *parent) {
     return g_failures ? 1 : 0;
 }
 
+/* ---- quantized checkpoints (retnet quantize) ---------------------------------------------- */
+
+/* The matrices a quantized checkpoint holds as views, in the same order for any checkpoint. */
+static size_t matrices_of(const rn_checkpoint *ck, const st_tensor **out) {
+    size_t n = 0;
+    out[n++] = ck->embed;
+    out[n++] = ck->output;
+    for (int64_t l = 0; l < ck->config.layers; l++) {
+        const rn_layer_tensors *L = &ck->layers[l];
+        const st_tensor *all[] = {L->q_proj, L->k_proj, L->v_proj, L->g_proj, L->out_proj, L->fc1, L->gate, L->fc2};
+        for (size_t i = 0; i < 8; i++) out[n++] = all[i];
+    }
+    return n;
+}
+
+/* `q` opens as a quantized checkpoint of `scheme` whose every matrix holds exactly the quants and
+ * scales rn_convert makes of `orig`'s (what --weights q8|q4 uploads), and whose vectors are
+ * `orig`'s bytes. */
+static void expect_quantized_of(const char *label, const char *q, const char *orig, st_dtype scheme) {
+    rn_checkpoint *a = NULL, *b = NULL;
+    rn_error err = {{0}};
+    bool ok = rn_checkpoint_open(q, &a, &err) == RN_OK && rn_checkpoint_open(orig, &b, &err) == RN_OK;
+    char why[256] = "";
+    if (ok && (!a->quantized || a->quantization != scheme || b->quantized || a->parameters != b->parameters ||
+               a->config.family != b->config.family)) {
+        ok = false;
+        snprintf(why, sizeof why, "quantized %d scheme %s parameters %llu/%llu", a->quantized,
+                 st_dtype_name(a->quantization), (unsigned long long)a->parameters, (unsigned long long)b->parameters);
+    }
+    if (ok) {
+        const st_tensor *ma[2 + 8 * 8], *mb[2 + 8 * 8];
+        size_t n = matrices_of(a, ma);
+        matrices_of(b, mb);
+        for (size_t i = 0; ok && i < n; i++) {
+            if (!ma[i] && !mb[i]) continue;
+            const st_tensor *x = ma[i], *y = mb[i];
+            if (!x || !y || x->dtype != scheme || !x->scales || x->rank != 2 || x->shape[0] != y->shape[0] ||
+                x->shape[1] != y->shape[1] || x->elements != y->elements) {
+                ok = false;
+                snprintf(why, sizeof why, "matrix %zu (%s): view or shape differs", i, y ? y->name : "?");
+                break;
+            }
+            unsigned char *want = malloc((size_t)rn_storage_bytes(scheme, y->elements));
+            rn_convert(y->dtype, y->data, y->elements, scheme, want, NULL);
+            uint64_t qb = rn_quant_bytes(scheme, y->elements);
+            ok = memcmp(want, x->data, (size_t)qb) == 0 && memcmp(want + qb, x->scales, (size_t)(y->elements / 32 * 2)) == 0;
+            if (!ok) snprintf(why, sizeof why, "matrix '%s': quants or scales differ", y->name);
+            free(want);
+        }
+        for (int64_t l = 0; ok && l < a->config.layers; l++) {
+            const st_tensor *x = a->layers[l].ffn_norm, *y = b->layers[l].ffn_norm;
+            ok = x->dtype == y->dtype && x->nbytes == y->nbytes && memcmp(x->data, y->data, (size_t)x->nbytes) == 0 &&
+                 !x->scales;
+            if (!ok) snprintf(why, sizeof why, "layer %lld ffn_norm differs", (long long)l);
+        }
+    }
+    report(ok, "quantized", label, "%s", ok ? "" : why[0] ? why : err.message);
+    rn_checkpoint_close(a);
+    rn_checkpoint_close(b);
+}
+
+/* A copy of `src_dir` (model.safetensors and config.json) with the first `old` in the header
+ * replaced by `new_` (re-padded); the data is unchanged. */
+static void qedit_header(const char *src_dir, const char *dst_dir, const char *old, const char *new_) {
+    char src[600], dst[600];
+    mkdir(dst_dir, 0700);
+    snprintf(src, sizeof src, "%s/model.safetensors", src_dir);
+    snprintf(dst, sizeof dst, "%s/model.safetensors", dst_dir);
+    size_t len;
+    unsigned char *in = read_all(src, &len);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = (n << 8) | in[i];
+    char *header = malloc((size_t)n + 1);
+    memcpy(header, in + 8, (size_t)n);
+    header[n] = '\0';
+    char *at = strstr(header, old);
+    if (!at) die("qedit_header: no match in", src);
+    size_t before = (size_t)(at - header), olen = strlen(old), nlen = strlen(new_);
+    size_t json = (size_t)n - olen + nlen, padded = (json + 7) / 8 * 8;
+    char *h = malloc(padded);
+    memcpy(h, header, before);
+    memcpy(h + before, new_, nlen);
+    memcpy(h + before + nlen, at + olen, (size_t)n - before - olen);
+    memset(h + json, ' ', padded - json);
+    write_st_raw(dst, padded, h, padded, in + 8 + n, len - 8 - (size_t)n);
+    free(h);
+    free(header);
+    free(in);
+    snprintf(src, sizeof src, "%s/config.json", src_dir);
+    snprintf(dst, sizeof dst, "%s/config.json", dst_dir);
+    unsigned char *cfg = read_all(src, &len);
+    write_file(dst, cfg, len);
+    free(cfg);
+}
+
+static rn_config quantizable_config(void) {
+    return (rn_config){.embed_dim = 32, .value_embed_dim = 64, .heads = 2, .ffn_dim = 64,
+                       .layers = 2, .vocab_size = 40, .chunk_size = 8, .activation = RN_ACT_SWISH,
+                       .layernorm_eps = 1e-6, .no_scale_embedding = true, .share_embed = false,
+                       .normalize_before = true};
+}
+
+static void test_quantized_checkpoints(void) {
+    char orig[512], q[512], dir[512];
+    rn_error err = {{0}};
+    rn_writer_options o;
+
+    /* every family and layout, both schemes: the views hold what a load-time quantization makes */
+    struct {
+        const char *name;
+        rn_config cfg;
+        st_dtype dtype;
+        bool fused;
+        unsigned shards;
+    } models[] = {
+        {"torchscale", quantizable_config(), ST_F32, false, 0},
+        {"syncdoth", quantizable_config(), ST_F16, false, 2},
+        {"fla", tiny_fla(2, true, true, false), ST_BF16, false, 0},
+        {"fla_fused_gqa", tiny_fla(1, true, true, false), ST_BF16, true, 0},
+        {"fla_tied", tiny_fla(2, false, false, true), ST_F32, false, 0},
+    };
+    models[1].cfg.family = RN_FAMILY_SYNCDOTH;
+    for (size_t i = 2; i < 5; i++) {
+        models[i].cfg.embed_dim = models[i].cfg.key_embed_dim = 32;
+        models[i].cfg.value_embed_dim = 64;
+        models[i].cfg.ffn_dim = 64;
+    }
+    for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
+        char name[96], label[128];
+        rn_writer_options_default(&o);
+        o.seed = 5;
+        o.dtype = models[i].dtype;
+        o.fused_mlp = models[i].fused;
+        o.shards = models[i].shards;
+        snprintf(name, sizeof name, "qsrc_%s", models[i].name);
+        if (make_model_opts(name, &models[i].cfg, &o, orig, sizeof orig) != RN_OK) {
+            report(false, "quantized", models[i].name, "cannot write");
+            continue;
+        }
+        for (int s = 0; s < 2; s++) {
+            st_dtype scheme = s ? ST_Q4_0 : ST_Q8_0;
+            snprintf(name, sizeof name, "q_%s_%s/out", models[i].name, st_dtype_name(scheme));
+            path_in(q, sizeof q, name);
+            rn_status st = rn_checkpoint_quantize(orig, q, scheme, NULL, NULL, &err);
+            snprintf(label, sizeof label, "ok: %s %s%s", models[i].name, st_dtype_name(scheme),
+                     models[i].shards ? " from 2 shards" : "");
+            if (st != RN_OK) report(false, "quantized", label, "%s: %s", rn_status_str(st), err.message);
+            else expect_quantized_of(label, q, orig, scheme);
+        }
+    }
+
+    /* the writer's refusals */
+    rn_config c = quantizable_config();
+    if (make_model("qbase", &c, ST_F32, true, 1.0, orig, sizeof orig) != RN_OK) return;
+    path_in(q, sizeof q, "qbase_q8");
+    rn_status st = rn_checkpoint_quantize(orig, q, ST_Q8_0, NULL, NULL, &err);
+    expect_status("quantized", "write q8 with rel-pos buffers", st, RN_OK, &err, NULL, NULL);
+    expect_quantized_of("q8 with rel-pos buffers", q, orig, ST_Q8_0);
+    path_in(dir, sizeof dir, "qbase_again");
+    st = rn_checkpoint_quantize(q, dir, ST_Q4_0, NULL, NULL, &err);
+    expect_status("quantized", "quantizing a quantized checkpoint", st, RN_ERR_UNSUPPORTED_CONFIG, &err,
+                  "already quantized", NULL);
+    st = rn_checkpoint_quantize(orig, orig, ST_Q8_0, NULL, NULL, &err);
+    expect_status("quantized", "into the model's own directory", st, RN_ERR_INVALID_ARGUMENT, &err, orig, NULL);
+    st = rn_checkpoint_quantize(orig, dir, ST_F16, NULL, NULL, &err);
+    expect_status("quantized", "scheme F16", st, RN_ERR_INVALID_ARGUMENT, &err, "F16", NULL);
+    rn_config small = tiny_config();   /* D 16: rows of 16 */
+    char tiny[512];
+    if (make_model("qtiny", &small, ST_F32, false, 1.0, tiny, sizeof tiny) == RN_OK) {
+        path_in(dir, sizeof dir, "qtiny_q8");
+        st = rn_checkpoint_quantize(tiny, dir, ST_Q8_0, NULL, NULL, &err);
+        expect_status("quantized", "rows of 16 columns", st, RN_ERR_UNSUPPORTED_CONFIG, &err, "embed_tokens.weight",
+                      "multiple of 32");
+        struct stat sb;
+        report(stat(dir, &sb) != 0, "quantized", "nothing written on refusal", "%s", dir);
+    }
+
+    /* the reader's bad-input matrix: header edits of the q8 checkpoint (data unchanged) */
+    static const struct {
+        const char *label, *old, *new_;
+        rn_status expect;
+        const char *mention1, *mention2;
+    } bad[] = {
+        {"unknown scheme", "\"q8_0\"", "\"q5_1\"", RN_ERR_UNSUPPORTED_CONFIG, "q5_1", "retnet_cl.quantization"},
+        {"unknown version", "\"retnet_cl.quantization_version\":\"1\"", "\"retnet_cl.quantization_version\":\"2\"",
+         RN_ERR_UNSUPPORTED_CONFIG, "'2'", "version 1"},
+        {"missing version", "\"retnet_cl.quantization_version\"", "\"retnet_cl.quantization_vers1on\"",
+         RN_ERR_UNSUPPORTED_CONFIG, "retnet_cl.quantization_version", "missing"},
+        {"version without scheme", "\"retnet_cl.quantization\":", "\"retnet_cl.quantizatio_\":",
+         RN_ERR_UNSUPPORTED_CONFIG, "but no retnet_cl.quantization", NULL},
+        {"missing qscale", "\"layers.1.ffn.fc2.weight.qscale\"", "\"layers.1.ffn.fc2.weight.qscalf\"",
+         RN_ERR_MISSING_TENSOR, "layers.1.ffn.fc2.weight.qscale", "1 tensor"},
+        {"missing qweight", "\"embed_tokens.weight.qweight\"", "\"embed_tokens.weight.qweighu\"",
+         RN_ERR_MISSING_TENSOR, "embed_tokens.weight.qweight", NULL},
+        {"plain name, no pair", "\"layers.0.retention.q_proj.weight.qweight\"", "\"layers.0.retention.q_proj.weight\"",
+         RN_ERR_MISSING_TENSOR, "layers.0.retention.q_proj.weight.qweight", NULL},
+        {"scale count per row wrong", "\"layers.0.retention.v_proj.weight.qscale\":{\"shape\":[64,1]",
+         "\"layers.0.retention.v_proj.weight.qscale\":{\"shape\":[32,2]", RN_ERR_TENSOR_SHAPE,
+         "layers.0.retention.v_proj.weight.qscale", "[32, 2]"},
+        {"qscale of rank 1", "\"layers.0.retention.v_proj.weight.qscale\":{\"shape\":[64,1]",
+         "\"layers.0.retention.v_proj.weight.qscale\":{\"shape\":[64]", RN_ERR_TENSOR_SHAPE,
+         "layers.0.retention.v_proj.weight.qscale", "[64, 1]"},
+        {"qweight row bytes wrong", "\"layers.1.retention.out_proj.weight.qweight\":{\"shape\":[32,64]",
+         "\"layers.1.retention.out_proj.weight.qweight\":{\"shape\":[64,32]", RN_ERR_TENSOR_SHAPE,
+         "layers.1.retention.out_proj.weight.qweight", "[32, 64]"},
+        {"q8 quants labelled q4_0", "\"q8_0\"", "\"q4_0\"", RN_ERR_TENSOR_SHAPE, ".qweight", "Q4_0"},
+        {"qscale dtype BF16", "\"output_projection.weight.qscale\":{\"shape\":[40,1],\"dtype\":\"F16\"",
+         "\"output_projection.weight.qscale\":{\"shape\":[40,1],\"dtype\":\"BF16\"", RN_ERR_UNSUPPORTED_DTYPE,
+         "output_projection.weight.qscale", "BF16"},
+        {"qweight dtype F16", "\"layers.0.ffn.gate.weight.qweight\":{\"shape\":[64,32],\"dtype\":\"U8\"",
+         "\"layers.0.ffn.gate.weight.qweight\":{\"shape\":[64,16],\"dtype\":\"F16\"", RN_ERR_UNSUPPORTED_DTYPE,
+         "layers.0.ffn.gate.weight.qweight", "U8"},
+        {"norm weight as U8", "\"layer_norm.weight\":{\"shape\":[32],\"dtype\":\"F32\"",
+         "\"layer_norm.weight\":{\"shape\":[128],\"dtype\":\"U8\"", RN_ERR_UNSUPPORTED_DTYPE,
+         "layer_norm.weight", "unquantized"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "qbad_%zu", i);
+        path_in(dir, sizeof dir, name);
+        qedit_header(q, dir, bad[i].old, bad[i].new_);
+        expect_open(bad[i].label, dir, bad[i].expect, bad[i].mention1, bad[i].mention2);
+    }
+    /* U8 loads as a dtype, but not as an unquantized checkpoint's weight */
+    path_in(dir, sizeof dir, "qbad_plain_u8");
+    char src[600];
+    snprintf(src, sizeof src, "%s", orig);
+    qedit_header(src, dir, "\"layer_norm.weight\":{\"dtype\":\"F32\",\"shape\":[32]",
+                "\"layer_norm.weight\":{\"dtype\":\"U8\",\"shape\":[128]");
+    expect_open("unquantized: norm weight as U8", dir, RN_ERR_UNSUPPORTED_DTYPE, "layer_norm.weight", "U8");
+}
+
 /* ---- main --------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
@@ -2195,6 +2428,7 @@ int main(int argc, char **argv) {
     test_checkpoints();
     test_family_configs();
     test_families();
+    test_quantized_checkpoints();
 
     free(g_header);
     free(g_data);

@@ -49,12 +49,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     fuzz_check(ckpt->embed && ckpt->output && ckpt->layers, "an opened checkpoint lacks tensors");
-    fuzz_check(rn_checkpoint_find(ckpt, ckpt->embed->name) == ckpt->embed, "embed not found by its name");
+    /* a quantized checkpoint's matrices are views of their .qweight/.qscale pairs, not found by name */
+    fuzz_check(ckpt->quantized || rn_checkpoint_find(ckpt, ckpt->embed->name) == ckpt->embed,
+               "embed not found by its name");
     for (int64_t l = 0; l < ckpt->config.layers; l++) {
         const rn_layer_tensors *lt = &ckpt->layers[l];
         fuzz_check(lt->q_proj && lt->k_proj && lt->v_proj && lt->out_proj && lt->fc1 && lt->gate && lt->fc2,
                    "layer %lld lacks tensors", (long long)l);
-        fuzz_check(rn_checkpoint_find(ckpt, lt->q_proj->name) == lt->q_proj, "q_proj not found by its name");
+        fuzz_check(ckpt->quantized || rn_checkpoint_find(ckpt, lt->q_proj->name) == lt->q_proj,
+                   "q_proj not found by its name");
     }
     float angle[64], decay[64];
     if (ckpt->config.key_head_dim <= 64 && ckpt->config.heads <= 64) rn_checkpoint_rel_pos(ckpt, angle, decay);

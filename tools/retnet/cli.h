@@ -56,5 +56,6 @@ int cmd_tokenize(const options *o);
 int cmd_selftest(const options *o);
 int cmd_bench(int argc, char **argv);       /* parses its own options */
 int cmd_perplexity(int argc, char **argv);  /* parses its own options */
+int cmd_quantize(int argc, char **argv);    /* parses its own options */
 
 #endif /* RN_CLI_H */

@@ -31,20 +31,23 @@ static const char *usage =
     "                           {\"mode\", \"tokens\", \"logits\": [[V floats] per token]}\n"
     "  perplexity --model DIR -f FILE [--context N]\n"
     "                           perplexity and top-1 agreement on a text (`retnet perplexity --help`)\n"
+    "  quantize --model DIR --out DIR --weights q8|q4\n"
+    "                           write the checkpoint with 8- or 4-bit weights, to load without\n"
+    "                           quantizing again (`retnet quantize --help`)\n"
     "  bench (--preset NAME | --model DIR) [-p N] [-n N] [--batch B] [--context C] [--json]\n"
     "                           prefill and decode tokens/s against the device's measured\n"
     "                           bandwidth and SGEMM ceilings (`retnet bench --help`)\n"
     "  selftest [--device D]    every kernel against the C reference on the device, op by op: a\n"
     "                           table of kernel, shapes, max error, tolerance and pass/FAIL;\n"
     "                           exit status 1 on any failure (for validating a GPU or driver)\n"
-    "  help [COMMAND]           this text, or a command's own (bench, perplexity)\n"
+    "  help [COMMAND]           this text, or a command's own (bench, perplexity, quantize)\n"
     "  version                  the version of the command and of the library\n"
     "\n"
     "model and device:\n"
     "  --model DIR        a checkpoint directory: config.json and model.safetensors (or the\n"
     "                     shards of model.safetensors.index.json) of a torchscale RetNetDecoder,\n"
     "                     a syncdoth/Spiral or a flash-linear-attention (fla-hub) RetNet;\n"
-    "                     tensors in F32, F16 or BF16\n"
+    "                     tensors in F32, F16 or BF16, or written by `retnet quantize` (Q8_0/Q4_0)\n"
     "  --weights W        device storage of the weight matrices: f32, f16, bf16, or q8 / q4\n"
     "                     (quantized at load time: blocks of 32 with an fp16 scale, 8.5 and 4.5\n"
     "                     bits a weight; rows a multiple of 32) (default: the checkpoint's own\n"
@@ -611,6 +614,7 @@ static int cmd_version(void) {
 static int cmd_help(int argc, char **argv) {
     if (argc > 2 && !strcmp(argv[2], "bench")) return cmd_bench(2, (char *[]){"bench", "--help", NULL});
     if (argc > 2 && !strcmp(argv[2], "perplexity")) return cmd_perplexity(2, (char *[]){"perplexity", "--help", NULL});
+    if (argc > 2 && !strcmp(argv[2], "quantize")) return cmd_quantize(2, (char *[]){"quantize", "--help", NULL});
     fputs(usage, stdout);
     return 0;
 }
@@ -627,6 +631,7 @@ int main(int argc, char **argv) {
     if (!strcmp(command, "--version") || !strcmp(command, "version")) return cmd_version();
     if (!strcmp(command, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(command, "perplexity")) return cmd_perplexity(argc - 1, argv + 1);
+    if (!strcmp(command, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     if (command[0] == '-') return cli_usage_error("the command comes first, before options such as '%s'", command);
     options o;
     int rc = parse_args(argc, argv, &o);
