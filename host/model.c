@@ -187,6 +187,12 @@ static rn_status upload_tensor(rn_model *m, const upload *u, void *staging, uint
     const st_dtype to = u->matrix ? m->weights : ST_F32;
     const unsigned from_size = st_dtype_size(t->dtype);
     const uint64_t first = u->row0 * (t->elements / t->shape[0]);  /* element offset in the buffer */
+    const unsigned block = rn_block_elements(to);
+    if (first % block || t->elements % block)
+        return rn_fail(&m->ctx->err, RN_ERR_UNSUPPORTED_CONFIG,
+                       "tensor '%s' (%llu elements from element %llu of its buffer) is not whole blocks of %u of %s "
+                       "storage", t->name, (unsigned long long)t->elements, (unsigned long long)first, block,
+                       st_dtype_name(to));
     rn_status st = RN_OK;
     for (uint64_t at = 0; st == RN_OK && at < t->elements; at += UPLOAD_PIECE) {
         uint64_t count = t->elements - at < UPLOAD_PIECE ? t->elements - at : UPLOAD_PIECE;
@@ -277,14 +283,19 @@ static uint64_t fingerprint(const rn_config *c, const upload *plan, size_t n) {
 static const st_dtype device_types[] = {ST_F32 /* unused: RN_WEIGHTS_FILE */, ST_F32, ST_F16, ST_BF16,
                                         ST_Q8_0, ST_Q4_0};
 
-/* Quantized matrices are stored in blocks of 32 along their rows. */
+/* Quantized matrices are blocks of 32 consecutive elements of the flat matrix (a block may span
+ * two rows): a matrix must be whole blocks, and its rows a multiple of eight long (the kernels
+ * read aligned groups of eight). Each tensor uploaded into it must start and end on a block
+ * (upload_tensor). */
 static rn_status check_blocks(rn_model *m, const slot *slots, size_t n) {
     const unsigned block = rn_block_elements(m->weights);
     for (size_t i = 0; i < n; i++)
-        if (slots[i].matrix && slots[i].cols % block != 0)
+        if (slots[i].matrix && block > 1 && ((slots[i].rows * slots[i].cols) % block != 0 || slots[i].cols % 8 != 0))
             return rn_fail(&m->ctx->err, RN_ERR_UNSUPPORTED_CONFIG,
-                           "%s storage needs rows of a multiple of %u columns; the %s has %llu",
-                           st_dtype_name(m->weights), block, slots[i].what, (unsigned long long)slots[i].cols);
+                           "%s storage needs matrices of whole blocks of %u and rows a multiple of 8 long; the %s "
+                           "is %llu x %llu",
+                           st_dtype_name(m->weights), block, slots[i].what, (unsigned long long)slots[i].rows,
+                           (unsigned long long)slots[i].cols);
     return RN_OK;
 }
 

@@ -161,8 +161,10 @@ typedef enum rn_activation { RN_ACT_GELU = 0, RN_ACT_SWISH = 1 } rn_activation;
 /* How weight matrices are kept on the device. Kernels widen them to fp32 as they read them,
  * so F16 and BF16 need no cl_khr_fp16. RN_WEIGHTS_FILE keeps the checkpoint's precision (F32
  * when its tensors mix precisions). Q8 and Q4 quantize at load time into blocks of 32 weights
- * with an fp16 scale (GGML's Q8_0 and Q4_0 layouts: 8.5 and 4.5 bits a weight); every matrix,
- * the embedding and output included, and each matrix's rows must be a multiple of 32 long.
+ * with an fp16 scale (GGML's Q8_0 and Q4_0 values: 8.5 and 4.5 bits a weight); every matrix,
+ * the embedding and output included. A block is 32 consecutive elements of a matrix, rows may
+ * be any multiple of 8 long, and each tensor must be whole blocks (true when the embedding
+ * dimension is a multiple of 32, as in every published RetNet).
  * Norm weights are always fp32. A checkpoint written by rn_quantize_checkpoint loads in its own
  * scheme without quantizing again (RN_WEIGHTS_FILE, or the same Q8/Q4); any other setting on
  * it is refused with RN_ERR_UNSUPPORTED_CONFIG. */

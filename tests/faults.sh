@@ -41,6 +41,15 @@ grep -Eq "need[s]? [0-9.]+ MiB" <<<"$out" && grep -Eq "has [0-9.]+ MiB" <<<"$out
 out=$("$cli" info --model "$work/small" 2>&1); rc=$?
 [ $rc -eq 0 ] && ok "the small model fits the same limited device" || { echo "$out"; bad "the small model fits"; }
 "$test_faults" "$work/big" "$work/small" || fail=1
+# A 3 GiB device: the torchscale-2.7b shape (random weights made on the device) decodes in Q4_0
+# (1.6 GiB) and is refused in F16 (5.3 GiB) before anything is allocated.
+export POCL_MEMORY_LIMIT=3
+out=$("$cli" bench --preset torchscale-2.7b --weights q4 -p 0 -n 2 -r 1 --no-ceilings --json 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q '"test":"tg".*"weights":"Q4_0"' <<<"$out" && ok "2.7B in Q4_0 decodes on a 3 GiB device" ||
+  { echo "$out" | tail -3; bad "2.7B in Q4_0 decodes on a 3 GiB device (exit $rc)"; }
+out=$("$cli" bench --preset torchscale-2.7b --weights f16 -p 0 -n 2 -r 1 --no-ceilings 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -q "RN_ERR_DEVICE_MEMORY" <<<"$out" && ok "2.7B in F16 refused there: RN_ERR_DEVICE_MEMORY" ||
+  { echo "$out" | tail -3; bad "2.7B in F16 refused (exit $rc)"; }
 unset POCL_MEMORY_LIMIT
 
 # ---- (b) no OpenCL platform ------------------------------------------------------------------

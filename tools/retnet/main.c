@@ -50,7 +50,7 @@ static const char *usage =
     "                     tensors in F32, F16 or BF16, or written by `retnet quantize` (Q8_0/Q4_0)\n"
     "  --weights W        device storage of the weight matrices: f32, f16, bf16, or q8 / q4\n"
     "                     (quantized at load time: blocks of 32 with an fp16 scale, 8.5 and 4.5\n"
-    "                     bits a weight; rows a multiple of 32) (default: the checkpoint's own\n"
+    "                     bits a weight; matrices of whole blocks) (default: the checkpoint's own\n"
     "                     precision; f32 when it mixes precisions)\n"
     "  --device D         OpenCL device: P:D indices or a name substring (default: $RETNET_DEVICE,\n"
     "                     else the first GPU, else the first device; see `retnet devices`)\n"
