@@ -5,6 +5,7 @@
 # there (else: python3 tools/plot_bench.py results.jsonl -o decode_vs_context.png).
 #   on the H200 (through `device`, carry [build, .gpu]):  bash scripts/bench.sh --nvidia
 #   on this machine's default device, small shapes:       bash scripts/bench.sh --small
+#   quantized weights against F16 on the GPU:              bash scripts/bench.sh --quant
 set -u
 out=${OUT:-/tmp/retnet-bench}/bench
 mkdir -p "$out"
@@ -12,8 +13,9 @@ rm -f "$out/results.jsonl" "$out/log.txt"
 retnet=./build/bin/retnet
 case "${1:-}" in
   --nvidia) . scripts/nvidia_env.sh; small=0 ;;
+  --quant) . scripts/nvidia_env.sh; small=2 ;;
   --small) small=1 ;;
-  *) echo "usage: bash scripts/bench.sh --nvidia | --small" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/bench.sh --nvidia | --small | --quant" >&2; exit 2 ;;
 esac
 failures=0
 bench() {  # bench NAME ARGS...: one `retnet bench --json` run
@@ -27,7 +29,13 @@ bench() {  # bench NAME ARGS...: one `retnet bench --json` run
   [ $rc -eq 0 ] || { failures=$((failures + 1)); tail -5 "$out/log.txt"; }
 }
 { date -u; "$retnet" devices; } > "$out/log.txt" 2>&1
-if [ "$small" = 1 ]; then
+if [ "$small" = 2 ]; then
+  for preset in torchscale-1.3b torchscale-2.7b torchscale-6.7b; do
+    for w in f16 q8 q4; do
+      bench "$preset-$w" --preset "$preset" --weights "$w" -p 512 -n 128 --batch 1,8 -r 3
+    done
+  done
+elif [ "$small" = 1 ]; then
   bench tiny --preset tiny -p 128 -n 64 --batch 1,8 -r 3 --profile --startup
   bench tiny-context --preset tiny -p 0 -n 32 --context 128,1024,4096 -r 3 --no-ceilings
 else
