@@ -40,7 +40,7 @@ RN_ERR_INVALID_ARGUMENT = -1
 RN_ERR_CANCELLED = -40
 
 MODES = {"parallel": 0, "chunkwise": 1, "recurrent": 2}
-WEIGHTS = {"file": 0, "f32": 1, "f16": 2, "bf16": 3}
+WEIGHTS = {"file": 0, "f32": 1, "f16": 2, "bf16": 3, "q8": 4, "q4": 5}
 ACTIVATIONS = {0: "gelu", 1: "swish"}
 
 RN_DETOKENIZE_SKIP_SPECIAL = 1

@@ -175,7 +175,7 @@ def _model_info_dict(info):
 class Model(_Handle):
     """A checkpoint directory loaded onto a context (rn_model_load).
 
-    weights  -- "file" (the checkpoint's precision), "f32", "f16" or "bf16"
+    weights  -- "file" (the checkpoint's precision), "f32", "f16", "bf16", "q8" or "q4"
     progress -- None, or progress(done_bytes, total_bytes) called while weights upload; it runs
                 with the context's lock held and must not call into the library
     """

@@ -157,6 +157,9 @@ class ModelTest(unittest.TestCase):
         self.assertEqual(seen[-1][0], seen[-1][1])
         with self.assertRaises(ValueError):
             rn.Model(ctx, SWISH, weights="f8")
+        for name, dtype in (("q8", "Q8_0"), ("q4", "Q4_0")):  # swish-scaled: D 64, Dv 96, whole blocks
+            with rn.Model(ctx, SWISH, weights=name) as m:
+                self.assertEqual(m.info["device_dtype"], dtype)
 
 
 class TokenizerTest(unittest.TestCase):
