@@ -8,21 +8,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 failures=0
 
-# expect NAME WANTED_RC PATTERN -- command...: the exit code and a pattern in stdout+stderr.
-expect() {
-  local name=$1 want=$2 pattern=$3
-  shift 4
-  local out rc
-  out=$("$@" 2>&1)
-  rc=$?
-  if [ "$rc" -eq "$want" ] && grep -q -- "$pattern" <<<"$out"; then
-    echo "  pass  $name"
-  else
-    echo "  FAIL  $name: exit $rc (wanted $want), pattern '$pattern' in:"
-    sed 's/^/        /' <<<"$out" | head -20
-    failures=$((failures + 1))
-  fi
-}
+source "$(dirname "$0")/expect.sh"  # expect NAME WANTED_RC PATTERN -- command...
 
 tokens=1,2,88,40,40,7
 expect "help" 0 "logits --model DIR --tokens IDS" -- "$retnet" --help
@@ -125,10 +111,8 @@ for bad in "nowhere:RN_ERR_IO" "noconfig:RN_ERR_IO.*config.json" "truncated:RN_E
   expect "generate ids, ${bad%%:*}" 1 "$pattern" -- "$retnet" generate --model "$dir" --tokens 1,2 -n 2
   expect "generate text, ${bad%%:*}" 1 "$pattern" -- "$retnet" generate --model "$dir" -p hi -n 2
   expect "bench, ${bad%%:*}" 1 "$pattern" -- "$retnet" bench --model "$dir" -p 4 -n 2 -r 1 --no-ceilings
-  if "$retnet" help perplexity >/dev/null 2>&1; then
-    printf 'some text\n' > "$tmp/ppl.txt"
-    expect "perplexity, ${bad%%:*}" 1 "$pattern" -- "$retnet" perplexity --model "$dir" -f "$tmp/ppl.txt"
-  fi
+  printf 'some text\n' > "$tmp/ppl.txt"
+  expect "perplexity, ${bad%%:*}" 1 "$pattern" -- "$retnet" perplexity --model "$dir" -f "$tmp/ppl.txt"
 done
 expect "tokenize without tokenizer.json" 1 "RN_ERR_IO.*tokenizer.json" -- "$retnet" tokenize --model "$model" --text hi
 

@@ -13,21 +13,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 failures=0
 
-# expect NAME WANTED_RC PATTERN -- command...: the exit code and a pattern in stdout+stderr.
-expect() {
-  local name=$1 want=$2 pattern=$3
-  shift 4
-  local out rc
-  out=$("$@" 2>&1)
-  rc=$?
-  if [ "$rc" -eq "$want" ] && grep -q -- "$pattern" <<<"$out"; then
-    echo "  pass  $name"
-  else
-    echo "  FAIL  $name: exit $rc (wanted $want), pattern '$pattern' in:"
-    sed 's/^/        /' <<<"$out" | head -20
-    failures=$((failures + 1))
-  fi
-}
+source "$(dirname "$0")/expect.sh"  # expect NAME WANTED_RC PATTERN -- command...
 
 # same NAME FILE_A FILE_B: byte-identical, non-empty outputs.
 same() {

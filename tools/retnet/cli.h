@@ -23,6 +23,8 @@ typedef struct options {
 
 int cli_usage_error(const char *fmt, const char *arg);
 int cli_report(rn_context *ctx, rn_status st, const char *what);
+/* A decimal integer in [lo, hi] into *out; 0 when s is anything else. */
+int cli_parse_long(const char *s, long lo, long hi, long *out);
 int cli_parse_tokens(const char *s, int32_t **out, size_t *n);
 int cli_parse_mode(const char *s, rn_mode *mode);
 const char *cli_mode_name(rn_mode mode);

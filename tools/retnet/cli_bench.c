@@ -130,8 +130,7 @@ static int parse_bench(int argc, char **argv, bench_options *o) {
             if (!parse_list(v, 0, 1 << 20, o->context, &o->n_context))
                 return cli_usage_error("bad --context list '%s'", v);
         } else if (!strcmp(a, "-r")) {
-            o->reps = strtol(v, &end, 10);
-            if (end == v || *end || o->reps < 1 || o->reps > 1000) return cli_usage_error("bad -r '%s'", v);
+            if (!cli_parse_long(v, 1, 1000, &o->reps)) return cli_usage_error("bad -r '%s'", v);
         } else if (!strcmp(a, "--seed")) {
             o->seed = strtoull(v, &end, 10);
             if (end == v || *end) return cli_usage_error("bad --seed '%s'", v);

@@ -56,15 +56,6 @@ typedef struct ppl_options {
     int json, no_cache;
 } ppl_options;
 
-static int parse_count(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
-
 /* Returns -1 when the options are good, else the exit code (0 after --help). */
 static int parse_perplexity(int argc, char **argv, ppl_options *o) {
     memset(o, 0, sizeof *o);
@@ -98,10 +89,10 @@ static int parse_perplexity(int argc, char **argv, ppl_options *o) {
             if (!cli_parse_weights(v, &w)) return cli_usage_error("--weights must be f32, f16, bf16, q8 or q4, not '%s'", v);
             o->weights = v;
         } else if (!strcmp(a, "--context")) {
-            if (!parse_count(v, 2, 1L << 20, &o->context))
+            if (!cli_parse_long(v, 2, 1L << 20, &o->context))
                 return cli_usage_error("--context must be 2..1048576, not '%s'", v);
         } else if (!strcmp(a, "--chunk-size")) {
-            if (!parse_count(v, 1, 1L << 20, &o->chunk_size))
+            if (!cli_parse_long(v, 1, 1L << 20, &o->chunk_size))
                 return cli_usage_error("--chunk-size must be 1..1048576, not '%s'", v);
         } else {
             return cli_usage_error("unknown perplexity option '%s'", a);

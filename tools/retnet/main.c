@@ -90,7 +90,7 @@ int cli_usage_error(const char *fmt, const char *arg) {
     return 2;
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out) {
+int cli_parse_long(const char *s, long lo, long hi, long *out) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -158,12 +158,14 @@ static int command_bit(const char *name) {
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
     o->n_generate = -1;
-    o->temperature = 0.8;
-    o->top_k = 40;
-    o->top_p = 0.95;
-    o->min_p = 0.05;
-    o->repeat_penalty = 1.1;
-    o->repeat_last_n = 64;
+    rn_sampling defaults;  /* the library's, which --help quotes */
+    rn_sampling_default(&defaults);
+    o->temperature = defaults.temperature;
+    o->top_k = defaults.top_k;
+    o->top_p = defaults.top_p;
+    o->min_p = defaults.min_p;
+    o->repeat_penalty = defaults.repeat_penalty;
+    o->repeat_last_n = defaults.repeat_last_n;
     o->command = argv[1];
     const int bit = command_bit(o->command);
     if (!bit) return cli_usage_error("unknown command '%s'", o->command);
@@ -212,13 +214,13 @@ static int parse_args(int argc, char **argv, options *o) {
             if (!cli_parse_weights(v, &w)) return cli_usage_error("--weights must be f32, f16, bf16, q8 or q4, not '%s'", v);
             o->weights = v;
         } else if (!strcmp(name, "--chunk-size")) {
-            if (!parse_long(v, 1, 1 << 20, &o->chunk_size)) return cli_usage_error("--chunk-size must be 1..1048576, not '%s'", v);
+            if (!cli_parse_long(v, 1, 1 << 20, &o->chunk_size)) return cli_usage_error("--chunk-size must be 1..1048576, not '%s'", v);
         } else if (!strcmp(name, "-n")) {
-            if (!parse_long(v, 0, 1 << 24, &o->n_generate)) return cli_usage_error("-n must be 0..16777216, not '%s'", v);
+            if (!cli_parse_long(v, 0, 1 << 24, &o->n_generate)) return cli_usage_error("-n must be 0..16777216, not '%s'", v);
         } else if (!strcmp(name, "--temp")) {
             if (!parse_double(v, 0, 1e6, &o->temperature)) return cli_usage_error("--temp must be a number >= 0, not '%s'", v);
         } else if (!strcmp(name, "--top-k")) {
-            if (!parse_long(v, 0, 1 << 24, &l)) return cli_usage_error("--top-k must be 0..16777216, not '%s'", v);
+            if (!cli_parse_long(v, 0, 1 << 24, &l)) return cli_usage_error("--top-k must be 0..16777216, not '%s'", v);
             o->top_k = l;
         } else if (!strcmp(name, "--top-p")) {
             if (!parse_double(v, 1e-9, 1, &d)) return cli_usage_error("--top-p must be in (0, 1], not '%s'", v);
