@@ -158,7 +158,7 @@ static rn_status upload_quantized(rn_model *m, const upload *u, uint64_t *done, 
     const st_tensor *t = u->tensor;
     const st_dtype q = t->dtype;
     const uint64_t first = u->row0 * t->shape[1];   /* element offset in the buffer */
-    const uint64_t elements = u->buffer->bytes / rn_block_bytes(q) * 32;
+    const uint64_t elements = rn_storage_elements(q, u->buffer->bytes);
     const uint64_t qbytes = rn_quant_bytes(q, t->elements), sbytes = t->elements / 32 * 2;
     const uint64_t piece = UPLOAD_PIECE * sizeof(float);
     rn_status st = RN_OK;
@@ -206,7 +206,7 @@ static rn_status upload_tensor(rn_model *m, const upload *u, void *staging, uint
             /* A piece's quants and scales (rn_convert's layout) go to their places in the
              * buffer's: its quants, then the whole matrix's scales. Rows are whole blocks
              * (model_prepare) and so is a piece. */
-            const uint64_t elements = u->buffer->bytes / rn_block_bytes(to) * 32, qpiece = rn_quant_bytes(to, count);
+            const uint64_t elements = rn_storage_elements(to, u->buffer->bytes), qpiece = rn_quant_bytes(to, count);
             st = rt_buffer_write(rt, u->buffer, (size_t)rn_quant_bytes(to, first + at), staging, (size_t)qpiece);
             if (st == RN_OK)
                 st = rt_buffer_write(rt, u->buffer, (size_t)(rn_quant_bytes(to, elements) + (first + at) / 32 * 2),

@@ -161,7 +161,7 @@ rn_status rn_kernels_build(rt_runtime *rt, rn_tuning tuning, int64_t dk, int64_t
 /* The element count of a stored weight matrix, which a quantized one's kernels need to find its
  * scales after its quants (common.cl); the buffer holds exactly one matrix. 0 otherwise. */
 static cl_ulong weight_total(const rn_kernels *k, const rt_buffer *W) {
-    return rn_block_elements(k->weights) > 1 ? (cl_ulong)(W->bytes / rn_block_bytes(k->weights)) * 32u : 0u;
+    return rn_block_elements(k->weights) > 1 ? (cl_ulong)rn_storage_elements(k->weights, W->bytes) : 0u;
 }
 
 rn_status rn_op_embed(rt_runtime *rt, const rn_kernels *k, const rt_buffer *tokens, int64_t n,

@@ -88,6 +88,10 @@ uint64_t rn_storage_bytes(st_dtype dtype, uint64_t elements) {
     return elements / rn_block_elements(dtype) * rn_block_bytes(dtype);
 }
 
+uint64_t rn_storage_elements(st_dtype dtype, uint64_t bytes) {
+    return bytes / rn_block_bytes(dtype) * rn_block_elements(dtype);
+}
+
 uint64_t rn_quant_bytes(st_dtype dtype, uint64_t elements) {
     return dtype == ST_Q8_0 ? elements : dtype == ST_Q4_0 ? elements / 2 : rn_storage_bytes(dtype, elements);
 }

@@ -22,6 +22,9 @@ unsigned rn_block_bytes(st_dtype dtype);
 /* Bytes of `elements` elements stored as `dtype`; `elements` a multiple of its block. */
 uint64_t rn_storage_bytes(st_dtype dtype, uint64_t elements);
 
+/* The elements a buffer of `bytes` holds in `dtype`: the inverse of rn_storage_bytes. */
+uint64_t rn_storage_elements(st_dtype dtype, uint64_t bytes);
+
 /* Bytes of the quants of `elements` elements (the scales follow them). */
 uint64_t rn_quant_bytes(st_dtype dtype, uint64_t elements);
 
