@@ -10,8 +10,9 @@
 //   - mode RN_PROJECT_PLAIN: rows [0, end0) go to y0, [end0, end1) to y1, [end1, end2) to y2 and
 //     [end2, rows) to y3, each densely as [n, its width] (q, k, v and g from one stacked matrix);
 //     with `rotated` > 0 the first `rotated` rows (q then k, whole heads of RN_DK) leave rotated
-//     to position pos0 + b * pos_step (input row b) as theta_shift (rotation.cl) would leave
-//     them, the rows past `q_rows` (k) scaled by k_scale first.
+//     to position pos0 + b * pos_step (input row b), or positions[b] when `per_row` is set (a
+//     batch of independent sequences), as theta_shift (rotation.cl) would leave them, the rows
+//     past `q_rows` (k) scaled by k_scale first.
 //
 // One work-group owns two weight rows: two outputs, or in GLU mode one output's fc1 and gate
 // rows. In the rotated rows the two are a rotation pair: (2i, 2i+1), or with half_split
@@ -42,8 +43,8 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
                       __global const float *norm, int normalize, float eps, int mode, float alpha,
                       int activation, __global float *y0, __global float *y1, __global float *y2,
                       __global float *y3, int end0, int end1, int end2, int rotated, int q_rows,
-                      __global const float *angle, int pos0, int pos_step, float k_scale,
-                      int half_split) {
+                      __global const float *angle, int pos0, int pos_step,
+                      __global const int *positions, int per_row, float k_scale, int half_split) {
     __local float sums[RN_MV_SUMS * RN_MV_LANES * RN_WG];
     const int lid = get_local_id(0);
     const int glu = mode == RN_PROJECT_GLU;
@@ -137,7 +138,8 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
                 if (row_of[1] < rows) y0[row * rows + row_of[1]] = alpha * y0[row * rows + row_of[1]] + v1;
             } else if (pair) {
                 const float scale = out < q_rows ? 1.0f : k_scale;
-                const float phi = (float)(pos0 + (int)row * pos_step) * angle[out % RN_DK];
+                const int pos = per_row ? positions[row] : pos0 + (int)row * pos_step;
+                const float phi = (float)pos * angle[out % RN_DK];
                 const float c = cos(phi), s = sin(phi);
                 const float x0 = v0 * scale, x1 = v1 * scale;
                 store_row(out, row, x0 * c - x1 * s, rows, y0, y1, y2, y3, end0, end1, end2);

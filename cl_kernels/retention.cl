@@ -11,6 +11,14 @@
 // whole) window, and sigma_i the clamped column max of the normalised state entering chunk i.
 // With `plain` set (fla's checkpoints) there is no scalar at all: o_t = R_t in every form.
 //
+// The chunkwise form may continue a sequence of P tokens (`has_state`): the stored recurrent
+// state is U_0 / sqrt(S_(P-1)) with S_(P-1) in `scale_in` (U_0 itself when plain), so the
+// kernels start from U_0 = state * sqrt(scale_in) instead of 0. Chunks are counted from P, so
+// chunk 0 then has an incoming state like any later chunk: a cross term and a sigma. Cut at
+// multiples of the chunk, a prompt fed piece by piece meets the same chunks, states and
+// scalars as the whole prompt in one call; only the state's round trip through U/sqrt(S)
+// rounds differently.
+//
 // Grouped keys and values: query head h reads key/value head h / (H / kv_heads).
 // Layouts: q [n, H*RN_DK]; k [n, kv_heads*RN_DK]; v [n, kv_heads*RN_DV]; o [n, H*RN_DV];
 // states [H, RN_DK, RN_DV] (key-major, so that work-items of neighbouring value columns read
@@ -30,11 +38,15 @@ inline float decay_sum(float decay, int n) {
 // entering every chunk: chunk_states[i][h][a][b] = sum_{m<iC} gamma^(iC-1-m) k_m v_m.
 // At the end it writes the recurrent state U / sqrt(S_(n-1)) (U when plain) and, from item
 // (0, 0), the scale S_(n-1) that the recurrent form would have reached by its own recursion.
+// With has_state, U and S start from the state and scale_in (S_(P-1)) instead of 0, and the
+// indices above count from P. scale_in and scale are different buffers: item (0, 0) writes
+// `scale` while others may still read scale_in.
 __kernel void retention_scan(__global const float *k, __global const float *v,
                              __global const float *decays,   // [H]
                              int n, int chunk, int record, int kv_heads, int plain,
                              __global float *chunk_states,   // [ceil(n/chunk), H, DK, DV]
                              __global float *state,          // [H, DK, DV]
+                             int has_state, __global const float *scale_in,  // [H]
                              __global float *scale) {        // [H]
     const int ab = get_global_id(0);
     const int h = get_global_id(1);
@@ -45,18 +57,23 @@ __kernel void retention_scan(__global const float *k, __global const float *v,
     const size_t kcol = (size_t)kvh * RN_DK + a, vcol = (size_t)kvh * RN_DV + b;
     const size_t k_width = (size_t)kv_heads * RN_DK, v_width = (size_t)kv_heads * RN_DV;
     float u = 0.0f, s = 0.0f;
+    if (has_state) {
+        s = scale_in[h];
+        u = state[((size_t)h * RN_DK + a) * RN_DV + b];
+        if (!plain) u *= sqrt(s);
+    }
     for (int t = 0; t < n; t++) {
         if (record && t % chunk == 0)
             chunk_states[(((size_t)(t / chunk) * H + h) * RN_DK + a) * RN_DV + b] = u;
         u = gamma * u + k[(size_t)t * k_width + kcol] * v[(size_t)t * v_width + vcol];
         s = s * gamma + 1.0f;
     }
-    state[((size_t)h * RN_DK + a) * RN_DV + b] = plain || n == 0 ? u : u / sqrt(s);
+    state[((size_t)h * RN_DK + a) * RN_DV + b] = plain || s == 0.0f ? u : u / sqrt(s);
     if (ab == 0) scale[h] = s;
 }
 
 // sigma_i = max(1, max_b sum_a |U_i[a][b]| / Lambda), Lambda = S_(chunk-1): the scale of the
-// state entering chunk i in torchscale's chunkwise loop; sigma_0 = 1 since U_0 = 0.
+// state entering chunk i in torchscale's chunkwise loop; sigma_0 = 1 when U_0 = 0 (no state).
 // One work-group per (chunk, head), group index i * H + h: global (RN_WG * n_chunks * H).
 __kernel void retention_sigma(__global const float *chunk_states,  // [n_chunks, H, DK, DV]
                               __global const float *decays, int H, int chunk,
@@ -83,10 +100,11 @@ __kernel void retention_sigma(__global const float *chunk_states,  // [n_chunks,
 // (b = lid + j * RN_WG). The chunk's incoming state adds the cross term q_t gamma^(c+1) U_i.
 //   cap > 0     the parallel form's upper clamp of I (5e4); 0 for chunkwise
 //   sigma       [n_chunks, H] from retention_sigma, or unused when chunk >= n
+//   has_state   chunk 0 has an incoming state too (chunk_states[0], sigma[0])
 __kernel void retention_output(__global const float *q, __global const float *k,
                                __global const float *v, __global const float *decays,
                                __global const float *chunk_states, __global const float *sigma,
-                               int H, int kv_heads, int chunk, float cap, int plain,
+                               int H, int kv_heads, int chunk, float cap, int plain, int has_state,
                                __global float *o) {
     __local float q_local[RN_DK];
     __local float scores[RN_WG];
@@ -134,7 +152,7 @@ __kernel void retention_output(__global const float *q, __global const float *k,
     float d = fmax(group_sum(abs_sum, scratch) / root_s, 1.0f);
     if (cap > 0.0f) d = fmin(d, cap);
     if (plain) d = 1.0f;
-    if (i > 0) {
+    if (i > 0 || has_state) {
         if (!plain) d = fmax(d, sigma[i * H + h]);
         __global const float *u = chunk_states + ((size_t)i * H + h) * RN_DK * RN_DV;
         const float decay_in = exp((float)(c + 1) * decay);
@@ -160,9 +178,10 @@ __kernel void retention_output(__global const float *q, __global const float *k,
 //   state_n = state_(n-1) sqrt(s_(n-1)) gamma / sqrt(s_n) + k_n v_n^T / sqrt(s_n),
 //   o_n = q_n state_n;
 // plain (fla): state_n = gamma state_(n-1) + k_n v_n^T.
-// The scale is double-buffered: read from scale_in, written to scale_out (the host swaps them
-// every token), so no work-item can see a scale another has already advanced. It is the same
-// for every sequence, so it is kept per head.
+// Each sequence has its own position (positions[B]) and so its own scale per head, kept in two
+// slots [B*H] double-buffered by the sequence's own position parity: a token at position p
+// reads slot (p + 1) & 1 (the scale of p - 1) and writes slot p & 1, so no work-item can see a
+// scale another has already advanced, and sequences at different positions step together.
 //
 // The key dimension is cut into RN_STEP_SPLIT parts so that there are enough work-items to keep
 // a large device's memory busy (the state is the one thing decoding reads and writes besides
@@ -178,8 +197,8 @@ __kernel void retention_output(__global const float *q, __global const float *k,
 __kernel void retention_step(__global const float *q, __global const float *k,
                              __global const float *v, __global const float *decays,
                              int H, int kv_heads, int plain, __global float *state,
-                             __global const float *scale_in, __global float *scale_out,
-                             __global float *o) {
+                             __global const int *positions, __global float *scale0,
+                             __global float *scale1, __global float *o) {
     __local float q_local[RN_DK], k_local[RN_DK];
     __local float shares[RN_STEP_SPLIT][RN_STEP_TILE];
     const int b = get_global_id(0), part = get_local_id(1), bh = get_global_id(2);
@@ -197,7 +216,8 @@ __kernel void retention_step(__global const float *q, __global const float *k,
     float out = 0.0f;
     if (b < RN_DV) {
         const float gamma = exp(decays[h]);
-        const float s_prev = scale_in[h];
+        const int odd = positions[sequence] & 1;
+        const float s_prev = (odd ? scale0 : scale1)[bh];
         const float s = s_prev * gamma + 1.0f;
         const float keep = plain ? gamma : sqrt(s_prev) * gamma / sqrt(s);
         const float vb = v[((size_t)sequence * kv_heads + kvh) * RN_DV + b];
@@ -209,7 +229,7 @@ __kernel void retention_step(__global const float *q, __global const float *k,
             st[i * RN_DV] = entry;
             out += q_local[a0 + i] * entry;
         }
-        if (b == 0 && part == 0 && sequence == 0) scale_out[h] = s;
+        if (b == 0 && part == 0) (odd ? scale1 : scale0)[bh] = s;
     }
     shares[part][column] = out;
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -244,11 +264,15 @@ __kernel void retention_weigh_keys(__global const float *k, __global const float
 
 // The states entering each chunk from the chunks' contributions, and the recurrent state left
 // behind: chunk_states[i] holds dU of chunk i - 1 on entry (i >= 1) and U_i on exit, with
-// U_0 = 0 and U_(i+1) = gamma^chunk U_i + dU_i; `state` holds dU of the last chunk on entry
-// and U_n / sqrt(S_(n-1)) (U_n when plain) on exit; scale[h] = S_(n-1).
+// U_(i+1) = gamma^chunk U_i + dU_i; `state` holds dU of the last chunk on entry and
+// U_n / sqrt(S_(n-1)) (U_n when plain) on exit; scale[h] = S_(n-1). U_0 = 0, or with has_state
+// the continued sequence's state, which chunk_states[0] holds on entry as stored (normalised,
+// the host copies it there) with its scale S_(P-1) in scale_in (a buffer other than `scale`);
+// S then counts from P too: S_(P+n-1) = S_(P-1) gamma^n + S_(n-1).
 // global (RN_DK * RN_DV, H).
 __kernel void retention_prefix(__global float *chunk_states, int chunks, int n, int chunk, int plain,
                                __global const float *decays, __global float *state,
+                               int has_state, __global const float *scale_in,
                                __global float *scale) {
     const int ab = get_global_id(0), h = get_global_id(1);
     const int H = get_global_size(1);
@@ -256,7 +280,13 @@ __kernel void retention_prefix(__global float *chunk_states, int chunks, int n, 
     const float gamma_chunk = exp((float)chunk * decay);
     const size_t entry = (size_t)RN_DK * RN_DV;
     float u = 0.0f;
-    if (chunks > 1) chunk_states[(size_t)h * entry + ab] = 0.0f;
+    if (has_state) {
+        u = chunk_states[(size_t)h * entry + ab];
+        if (!plain) u *= sqrt(scale_in[h]);
+        chunk_states[(size_t)h * entry + ab] = u;
+    } else if (chunks > 1) {
+        chunk_states[(size_t)h * entry + ab] = 0.0f;
+    }
     for (int i = 1; i < chunks; i++) {
         __global float *slot = chunk_states + ((size_t)i * H + h) * entry + ab;
         u = gamma_chunk * u + *slot;
@@ -265,7 +295,8 @@ __kernel void retention_prefix(__global float *chunk_states, int chunks, int n, 
     const int last = n - (chunks - 1) * chunk;
     __global float *out = state + (size_t)h * entry + ab;
     u = exp((float)last * decay) * u + *out;
-    const float s = decay_sum(decay, n - 1);
+    const float s = has_state ? scale_in[h] * exp((float)n * decay) + decay_sum(decay, n - 1)
+                              : decay_sum(decay, n - 1);
     *out = plain ? u : u / sqrt(s);
     if (ab == 0) scale[h] = s;
 }
@@ -273,11 +304,13 @@ __kernel void retention_prefix(__global float *chunk_states, int chunks, int n, 
 // Row t of head h's scores: decayed and causally masked, the row's normaliser applied
 // (S'[t][m] = S[t][m] gamma^(t-m) / (sqrt(s_c) d), zero for m > t), and the cross term that the
 // chunk's incoming state contributes to o, already in o from Q U_i, scaled by
-// gamma^(c+1) / (sqrt(s_c) d); zero in the first chunk. o then receives S' V on top.
+// gamma^(c+1) / (sqrt(s_c) d); zero in the first chunk unless it continues a state
+// (has_state). o then receives S' V on top.
 // One work-group per (t, h): global (RN_WG * n * H). S [chunks * H, chunk, chunk] (row stride
 // chunk); o [n, H*DV].
 __kernel void retention_scores(__global float *S, __global const float *decays, __global const float *sigma,
-                               int H, int chunk, float cap, int plain, __global float *o) {
+                               int H, int chunk, float cap, int plain, int has_state,
+                               __global float *o) {
     __local float scratch[RN_WG];
     const int lid = get_local_id(0);
     const int t = get_group_id(0) / H, h = get_group_id(0) % H;
@@ -294,10 +327,11 @@ __kernel void retention_scores(__global float *S, __global const float *decays, 
     float d = fmax(group_sum(abs_sum, scratch) / root_s, 1.0f);
     if (cap > 0.0f) d = fmin(d, cap);
     if (plain) d = 1.0f;
-    if (i > 0 && !plain) d = fmax(d, sigma[i * H + h]);
+    const int entering = i > 0 || has_state;
+    if (entering && !plain) d = fmax(d, sigma[i * H + h]);
     const float f = 1.0f / (root_s * d);
     for (int m = lid; m <= c; m += RN_WG) row[m] *= f;
     __global float *orow = o + (size_t)t * H * RN_DV + h * RN_DV;
     const float g = exp((float)(c + 1) * decay) * f;
-    for (int b = lid; b < RN_DV; b += RN_WG) orow[b] = i > 0 ? orow[b] * g : 0.0f;
+    for (int b = lid; b < RN_DV; b += RN_WG) orow[b] = entering ? orow[b] * g : 0.0f;
 }

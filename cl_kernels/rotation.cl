@@ -9,13 +9,14 @@
 // x [n, width], width = heads * dk.
 
 __kernel void theta_shift(__global float *x, __global const float *angle,  // angle [dk]
-                          int width, int dk, int pos0, float scale, int half_split) {
+                          int width, int dk, int pos0, __global const int *positions, int per_row,
+                          float scale, int half_split) {
     const int pair = get_global_id(0);
     const int t = get_global_id(1);
     const int head = pair / (dk / 2), i = pair % (dk / 2);
     const int j0 = head * dk + (half_split ? i : 2 * i);
     const int j1 = half_split ? j0 + dk / 2 : j0 + 1;
-    const float phi = (float)(pos0 + t) * angle[half_split ? i : 2 * i];
+    const float phi = (float)(per_row ? positions[t] : pos0 + t) * angle[half_split ? i : 2 * i];
     const float c = cos(phi), s = sin(phi);
     __global float *row = x + (size_t)t * width;
     const float x0 = row[j0] * scale, x1 = row[j1] * scale;

@@ -85,6 +85,9 @@ struct rn_model {
 typedef struct rn_workspace {
     int64_t rows;
     rt_buffer tokens;                  /* [rows] int */
+    rt_buffer positions;               /* [rows] int, decoding: each row's own position */
+    rt_buffer scale_in;                /* [H], a prompt continuing a state: the scale it enters
+                                          with, apart from the slot the prompt writes */
     rt_buffer x, h;                    /* [rows, D] residual stream, normed input / branch output */
     rt_buffer q;                       /* [rows, H*dk] */
     rt_buffer k;                       /* [rows, Hkv*dk] */
@@ -103,15 +106,18 @@ typedef struct rn_workspace {
 
 #define RN_RECENT_TOKENS 256
 
+/* A session is `batch` independent rows (1 for an ordinary session), each a sequence with its
+ * own position, state, scale, recent tokens and last logits. */
 struct rn_session {
     rn_model *model;
-    int64_t batch;                     /* sequences decoded together, all at `position` (1 for
-                                          an ordinary session) */
-    uint64_t position;                 /* tokens consumed */
-    float *last_logits;                /* [batch, V] logits after the last token consumed */
-    int32_t recent[RN_RECENT_TOKENS];  /* the last tokens consumed, a ring ending at position - 1 */
+    int64_t batch;                     /* rows */
+    uint64_t *positions;               /* [batch] tokens each row has consumed */
+    float *last_logits;                /* [batch, V] logits after each row's last token */
+    int32_t *recent;                   /* [batch][RN_RECENT_TOKENS] each row's last tokens, a ring
+                                          ending at its position - 1 */
     rt_buffer *state;                  /* [L] each [batch*H, dk, dv] */
-    rt_buffer *scale;                  /* [L][2] each [H], double-buffered by position parity */
+    rt_buffer *scale;                  /* [L][2] each [batch*H]: the scale of row r's position p
+                                          is in slot p & 1 (retention_step) */
     rn_workspace step;                 /* `batch` rows, for decoding */
     rn_progress_fn progress;           /* rn_session_set_progress */
     void *progress_user;
@@ -122,6 +128,13 @@ struct rn_session {
 rn_status rn_session_init_locked(rn_model *model, rn_session **out);
 void rn_session_free_locked(rn_session *session);
 rn_status rn_session_reset_locked(rn_session *session);
+/* Empties row `row` (< batch): zero state and scales, position 0, no recent tokens, zero logits. */
+rn_status rn_session_reset_row_locked(rn_session *session, int64_t row);
+
+/* Row r's ring of recent tokens. */
+static inline int32_t *rn_session_ring(const rn_session *s, int64_t row) {
+    return s->recent + (size_t)row * RN_RECENT_TOKENS;
+}
 
 static inline const rt_buffer *rn_model_output(const rn_model *m) {
     return m->cfg.share_embed ? &m->embed : &m->output;

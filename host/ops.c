@@ -196,12 +196,14 @@ rn_status rn_op_group_norm_gate(rt_runtime *rt, const rn_kernels *k, const rt_bu
 }
 
 rn_status rn_op_theta_shift(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, int64_t n,
-                            int64_t heads, const rt_buffer *angle, int64_t pos0, float scale,
-                            bool half_split) {
+                            int64_t heads, const rt_buffer *angle, int64_t pos0,
+                            const rt_buffer *positions, float scale, bool half_split) {
     cl_int width = (cl_int)(heads * k->dk), dk = (cl_int)k->dk, pos = (cl_int)pos0;
-    cl_int half = half_split;
-    rt_arg args[] = {RT_ARG_BUF(x), RT_ARG_BUF(angle), RT_ARG_VAL(width), RT_ARG_VAL(dk),
-                     RT_ARG_VAL(pos), RT_ARG_VAL(scale), RT_ARG_VAL(half)};
+    cl_int half = half_split, per_row = positions != NULL;
+    /* Without positions the kernel never reads them; any valid buffer fills the slot. */
+    rt_arg args[] = {RT_ARG_BUF(x),   RT_ARG_BUF(angle), RT_ARG_VAL(width),  RT_ARG_VAL(dk),
+                     RT_ARG_VAL(pos), RT_ARG_BUF(positions ? positions : angle), RT_ARG_VAL(per_row),
+                     RT_ARG_VAL(scale), RT_ARG_VAL(half)};
     size_t global[2] = {(size_t)(heads * k->dk / 2), (size_t)n};
     return rt_launch(rt, k->theta_shift, "theta_shift", args, N_ARGS(args), 2, global, NULL);
 }
@@ -246,6 +248,7 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
     for (int i = 0; i < 3; i++) ends[i] = (cl_int)(p->mode == RN_PROJECT_PLAIN && p->y[i + 1] ? p->ends[i] : p->rows);
     cl_int rotated = p->mode == RN_PROJECT_PLAIN ? (cl_int)p->rotated : 0, q_rows = (cl_int)p->q_rows;
     cl_int pos0 = (cl_int)p->pos0, pos_step = (cl_int)p->pos_step, half_split = p->half_split;
+    cl_int per_row = p->positions != NULL;
     if (rotated % k->dk || q_rows % k->dk)
         return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "%d rotated rows (%d of q) are not whole heads of %lld",
                        rotated, q_rows, (long long)k->dk);
@@ -253,14 +256,15 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
     for (int i = 0; i < 4; i++) y[i] = p->y[i] ? p->y[i] : p->y[0];  /* unused slots: never written */
     /* Absent operands are never read; any valid buffer fills their slots. */
     const rt_buffer *norm = p->norm ? p->norm : p->x, *angle = p->angle ? p->angle : p->x;
+    const rt_buffer *positions = p->positions ? p->positions : p->x;
     cl_ulong wtotal = weight_total(k, p->W);
     rt_arg args[] = {RT_ARG_BUF(p->W),    RT_ARG_VAL(wtotal),   RT_ARG_VAL(rows),      RT_ARG_VAL(cols),      RT_ARG_BUF(p->x),
                      RT_ARG_VAL(n),       RT_ARG_BUF(norm),     RT_ARG_VAL(normalize), RT_ARG_VAL(eps),
                      RT_ARG_VAL(mode),    RT_ARG_VAL(alpha),    RT_ARG_VAL(activation), RT_ARG_BUF(y[0]),
                      RT_ARG_BUF(y[1]),    RT_ARG_BUF(y[2]),     RT_ARG_BUF(y[3]),      RT_ARG_VAL(ends[0]),
                      RT_ARG_VAL(ends[1]), RT_ARG_VAL(ends[2]),  RT_ARG_VAL(rotated),   RT_ARG_VAL(q_rows),
-                     RT_ARG_BUF(angle),   RT_ARG_VAL(pos0),     RT_ARG_VAL(pos_step),  RT_ARG_VAL(k_scale),
-                     RT_ARG_VAL(half_split)};
+                     RT_ARG_BUF(angle),   RT_ARG_VAL(pos0),     RT_ARG_VAL(pos_step),  RT_ARG_BUF(positions),
+                     RT_ARG_VAL(per_row), RT_ARG_VAL(k_scale),  RT_ARG_VAL(half_split)};
     /* Two weight rows per work-group (matvec.cl): two outputs, or one in GLU mode. */
     size_t groups = p->mode == RN_PROJECT_GLU ? (size_t)p->rows : ((size_t)p->rows + 1) / 2;
     size_t global = k->wg * groups, local = k->wg;
@@ -283,11 +287,17 @@ rn_status rn_op_fill_uniform(rt_runtime *rt, const rn_kernels *k, rt_buffer *w, 
     return rt_launch(rt, k->fill_uniform, "fill_uniform", args, N_ARGS(args), 1, &global, NULL);
 }
 
-rn_retention_sizes rn_retention_scratch_size(rn_mode mode, bool gemm, int64_t n, int64_t chunk, int64_t H,
-                                             int64_t dk, int64_t dv) {
+/* Whether the form keeps chunks with incoming states: the chunkwise form over more than one
+ * chunk, or continuing a sequence (whose first chunk has the sequence's state coming in). */
+static bool is_chunked(rn_mode mode, int64_t chunk, int64_t n, bool has_state) {
+    return mode == RN_MODE_CHUNKWISE && (chunk < n || has_state);
+}
+
+rn_retention_sizes rn_retention_scratch_size(rn_mode mode, bool gemm, bool has_state, int64_t n, int64_t chunk,
+                                             int64_t H, int64_t dk, int64_t dv) {
     /* The parallel form is one window with no incoming state. The kernels then keep nothing;
      * the GEMM form treats it as one chunk of n. */
-    const bool chunked = mode == RN_MODE_CHUNKWISE && chunk < n;
+    const bool chunked = is_chunked(mode, chunk, n, has_state);
     const int64_t window = chunked ? chunk : n, chunks = chunked ? (n + chunk - 1) / chunk : gemm ? 1 : 0;
     rn_retention_sizes z = {0};
     z.chunk_states = (uint64_t)(chunked ? chunks : 0) * (uint64_t)(H * dk * dv) * sizeof(float);
@@ -303,8 +313,11 @@ rn_status rn_op_retention(rt_runtime *rt, const rn_kernels *k, rn_retention_shap
                           rn_mode mode, int64_t chunk, const rt_buffer *q, const rt_buffer *kk,
                           const rt_buffer *v, int64_t n, const rt_buffer *decays,
                           rn_retention_scratch *scratch, rt_buffer *o, rt_buffer *state,
-                          rt_buffer *scale) {
-    const bool chunked = mode == RN_MODE_CHUNKWISE && chunk < n;
+                          const rt_buffer *scale_in, rt_buffer *scale) {
+    cl_int has_state = scale_in != NULL;
+    if (has_state && mode != RN_MODE_CHUNKWISE)
+        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "only the chunkwise form continues a state");
+    const bool chunked = is_chunked(mode, chunk, n, has_state);
     const int64_t H = shape.heads;
     cl_int n_tokens = (cl_int)n, window = (cl_int)(chunked ? chunk : n), record = chunked;
     cl_int heads = (cl_int)H, kv_heads = (cl_int)shape.kv_heads, plain = shape.plain;
@@ -315,7 +328,8 @@ rn_status rn_op_retention(rt_runtime *rt, const rn_kernels *k, rn_retention_shap
     rt_arg scan_args[] = {RT_ARG_BUF(kk),       RT_ARG_BUF(v),         RT_ARG_BUF(decays),
                           RT_ARG_VAL(n_tokens), RT_ARG_VAL(window),    RT_ARG_VAL(record),
                           RT_ARG_VAL(kv_heads), RT_ARG_VAL(plain),     RT_ARG_BUF(states),
-                          RT_ARG_BUF(state),    RT_ARG_BUF(scale)};
+                          RT_ARG_BUF(state),    RT_ARG_VAL(has_state), RT_ARG_BUF(scale_in ? scale_in : scale),
+                          RT_ARG_BUF(scale)};
     size_t scan_global[2] = {(size_t)(k->dk * k->dv), (size_t)H};
     rn_status st = rt_launch(rt, k->retention_scan, "retention_scan", scan_args, N_ARGS(scan_args), 2,
                              scan_global, NULL);
@@ -336,7 +350,8 @@ rn_status rn_op_retention(rt_runtime *rt, const rn_kernels *k, rn_retention_shap
     rt_arg out_args[] = {RT_ARG_BUF(q),      RT_ARG_BUF(kk),       RT_ARG_BUF(v),
                          RT_ARG_BUF(decays), RT_ARG_BUF(states),   RT_ARG_BUF(sigma),
                          RT_ARG_VAL(heads),  RT_ARG_VAL(kv_heads), RT_ARG_VAL(window),
-                         RT_ARG_VAL(cap),    RT_ARG_VAL(plain),    RT_ARG_BUF(o)};
+                         RT_ARG_VAL(cap),    RT_ARG_VAL(plain),    RT_ARG_VAL(has_state),
+                         RT_ARG_BUF(o)};
     size_t global = k->wg * (size_t)(n * H), local = k->wg;
     return rt_launch(rt, k->retention_output, "retention_output", out_args, N_ARGS(out_args), 1,
                      &global, &local);
@@ -374,8 +389,11 @@ rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention
                                rn_mode mode, int64_t chunk, const rt_buffer *q, const rt_buffer *kk,
                                const rt_buffer *v, int64_t n, const rt_buffer *decays,
                                rn_retention_scratch *scratch, rt_buffer *o, rt_buffer *state,
-                               rt_buffer *scale) {
-    const bool chunked = mode == RN_MODE_CHUNKWISE && chunk < n;
+                               const rt_buffer *scale_in, rt_buffer *scale) {
+    cl_int has_state = scale_in != NULL;
+    if (has_state && mode != RN_MODE_CHUNKWISE)
+        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "only the chunkwise form continues a state");
+    const bool chunked = is_chunked(mode, chunk, n, has_state);
     const int64_t H = shape.heads, G = shape.heads / shape.kv_heads, dk = k->dk, dv = k->dv;
     const int64_t C = chunked ? chunk : n, chunks = (n + C - 1) / C, last = n - (chunks - 1) * C;
     const size_t qw = (size_t)(H * dk), kw = (size_t)(shape.kv_heads * dk), vw = (size_t)(shape.kv_heads * dv);
@@ -383,6 +401,11 @@ rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention
     cl_int n_tokens = (cl_int)n, window = (cl_int)C, kv_heads = (cl_int)shape.kv_heads, plain = shape.plain;
     cl_int heads = (cl_int)H, n_chunks = (cl_int)chunks;
     rn_status st;
+
+    /* The continued sequence's state enters chunk 0: retention_prefix finds it there (and turns
+     * it into U_0) before the products below overwrite `state` with the last chunk's share. */
+    if (has_state && (st = rt_buffer_copy(rt, state, &scratch->chunk_states, (size_t)H * entry * sizeof(float))) != RN_OK)
+        return st;
 
     /* Each chunk's share of the state after it: dU = (w K)^T V, into chunk_states[i + 1] for all
      * but the last chunk, whose share goes to `state` (retention_prefix then adds them up). */
@@ -408,7 +431,8 @@ rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention
         return st;
     const rt_buffer *states = chunked ? &scratch->chunk_states : state;  /* any valid buffer */
     rt_arg prefix[] = {RT_ARG_BUF(states), RT_ARG_VAL(n_chunks), RT_ARG_VAL(n_tokens), RT_ARG_VAL(window),
-                       RT_ARG_VAL(plain), RT_ARG_BUF(decays), RT_ARG_BUF(state), RT_ARG_BUF(scale)};
+                       RT_ARG_VAL(plain), RT_ARG_BUF(decays), RT_ARG_BUF(state), RT_ARG_VAL(has_state),
+                       RT_ARG_BUF(scale_in ? scale_in : scale), RT_ARG_BUF(scale)};
     size_t prefix_global[2] = {entry, (size_t)H};
     if ((st = rt_launch(rt, k->retention_prefix, "retention_prefix", prefix, N_ARGS(prefix), 2, prefix_global,
                         NULL)) != RN_OK)
@@ -423,7 +447,8 @@ rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention
     }
 
     /* Scores S = Q K^T per chunk and head (full chunks, then the last), the cross term Q U_i
-     * into o (chunks after the first), then retention_scores, then o += S' V. */
+     * into o (chunks after the first, and the first too when it continues a state), then
+     * retention_scores, then o += S' V. */
     const chunk_operand queries = {0, (size_t)C * qw, (size_t)dk};
     const chunk_operand raw_keys = {0, (size_t)C * kw, (size_t)dk};
     const chunk_operand scores = {0, (size_t)H * cc, cc};
@@ -437,13 +462,14 @@ rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention
             return st;
         if (chunked && (st = chunk_products(rt, false, false, len, (size_t)dv, (size_t)dk, 0.0f, q, queries, qw,
                                             &scratch->chunk_states, entering, (size_t)dv, o, outputs, ow,
-                                            first > 0 ? first : 1, end, H, 1)) != RN_OK)
+                                            first > 0 || has_state ? first : 1, end, H, 1)) != RN_OK)
             return st;
     }
     float cap = mode == RN_MODE_PARALLEL ? 5e4f : 0.0f;
     const rt_buffer *sigma = chunked ? &scratch->sigma : o;
     rt_arg score_args[] = {RT_ARG_BUF(&scratch->scores), RT_ARG_BUF(decays), RT_ARG_BUF(sigma), RT_ARG_VAL(heads),
-                           RT_ARG_VAL(window), RT_ARG_VAL(cap), RT_ARG_VAL(plain), RT_ARG_BUF(o)};
+                           RT_ARG_VAL(window), RT_ARG_VAL(cap), RT_ARG_VAL(plain), RT_ARG_VAL(has_state),
+                           RT_ARG_BUF(o)};
     size_t global = k->wg * (size_t)(n * H), local = k->wg;
     if ((st = rt_launch(rt, k->retention_scores, "retention_scores", score_args, N_ARGS(score_args), 1, &global,
                         &local)) != RN_OK)
@@ -462,13 +488,13 @@ rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention
 rn_status rn_op_retention_step(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
                                int64_t batch, const rt_buffer *q,
                                const rt_buffer *kk, const rt_buffer *v, const rt_buffer *decays,
-                               rt_buffer *state, const rt_buffer *scale_in, rt_buffer *scale_out,
-                               rt_buffer *o) {
+                               const rt_buffer *positions, rt_buffer *state, rt_buffer *scale0,
+                               rt_buffer *scale1, rt_buffer *o) {
     cl_int heads = (cl_int)shape.heads, kv_heads = (cl_int)shape.kv_heads, plain = shape.plain;
-    rt_arg args[] = {RT_ARG_BUF(q),        RT_ARG_BUF(kk),        RT_ARG_BUF(v),
-                     RT_ARG_BUF(decays),   RT_ARG_VAL(heads),     RT_ARG_VAL(kv_heads),
-                     RT_ARG_VAL(plain),    RT_ARG_BUF(state),     RT_ARG_BUF(scale_in),
-                     RT_ARG_BUF(scale_out), RT_ARG_BUF(o)};
+    rt_arg args[] = {RT_ARG_BUF(q),         RT_ARG_BUF(kk),     RT_ARG_BUF(v),
+                     RT_ARG_BUF(decays),    RT_ARG_VAL(heads),  RT_ARG_VAL(kv_heads),
+                     RT_ARG_VAL(plain),     RT_ARG_BUF(state),  RT_ARG_BUF(positions),
+                     RT_ARG_BUF(scale0),    RT_ARG_BUF(scale1), RT_ARG_BUF(o)};
     const size_t tile = k->wg / (size_t)k->step_split;  /* RN_STEP_TILE */
     size_t columns = ((size_t)k->dv + tile - 1) / tile * tile;
     size_t global[3] = {columns, (size_t)k->step_split, (size_t)(batch * shape.heads)};

@@ -59,11 +59,12 @@ rn_status rn_op_rms_norm(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x
 rn_status rn_op_group_norm_gate(rt_runtime *rt, const rn_kernels *k, const rt_buffer *o,
                                 const rt_buffer *g, const rt_buffer *w, int64_t n, int64_t H,
                                 float eps, rt_buffer *y);
-/* In place on x [n, heads*dk]: scale, then rotate by positions pos0 .. pos0+n-1, in
- * interleaved pairs or (half_split) NeoX's halves. */
+/* In place on x [n, heads*dk]: scale, then rotate by positions pos0 .. pos0+n-1 (or, when
+ * `positions` is not NULL, row t by positions[t]: n ints on the device), in interleaved pairs
+ * or (half_split) NeoX's halves. */
 rn_status rn_op_theta_shift(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, int64_t n,
-                            int64_t heads, const rt_buffer *angle, int64_t pos0, float scale,
-                            bool half_split);
+                            int64_t heads, const rt_buffer *angle, int64_t pos0,
+                            const rt_buffer *positions, float scale, bool half_split);
 /* c = act(a) * b over `count` elements. */
 rn_status rn_op_glu(rt_runtime *rt, const rn_kernels *k, const rt_buffer *a, const rt_buffer *b,
                     int64_t count, rn_activation act, rt_buffer *c);
@@ -104,8 +105,10 @@ typedef struct rn_projection {
     rt_buffer *y[4];             /* PLAIN: y[i] gets [n, ends[i] - ends[i-1]]; unused ones NULL */
     int64_t ends[3];             /* PLAIN with several outputs: where each one's rows end */
     /* PLAIN: the first `rotated` rows (q's q_rows, then k's; whole heads of dk) leave rotated to
-     * position pos0 + row * pos_step, k's scaled by k_scale first; 0: none. */
+     * position pos0 + row * pos_step, or positions[row] when `positions` ([n] ints) is not NULL,
+     * k's scaled by k_scale first; 0: none. */
     int64_t rotated, q_rows, pos0, pos_step;
+    const rt_buffer *positions;
     const rt_buffer *angle;      /* [dk] */
     float k_scale;
     bool half_split;
@@ -128,35 +131,40 @@ typedef struct rn_retention_scratch {
 } rn_retention_scratch;
 
 /* The bytes of each scratch buffer for n tokens in `mode`, by the kernels or (gemm) by
- * batched GEMMs. */
+ * batched GEMMs, from an empty state or (has_state, chunkwise only) continuing one. */
 typedef struct rn_retention_sizes {
     uint64_t chunk_states, sigma, scores, keys;
 } rn_retention_sizes;
-rn_retention_sizes rn_retention_scratch_size(rn_mode mode, bool gemm, int64_t n, int64_t chunk, int64_t H,
-                                             int64_t dk, int64_t dv);
+rn_retention_sizes rn_retention_scratch_size(rn_mode mode, bool gemm, bool has_state, int64_t n, int64_t chunk,
+                                             int64_t H, int64_t dk, int64_t dv);
 
-/* Retention of n tokens from an empty state in the parallel or chunkwise form: o [n, H*dv]
- * before the group norm, and the recurrent state and scale it leaves behind. */
+/* Retention of n tokens in the parallel or chunkwise form: o [n, H*dv] before the group norm,
+ * and the recurrent state and scale it leaves behind. From an empty state when scale_in is
+ * NULL; otherwise (chunkwise only) continuing the sequence whose recurrent state `state` holds
+ * on entry, with its scale S_(P-1) in scale_in [H], a buffer other than `scale`; its chunks are
+ * counted from the continued position (retention.cl). */
 rn_status rn_op_retention(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
                           rn_mode mode, int64_t chunk, const rt_buffer *q, const rt_buffer *kk,
                           const rt_buffer *v, int64_t n, const rt_buffer *decays,
                           rn_retention_scratch *scratch, rt_buffer *o, rt_buffer *state,
-                          rt_buffer *scale);
+                          const rt_buffer *scale_in, rt_buffer *scale);
 /* The same as rn_op_retention through CLBlast's batched GEMMs (scratch sized with gemm set):
  * for prompts on devices where CLBlast runs, whose scores fit the scratch. */
 rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
                                rn_mode mode, int64_t chunk, const rt_buffer *q, const rt_buffer *kk,
                                const rt_buffer *v, int64_t n, const rt_buffer *decays,
                                rn_retention_scratch *scratch, rt_buffer *o, rt_buffer *state,
-                               rt_buffer *scale);
+                               const rt_buffer *scale_in, rt_buffer *scale);
 
-/* One recurrent step for `batch` sequences: q [batch, H*dk], k and v [batch, kv_heads*d], q and
- * k rotated and k scaled; reads scale_in, writes scale_out ([H]), updates state
- * [batch*H, dk, dv] and writes o [batch, H*dv]. */
+/* One recurrent step for `batch` independent sequences, sequence b at position positions[b]
+ * ([batch] ints on the device): q [batch, H*dk], k and v [batch, kv_heads*d], q and k rotated
+ * and k scaled; updates state [batch*H, dk, dv] and writes o [batch, H*dv]. The scales are two
+ * slots [batch*H]: sequence b reads slot (pos + 1) & 1 (the scale of pos - 1) and writes slot
+ * pos & 1 (retention.cl). */
 rn_status rn_op_retention_step(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
                                int64_t batch, const rt_buffer *q,
                                const rt_buffer *kk, const rt_buffer *v, const rt_buffer *decays,
-                               rt_buffer *state, const rt_buffer *scale_in, rt_buffer *scale_out,
-                               rt_buffer *o);
+                               const rt_buffer *positions, rt_buffer *state, rt_buffer *scale0,
+                               rt_buffer *scale1, rt_buffer *o);
 
 #endif /* RN_OPS_H */

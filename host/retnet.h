@@ -119,9 +119,10 @@ void rn_context_free(rn_context *ctx);
  * stores a flag). The flag is the context's, not a session's. A model load checks it between
  * tensors, a prompt between layers (parallel, chunkwise) or tokens (recurrent), a decoding
  * step before it starts; the call returns RN_ERR_CANCELLED and clears the flag. What was
- * cancelled is left as a failure leaves it: no model; a prompt fed from an empty state leaves
- * the session empty, one fed recurrently keeps every token it finished (rn_session_position
- * says how many); a step not taken leaves the session as it was. rn_context_cancel(ctx, 0)
+ * cancelled is left as a failure leaves it: no model; a prompt fed in the parallel or chunkwise
+ * form leaves the session empty (also one that continued a state), one fed recurrently keeps
+ * every token it finished (rn_session_position says how many); a step not taken leaves the
+ * session as it was. rn_context_cancel(ctx, 0)
  * withdraws a request that no call has seen yet. */
 void rn_context_cancel(rn_context *ctx, int cancel);
 
@@ -272,8 +273,13 @@ rn_status rn_session_set_progress(rn_session *session, rn_progress_fn fn, void *
  * logits (row-major, one row per position) to `logits` when it is not NULL. `chunk_size` is
  * used by RN_MODE_CHUNKWISE (0: the config's recurrent_chunk_size). RN_MODE_RECURRENT feeds
  * the tokens one by one. Afterwards the session holds the recurrent state and continues with
- * rn_session_decode. A session that already holds tokens accepts RN_MODE_RECURRENT only: the
- * parallel and chunkwise forms start from an empty state, as torchscale's do. */
+ * rn_session_decode. A session that already holds P tokens takes RN_MODE_CHUNKWISE or
+ * RN_MODE_RECURRENT: the chunkwise form then starts from the session's state, its chunks
+ * counted from position P, so that a prompt cut at multiples of the chunk size and fed piece
+ * by piece gives what one call with the whole prompt gives (up to rounding); pieces cut
+ * elsewhere meet other chunk boundaries, and so differ from it as the forms differ from each
+ * other. RN_MODE_PARALLEL starts from an empty state only, as torchscale's does
+ * (RN_ERR_INVALID_ARGUMENT otherwise). */
 rn_status rn_session_prefill(rn_session *session, const int32_t *tokens, size_t n, rn_mode mode,
                              size_t chunk_size, float *logits);
 
@@ -281,15 +287,35 @@ rn_status rn_session_prefill(rn_session *session, const int32_t *tokens, size_t 
  * NULL. */
 rn_status rn_session_decode(rn_session *session, int32_t token, float *logits);
 
-/* Batched decoding: `batch` sequences (1 to 1024) that advance together, one token each per
- * call, all from an empty state and at the same position; every weight is read once per step
- * for all of them. tokens [batch]; logits [batch, V] or NULL. Such a session takes only
- * rn_session_decode_batch, rn_session_reset, rn_session_position, rn_session_logits (the
- * first sequence's row) and rn_session_free; the others refuse it with
+/* Batched decoding: a batch session holds `batch` rows (1 to 1024), each an independent
+ * sequence with its own state, position, recent tokens and last logits; every weight is read
+ * once per step for all the rows stepped. A row starts empty; rn_session_copy_row moves a
+ * sequence into or out of it (a prompt is prefilled on an ordinary session, then copied in).
+ * rn_session_decode_batch steps every row by one token: tokens [batch]; logits [batch, V] or
+ * NULL. rn_session_decode_rows steps rows [0, rows) only and leaves the others untouched
+ * (continuous batching keeps its running sequences in the first rows). Each row's logits are
+ * what rn_session_decode would give its sequence alone (bit for bit where the device runs
+ * the same kernels the same way for one row and for several: PoCL does; steps of more rows
+ * than rn_context_options.project_max_rows take SGEMM instead and agree to rounding). rn_session_decode_rows refuses 0 rows or
+ * more than the batch with RN_ERR_INVALID_ARGUMENT; on an ordinary session it takes rows = 1.
+ * A batch session also takes
+ * rn_session_reset (every row), rn_session_position and rn_session_logits (row 0),
+ * rn_session_row_position and rn_session_free; the others refuse it with
  * RN_ERR_INVALID_ARGUMENT. */
 rn_status rn_session_init_batch(rn_model *model, size_t batch, rn_session **out);
 rn_status rn_session_decode_batch(rn_session *session, const int32_t *tokens, float *logits);
+rn_status rn_session_decode_rows(rn_session *session, size_t rows, const int32_t *tokens, float *logits);
 size_t rn_session_batch(const rn_session *session);
+/* The tokens row `row` has consumed (0 for a row out of range). */
+uint64_t rn_session_row_position(const rn_session *session, size_t row);
+/* Makes row `dst_row` of `dst` a copy of row `src_row` of `src` (an ordinary session is row 0):
+ * state, position, recent tokens and last logits, on the device. Both sessions belong to the
+ * same model; dst and src may be the same batch (two different rows). RN_ERR_INVALID_ARGUMENT
+ * for a row out of range or sessions of different models, leaving dst as it was. */
+rn_status rn_session_copy_row(rn_session *dst, size_t dst_row, const rn_session *src, size_t src_row);
+/* Empties one row of a batch (or an ordinary session's row 0): zero state, position 0, zero
+ * logits. RN_ERR_INVALID_ARGUMENT for a row out of range. */
+rn_status rn_session_reset_row(rn_session *session, size_t row);
 
 /* The logits after the last token the session consumed (vocab_size floats): what the next
  * token is sampled from, also after rn_session_load; zeros while the session is empty. */
@@ -311,6 +337,16 @@ rn_status rn_session_save(const rn_session *session, const char *path);
 rn_status rn_session_load(rn_session *session, const char *path);
 /* A new session on the same model holding a copy of `session`'s state. */
 rn_status rn_session_copy(const rn_session *session, rn_session **out);
+/* The same bytes as rn_session_save's file, in memory: rn_session_state_bytes is their size
+ * for this session's model (the same for every session of it), rn_session_save_buffer writes
+ * them to `buffer` (RN_ERR_INVALID_ARGUMENT when `capacity` is smaller) and
+ * rn_session_load_buffer reads them back with every check rn_session_load makes
+ * (RN_ERR_STATE_FILE, the session left as it was). Ordinary sessions only: a batch's row is
+ * saved by copying it into one first (rn_session_copy_row); rn_session_state_bytes is 0 for a
+ * batch. */
+size_t rn_session_state_bytes(const rn_session *session);
+rn_status rn_session_save_buffer(const rn_session *session, void *buffer, size_t capacity);
+rn_status rn_session_load_buffer(rn_session *session, const void *buffer, size_t size);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Tokenizers: Hugging Face tokenizer.json (BPE), no device needed                            */

@@ -260,27 +260,38 @@ static void test_group_norm_gate(rt_runtime *rt, const rn_kernels *k) {
     free(o), free(g), free(w), free(ref), free(got);
 }
 
+/* Rows at consecutive positions from 0, 1000 and 70000 (a prompt), and (p == 3) rows each at
+ * its own position (a batch of sequences, from a positions buffer). */
 static void test_theta_shift(rt_runtime *rt, const rn_kernels *k, const float *angle) {
     const int64_t n = 6, H = 3, dk = k->dk;
     const int64_t positions[] = {0, 1000, 70000};
+    const cl_int rows_at[6] = {5, 0, 70001, 12, 13, 999};
     for (int half = 0; half < 2; half++)
-    for (size_t p = 0; p < 3; p++)
+    for (size_t p = 0; p < 4; p++)
         for (int is_key = 0; is_key < 2; is_key++) {
             size_t count = (size_t)(n * H * dk);
             double scale = is_key ? 1.0 / sqrt((double)dk) : 1.0;
             float *x = random_floats(count, 2.0), *ref = malloc(count * sizeof *ref), *got = malloc(count * sizeof *got);
             memcpy(ref, x, count * sizeof *x);
-            ref_theta_shift(ref, n, H, dk, angle, positions[p], scale, half);
+            if (p < 3) ref_theta_shift(ref, n, H, dk, angle, positions[p], scale, half);
+            else
+                for (int64_t t = 0; t < n; t++) ref_theta_shift(ref + t * H * dk, 1, H, dk, angle, rows_at[t], scale, half);
             guarded gx = guarded_from(rt, x, count * sizeof *x);
             guarded ga = guarded_from(rt, angle, (size_t)dk * sizeof *angle);
-            must(rn_op_theta_shift(rt, k, &gx.view, n, H, &ga.view, positions[p], (float)scale, half), rt,
-                 "theta_shift");
+            guarded gp = guarded_from(rt, rows_at, sizeof rows_at);
+            must(rn_op_theta_shift(rt, k, &gx.view, n, H, &ga.view, p < 3 ? positions[p] : 0, p < 3 ? NULL : &gp.view,
+                                   (float)scale, half),
+                 rt, "theta_shift");
             bool intact = guarded_read(rt, &gx, got);
             char shape[64];
-            snprintf(shape, sizeof shape, "n 6, H 3, dk %lld, pos %lld, %s%s", (long long)dk,
-                     (long long)positions[p], is_key ? "k" : "q", half ? ", halves" : "");
+            if (p < 3)
+                snprintf(shape, sizeof shape, "n 6, H 3, dk %lld, pos %lld, %s%s", (long long)dk,
+                         (long long)positions[p], is_key ? "k" : "q", half ? ", halves" : "");
+            else
+                snprintf(shape, sizeof shape, "n 6, H 3, dk %lld, per row, %s%s", (long long)dk, is_key ? "k" : "q",
+                         half ? ", halves" : "");
             check("theta_shift", shape, ref, got, count, 1e-5, intact);
-            guarded_free(&gx), guarded_free(&ga);
+            guarded_free(&gx), guarded_free(&ga), guarded_free(&gp);
             free(x), free(ref), free(got);
         }
 }
@@ -424,37 +435,41 @@ static void test_project(rt_runtime *rt, const rn_kernels *k) {
 
 /* The project kernel's rotated rows (decoding's q and k): two q heads and one k head of dk
  * rows, then five plain rows, for three input rows at consecutive positions (a prompt) and at
- * one position (a batch), interleaved pairs and halves, against the reference's linear then
- * theta shift. Positions up to 70000 make the fp32 angle product matter. */
+ * positions of their own (a batch of sequences), interleaved pairs and halves, against the
+ * reference's linear then theta shift. Positions up to 70000 make the fp32 angle product
+ * matter. */
 static void test_project_rotation(rt_runtime *rt, const rn_kernels *k, const float *angle) {
     const int64_t dk = k->dk, n = 3, cols = 40, q_rows = 2 * dk, rotated = 3 * dk, rows = rotated + 5;
     const float k_scale = (float)(1.0 / sqrt((double)dk));
     const size_t out_count = (size_t)(n * rows);
     for (int half = 0; half < 2; half++)
         for (int batch = 0; batch < 2; batch++) {
-            const int64_t pos0 = batch ? 70000 : 1000, pos_step = batch ? 0 : 1;
+            const int64_t pos0 = 1000;
+            const cl_int rows_at[3] = {70000, 3, 70001};
             float *x = random_floats((size_t)(n * cols), 1.0), *W = random_floats((size_t)(rows * cols), 0.3);
             float *ref = malloc(out_count * sizeof *ref), *got = malloc(out_count * sizeof *got);
             guarded gw = stored_weights(rt, k, W, (size_t)(rows * cols));
             ref_linear(x, W, n, cols, rows, ref);
             for (int64_t b = 0; b < n; b++) {
-                ref_theta_shift(ref + b * rows, 1, 2, dk, angle, pos0 + b * pos_step, 1.0, half);
-                ref_theta_shift(ref + b * rows + q_rows, 1, 1, dk, angle, pos0 + b * pos_step, k_scale, half);
+                const int64_t pos = batch ? rows_at[b] : pos0 + b;
+                ref_theta_shift(ref + b * rows, 1, 2, dk, angle, pos, 1.0, half);
+                ref_theta_shift(ref + b * rows + q_rows, 1, 1, dk, angle, pos, k_scale, half);
             }
             guarded gx = guarded_from(rt, x, (size_t)(n * cols) * sizeof *x);
             guarded ga = guarded_from(rt, angle, (size_t)dk * sizeof *angle);
             guarded gy = guarded_alloc(rt, out_count * sizeof *got);
+            guarded gp = guarded_from(rt, rows_at, sizeof rows_at);
             rn_projection p = {.W = &gw.view, .rows = rows, .cols = cols, .x = &gx.view, .n = n,
                                .mode = RN_PROJECT_PLAIN, .y = {&gy.view}, .rotated = rotated, .q_rows = q_rows,
-                               .pos0 = pos0, .pos_step = pos_step, .angle = &ga.view, .k_scale = k_scale,
-                               .half_split = half};
+                               .pos0 = pos0, .pos_step = 1, .positions = batch ? &gp.view : NULL,
+                               .angle = &ga.view, .k_scale = k_scale, .half_split = half};
             must(rn_op_project(rt, k, &p), rt, "project");
             bool intact = guarded_read(rt, &gy, got);
             char shape[64];
             snprintf(shape, sizeof shape, "rotated, dk %lld, %s, %s", (long long)dk, half ? "halves" : "pairs",
-                     batch ? "one position" : "positions");
+                     batch ? "per row" : "positions");
             check("project", shape, ref, got, out_count, 1e-5, intact);
-            guarded_free(&gw), guarded_free(&gx), guarded_free(&ga), guarded_free(&gy);
+            guarded_free(&gw), guarded_free(&gx), guarded_free(&ga), guarded_free(&gy), guarded_free(&gp);
             free(x), free(W), free(ref), free(got);
         }
 }
@@ -464,59 +479,118 @@ static void test_project_rotation(rt_runtime *rt, const rn_kernels *k, const flo
  * normalisers' clamps act (d_n, iota and sigma above 1). */
 /* Recurrent steps of two sequences together, both continuing from `state0` and `scale0` (the
  * state a prompt of `pos0` tokens left) with their own q, k, v, q and k rotated as the project
- * kernel leaves them (fla's shapes, plain, by halves): against the reference stepping each
- * sequence alone. */
+ * kernel leaves them (fla's shapes, plain, by halves), the second one position further on (the
+ * other parity: each reads and writes its own scale slots): against the reference stepping
+ * each sequence alone. The slot a sequence must not read holds garbage. */
 static void test_retention_steps(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
                                  const float *decay, const float *angle, const float *state0,
                                  const float *scale0, int64_t pos0, const char *heads) {
-    const int64_t B = 2, steps = 3, H = shape.heads, G = shape.kv_heads, dk = k->dk, dv = k->dv;
+    enum { B = 2 };
+    const int64_t steps = 3, H = shape.heads, G = shape.kv_heads, dk = k->dk, dv = k->dv;
     const size_t st = (size_t)(H * dk * dv), on = (size_t)(B * H * dv);
     const bool half = shape.plain;
     float *ref_state = malloc((size_t)B * st * sizeof(float)), *got_state = malloc((size_t)B * st * sizeof(float));
-    float ref_scale[2][8], got_scale[8];
+    float ref_scale[B][8], slots[2][B * 8], got_scale[2][B * 8];
+    cl_int at[B];
     for (int64_t b = 0; b < B; b++) {
+        at[b] = (cl_int)(pos0 + b);
         memcpy(ref_state + b * st, state0, st * sizeof(float));
         memcpy(ref_scale[b], scale0, (size_t)H * sizeof(float));
+        for (int64_t h = 0; h < H; h++) {
+            slots[(at[b] + 1) & 1][b * H + h] = scale0[h];
+            slots[at[b] & 1][b * H + h] = -7.0f;
+        }
     }
     guarded gs = guarded_from(rt, ref_state, (size_t)B * st * sizeof(float));
-    guarded gsc = guarded_from(rt, scale0, (size_t)H * sizeof(float)), other = guarded_alloc(rt, (size_t)H * sizeof(float));
+    guarded gsc[2] = {guarded_from(rt, slots[0], (size_t)(B * H) * sizeof(float)),
+                      guarded_from(rt, slots[1], (size_t)(B * H) * sizeof(float))};
     guarded gd = guarded_from(rt, decay, (size_t)H * sizeof(float));
     float *o_ref = malloc(on * sizeof(float)), *o_got = malloc(on * sizeof(float));
     const float k_scale = (float)(1.0 / sqrt((double)dk));
     char what[96];
     for (int64_t s = 0; s < steps; s++) {
-        const int64_t pos = pos0 + s;
         float *q = random_floats((size_t)(B * H * dk), 3.0), *kk = random_floats((size_t)(B * G * dk), 3.0);
         float *v = random_floats((size_t)(B * G * dv), 1.0);
-        /* The scale of position p is in one buffer, p + 1 goes to the other. */
-        guarded *in = s % 2 == 0 ? &gsc : &other, *out = s % 2 == 0 ? &other : &gsc;
         /* The step takes q and k rotated (the project kernel does it): rotate them here. */
         for (int64_t b = 0; b < B; b++) {
-            ref_theta_shift(q + b * H * dk, 1, H, dk, angle, pos, 1.0, half);
-            ref_theta_shift(kk + b * G * dk, 1, G, dk, angle, pos, k_scale, half);
+            ref_theta_shift(q + b * H * dk, 1, H, dk, angle, at[b], 1.0, half);
+            ref_theta_shift(kk + b * G * dk, 1, G, dk, angle, at[b], k_scale, half);
         }
         guarded sq = guarded_from(rt, q, (size_t)(B * H * dk) * sizeof(float));
         guarded sk = guarded_from(rt, kk, (size_t)(B * G * dk) * sizeof(float));
         guarded sv = guarded_from(rt, v, (size_t)(B * G * dv) * sizeof(float));
+        guarded sp = guarded_from(rt, at, sizeof at);
         guarded so = guarded_alloc(rt, on * sizeof(float));
-        must(rn_op_retention_step(rt, k, shape, B, &sq.view, &sk.view, &sv.view, &gd.view, &gs.view, &in->view,
-                                  &out->view, &so.view),
+        must(rn_op_retention_step(rt, k, shape, B, &sq.view, &sk.view, &sv.view, &gd.view, &sp.view, &gs.view,
+                                  &gsc[0].view, &gsc[1].view, &so.view),
              rt, "retention_step");
         for (int64_t b = 0; b < B; b++)
             ref_retention_step(q + b * H * dk, kk + b * G * dk, v + b * G * dv, H, G, dk, dv, decay, shape.plain,
                                ref_state + b * st, ref_scale[b], o_ref + b * H * dv);
-        bool intact = guarded_read(rt, &so, o_got) & guarded_read(rt, out, got_scale);
-        snprintf(what, sizeof what, "2 seqs, step %lld after %lld, %s", (long long)s, (long long)pos0, heads);
+        bool intact = guarded_read(rt, &so, o_got) & guarded_read(rt, &gsc[0], got_scale[0]) &
+                      guarded_read(rt, &gsc[1], got_scale[1]) & guarded_read(rt, &sp, NULL);
+        snprintf(what, sizeof what, "2 seqs, step %lld after %lld/%lld, %s", (long long)s, (long long)pos0,
+                 (long long)pos0 + 1, heads);
         check("retention_step", what, o_ref, o_got, on, 2e-5, intact);
-        check("retention_step sc", what, ref_scale[0], got_scale, (size_t)H, 1e-6, true);
-        guarded_free(&sq), guarded_free(&sk), guarded_free(&sv), guarded_free(&so);
+        for (int64_t b = 0; b < B; b++)
+            check("retention_step sc", what, ref_scale[b], got_scale[at[b] & 1] + b * H, (size_t)H, 1e-6, true);
+        guarded_free(&sq), guarded_free(&sk), guarded_free(&sv), guarded_free(&so), guarded_free(&sp);
         free(q), free(kk), free(v);
+        for (int64_t b = 0; b < B; b++) at[b]++;
     }
     bool intact = guarded_read(rt, &gs, got_state);
     snprintf(what, sizeof what, "2 states after 3 steps, %s", heads);
     check("retention_step st", what, ref_state, got_state, (size_t)B * st, 2e-5, intact);
-    guarded_free(&gs), guarded_free(&gsc), guarded_free(&other), guarded_free(&gd);
+    guarded_free(&gs), guarded_free(&gsc[0]), guarded_free(&gsc[1]), guarded_free(&gd);
     free(ref_state), free(got_state), free(o_ref), free(o_got);
+}
+
+/* Chunkwise retention of n tokens cut in two at P (a multiple of the chunk): the first P from
+ * an empty state, then the rest continuing the state and scale they left (scale_in a buffer of
+ * its own, as the engine passes it). The rest's chunks are the whole sequence's later chunks,
+ * so its output, state and scale must be the reference's for the whole sequence. */
+static void test_retention_continued(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape, bool gemm,
+                                     int64_t chunk, int64_t P, const float *q, const float *kk, const float *v,
+                                     int64_t n, const float *decay, const float *ref_o, const float *ref_state,
+                                     const float *ref_scale, const char *heads) {
+    const int64_t H = shape.heads, G = shape.kv_heads, dk = k->dk, dv = k->dv;
+    const size_t st = (size_t)(H * dk * dv), on = (size_t)((n - P) * H * dv);
+    float *got_o = malloc(on * sizeof(float)), *got_state = malloc(st * sizeof(float)), got_scale[8];
+    guarded gd = guarded_from(rt, decay, (size_t)H * sizeof *decay);
+    guarded gs = guarded_alloc(rt, st * sizeof(float));
+    guarded scale[2] = {guarded_alloc(rt, (size_t)H * sizeof(float)), guarded_alloc(rt, (size_t)H * sizeof(float))};
+    bool intact = true;
+    for (int part = 0; part < 2; part++) {
+        const int64_t from = part ? P : 0, len = part ? n - P : P;
+        rn_retention_sizes z = rn_retention_scratch_size(RN_MODE_CHUNKWISE, gemm, part == 1, len, chunk, H, dk, dv);
+        guarded chunk_states = guarded_alloc(rt, z.chunk_states ? z.chunk_states : 4);
+        guarded sigma = guarded_alloc(rt, z.sigma ? z.sigma : 4);
+        guarded scores = guarded_alloc(rt, z.scores ? z.scores : 4), keys = guarded_alloc(rt, z.keys ? z.keys : 4);
+        rn_retention_scratch scratch = {chunk_states.view, sigma.view, scores.view, keys.view};
+        guarded gq = guarded_from(rt, q + from * H * dk, (size_t)(len * H * dk) * sizeof(float));
+        guarded gk = guarded_from(rt, kk + from * G * dk, (size_t)(len * G * dk) * sizeof(float));
+        guarded gv = guarded_from(rt, v + from * G * dv, (size_t)(len * G * dv) * sizeof(float));
+        guarded go = guarded_alloc(rt, (size_t)(len * H * dv) * sizeof(float));
+        must((gemm ? rn_op_retention_gemm : rn_op_retention)(rt, k, shape, RN_MODE_CHUNKWISE, chunk, &gq.view,
+                                                             &gk.view, &gv.view, len, &gd.view, &scratch, &go.view,
+                                                             &gs.view, part ? &scale[0].view : NULL,
+                                                             &scale[part].view),
+             rt, "retention continued");
+        intact &= guarded_read(rt, &go, part ? got_o : NULL) & guarded_read(rt, &chunk_states, NULL) &
+                  guarded_read(rt, &sigma, NULL) & guarded_read(rt, &scores, NULL) & guarded_read(rt, &keys, NULL);
+        guarded_free(&chunk_states), guarded_free(&sigma), guarded_free(&scores), guarded_free(&keys);
+        guarded_free(&gq), guarded_free(&gk), guarded_free(&gv), guarded_free(&go);
+    }
+    char what[96];
+    snprintf(what, sizeof what, "chunk %lld%s, %lld then %lld, %s", (long long)chunk, gemm ? " gemm" : "",
+             (long long)P, (long long)(n - P), heads);
+    check("retention cont", what, ref_o + P * H * dv, got_o, on, 2e-5, intact);
+    intact = guarded_read(rt, &gs, got_state);
+    check("retention cont state", what, ref_state, got_state, st, 2e-5, intact);
+    intact = guarded_read(rt, &scale[1], got_scale);
+    check("retention cont scale", what, ref_scale, got_scale, (size_t)H, 1e-6, intact);
+    guarded_free(&gd), guarded_free(&gs), guarded_free(&scale[0]), guarded_free(&scale[1]);
+    free(got_o), free(got_state);
 }
 
 static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *decay, const float *angle,
@@ -546,7 +620,7 @@ static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *dec
     for (size_t c = 0; c < 4; c++) {
         ref_retention(cases[c].mode, cases[c].chunk ? cases[c].chunk : n, q, kk, v, n, H, G, dk, dv, decay,
                       shape.plain, ref_o, ref_state, ref_scale);
-        rn_retention_sizes z = rn_retention_scratch_size(cases[c].mode, gemm, n, cases[c].chunk, H, dk, dv);
+        rn_retention_sizes z = rn_retention_scratch_size(cases[c].mode, gemm, false, n, cases[c].chunk, H, dk, dv);
         guarded chunk_states = guarded_alloc(rt, z.chunk_states ? z.chunk_states : 4);
         guarded sigma = guarded_alloc(rt, z.sigma ? z.sigma : 4);
         guarded scores = guarded_alloc(rt, z.scores ? z.scores : 4), keys = guarded_alloc(rt, z.keys ? z.keys : 4);
@@ -555,7 +629,7 @@ static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *dec
         guarded gsc = guarded_alloc(rt, (size_t)H * sizeof(float));
         must((gemm ? rn_op_retention_gemm : rn_op_retention)(rt, k, shape, cases[c].mode, cases[c].chunk, &gq.view,
                                                              &gk.view, &gv.view, n, &gd.view, &scratch, &go.view,
-                                                             &gs.view, &gsc.view),
+                                                             &gs.view, NULL, &gsc.view),
              rt, "retention");
         bool intact = guarded_read(rt, &go, got_o) & guarded_read(rt, &chunk_states, NULL) &
                       guarded_read(rt, &sigma, NULL) & guarded_read(rt, &scores, NULL) & guarded_read(rt, &keys, NULL);
@@ -569,6 +643,11 @@ static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *dec
 
         /* Recurrent steps continuing from that state: the prefill-then-decode path. */
         if (c == 1 && !gemm) test_retention_steps(rt, k, shape, decay, angle, ref_state, ref_scale, n, heads);
+        /* The same sequence cut after whole chunks, its rest continuing the state of the first
+         * part: longer than a chunk (chunk 4, 8 + 5) and shorter (chunk 5, 10 + 3). */
+        if (c == 1 || c == 2)
+            test_retention_continued(rt, k, shape, gemm, cases[c].chunk, 2 * cases[c].chunk, q, kk, v, n, decay, ref_o,
+                                     ref_state, ref_scale, heads);
         guarded_free(&chunk_states), guarded_free(&sigma), guarded_free(&go), guarded_free(&gs), guarded_free(&gsc);
         guarded_free(&scores), guarded_free(&keys);
     }

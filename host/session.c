@@ -21,7 +21,7 @@
 /* ---- workspaces ---------------------------------------------------------------------------- */
 
 static void workspace_free(rt_runtime *rt, rn_workspace *ws) {
-    rt_buffer *all[] = {&ws->tokens, &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->g, &ws->o,
+    rt_buffer *all[] = {&ws->tokens, &ws->positions, &ws->scale_in, &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->g, &ws->o,
                         &ws->a, &ws->b, &ws->logits, &ws->widened, &ws->stacked,
                         &ws->retention.chunk_states, &ws->retention.sigma, &ws->retention.scores,
                         &ws->retention.keys};
@@ -43,10 +43,11 @@ static bool use_project(const rn_kernels *k, int64_t rows) {
 /* Scores scratch up to this size lets a prompt's retention run as batched GEMMs. */
 #define RETENTION_SCORES_MAX ((uint64_t)1 << 30)
 
-/* A workspace for `rows` tokens: a prompt in `mode`, or one token of `rows` sequences in the
- * recurrent form; `logit_rows` of them get logits (the last ones). */
+/* A workspace for `rows` tokens: a prompt in `mode` (continuing the session's state when
+ * has_state), or one token of up to `rows` sequences in the recurrent form; `logit_rows` of
+ * them get logits (the last ones). */
 static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t chunk,
-                                int64_t logit_rows, rn_workspace *ws) {
+                                int64_t logit_rows, bool has_state, rn_workspace *ws) {
     rt_runtime *rt = &m->ctx->rt;
     const rn_config *c = &m->cfg;
     memset(ws, 0, sizeof *ws);
@@ -55,11 +56,13 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
      * fit in a bounded scratch (a long prompt in the parallel form may not: the kernels then). */
     rn_retention_sizes z = {0};
     if (mode != RN_MODE_RECURRENT && !use_project(&m->kernels, rows)) {
-        z = rn_retention_scratch_size(mode, true, rows, chunk, c->heads, c->key_head_dim, c->value_head_dim);
+        z = rn_retention_scratch_size(mode, true, has_state, rows, chunk, c->heads, c->key_head_dim,
+                                      c->value_head_dim);
         ws->retention_gemm = z.scores <= RETENTION_SCORES_MAX;
     }
     if (!ws->retention_gemm)
-        z = rn_retention_scratch_size(mode, false, rows, chunk, c->heads, c->key_head_dim, c->value_head_dim);
+        z = rn_retention_scratch_size(mode, false, has_state, rows, chunk, c->heads, c->key_head_dim,
+                                      c->value_head_dim);
     const size_t f = sizeof(float), r = (size_t)rows;
     const size_t kv = (size_t)c->kv_heads;
     /* A prompt's stacked matrices (q/k/v/g, fc1/gate) are one SGEMM each when the output fits
@@ -82,6 +85,8 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
     }
     struct { rt_buffer *buf; uint64_t bytes; const char *what; } plan[] = {
         {&ws->tokens, r * sizeof(cl_int), "token ids"},
+        {&ws->positions, mode == RN_MODE_RECURRENT ? r * sizeof(cl_int) : 0, "row positions"},
+        {&ws->scale_in, has_state ? (size_t)c->heads * f : 0, "entering scale"},
         {&ws->x, r * (size_t)c->embed_dim * f, "residual stream"},
         {&ws->h, r * (size_t)c->embed_dim * f, "normed activations"},
         {&ws->q, r * (size_t)c->key_embed_dim * f, "queries"},
@@ -125,6 +130,8 @@ void rn_session_free_locked(rn_session *s) {
     free(s->state);
     free(s->scale);
     free(s->last_logits);
+    free(s->positions);
+    free(s->recent);
     free(s);
 }
 
@@ -144,20 +151,22 @@ static rn_status session_init(rn_model *m, int64_t batch, rn_session **out) {
     s->state = calloc((size_t)c->layers, sizeof *s->state);
     s->scale = calloc(2 * (size_t)c->layers, sizeof *s->scale);
     s->last_logits = calloc((size_t)(batch * c->vocab_size), sizeof *s->last_logits);
-    if (!s->state || !s->scale || !s->last_logits) {
+    s->positions = calloc((size_t)batch, sizeof *s->positions);
+    s->recent = calloc((size_t)batch * RN_RECENT_TOKENS, sizeof *s->recent);
+    if (!s->state || !s->scale || !s->last_logits || !s->positions || !s->recent) {
         rn_session_free_locked(s);
         return rn_fail(&m->ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for a session");
     }
     rt_runtime *rt = &m->ctx->rt;
     size_t state_bytes = (size_t)(batch * c->heads * c->key_head_dim * c->value_head_dim) * sizeof(float);
+    size_t scale_bytes = (size_t)(batch * c->heads) * sizeof(float);
     rn_status st = RN_OK;
     for (int64_t l = 0; l < c->layers && st == RN_OK; l++) {
         st = rt_buffer_alloc(rt, state_bytes, "recurrent state", &s->state[l]);
-        if (st == RN_OK) st = rt_buffer_alloc(rt, (size_t)c->heads * sizeof(float), "state scale", &s->scale[2 * l]);
-        if (st == RN_OK)
-            st = rt_buffer_alloc(rt, (size_t)c->heads * sizeof(float), "state scale", &s->scale[2 * l + 1]);
+        if (st == RN_OK) st = rt_buffer_alloc(rt, scale_bytes, "state scale", &s->scale[2 * l]);
+        if (st == RN_OK) st = rt_buffer_alloc(rt, scale_bytes, "state scale", &s->scale[2 * l + 1]);
     }
-    if (st == RN_OK) st = workspace_init(m, batch, RN_MODE_RECURRENT, 1, batch, &s->step);
+    if (st == RN_OK) st = workspace_init(m, batch, RN_MODE_RECURRENT, 1, batch, false, &s->step);
     if (st != RN_OK) {
         rn_session_free_locked(s);
         return st;
@@ -179,13 +188,33 @@ rn_status rn_session_reset_locked(rn_session *s) {
         if (st == RN_OK) st = rt_buffer_zero(rt, &s->scale[2 * l + 1]);
         if (st != RN_OK) return st;
     }
-    s->position = 0;
+    memset(s->positions, 0, (size_t)s->batch * sizeof *s->positions);
     memset(s->last_logits, 0, (size_t)(s->batch * s->model->cfg.vocab_size) * sizeof *s->last_logits);
     return RN_OK;
 }
 
+rn_status rn_session_reset_row_locked(rn_session *s, int64_t row) {
+    rt_runtime *rt = &s->model->ctx->rt;
+    const rn_config *c = &s->model->cfg;
+    const size_t state_row = (size_t)(c->heads * c->key_head_dim * c->value_head_dim) * sizeof(float);
+    const size_t scale_row = (size_t)c->heads * sizeof(float), V = (size_t)c->vocab_size;
+    for (int64_t l = 0; l < c->layers; l++) {
+        rn_status st = rt_buffer_zero_at(rt, &s->state[l], (size_t)row * state_row, state_row);
+        for (int slot = 0; slot < 2 && st == RN_OK; slot++)
+            st = rt_buffer_zero_at(rt, &s->scale[2 * l + slot], (size_t)row * scale_row, scale_row);
+        if (st != RN_OK) return st;
+    }
+    s->positions[row] = 0;
+    memset(s->last_logits + (size_t)row * V, 0, V * sizeof *s->last_logits);
+    return RN_OK;
+}
+
 uint64_t rn_session_position(const rn_session *s) {
-    return s ? s->position : 0;
+    return s ? s->positions[0] : 0;
+}
+
+uint64_t rn_session_row_position(const rn_session *s, size_t row) {
+    return s && row < (size_t)s->batch ? s->positions[row] : 0;
 }
 
 /* ---- the forward pass ---------------------------------------------------------------------- */
@@ -213,22 +242,27 @@ typedef struct pass {
     } while (0)
 
 /* Retention of q, k, v (rotated) into ws->o, then the group norm and the output gate: in the
- * recurrent form one step per sequence, else the whole prompt from an empty state. */
+ * recurrent form one step per sequence (each at its own position, ws->positions), else the
+ * whole prompt, from an empty state or continuing the session's (pos0 > 0, chunkwise). */
 static rn_status retention(const pass *p, int64_t l) {
     const rn_config *c = p->c;
     rn_workspace *ws = p->ws;
     const rn_retention_shape shape = {c->heads, c->kv_heads, c->plain_retention};
     if (p->mode == RN_MODE_RECURRENT) {
-        /* The scale of position p lives in slot p & 1; the previous one in the other. */
-        rt_buffer *scale_in = &p->s->scale[2 * l + ((p->pos0 + 1) & 1)];
-        rt_buffer *scale_out = &p->s->scale[2 * l + (p->pos0 & 1)];
-        TRY(rn_op_retention_step(p->rt, p->k, shape, p->n, &ws->q, &ws->k, &ws->v, &p->m->decay,
-                                 &p->s->state[l], scale_in, scale_out, &ws->o));
+        TRY(rn_op_retention_step(p->rt, p->k, shape, p->n, &ws->q, &ws->k, &ws->v, &p->m->decay, &ws->positions,
+                                 &p->s->state[l], &p->s->scale[2 * l], &p->s->scale[2 * l + 1], &ws->o));
     } else {
-        rt_buffer *scale_out = &p->s->scale[2 * l + ((uint64_t)(p->n - 1) & 1)];
+        /* The scale of position p lives in slot p & 1. A continued prompt enters with that of
+         * pos0 - 1, copied aside: its own slot may be the one the prompt's last token writes. */
+        rt_buffer *scale_out = &p->s->scale[2 * l + ((p->pos0 + (uint64_t)p->n - 1) & 1)];
+        const rt_buffer *scale_in = NULL;
+        if (p->pos0 > 0) {
+            TRY(rt_buffer_copy(p->rt, &p->s->scale[2 * l + ((p->pos0 - 1) & 1)], &ws->scale_in, ws->scale_in.bytes));
+            scale_in = &ws->scale_in;
+        }
         TRY((ws->retention_gemm ? rn_op_retention_gemm : rn_op_retention)(
             p->rt, p->k, shape, p->mode, p->chunk, &ws->q, &ws->k, &ws->v, p->n, &p->m->decay, &ws->retention,
-            &ws->o, &p->s->state[l], scale_out));
+            &ws->o, &p->s->state[l], scale_in, scale_out));
     }
     return rn_op_group_norm_gate(p->rt, p->k, &ws->o, c->output_gate ? &ws->g : NULL,
                                  c->head_norm_weight ? &p->m->layers[l].head_norm : NULL, p->n, c->heads, p->eps,
@@ -244,13 +278,13 @@ static rn_status layer_few_rows(const pass *p, int64_t l) {
     const rn_layer_weights *w = &p->m->layers[l];
     rn_workspace *ws = p->ws;
     const int64_t D = c->embed_dim, F = c->ffn_dim;
-    /* A prompt's rows follow each other; a batch's sequences share one position. */
+    /* A prompt's rows follow each other; a batch's sequences each have their own position. */
     rn_projection qkvg = {.W = &w->qkvg, .rows = p->at.total, .cols = D, .x = &ws->x, .n = p->n,
                           .normalize = p->pre, .norm = p->pre ? &w->retention_norm : NULL, .eps = p->eps,
                           .mode = RN_PROJECT_PLAIN, .y = {&ws->q, &ws->k, &ws->v, c->output_gate ? &ws->g : NULL},
                           .ends = {p->at.k, p->at.v, p->at.g}, .rotated = p->at.v, .q_rows = p->at.k,
-                          .pos0 = (int64_t)p->pos0, .pos_step = p->mode == RN_MODE_RECURRENT ? 0 : 1,
-                          .angle = &p->m->angle, .k_scale = p->k_scale, .half_split = c->rope_half};
+                          .pos0 = (int64_t)p->pos0, .pos_step = 1,
+                          .positions = p->mode == RN_MODE_RECURRENT ? &ws->positions : NULL, .angle = &p->m->angle, .k_scale = p->k_scale, .half_split = c->rope_half};
     TRY(rn_op_project(p->rt, p->k, &qkvg));
     TRY(retention(p, l));
     rn_projection out = {.W = &w->out_proj, .rows = D, .cols = c->value_embed_dim, .x = &ws->o, .n = p->n,
@@ -308,9 +342,11 @@ static rn_status layer_prompt(const pass *p, int64_t l) {
     const int64_t qkvg_ends[4] = {p->at.k, p->at.v, p->at.g, p->at.total};
     rt_buffer *const qkvg[4] = {&ws->q, &ws->k, &ws->v, c->output_gate ? &ws->g : NULL};
     TRY(stacked_linear(p, in, &w->qkvg, qkvg_ends, qkvg, 4));
-    TRY(rn_op_theta_shift(p->rt, p->k, &ws->q, n, c->heads, &p->m->angle, (int64_t)p->pos0, 1.0f, c->rope_half));
-    TRY(rn_op_theta_shift(p->rt, p->k, &ws->k, n, c->kv_heads, &p->m->angle, (int64_t)p->pos0, p->k_scale,
+    const rt_buffer *positions = p->mode == RN_MODE_RECURRENT ? &ws->positions : NULL;
+    TRY(rn_op_theta_shift(p->rt, p->k, &ws->q, n, c->heads, &p->m->angle, (int64_t)p->pos0, positions, 1.0f,
                           c->rope_half));
+    TRY(rn_op_theta_shift(p->rt, p->k, &ws->k, n, c->kv_heads, &p->m->angle, (int64_t)p->pos0, positions,
+                          p->k_scale, c->rope_half));
     TRY(retention(p, l));
     TRY(linear(p, &ws->o, c->value_embed_dim, &w->out_proj, 0, D, &ws->h));
     TRY(rn_op_residual(p->rt, p->k, &ws->x, &ws->h, n * D, p->alpha));
@@ -353,17 +389,18 @@ static rn_status output_logits(const pass *p, int64_t logit_rows) {
                         &ws->widened, &ws->logits);
 }
 
-/* Runs ws->rows tokens (already in ws->tokens) through the network, from position `pos0`: with
- * RN_MODE_RECURRENT, one token of each of ws->rows sequences, in one recurrent step; otherwise
- * a whole prompt from an empty state in the parallel or chunkwise form. Logits are computed for
- * the last `logit_rows` rows. A step enqueues everything and waits for nothing; a prompt waits
- * after each layer, to report progress and to see a cancellation. */
-static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t chunk, uint64_t pos0,
+/* Runs n tokens (already in ws->tokens; n <= ws->rows) through the network: with
+ * RN_MODE_RECURRENT, one token of each of the first n rows of the session, each at its own
+ * position (already in ws->positions), in one recurrent step; otherwise a whole prompt from
+ * position `pos0` in the parallel or chunkwise form (from the session's state when pos0 > 0).
+ * Logits are computed for the last `logit_rows` rows. A step enqueues everything and waits for
+ * nothing; a prompt waits after each layer, to report progress and to see a cancellation. */
+static rn_status forward(rn_session *s, rn_workspace *ws, int64_t n, rn_mode mode, int64_t chunk, uint64_t pos0,
                          int64_t logit_rows) {
     rn_model *m = s->model;
     const rn_config *c = &m->cfg;
     const pass p = {.s = s, .m = m, .rt = &m->ctx->rt, .k = &m->kernels, .c = c, .ws = ws, .mode = mode,
-                    .chunk = chunk, .n = ws->rows, .pos0 = pos0, .at = rn_qkvg_layout(c),
+                    .chunk = chunk, .n = n, .pos0 = pos0, .at = rn_qkvg_layout(c),
                     .eps = (float)c->layernorm_eps,
                     .alpha = c->deepnorm ? (float)pow(2.0 * (double)c->layers, 0.25) : 1.0f,
                     .k_scale = (float)(1.0 / sqrt((double)c->key_head_dim)), .pre = c->normalize_before};
@@ -388,21 +425,19 @@ static rn_status forward(rn_session *s, rn_workspace *ws, rn_mode mode, int64_t 
 
 /* A pass that failed on the device may have updated some layers' state and not others: such a
  * session is emptied rather than left inconsistent. (Bad arguments are refused before any
- * work and leave the session as it was.) A batch's tokens are one position of each sequence. */
-static rn_status finish_pass(rn_session *s, rn_status st, const int32_t *tokens, size_t n) {
-    if (st == RN_OK) {
-        if (s->batch > 1) {
-            s->position++;
-            return RN_OK;
-        }
-        for (size_t i = 0; i < n; i++) s->recent[(s->position + i) % RN_RECENT_TOKENS] = tokens[i];
-        s->position += n;
-        return RN_OK;
-    }
+ * work and leave the session as it was.) */
+static rn_status fail_pass(rn_session *s, rn_status st) {
     rn_error saved = s->model->ctx->err;
     rn_session_reset_locked(s);
     s->model->ctx->err = saved;
     return st;
+}
+
+/* Row `row` consumed `n` more tokens. */
+static void advance_row(rn_session *s, int64_t row, const int32_t *tokens, size_t n) {
+    int32_t *ring = rn_session_ring(s, row);
+    for (size_t i = 0; i < n; i++) ring[(s->positions[row] + i) % RN_RECENT_TOKENS] = tokens[i];
+    s->positions[row] += n;
 }
 
 static rn_status check_tokens(rn_session *s, const int32_t *tokens, size_t n) {
@@ -415,17 +450,17 @@ static rn_status check_tokens(rn_session *s, const int32_t *tokens, size_t n) {
 }
 
 /* Reads the `rows` rows of logits the pass computed into `out` (when not NULL) and keeps the
- * session's own copy of the last s->batch rows, to sample from after a restore; then checks
+ * session's own copy of the last `kept` of them as rows [0, kept) of its last logits (a step:
+ * every row stepped; a prompt: its last row), to sample from after a restore; then checks
  * them: a non-finite logit means the weights or the device went wrong, and a caller must not
  * sample from it unknowingly. */
-static rn_status read_logits(rn_session *s, rn_workspace *ws, int64_t rows, float *out) {
+static rn_status read_logits(rn_session *s, rn_workspace *ws, int64_t rows, int64_t kept, float *out) {
     rt_runtime *rt = &s->model->ctx->rt;
     const size_t V = (size_t)s->model->cfg.vocab_size, count = (size_t)rows * V;
-    float *dest = out ? out : s->last_logits;
+    float *dest = out ? out : s->last_logits;  /* without `out`, rows == kept */
     rn_status st = rt_buffer_read(rt, &ws->logits, 0, dest, count * sizeof(float));
     if (st != RN_OK) return st;
-    const size_t kept = (size_t)s->batch * V;
-    if (out) memcpy(s->last_logits, out + count - kept, kept * sizeof(float));
+    if (out) memcpy(s->last_logits, out + count - (size_t)kept * V, (size_t)kept * V * sizeof(float));
     for (size_t i = 0; i < count; i++)
         if (!isfinite(dest[i]))
             return rn_fail(&s->model->ctx->err, RN_ERR_NUMERIC, "non-finite logit %g at row %zu, column %zu",
@@ -433,20 +468,31 @@ static rn_status read_logits(rn_session *s, rn_workspace *ws, int64_t rows, floa
     return RN_OK;
 }
 
-/* One token for each of the session's sequences. */
-static rn_status decode_step(rn_session *s, const int32_t *tokens, float *logits) {
+/* One token for each of the session's first `rows` rows, each at its own position; the other
+ * rows are not touched (the kernels run over the first `rows` rows of the step workspace). */
+static rn_status decode_step(rn_session *s, int64_t rows, const int32_t *tokens, float *logits) {
     /* A request to cancel stops the next step before it starts (a step itself is too short to
      * be worth interrupting): the session stays as it was. */
     if (rn_context_cancelled(s->model->ctx, "decoding")) return RN_ERR_CANCELLED;
-    rn_status st = check_tokens(s, tokens, (size_t)s->batch);
+    rn_status st = check_tokens(s, tokens, (size_t)rows);
     if (st != RN_OK) return st;
+    for (int64_t b = 0; b < rows; b++)
+        if (s->positions[b] >= (uint64_t)INT32_MAX)
+            return rn_fail(&s->model->ctx->err, RN_ERR_LIMIT, "row %lld is at position %llu, the last the kernels take",
+                           (long long)b, (unsigned long long)s->positions[b]);
     rt_runtime *rt = &s->model->ctx->rt;
-    cl_int ids[MAX_BATCH];
-    for (int64_t b = 0; b < s->batch; b++) ids[b] = tokens[b];
-    st = rt_buffer_write(rt, &s->step.tokens, 0, ids, (size_t)s->batch * sizeof *ids);
-    if (st == RN_OK) st = forward(s, &s->step, RN_MODE_RECURRENT, 1, s->position, s->batch);
-    if (st == RN_OK) st = read_logits(s, &s->step, s->batch, logits);
-    return finish_pass(s, st, tokens, (size_t)s->batch);
+    cl_int ids[MAX_BATCH], at[MAX_BATCH];
+    for (int64_t b = 0; b < rows; b++) {
+        ids[b] = tokens[b];
+        at[b] = (cl_int)s->positions[b];
+    }
+    st = rt_buffer_write(rt, &s->step.tokens, 0, ids, (size_t)rows * sizeof *ids);
+    if (st == RN_OK) st = rt_buffer_write(rt, &s->step.positions, 0, at, (size_t)rows * sizeof *at);
+    if (st == RN_OK) st = forward(s, &s->step, rows, RN_MODE_RECURRENT, 1, 0, rows);
+    if (st == RN_OK) st = read_logits(s, &s->step, rows, rows, logits);
+    if (st != RN_OK) return fail_pass(s, st);
+    for (int64_t b = 0; b < rows; b++) advance_row(s, b, tokens + b, 1);
+    return RN_OK;
 }
 
 static rn_status refuse_batch(const rn_session *s, const char *what) {
@@ -457,7 +503,7 @@ static rn_status refuse_batch(const rn_session *s, const char *what) {
 static rn_status rn_session_decode_locked(rn_session *s, int32_t token, float *logits) {
     if (!s) return RN_ERR_INVALID_ARGUMENT;
     if (s->batch != 1) return refuse_batch(s, "rn_session_decode");
-    return decode_step(s, &token, logits);
+    return decode_step(s, 1, &token, logits);
 }
 
 static rn_status rn_session_prefill_locked(rn_session *s, const int32_t *tokens, size_t n, rn_mode mode,
@@ -483,18 +529,21 @@ static rn_status rn_session_prefill_locked(rn_session *s, const int32_t *tokens,
         }
         return st;
     }
-    if (s->position != 0)
+    const uint64_t pos0 = s->positions[0];
+    if (pos0 != 0 && mode == RN_MODE_PARALLEL)
         return rn_fail(err, RN_ERR_INVALID_ARGUMENT,
-                       "the %s form starts from an empty state, but the session holds %llu tokens; "
-                       "continue it with the recurrent form or reset it",
-                       mode == RN_MODE_PARALLEL ? "parallel" : "chunkwise", (unsigned long long)s->position);
+                       "the parallel form starts from an empty state, but the session holds %llu tokens; "
+                       "continue it with the chunkwise or recurrent form or reset it",
+                       (unsigned long long)pos0);
+    if (pos0 + n >= (uint64_t)INT32_MAX)
+        return rn_fail(err, RN_ERR_LIMIT, "the session would pass position %d, the last the kernels take", INT32_MAX);
     int64_t chunk = chunk_size ? (int64_t)chunk_size : m->cfg.chunk_size;
     if (chunk > RN_MAX_PROMPT) chunk = RN_MAX_PROMPT;
 
     /* Logits of every row only when the caller asks for them: [n, V] can dwarf the rest. */
     const int64_t logit_rows = logits ? (int64_t)n : 1;
     rn_workspace ws;
-    st = workspace_init(m, (int64_t)n, mode, chunk, logit_rows, &ws);
+    st = workspace_init(m, (int64_t)n, mode, chunk, logit_rows, pos0 > 0, &ws);
     if (st != RN_OK) return st;
     rt_runtime *rt = &m->ctx->rt;
     cl_int *ids = malloc(n * sizeof *ids);
@@ -502,10 +551,12 @@ static rn_status rn_session_prefill_locked(rn_session *s, const int32_t *tokens,
     for (size_t i = 0; ids && i < n; i++) ids[i] = tokens[i];
     if (st == RN_OK) st = rt_buffer_write(rt, &ws.tokens, 0, ids, n * sizeof *ids);
     free(ids);
-    if (st == RN_OK) st = forward(s, &ws, mode, chunk, 0, logit_rows);
-    if (st == RN_OK) st = read_logits(s, &ws, logit_rows, logits);
+    if (st == RN_OK) st = forward(s, &ws, (int64_t)n, mode, chunk, pos0, logit_rows);
+    if (st == RN_OK) st = read_logits(s, &ws, logit_rows, 1, logits);
     workspace_free(rt, &ws);
-    return finish_pass(s, st, tokens, n);
+    if (st != RN_OK) return fail_pass(s, st);
+    advance_row(s, 0, tokens, n);
+    return RN_OK;
 }
 
 /* ---- the public calls: each holds the context's lock throughout (engine.h) ------------------ */
@@ -556,7 +607,28 @@ rn_status rn_session_decode_batch(rn_session *s, const int32_t *tokens, float *l
     if (!s || !tokens) return RN_ERR_INVALID_ARGUMENT;
     rn_context *ctx = s->model->ctx;
     rn_context_lock(ctx);
-    return rn_context_unlock(ctx, decode_step(s, tokens, logits));
+    return rn_context_unlock(ctx, decode_step(s, s->batch, tokens, logits));
+}
+
+rn_status rn_session_decode_rows(rn_session *s, size_t rows, const int32_t *tokens, float *logits) {
+    if (!s || !tokens) return RN_ERR_INVALID_ARGUMENT;
+    rn_context *ctx = s->model->ctx;
+    rn_context_lock(ctx);
+    rn_status st = rows >= 1 && rows <= (size_t)s->batch
+                       ? decode_step(s, (int64_t)rows, tokens, logits)
+                       : rn_fail(&ctx->err, RN_ERR_INVALID_ARGUMENT, "%zu rows to step; the batch has %lld", rows,
+                                 (long long)s->batch);
+    return rn_context_unlock(ctx, st);
+}
+
+rn_status rn_session_reset_row(rn_session *s, size_t row) {
+    if (!s) return RN_ERR_INVALID_ARGUMENT;
+    rn_context *ctx = s->model->ctx;
+    rn_context_lock(ctx);
+    rn_status st = row < (size_t)s->batch ? rn_session_reset_row_locked(s, (int64_t)row)
+                                          : rn_fail(&ctx->err, RN_ERR_INVALID_ARGUMENT, "row %zu of a batch of %lld",
+                                                    row, (long long)s->batch);
+    return rn_context_unlock(ctx, st);
 }
 
 rn_status rn_session_set_progress(rn_session *s, rn_progress_fn fn, void *user) {

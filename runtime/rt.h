@@ -126,6 +126,8 @@ rn_status rt_buffer_write(rt_runtime *rt, rt_buffer *buf, size_t offset, const v
 rn_status rt_buffer_read(rt_runtime *rt, const rt_buffer *buf, size_t offset, void *dst,
                          size_t bytes);
 rn_status rt_buffer_zero(rt_runtime *rt, rt_buffer *buf);
+/* Zeroes `bytes` at `offset` (bytes). */
+rn_status rt_buffer_zero_at(rt_runtime *rt, rt_buffer *buf, size_t offset, size_t bytes);
 /* Fills the whole buffer with copies of a 1, 2, 4, ... 128-byte pattern. */
 rn_status rt_buffer_fill(rt_runtime *rt, rt_buffer *buf, const void *pattern, size_t pattern_size);
 rn_status rt_buffer_copy(rt_runtime *rt, const rt_buffer *src, rt_buffer *dst, size_t bytes);

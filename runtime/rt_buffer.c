@@ -86,6 +86,16 @@ rn_status rt_buffer_zero(rt_runtime *rt, rt_buffer *buf) {
     return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clEnqueueFillBuffer");
 }
 
+rn_status rt_buffer_zero_at(rt_runtime *rt, rt_buffer *buf, size_t offset, size_t bytes) {
+    if (offset > buf->bytes || bytes > buf->bytes - offset)
+        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "zeroing %zu bytes at offset %zu of %zu", bytes, offset,
+                       buf->bytes);
+    if (bytes == 0) return RN_OK;
+    const cl_uchar zero = 0;
+    cl_int rc = clEnqueueFillBuffer(rt->queue, buf->mem, &zero, 1, offset, bytes, 0, NULL, NULL);
+    return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clEnqueueFillBuffer");
+}
+
 rn_status rt_buffer_copy_at(rt_runtime *rt, const rt_buffer *src, size_t src_offset, rt_buffer *dst,
                             size_t dst_offset, size_t bytes) {
     if (src_offset > src->bytes || bytes > src->bytes - src_offset || dst_offset > dst->bytes ||

@@ -301,6 +301,19 @@ class Session(_Handle):
         corrupt file, leaving the session as it was)."""
         self.context._check(library().rn_session_load(self._h(), _lib.to_bytes(path, "path")))
 
+    def save_bytes(self):
+        """The bytes save() would write, as a bytes object."""
+        size = library().rn_session_state_bytes(self._h())
+        buf = ctypes.create_string_buffer(size)
+        self.context._check(library().rn_session_save_buffer(self._h(), ctypes.cast(buf, ctypes.c_void_p), size))
+        return buf.raw
+
+    def load_bytes(self, data):
+        """Replaces the state with one from save_bytes() (the checks of load())."""
+        data = bytes(data)
+        buf = ctypes.create_string_buffer(data, len(data))
+        self.context._check(library().rn_session_load_buffer(self._h(), ctypes.cast(buf, ctypes.c_void_p), len(data)))
+
     def copy(self):
         """A new Session holding a copy of this one's state."""
         handle = ctypes.c_void_p()

@@ -379,6 +379,23 @@ class SessionStateTest(unittest.TestCase):
                 self.assertEqual([rows(c.decode(t)) for t in SWISH_TOKENS[6:]], want)
                 self.assertEqual(s.position, 6)  # the copy is independent
 
+    def test_state_bytes(self):
+        """save_bytes is the file's content; load_bytes restores it and refuses a corrupt copy."""
+        with tempfile.TemporaryDirectory() as tmp, swish.session() as s, swish.session() as t:
+            s.prefill(SWISH_TOKENS[:6], mode="chunkwise")
+            path = os.path.join(tmp, "swish.state")
+            s.save(path)
+            data = s.save_bytes()
+            with open(path, "rb") as f:
+                self.assertEqual(f.read(), data)
+            t.load_bytes(data)
+            self.assertEqual(t.position, 6)
+            self.assertEqual(rows(t.decode(SWISH_TOKENS[6])), rows(s.decode(SWISH_TOKENS[6])))
+            with self.assertRaises(rn.RetNetError) as cm:
+                t.load_bytes(data[:-1])
+            self.assertEqual(cm.exception.status, "RN_ERR_STATE_FILE")
+            self.assertEqual(t.position, 7)  # left as it was
+
     def test_bad_state_files(self):
         with tempfile.TemporaryDirectory() as tmp, swish.session() as s, kjv.session() as k:
             k.prefill([1, 2, 3])
@@ -433,7 +450,7 @@ class ErrorTest(unittest.TestCase):
             with self.assertRaises(OverflowError):
                 s.decode(1 << 40)  # would wrap in int32
             with self.assertRaises(rn.RetNetError) as cm:
-                s.prefill([1], mode="chunkwise")  # only the recurrent form continues a session
+                s.prefill([1], mode="parallel")  # the parallel form starts from an empty state
             self.assertEqual(cm.exception.status, "RN_ERR_INVALID_ARGUMENT")
             with self.assertRaises(ValueError):
                 s.prefill([1], mode="sideways")
