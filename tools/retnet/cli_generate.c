@@ -2,8 +2,9 @@
  * cli_generate.c: `retnet generate`, one prompt or an interactive conversation.
  *
  * A prompt is encoded with the model's tokenizer.json (or given as ids), prefilled in the
- * chunkwise form when the session is empty (recurrently when it continues a conversation or
- * a restored state), and continued token by token: sample from the session's last logits,
+ * chosen form (chunkwise by default; a prompt that continues a conversation or a restored
+ * state takes chunkwise for parallel, the one prompt form that starts from a state), and
+ * continued token by token: sample from the session's last logits,
  * feed the token, print its text as soon as it forms whole characters. Every generated token
  * is fed, so a state saved at the end continues exactly where an uninterrupted run would.
  *
@@ -54,6 +55,13 @@ static int fail(generator *g, rn_status st, int no_context, const char *what) {
     return cli_report(g->ctx, st, what);
 }
 
+/* The form of the next prompt: the chosen one, except that the parallel form starts from an
+ * empty state only; a prompt continuing the session then takes the chunkwise form, which
+ * continues a state at the same cost per token (the recurrent form would be slower). */
+static rn_mode prompt_mode(const generator *g) {
+    return rn_session_position(g->session) != 0 && g->mode == RN_MODE_PARALLEL ? RN_MODE_CHUNKWISE : g->mode;
+}
+
 static int feed_prompt(generator *g, const int32_t *ids, size_t n) {
     if (n == 0) return 0;
     if (!g->warmed) {
@@ -65,7 +73,7 @@ static int feed_prompt(generator *g, const int32_t *ids, size_t n) {
         rn_model_info_get(g->model, &info);
         size_t chunk = g->o->chunk_size > 0 ? (size_t)g->o->chunk_size : (size_t)info.chunk_size;
         size_t warm = n <= 32 ? n : (2 * chunk + 1 < n ? 2 * chunk + 1 : n);
-        rn_mode warm_mode = rn_session_position(g->session) == 0 ? g->mode : RN_MODE_RECURRENT;
+        rn_mode warm_mode = prompt_mode(g);
         double w0 = cli_seconds();
         rn_status st = rn_model_warmup(g->model, warm_mode == RN_MODE_RECURRENT ? 0 : warm, warm_mode);
         g->warmup_seconds = cli_seconds() - w0;
@@ -73,8 +81,7 @@ static int feed_prompt(generator *g, const int32_t *ids, size_t n) {
         if (st == RN_ERR_CANCELLED) return 0;
         if (st != RN_OK) return fail(g, st, 0, "warming up the kernels");
     }
-    /* The parallel and chunkwise forms start from an empty state. */
-    rn_mode mode = rn_session_position(g->session) == 0 ? g->mode : RN_MODE_RECURRENT;
+    rn_mode mode = prompt_mode(g);
     cli_progress bar;
     cli_progress_start(&bar, "prompt");
     rn_session_set_progress(g->session, cli_progress_update, &bar);
