@@ -7,19 +7,19 @@
 # build-fuzz/artifacts/<target>/ (reproduce with: build-fuzz/tests/fuzz/<target> <file>).
 #
 #   RN_FUZZ_SECONDS   seconds per target (default 60)
-#   RN_FUZZ_TARGETS   the targets to run (default all five)
+#   RN_FUZZ_TARGETS   the targets to run (default all six)
 # fuzz_state needs an OpenCL device (PoCL here); without one it runs but tests nothing.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 source "$root/scripts/packages.sh"
 ensure_packages clang libclang-rt-14-dev cmake make pkg-config ocl-icd-opencl-dev opencl-headers libclblast-dev \
-          libcjson-dev pocl-opencl-icd libpcre2-dev python3
+          libcjson-dev libmicrohttpd-dev pocl-opencl-icd libpcre2-dev python3
 
 export POCL_CACHE_DIR=${POCL_CACHE_DIR:-$HOME/.cache/pocl}
 mkdir -p "$POCL_CACHE_DIR"
 seconds=${RN_FUZZ_SECONDS:-60}
-targets=(${RN_FUZZ_TARGETS:-fuzz_safetensors fuzz_checkpoint fuzz_config fuzz_tokenizer fuzz_state})
+targets=(${RN_FUZZ_TARGETS:-fuzz_safetensors fuzz_checkpoint fuzz_config fuzz_tokenizer fuzz_state fuzz_request})
 build=$root/build-fuzz
 
 CC=clang cmake -S "$root" -B "$build" -DRN_FUZZ=ON -DRN_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

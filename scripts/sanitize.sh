@@ -31,4 +31,27 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
   --state-save "$root/build-asan/leak.state" >/dev/null
 "$root/build-asan/bin/retnet" generate --model "$root/examples/kjv-retnet" --state-load "$root/build-asan/leak.state" \
   -n 8 --seed 1 >/dev/null
-echo "sanitize: the suite and the CLI's load, generate and free cycle are clean"
+# The server's request paths under LeakSanitizer: a completion, a stream, a conversation, bad
+# input and an abandoned stream, then SIGTERM: exit status 0 and no leak report.
+serve_log=$root/build-asan/serve-leak.log serve_state=$root/build-asan/serve-state
+rm -rf "$serve_state" && mkdir "$serve_state"
+"$root/build-asan/bin/retnet" serve --model "$root/examples/kjv-retnet" --port 0 --chat-template plain \
+  --state-dir "$serve_state" 2> "$serve_log" &
+serve_pid=$!
+for _ in $(seq 1 600); do grep -q "serving" "$serve_log" && break; sleep 0.1; done
+url=http://127.0.0.1:$(sed -n 's|.* on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$serve_log")
+curl -sf "$url/v1/completions" -d '{"prompt": "And God said,", "max_tokens": 8}' >/dev/null
+curl -sfN "$url/v1/completions" -d '{"prompt": "And", "max_tokens": 8, "stream": true}' >/dev/null
+curl -sf "$url/v1/chat/completions" -d '{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}' >/dev/null
+curl -sf "$url/v1/completions" -d '{"prompt": "And", "max_tokens": 4, "session": "leak"}' >/dev/null
+curl -sf "$url/v1/completions" -d '{"prompt": " then", "max_tokens": 4, "session": "leak"}' >/dev/null
+curl -s "$url/v1/completions" -d '{"prompt": [1, 2' >/dev/null
+curl -s --max-time 0.5 -N "$url/v1/completions" -d '{"prompt": "And", "max_tokens": 400, "stream": true}' >/dev/null || true
+curl -sf "$url/metrics" >/dev/null
+kill -TERM $serve_pid
+if ! wait $serve_pid || grep -q "LeakSanitizer\|ERROR: AddressSanitizer" "$serve_log"; then
+  cat "$serve_log" >&2
+  echo "sanitize: the server's request paths are not clean" >&2
+  exit 1
+fi
+echo "sanitize: the suite, the CLI's load, generate and free cycle and the server's requests are clean"

@@ -36,6 +36,10 @@ int cli_open_context(const char *device, int no_cache, rn_context **ctx);
 /* Opens the device and loads --model; prints the reason and returns an exit code on failure,
  * with *ctx and *model NULL. */
 int cli_open_model(const options *o, rn_context **ctx, rn_model **model);
+/* The config file of a preset: NAME in $RETNET_PRESET_DIR, else in share/retnet-cl/presets beside
+ * the program's bin/; a NAME with a slash or ending in .json is a path already. NULL, after
+ * listing the presets on standard error, when it is none of them. */
+const char *cli_preset_path(const char *name, char *buf, size_t size);
 /* "f32", "f16", "bf16", "q8" or "q4" into *out; 0 for anything else. */
 int cli_parse_weights(const char *name, rn_weights *out);
 /* --weights' value (NULL or unknown: `fallback`). */
@@ -59,5 +63,6 @@ int cmd_selftest(const options *o);
 int cmd_bench(int argc, char **argv);       /* parses its own options */
 int cmd_perplexity(int argc, char **argv);  /* parses its own options */
 int cmd_quantize(int argc, char **argv);    /* parses its own options */
+int cmd_serve(int argc, char **argv);       /* parses its own options */
 
 #endif /* RN_CLI_H */

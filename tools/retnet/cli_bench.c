@@ -142,56 +142,11 @@ static int parse_bench(int argc, char **argv, bench_options *o) {
     return 0;
 }
 
-/* Where the presets are: $RETNET_PRESET_DIR, else share/retnet-cl/presets beside the folder of
- * this program (bin/), which is where both the build tree and an installed copy keep them. */
-static const char *preset_dir(char *buf, size_t size) {
-    const char *dir = getenv("RETNET_PRESET_DIR");
-    if (dir && *dir) return dir;
-    char exe[1024];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len <= 0) return "share/retnet-cl/presets";
-    exe[len] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash) *slash = '\0';  /* .../bin */
-    snprintf(buf, size, "%s/../share/retnet-cl/presets", exe);
-    return buf;
-}
-
-/* The names of the presets in `dir`, for an error message. */
-static void list_presets(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "retnet: no preset folder at '%s' (set RETNET_PRESET_DIR)\n", dir);
-        return;
-    }
-    fprintf(stderr, "retnet: the presets in %s:", dir);
-    for (struct dirent *e; (e = readdir(d));) {
-        size_t len = strlen(e->d_name);
-        if (len > 5 && !strcmp(e->d_name + len - 5, ".json")) fprintf(stderr, " %.*s", (int)(len - 5), e->d_name);
-    }
-    fputc('\n', stderr);
-    closedir(d);
-}
-
-/* A preset name is a file in the preset folder; anything with a slash or ending in .json is a
- * path. NULL, after listing the presets, when the name is none of them. */
-static const char *preset_path(const char *name, char *buf, size_t size) {
-    size_t len = strlen(name);
-    if (strchr(name, '/') || (len > 5 && !strcmp(name + len - 5, ".json"))) return name;
-    char dir_buf[2048];
-    const char *dir = preset_dir(dir_buf, sizeof dir_buf);
-    snprintf(buf, size, "%s/%s.json", dir, name);
-    if (access(buf, R_OK) == 0) return buf;
-    fprintf(stderr, "retnet: no preset named '%s'\n", name);
-    list_presets(dir);
-    return NULL;
-}
-
 static int open_model(const bench_options *o, rn_context_options *copts, rn_context **ctx, rn_model **model) {
     char message[4096], path[4096];
     *ctx = NULL;
     *model = NULL;
-    const char *preset = o->preset ? preset_path(o->preset, path, sizeof path) : NULL;
+    const char *preset = o->preset ? cli_preset_path(o->preset, path, sizeof path) : NULL;
     if (o->preset && !preset) return 2;
     rn_status st = rn_context_init(ctx, copts, message, sizeof message);
     if (st != RN_OK) {

@@ -1,4 +1,5 @@
 /* main.c: the retnet command. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,13 +35,16 @@ static const char *usage =
     "  quantize --model DIR --out DIR --weights q8|q4\n"
     "                           write the checkpoint with 8- or 4-bit weights, to load without\n"
     "                           quantizing again (`retnet quantize --help`)\n"
+    "  serve --model DIR [--host H] [--port P] [--parallel N] [--state-dir DIR] [--api-key K]\n"
+    "                           an OpenAI-compatible HTTP server with continuous batching and\n"
+    "                           conversations kept as sessions (`retnet serve --help`)\n"
     "  bench (--preset NAME | --model DIR) [-p N] [-n N] [--batch B] [--context C] [--json]\n"
     "                           prefill and decode tokens/s against the device's measured\n"
     "                           bandwidth and SGEMM ceilings (`retnet bench --help`)\n"
     "  selftest [--device D]    every kernel against the C reference on the device, op by op: a\n"
     "                           table of kernel, shapes, max error, tolerance and pass/FAIL;\n"
     "                           exit status 1 on any failure (for validating a GPU or driver)\n"
-    "  help [COMMAND]           this text, or a command's own (bench, perplexity, quantize)\n"
+    "  help [COMMAND]           this text, or a command's own (bench, perplexity, quantize, serve)\n"
     "  version                  the version of the command and of the library\n"
     "\n"
     "model and device:\n"
@@ -278,6 +282,51 @@ int cli_parse_mode(const char *s, rn_mode *mode) {
 
 const char *cli_mode_name(rn_mode m) {
     return m == RN_MODE_PARALLEL ? "parallel" : m == RN_MODE_CHUNKWISE ? "chunkwise" : "recurrent";
+}
+
+/* Where the presets are: $RETNET_PRESET_DIR, else share/retnet-cl/presets beside the folder of
+ * this program (bin/), which is where both the build tree and an installed copy keep them. */
+static const char *preset_dir(char *buf, size_t size) {
+    const char *dir = getenv("RETNET_PRESET_DIR");
+    if (dir && *dir) return dir;
+    char exe[1024];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) return "share/retnet-cl/presets";
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = '\0';  /* .../bin */
+    snprintf(buf, size, "%s/../share/retnet-cl/presets", exe);
+    return buf;
+}
+
+/* The names of the presets in `dir`, for an error message. */
+static void list_presets(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "retnet: no preset folder at '%s' (set RETNET_PRESET_DIR)\n", dir);
+        return;
+    }
+    fprintf(stderr, "retnet: the presets in %s:", dir);
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len > 5 && !strcmp(e->d_name + len - 5, ".json")) fprintf(stderr, " %.*s", (int)(len - 5), e->d_name);
+    }
+    fputc('\n', stderr);
+    closedir(d);
+}
+
+/* A preset name is a file in the preset folder; anything with a slash or ending in .json is a
+ * path. NULL, after listing the presets, when the name is none of them. */
+const char *cli_preset_path(const char *name, char *buf, size_t size) {
+    size_t len = strlen(name);
+    if (strchr(name, '/') || (len > 5 && !strcmp(name + len - 5, ".json"))) return name;
+    char dir_buf[2048];
+    const char *dir = preset_dir(dir_buf, sizeof dir_buf);
+    snprintf(buf, size, "%s/%s.json", dir, name);
+    if (access(buf, R_OK) == 0) return buf;
+    fprintf(stderr, "retnet: no preset named '%s'\n", name);
+    list_presets(dir);
+    return NULL;
 }
 
 int cli_report(rn_context *ctx, rn_status st, const char *what) {
@@ -618,6 +667,7 @@ static int cmd_help(int argc, char **argv) {
     if (argc > 2 && !strcmp(argv[2], "bench")) return cmd_bench(2, (char *[]){"bench", "--help", NULL});
     if (argc > 2 && !strcmp(argv[2], "perplexity")) return cmd_perplexity(2, (char *[]){"perplexity", "--help", NULL});
     if (argc > 2 && !strcmp(argv[2], "quantize")) return cmd_quantize(2, (char *[]){"quantize", "--help", NULL});
+    if (argc > 2 && !strcmp(argv[2], "serve")) return cmd_serve(2, (char *[]){"serve", "--help", NULL});
     fputs(usage, stdout);
     return 0;
 }
@@ -634,6 +684,7 @@ int main(int argc, char **argv) {
     if (!strcmp(command, "--version") || !strcmp(command, "version")) return cmd_version();
     if (!strcmp(command, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(command, "perplexity")) return cmd_perplexity(argc - 1, argv + 1);
+    if (!strcmp(command, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(command, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     if (command[0] == '-') return cli_usage_error("the command comes first, before options such as '%s'", command);
     options o;

@@ -1,0 +1,533 @@
+/* serve_scheduler.c: continuous batching on one device.
+ *
+ * One thread owns the device. It keeps a batch session (rn_session_init_batch, --parallel rows)
+ * whose first `n_rows` rows are the sequences being decoded, each at its own position, and
+ * loops:
+ *   1. take queued jobs while rows are free: resolve the conversation (serve_sessions), tokenize
+ *      the prompt;
+ *   2. prefill one piece of one waiting prompt (--prefill-piece tokens, a multiple of the chunk
+ *      size, in the chunkwise form from the conversation's state), so that a long prompt
+ *      arriving costs the running streams one piece's time per step, not the whole prompt; a
+ *      finished prompt's session is copied into the next free row;
+ *   3. sample every row's next token from its logits (each job's own sampler, as `retnet
+ *      generate` samples: the same seed gives the same tokens), step rows [0, n_rows) together
+ *      (rn_session_decode_rows), append the text, and retire rows that end: a conversation's
+ *      row is copied out and committed, and the last row moves into the hole.
+ * Tokens are sampled and fed exactly as `retnet generate` does: the end-of-sequence token ends
+ * the answer unfed; every other token is fed, also the last one, so a conversation's state
+ * holds its whole history. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "serve.h"
+
+typedef struct row {
+    serve_job *job;
+    rn_session *session;       /* the conversation's working copy (prefill, and after the row) */
+    rn_sampler *sampler;
+    rn_detokenizer *detok;
+    int32_t recent[256];
+    size_t n_recent;
+    uint64_t position;
+    size_t prefilled;          /* prompt tokens fed so far */
+    size_t search_from;        /* where stop strings are looked for (after an echoed prompt) */
+} row;
+
+struct serve_scheduler {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    serve_job *head, *tail;    /* the queue, under `lock` */
+    int queued, draining, started;
+
+    rn_model *model;
+    const rn_tokenizer *tokenizer;
+    serve_sessions *sessions;
+    serve_limits limits;
+    serve_metrics *metrics;
+    size_t vocab, piece;
+    int32_t eos;
+    rn_session *batch;
+    float *logits;             /* [parallel, vocab] each decoding row's next-token logits */
+    row *rows;                 /* [parallel]: decoding rows first, then prompts being fed */
+    int n_rows, n_waiting;     /* decoding rows; prompts after them */
+    int32_t *step_tokens;
+    double rate_tokens, rate_start;
+};
+
+uint64_t serve_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* ---- a job's output ----------------------------------------------------------------------- */
+
+static int append_text(serve_job *job, const char *bytes, size_t len) {
+    if (job->text_len + len + 1 > job->text_cap) {
+        size_t cap = (job->text_len + len + 1) * 2;
+        char *grown = realloc(job->text, cap);
+        if (!grown) return 1;
+        job->text = grown;
+        job->text_cap = cap;
+    }
+    memcpy(job->text + job->text_len, bytes, len);
+    job->text_len += len;
+    job->text[job->text_len] = '\0';
+    return 0;
+}
+
+/* Cuts the text at the first stop string after `from`; returns 1 when one was found. Otherwise
+ * marks releasable what no stop string can still claim: all but the longest stop's length - 1
+ * bytes, backed off to a UTF-8 boundary. */
+static int find_stop(serve_job *job, size_t from) {
+    size_t longest = 0;
+    for (int i = 0; i < job->req.n_stops; i++) {
+        char *hit = strstr(job->text + from, job->req.stops[i]);
+        if (hit) {
+            job->text_len = (size_t)(hit - job->text);
+            job->text[job->text_len] = '\0';
+            job->releasable = job->text_len;
+            /* Another stop may end earlier. */
+            find_stop(job, from);
+            job->releasable = job->text_len;
+            return 1;
+        }
+        size_t n = strlen(job->req.stops[i]);
+        if (n > longest) longest = n;
+    }
+    size_t keep = longest ? longest - 1 : 0;
+    size_t r = job->text_len > from + keep ? job->text_len - keep : from;
+    while (r > from && r < job->text_len && ((unsigned char)job->text[r] & 0xC0) == 0x80) r--;
+    if (r > job->releasable) job->releasable = r;
+    return 0;
+}
+
+static void finish_job(serve_job *job, const char *reason, int status, const char *error) {
+    pthread_mutex_lock(&job->lock);
+    job->releasable = job->text_len;
+    job->finish_reason = reason;
+    job->error_status = status;
+    if (error) snprintf(job->error, sizeof job->error, "%s", error);
+    job->done = 1;
+    pthread_cond_broadcast(&job->changed);
+    pthread_mutex_unlock(&job->lock);
+}
+
+/* ---- rows --------------------------------------------------------------------------------- */
+
+static void row_clear(serve_scheduler *s, row *r) {
+    rn_sampler_free(r->sampler);
+    rn_detokenizer_free(r->detok);
+    rn_session_free(r->session);
+    if (r->job) {
+        if (r->job->req.session[0]) serve_sessions_unlock(s->sessions, r->job->req.session, r->job->session_lock_fd);
+        r->job->session_lock_fd = -1;
+        serve_job_release(r->job);
+    }
+    memset(r, 0, sizeof *r);
+}
+
+/* Ends a job that failed or was abandoned: its conversation keeps the state it had before. */
+static void fail_row(serve_scheduler *s, row *r, int status, const char *error) {
+    if (r->job) {
+        finish_job(r->job, NULL, status, error);
+        atomic_fetch_add(&s->metrics->errors, 1);
+    }
+    row_clear(s, r);
+}
+
+/* Ends a job that ran to its end: flushes the text and commits the conversation. `in_batch`:
+ * the row's state is in batch row `index` (else in r->session). */
+static void complete_row(serve_scheduler *s, row *r, int in_batch, int index, const char *reason) {
+    serve_job *job = r->job;
+    const char *bytes;
+    size_t len;
+    pthread_mutex_lock(&job->lock);
+    if (r->detok && rn_detokenizer_flush(r->detok, &bytes, &len) == RN_OK && !append_text(job, bytes, len))
+        find_stop(job, r->search_from);
+    pthread_mutex_unlock(&job->lock);
+
+    char err[512] = "";
+    int status = 0;
+    uint64_t t0 = serve_now_ns();
+    if (job->decode_start_ns) job->decode_ns = t0 - job->decode_start_ns;
+    if (job->req.session[0]) {
+        rn_status st = in_batch ? rn_session_copy_row(r->session, 0, s->batch, (size_t)index) : RN_OK;
+        if (st != RN_OK) {
+            status = 500;
+            snprintf(err, sizeof err, "copying the session out of the batch: %s", rn_status_str(st));
+        } else {
+            status = serve_sessions_commit(s->sessions, job->req.session, r->session, err, sizeof err);
+            r->session = NULL;  /* taken over, also on failure */
+        }
+    }
+    job->save_ns = serve_now_ns() - t0;
+    finish_job(job, status ? NULL : reason, status, status ? err : NULL);
+    row_clear(s, r);
+}
+
+/* Prompts being fed sit after the decoding rows, in arrival order: moves them `by` slots down
+ * so that they start at `to`. */
+static void close_gap(serve_scheduler *s, int to, int by) {
+    memmove(&s->rows[to], &s->rows[to + by], (size_t)s->n_waiting * sizeof(row));
+    memset(&s->rows[to + s->n_waiting], 0, (size_t)by * sizeof(row));
+}
+
+/* Removes decoding row i: the last decoding row moves into its place, with its logits and the
+ * token it was just given. */
+static void remove_row(serve_scheduler *s, int i) {
+    int last = s->n_rows - 1;
+    if (i != last) {
+        rn_status st = rn_session_copy_row(s->batch, (size_t)i, s->batch, (size_t)last);
+        if (st != RN_OK) {
+            /* The batch cannot be trusted: end every sequence in it. */
+            for (int j = 0; j < s->n_rows; j++)
+                if (j != i) fail_row(s, &s->rows[j], 500, "the device failed while reordering the batch");
+            int n = s->n_rows;
+            s->n_rows = 0;
+            close_gap(s, 0, n);
+            return;
+        }
+        s->rows[i] = s->rows[last];
+        s->step_tokens[i] = s->step_tokens[last];
+        memcpy(s->logits + (size_t)i * s->vocab, s->logits + (size_t)last * s->vocab, s->vocab * sizeof(float));
+    }
+    s->n_rows--;
+    close_gap(s, last, 1);
+}
+
+/* ---- taking jobs -------------------------------------------------------------------------- */
+
+/* Resolves a new job's conversation and prompt into row r. Returns 0 or fails the row. */
+static int admit(serve_scheduler *s, row *r) {
+    serve_job *job = r->job;
+    char err[512];
+    job->admitted_ns = serve_now_ns();
+    if (job->req.session[0]) {
+        int status = serve_sessions_checkout(s->sessions, job->req.session, &r->session, err, sizeof err);
+        if (status) return fail_row(s, r, status, err), 1;
+    } else if (rn_session_init(s->model, &r->session) != RN_OK) {
+        return fail_row(s, r, 500, "no device memory for a new session"), 1;
+    }
+    job->resume_ns = serve_now_ns() - job->admitted_ns;
+    r->position = rn_session_position(r->session);
+    const serve_request *q = &job->req;
+    rn_status st = RN_OK;
+    if (q->has_prompt_ids) {
+        job->n_prompt = q->n_prompt_ids;
+        job->prompt = malloc((q->n_prompt_ids + 1) * sizeof *job->prompt);
+        if (job->prompt) memcpy(job->prompt, q->prompt_ids, q->n_prompt_ids * sizeof *job->prompt);
+        else st = RN_ERR_OUT_OF_HOST_MEMORY;
+        for (size_t i = 0; st == RN_OK && i < job->n_prompt; i++)
+            if (job->prompt[i] < 0 || (size_t)job->prompt[i] >= s->vocab) {
+                snprintf(err, sizeof err, "'prompt'[%zu] = %d is outside the vocabulary [0, %zu)", i,
+                         job->prompt[i], s->vocab);
+                return fail_row(s, r, 400, err), 1;
+            }
+    } else if (s->tokenizer) {
+        /* A BOS only where the conversation starts, as `retnet generate` does. */
+        st = rn_tokenizer_encode(s->tokenizer, q->prompt, strlen(q->prompt), r->position == 0, &job->prompt,
+                                 &job->n_prompt);
+    } else {
+        return fail_row(s, r, 400, "the model has no tokenizer.json: send the prompt as token ids"), 1;
+    }
+    if (st != RN_OK) {
+        snprintf(err, sizeof err, "tokenizing the prompt: %s: %s", rn_status_str(st), rn_last_error());
+        return fail_row(s, r, 400, err), 1;
+    }
+    if (job->n_prompt > s->limits.max_prompt) {
+        snprintf(err, sizeof err, "the prompt has %zu tokens, over the limit of %zu (--max-prompt-tokens)",
+                 job->n_prompt, s->limits.max_prompt);
+        return fail_row(s, r, 400, err), 1;
+    }
+    if (job->n_prompt == 0 && r->position == 0)
+        return fail_row(s, r, 400, "the prompt is empty and the session holds no tokens: nothing to continue"), 1;
+    atomic_fetch_add(&s->metrics->prompt_tokens, job->n_prompt);
+
+    if (q->echo) {
+        pthread_mutex_lock(&job->lock);
+        if (!q->has_prompt_ids) {
+            append_text(job, q->prompt, strlen(q->prompt));
+        } else if (s->tokenizer) {
+            char *text = NULL;
+            size_t len = 0;
+            if (rn_tokenizer_decode(s->tokenizer, job->prompt, job->n_prompt, 1, &text, &len) == RN_OK)
+                append_text(job, text, len);
+            rn_free(text);
+        }
+        r->search_from = job->text_len;
+        job->releasable = job->text_len;
+        pthread_mutex_unlock(&job->lock);
+    }
+    return 0;
+}
+
+/* The prompt is in r->session: set up sampling and move it into the next decoding row. */
+static int start_decoding(serve_scheduler *s, row *r, int index) {
+    char err[512];
+    rn_status st = rn_sampler_init(&r->job->req.sampling, s->vocab, &r->sampler);
+    if (st == RN_OK && s->tokenizer)
+        st = rn_detokenizer_init(s->tokenizer, RN_DETOKENIZE_CONTINUE | RN_DETOKENIZE_SKIP_SPECIAL, &r->detok);
+    if (st != RN_OK) {
+        snprintf(err, sizeof err, "sampling settings: %s", rn_last_error());
+        return fail_row(s, r, 400, err), 1;
+    }
+    r->n_recent = rn_session_recent(r->session, r->recent, 256);
+    r->position = rn_session_position(r->session);
+    if (r->job->req.max_tokens == 0) {
+        complete_row(s, r, 0, index, "length");
+        return 1;
+    }
+    st = rn_session_copy_row(s->batch, (size_t)index, r->session, 0);
+    if (st != RN_OK) return fail_row(s, r, 500, "copying the session into the batch failed"), 1;
+    r->job->decode_start_ns = serve_now_ns();
+    memcpy(s->logits + (size_t)index * s->vocab, rn_session_logits(r->session), s->vocab * sizeof(float));
+    return 0;
+}
+
+/* Feeds one piece of the first waiting prompt; when it is whole, the row starts decoding. */
+static void prefill_piece(serve_scheduler *s) {
+    int index = s->n_rows;
+    row *r = &s->rows[index];
+    serve_job *job = r->job;
+    if (atomic_load(&job->abandoned)) {
+        fail_row(s, r, 499, "the client went away");
+    } else {
+        size_t n = job->n_prompt - r->prefilled;
+        if (n > s->piece) n = s->piece;
+        uint64_t t0 = serve_now_ns();
+        rn_status st = n ? rn_session_prefill(r->session, job->prompt + r->prefilled, n, RN_MODE_CHUNKWISE, 0, NULL)
+                         : RN_OK;
+        job->prefill_ns += serve_now_ns() - t0;
+        if (st != RN_OK) {
+            char err[512];
+            snprintf(err, sizeof err, "the prompt: %s: %s", rn_status_str(st), rn_last_error());
+            fail_row(s, r, 500, err);
+        } else if ((r->prefilled += n) < job->n_prompt) {
+            return;  /* more pieces next time round */
+        } else if (start_decoding(s, r, index) == 0) {
+            s->n_rows++;
+            s->n_waiting--;
+            return;
+        }
+    }
+    /* The row was retired: the waiting prompts move up. */
+    s->n_waiting--;
+    close_gap(s, index, 1);
+}
+
+/* ---- one decoding step -------------------------------------------------------------------- */
+
+static void decode_step(serve_scheduler *s) {
+    /* Sample each row's token; rows that end here (end of sequence, gone client) leave first. */
+    for (int i = 0; i < s->n_rows;) {
+        row *r = &s->rows[i];
+        int32_t token = -1;
+        rn_status st = RN_ERR_CANCELLED;
+        if (!atomic_load(&r->job->abandoned))
+            st = rn_sampler_sample(r->sampler, s->logits + (size_t)i * s->vocab, r->recent, r->n_recent,
+                                   r->position, &token);
+        if (st == RN_OK && token != s->eos) {
+            s->step_tokens[i++] = token;
+            continue;
+        }
+        if (st == RN_OK) complete_row(s, r, 1, i, "stop");
+        else fail_row(s, r, st == RN_ERR_CANCELLED ? 499 : 500, st == RN_ERR_CANCELLED ? "the client went away"
+                                                                                      : "sampling failed");
+        remove_row(s, i);
+    }
+    if (s->n_rows == 0) return;
+
+    rn_status st = rn_session_decode_rows(s->batch, (size_t)s->n_rows, s->step_tokens, s->logits);
+    if (st != RN_OK) {
+        char err[512];
+        snprintf(err, sizeof err, "decoding: %s", rn_status_str(st));
+        int n = s->n_rows;
+        for (int i = 0; i < n; i++) fail_row(s, &s->rows[i], 500, err);
+        s->n_rows = 0;
+        close_gap(s, 0, n);
+        return;
+    }
+    atomic_fetch_add(&s->metrics->completion_tokens, (unsigned long long)s->n_rows);
+    s->rate_tokens += s->n_rows;
+    double now = (double)serve_now_ns() * 1e-9;
+    if (now - s->rate_start >= 1.0) {
+        s->metrics->tokens_per_second = s->rate_tokens / (now - s->rate_start);
+        s->rate_tokens = 0;
+        s->rate_start = now;
+    }
+
+    for (int i = 0; i < s->n_rows;) {
+        row *r = &s->rows[i];
+        serve_job *job = r->job;
+        int32_t token = s->step_tokens[i];
+        r->position++;
+        if (r->n_recent == 256) memmove(r->recent, r->recent + 1, 255 * sizeof *r->recent);
+        r->recent[r->n_recent < 256 ? r->n_recent++ : 255] = token;
+        int stopped = 0;
+        pthread_mutex_lock(&job->lock);
+        job->completion_tokens++;
+        const char *bytes = NULL;
+        size_t len = 0;
+        if (r->detok) {
+            if (rn_detokenizer_push(r->detok, token, &bytes, &len) == RN_OK && len) append_text(job, bytes, len);
+        } else {
+            char id[16];
+            int n = snprintf(id, sizeof id, job->completion_tokens > 1 ? ",%d" : "%d", token);
+            append_text(job, id, (size_t)n);
+        }
+        stopped = job->req.n_stops ? find_stop(job, r->search_from) : (job->releasable = job->text_len, 0);
+        pthread_cond_broadcast(&job->changed);
+        long done = (long)job->completion_tokens;
+        pthread_mutex_unlock(&job->lock);
+        if (stopped || done >= job->req.max_tokens) {
+            complete_row(s, r, 1, i, stopped ? "stop" : "length");
+            remove_row(s, i);
+        } else {
+            i++;
+        }
+    }
+}
+
+/* ---- the thread --------------------------------------------------------------------------- */
+
+static void *run(void *arg) {
+    serve_scheduler *s = arg;
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        /* Take queued jobs while rows are free. */
+        while (s->head && s->n_rows + s->n_waiting < s->limits.parallel) {
+            serve_job *job = s->head;
+            s->head = job->next;
+            if (!s->head) s->tail = NULL;
+            s->queued--;
+            atomic_store(&s->metrics->queued, s->queued);
+            pthread_mutex_unlock(&s->lock);
+            row *r = &s->rows[s->n_rows + s->n_waiting];
+            memset(r, 0, sizeof *r);
+            r->job = job;
+            if (admit(s, r) == 0) s->n_waiting++;
+            pthread_mutex_lock(&s->lock);
+        }
+        if (s->n_rows == 0 && s->n_waiting == 0) {
+            atomic_store(&s->metrics->active, 0);
+            if (s->draining && !s->head) break;
+            if (!s->head) pthread_cond_wait(&s->wake, &s->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (s->n_waiting) prefill_piece(s);
+        if (s->n_rows) decode_step(s);
+        atomic_store(&s->metrics->active, s->n_rows + s->n_waiting);
+        pthread_mutex_lock(&s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+serve_scheduler *serve_scheduler_start(rn_model *model, const rn_tokenizer *tokenizer, serve_sessions *sessions,
+                                       const serve_limits *limits, serve_metrics *metrics, char *err,
+                                       size_t cap) {
+    serve_scheduler *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    s->model = model;
+    s->tokenizer = tokenizer;
+    s->sessions = sessions;
+    s->limits = *limits;
+    s->metrics = metrics;
+    s->eos = tokenizer ? rn_tokenizer_eos(tokenizer) : -1;
+    rn_model_info info;
+    rn_model_info_get(model, &info);
+    s->vocab = (size_t)info.vocab_size;
+    /* Pieces of whole chunks: a prompt fed in pieces is then the same computation as one call. */
+    size_t chunk = info.chunk_size > 0 ? (size_t)info.chunk_size : 1;
+    s->piece = limits->prefill_piece < chunk ? chunk : limits->prefill_piece / chunk * chunk;
+    rn_status st = rn_session_init_batch(model, (size_t)limits->parallel, &s->batch);
+    s->logits = malloc((size_t)limits->parallel * s->vocab * sizeof *s->logits);
+    s->rows = calloc((size_t)limits->parallel + 1, sizeof *s->rows);
+    s->step_tokens = calloc((size_t)limits->parallel, sizeof *s->step_tokens);
+    s->rate_start = (double)serve_now_ns() * 1e-9;
+    if (st != RN_OK || !s->logits || !s->rows || !s->step_tokens) {
+        snprintf(err, cap, "a batch of %d sequences: %s", limits->parallel,
+                 st != RN_OK ? rn_status_str(st) : "out of host memory");
+        serve_scheduler_free(s);
+        return NULL;
+    }
+    if (pthread_create(&s->thread, NULL, run, s) != 0) {
+        snprintf(err, cap, "cannot start the scheduler thread");
+        serve_scheduler_free(s);
+        return NULL;
+    }
+    s->started = 1;
+    return s;
+}
+
+int serve_scheduler_submit(serve_scheduler *s, serve_job *job) {
+    pthread_mutex_lock(&s->lock);
+    int status = 0;
+    if (s->draining) status = 503;
+    else if (s->queued >= s->limits.queue) status = 503;
+    else {
+        atomic_fetch_add(&job->refs, 1);
+        job->enqueued_ns = serve_now_ns();
+        job->next = NULL;
+        if (s->tail) s->tail->next = job;
+        else s->head = job;
+        s->tail = job;
+        s->queued++;
+        atomic_store(&s->metrics->queued, s->queued);
+        pthread_cond_signal(&s->wake);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return status;
+}
+
+void serve_scheduler_drain(serve_scheduler *s) {
+    if (!s || !s->started) return;
+    pthread_mutex_lock(&s->lock);
+    s->draining = 1;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+    s->started = 0;
+}
+
+void serve_scheduler_free(serve_scheduler *s) {
+    if (!s) return;
+    serve_scheduler_drain(s);
+    rn_session_free(s->batch);
+    free(s->logits);
+    free(s->rows);
+    free(s->step_tokens);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->wake);
+    free(s);
+}
+
+/* ---- jobs --------------------------------------------------------------------------------- */
+
+serve_job *serve_job_new(void) {
+    serve_job *job = calloc(1, sizeof *job);
+    if (!job) return NULL;
+    pthread_mutex_init(&job->lock, NULL);
+    pthread_cond_init(&job->changed, NULL);
+    job->session_lock_fd = -1;
+    atomic_init(&job->refs, 1);
+    atomic_init(&job->abandoned, 0);
+    return job;
+}
+
+void serve_job_release(serve_job *job) {
+    if (!job || atomic_fetch_sub(&job->refs, 1) != 1) return;
+    serve_request_free(&job->req);
+    free(job->prompt);
+    free(job->text);
+    pthread_mutex_destroy(&job->lock);
+    pthread_cond_destroy(&job->changed);
+    free(job);
+}
