@@ -9,10 +9,14 @@
  *   i32 recent[256]          the last n tokens, oldest first, then zeros (version 1: recent[n])
  *   f32 logits[vocab]        after the last token
  *   per layer: f32 state[heads*dk*dv], f32 scale[heads]   (the scale of position - 1)
- *   u64 FNV-1a of everything before it
+ *   u64 checksum of everything before it (state_checksum)
  * Version 2 keeps room for every recent token, so that every state of a model has one size
  * (rn_session_state_bytes: a caller can keep states in fixed slots); version 1 files, sized by
  * their count, still load.
+ *
+ * The device is needed only to download or upload the state: the checksum and the file's I/O
+ * run outside the context's lock, so that a large state being written or read does not hold up
+ * the other sessions of the context (a server's batch) for longer than its transfer.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -79,6 +83,22 @@ static state_header header_of(const rn_session *s) {
     return h;
 }
 
+/* FNV-1a over the bytes in version 1. From version 2 the same recurrence over 8-byte words
+ * (each product folded back onto its low half), then the tail bytes: eight times fewer steps on
+ * the tens of MiB of a large model's state, which every save and every load hashes. It guards
+ * against corruption, not tampering. */
+static uint64_t state_checksum(uint32_t version, const unsigned char *buf, size_t n) {
+    if (version == 1) return rn_fnv1a(RN_FNV_OFFSET, buf, n);
+    uint64_t h = RN_FNV_OFFSET, word;
+    size_t i = 0;
+    for (; i + sizeof word <= n; i += sizeof word) {
+        memcpy(&word, buf + i, sizeof word);
+        h = (h ^ word) * 0x100000001b3ull;
+        h ^= h >> 32;
+    }
+    return rn_fnv1a(h, buf + i, n - i);
+}
+
 /* Recent-token entries stored: version 1 stored only those it had. */
 static size_t recent_slots(const state_header *h) {
     return h->version == 1 ? h->n_recent : RN_RECENT_TOKENS;
@@ -103,9 +123,9 @@ static size_t state_bytes(const rn_session *s) {
     return payload_bytes(&h) + sizeof(uint64_t);
 }
 
-/* Serialises the session into buf (state_bytes(s) bytes). */
-static rn_status save_buffer_locked(const rn_session *s, void *buffer, size_t capacity) {
-    if (!s || !buffer) return RN_ERR_INVALID_ARGUMENT;
+/* Serialises the session into buf (state_bytes(s) bytes), all but the checksum (seal). */
+static rn_status serialize_locked(const rn_session *s, void *buffer, size_t capacity) {
+    if (!buffer) return RN_ERR_INVALID_ARGUMENT;
     if (!single(s, "saving a state")) return RN_ERR_INVALID_ARGUMENT;
     rn_model *m = s->model;
     rt_runtime *rt = &m->ctx->rt;
@@ -131,23 +151,26 @@ static rn_status save_buffer_locked(const rn_session *s, void *buffer, size_t ca
         if (st == RN_OK) st = rt_buffer_read(rt, &s->scale[2 * l + slot], 0, p, h.heads * sizeof(float));
         p += h.heads * sizeof(float);
     }
-    if (st != RN_OK) return st;
-    uint64_t sum = rn_fnv1a(RN_FNV_OFFSET, buf, size);
+    return st;
+}
+
+/* Appends the checksum to a serialised state. */
+static void seal(unsigned char *buf) {
+    state_header h;
+    memcpy(&h, buf, sizeof h);
+    const size_t size = payload_bytes(&h);
+    uint64_t sum = state_checksum(h.version, buf, size);
     memcpy(buf + size, &sum, sizeof sum);
-    return RN_OK;
 }
 
 static rn_status refuse(rn_error *err, const char *what, const char *why) {
     return rn_fail(err, RN_ERR_STATE_FILE, "%s %s", what, why);
 }
 
-/* Checks a state's bytes, then, and only then, overwrites the session with them. `what`
- * names the source in messages ("state file 'x'", "state buffer"). */
-static rn_status load_buffer_locked(rn_session *s, const void *buffer, size_t size, const char *what) {
-    if (!s || (!buffer && size)) return RN_ERR_INVALID_ARGUMENT;
-    if (!single(s, "loading a state")) return RN_ERR_INVALID_ARGUMENT;
-    rn_model *m = s->model;
-    rn_error *err = &m->ctx->err;
+/* Checks a state's bytes for session s (of one sequence) without touching it or the device:
+ * needs no lock. `what` names the source in messages ("state file 'x'", "state buffer"). */
+static rn_status check_state(const rn_session *s, const void *buffer, size_t size, const char *what,
+                             rn_error *err, state_header *out) {
     const unsigned char *buf = buffer;
     state_header want = header_of(s), h;
     if (size > state_bytes(s)) return refuse(err, what, "is larger than any state of this model");
@@ -166,18 +189,25 @@ static rn_status load_buffer_locked(rn_session *s, const void *buffer, size_t si
     if (size != payload_bytes(&h) + sizeof(uint64_t)) return refuse(err, what, "is truncated or has trailing bytes");
     uint64_t sum;
     memcpy(&sum, buf + size - sizeof sum, sizeof sum);
-    if (sum != rn_fnv1a(RN_FNV_OFFSET, buf, size - sizeof sum)) return refuse(err, what, "is corrupt: checksum mismatch");
+    if (sum != state_checksum(h.version, buf, size - sizeof sum)) return refuse(err, what, "is corrupt: checksum mismatch");
     if (h.position >= (uint64_t)INT32_MAX) return refuse(err, what, "is at a position past the kernels' range");
-
-    const unsigned char *p = buf + sizeof h;
     int32_t recent[RN_RECENT_TOKENS];
-    memcpy(recent, p, h.n_recent * sizeof(int32_t));
-    p += recent_slots(&h) * sizeof(int32_t);
+    memcpy(recent, buf + sizeof h, h.n_recent * sizeof(int32_t));
     for (uint32_t i = 0; i < h.n_recent; i++)
         if (recent[i] < 0 || (uint32_t)recent[i] >= h.vocab)
             return refuse(err, what, "is corrupt: a recent token outside the vocabulary");
+    *out = h;
+    return RN_OK;
+}
 
-    /* Valid: now overwrite the session. */
+/* Overwrites the session with a state check_state accepted (header h). */
+static rn_status apply_locked(rn_session *s, const void *buffer, const state_header *hp) {
+    const state_header h = *hp;
+    rn_model *m = s->model;
+    const unsigned char *p = (const unsigned char *)buffer + sizeof h;
+    int32_t recent[RN_RECENT_TOKENS];
+    memcpy(recent, p, h.n_recent * sizeof(int32_t));
+    p += recent_slots(&h) * sizeof(int32_t);
     rt_runtime *rt = &m->ctx->rt;
     const size_t state_floats = (size_t)h.heads * h.dk * h.dv, slot = scale_slot(h.position);
     s->positions[0] = h.position;
@@ -196,54 +226,63 @@ static rn_status load_buffer_locked(rn_session *s, const void *buffer, size_t si
     return st;
 }
 
-static rn_status rn_session_save_locked(const rn_session *s, const char *path) {
-    if (!s || !path) return RN_ERR_INVALID_ARGUMENT;
-    if (!single(s, "rn_session_save")) return RN_ERR_INVALID_ARGUMENT;
-    rn_error *err = &s->model->ctx->err;
-    const size_t size = state_bytes(s);
-    unsigned char *buf = malloc(size);
-    if (!buf) return rn_fail(err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for a %zu-byte state", size);
-    rn_status st = save_buffer_locked(s, buf, size);
-
-    /* Written beside `path` and renamed over it: a failure leaves any old file intact. */
+/* Writes `size` bytes beside `path` and renames them over it, so that a failure leaves any old
+ * file intact; flushed to the disk first. No lock: plain file work. */
+static rn_status write_atomically(const char *path, const unsigned char *buf, size_t size, rn_error *err) {
     size_t tmp_len = strlen(path) + 32;
     char *tmp = malloc(tmp_len);
-    if (st == RN_OK && !tmp) st = rn_fail(err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory");
-    if (st == RN_OK) {
-        snprintf(tmp, tmp_len, "%s.tmp.%ld", path, (long)getpid());
-        FILE *f = fopen(tmp, "wb");
-        if (!f) {
-            st = rn_fail(err, RN_ERR_IO, "cannot write '%s': %s", tmp, strerror(errno));
-        } else {
-            bool ok = fwrite(buf, 1, size, f) == size && fflush(f) == 0 && fsync(fileno(f)) == 0;
-            ok = fclose(f) == 0 && ok;
-            if (!ok || rename(tmp, path) != 0) {
-                st = rn_fail(err, RN_ERR_IO, "writing the state to '%s' failed: %s", path, strerror(errno));
-                remove(tmp);
-            }
+    if (!tmp) return rn_fail(err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory");
+    snprintf(tmp, tmp_len, "%s.tmp.%ld", path, (long)getpid());
+    rn_status st = RN_OK;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        st = rn_fail(err, RN_ERR_IO, "cannot write '%s': %s", tmp, strerror(errno));
+    } else {
+        bool ok = fwrite(buf, 1, size, f) == size && fflush(f) == 0 && fsync(fileno(f)) == 0;
+        ok = fclose(f) == 0 && ok;
+        if (!ok || rename(tmp, path) != 0) {
+            st = rn_fail(err, RN_ERR_IO, "writing the state to '%s' failed: %s", path, strerror(errno));
+            remove(tmp);
         }
     }
     free(tmp);
-    free(buf);
     return st;
 }
 
-static rn_status rn_session_load_locked(rn_session *s, const char *path) {
-    if (!s || !path) return RN_ERR_INVALID_ARGUMENT;
-    if (!single(s, "rn_session_load")) return RN_ERR_INVALID_ARGUMENT;
-    rn_error *err = &s->model->ctx->err;
-    size_t what_len = strlen(path) + 32;
-    char *what = malloc(what_len);
-    if (!what) return rn_fail(err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory");
-    snprintf(what, what_len, "state file '%s'", path);
-    char *buf = NULL;
-    size_t size = 0;
-    rn_status st = rn_read_file(path, state_bytes(s), &buf, &size, err);
-    if (st == RN_ERR_LIMIT) st = refuse(err, what, "is larger than any state of this model");
-    if (st == RN_OK) st = load_buffer_locked(s, buf, size, what);
-    free(buf);
-    free(what);
+/* Records a failure found outside the lock as the context's last error. */
+static rn_status fail_unlocked(rn_context *ctx, rn_status st, const rn_error *local) {
+    rn_context_lock(ctx);
+    ctx->err = *local;
+    return rn_context_unlock(ctx, st);
+}
+
+/* The state into a heap buffer, sealed: the lock is held for the download only. */
+static rn_status serialize(const rn_session *s, unsigned char **out, size_t *size) {
+    rn_context *ctx = s->model->ctx;
+    *size = s->batch == 1 ? state_bytes(s) : 0;
+    *out = *size ? malloc(*size) : NULL;
+    rn_context_lock(ctx);
+    rn_status st;
+    if (!single(s, "saving a state")) st = RN_ERR_INVALID_ARGUMENT;
+    else if (!*out) st = rn_fail(&ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for a %zu-byte state", *size);
+    else st = serialize_locked(s, *out, *size);
+    st = rn_context_unlock(ctx, st);
+    if (st == RN_OK) seal(*out);
     return st;
+}
+
+/* Checks `buffer` outside the lock, then overwrites the session under it. */
+static rn_status load_checked(rn_session *s, const void *buffer, size_t size, const char *what) {
+    rn_context *ctx = s->model->ctx;
+    rn_error local = {{0}};
+    state_header h;
+    memset(&h, 0, sizeof h);
+    rn_status st = s->batch == 1 ? check_state(s, buffer, size, what, &local, &h) : RN_OK;
+    rn_context_lock(ctx);
+    if (!single(s, "loading a state")) st = RN_ERR_INVALID_ARGUMENT;
+    else if (st != RN_OK) ctx->err = local;
+    else st = apply_locked(s, buffer, &h);
+    return rn_context_unlock(ctx, st);
 }
 
 /* Row dst_row of dst becomes a copy of row src_row of src: device state and both scale slots,
@@ -294,17 +333,34 @@ static rn_status rn_session_copy_locked(const rn_session *src, rn_session **out)
 /* ---- the public calls: each holds the context's lock throughout (engine.h) ------------------ */
 
 rn_status rn_session_save(const rn_session *s, const char *path) {
-    if (!s) return RN_ERR_INVALID_ARGUMENT;
-    rn_context *ctx = s->model->ctx;
-    rn_context_lock(ctx);
-    return rn_context_unlock(ctx, rn_session_save_locked(s, path));
+    if (!s || !path) return RN_ERR_INVALID_ARGUMENT;
+    unsigned char *buf = NULL;
+    size_t size = 0;
+    rn_status st = serialize(s, &buf, &size);
+    if (st == RN_OK) {
+        rn_error local = {{0}};
+        st = write_atomically(path, buf, size, &local);
+        if (st != RN_OK) st = fail_unlocked(s->model->ctx, st, &local);
+    }
+    free(buf);
+    return st;
 }
 
 rn_status rn_session_load(rn_session *s, const char *path) {
-    if (!s) return RN_ERR_INVALID_ARGUMENT;
-    rn_context *ctx = s->model->ctx;
-    rn_context_lock(ctx);
-    return rn_context_unlock(ctx, rn_session_load_locked(s, path));
+    if (!s || !path) return RN_ERR_INVALID_ARGUMENT;
+    size_t what_len = strlen(path) + 32;
+    char *what = malloc(what_len);
+    if (!what) return RN_ERR_OUT_OF_HOST_MEMORY;
+    snprintf(what, what_len, "state file '%s'", path);
+    rn_error local = {{0}};
+    char *buf = NULL;
+    size_t size = 0;
+    rn_status st = rn_read_file(path, state_bytes(s), &buf, &size, &local);
+    if (st == RN_ERR_LIMIT) st = refuse(&local, what, "is larger than any state of this model");
+    st = st == RN_OK ? load_checked(s, buf, size, what) : fail_unlocked(s->model->ctx, st, &local);
+    free(buf);
+    free(what);
+    return st;
 }
 
 rn_status rn_session_copy(const rn_session *src, rn_session **out) {
@@ -319,17 +375,17 @@ size_t rn_session_state_bytes(const rn_session *s) {
 }
 
 rn_status rn_session_save_buffer(const rn_session *s, void *buffer, size_t capacity) {
-    if (!s) return RN_ERR_INVALID_ARGUMENT;
+    if (!s || !buffer) return RN_ERR_INVALID_ARGUMENT;
     rn_context *ctx = s->model->ctx;
     rn_context_lock(ctx);
-    return rn_context_unlock(ctx, save_buffer_locked(s, buffer, capacity));
+    rn_status st = rn_context_unlock(ctx, serialize_locked(s, buffer, capacity));
+    if (st == RN_OK) seal(buffer);
+    return st;
 }
 
 rn_status rn_session_load_buffer(rn_session *s, const void *buffer, size_t size) {
-    if (!s) return RN_ERR_INVALID_ARGUMENT;
-    rn_context *ctx = s->model->ctx;
-    rn_context_lock(ctx);
-    return rn_context_unlock(ctx, load_buffer_locked(s, buffer, size, "state buffer"));
+    if (!s || (!buffer && size)) return RN_ERR_INVALID_ARGUMENT;
+    return load_checked(s, buffer, size, "state buffer");
 }
 
 rn_status rn_session_copy_row(rn_session *dst, size_t dst_row, const rn_session *src, size_t src_row) {
