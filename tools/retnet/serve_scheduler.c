@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "serve.h"
 
@@ -33,7 +34,17 @@ typedef struct row {
     uint64_t position;
     size_t prefilled;          /* prompt tokens fed so far */
     size_t search_from;        /* where stop strings are looked for (after an echoed prompt) */
+    int32_t next_token;        /* sampled for the coming step */
+    rn_status sampled;         /* RN_OK, or why not (RN_ERR_CANCELLED: the client went away) */
 } row;
+
+/* A conversation whose answer ended, on its way to its file (commit_thread). */
+typedef struct commit {
+    serve_job *job;
+    rn_session *session;
+    const char *reason;
+    struct commit *next;
+} commit;
 
 struct serve_scheduler {
     pthread_t thread;
@@ -55,6 +66,23 @@ struct serve_scheduler {
     int n_rows, n_waiting;     /* decoding rows; prompts after them */
     int32_t *step_tokens;
     double rate_tokens, rate_start;
+
+    /* Conversations are saved by their own thread: a large state's file takes far longer than
+     * a decoding step, and the batch does not wait for it (the request does). */
+    pthread_t committer;
+    pthread_mutex_t commit_lock;
+    pthread_cond_t commit_ready;
+    commit *commits, *commits_tail;
+    int commit_stop, committer_started;
+
+    /* Sampling is host work per row (a top-k over the vocabulary): helpers share it. */
+    pthread_t *samplers;
+    int n_samplers, sample_stop;
+    pthread_mutex_t sample_lock;
+    pthread_cond_t sample_go, sample_done;
+    unsigned sample_round;
+    int sample_busy;
+    atomic_int sample_next;
 };
 
 uint64_t serve_now_ns(void) {
@@ -150,23 +178,62 @@ static void complete_row(serve_scheduler *s, row *r, int in_batch, int index, co
         find_stop(job, r->search_from);
     pthread_mutex_unlock(&job->lock);
 
-    char err[512] = "";
-    int status = 0;
-    uint64_t t0 = serve_now_ns();
-    if (job->decode_start_ns) job->decode_ns = t0 - job->decode_start_ns;
-    if (job->req.session[0]) {
-        rn_status st = in_batch ? rn_session_copy_row(r->session, 0, s->batch, (size_t)index) : RN_OK;
-        if (st != RN_OK) {
-            status = 500;
-            snprintf(err, sizeof err, "copying the session out of the batch: %s", rn_status_str(st));
-        } else {
-            status = serve_sessions_commit(s->sessions, job->req.session, r->session, err, sizeof err);
-            r->session = NULL;  /* taken over, also on failure */
-        }
+    if (job->decode_start_ns) job->decode_ns = serve_now_ns() - job->decode_start_ns;
+    if (!job->req.session[0]) {
+        finish_job(job, reason, 0, NULL);
+        row_clear(s, r);
+        return;
     }
-    job->save_ns = serve_now_ns() - t0;
-    finish_job(job, status ? NULL : reason, status, status ? err : NULL);
+    rn_status st = in_batch ? rn_session_copy_row(r->session, 0, s->batch, (size_t)index) : RN_OK;
+    commit *c = st == RN_OK ? calloc(1, sizeof *c) : NULL;
+    if (!c) {
+        char err[512];
+        snprintf(err, sizeof err, "copying the session out of the batch: %s", rn_status_str(st));
+        return fail_row(s, r, 500, err);
+    }
+    /* The job, its session lock and the state go to the committer. */
+    c->job = job;
+    c->session = r->session;
+    c->reason = reason;
+    r->job = NULL;
+    r->session = NULL;
     row_clear(s, r);
+    pthread_mutex_lock(&s->commit_lock);
+    if (s->commits_tail) s->commits_tail->next = c;
+    else s->commits = c;
+    s->commits_tail = c;
+    pthread_cond_signal(&s->commit_ready);
+    pthread_mutex_unlock(&s->commit_lock);
+}
+
+/* Saves each finished conversation (its file first, with a state directory), then completes its
+ * request and lets the next request on that session in. */
+static void *commit_thread(void *arg) {
+    serve_scheduler *s = arg;
+    pthread_mutex_lock(&s->commit_lock);
+    for (;;) {
+        while (!s->commits && !s->commit_stop) pthread_cond_wait(&s->commit_ready, &s->commit_lock);
+        commit *c = s->commits;
+        if (!c) break;
+        s->commits = c->next;
+        if (!s->commits) s->commits_tail = NULL;
+        pthread_mutex_unlock(&s->commit_lock);
+
+        serve_job *job = c->job;
+        char err[512];
+        uint64_t t0 = serve_now_ns();
+        int status = serve_sessions_commit(s->sessions, job->req.session, c->session, err, sizeof err);
+        job->save_ns = serve_now_ns() - t0;
+        finish_job(job, status ? NULL : c->reason, status, status ? err : NULL);
+        if (status) atomic_fetch_add(&s->metrics->errors, 1);
+        serve_sessions_unlock(s->sessions, job->req.session, job->session_lock_fd);
+        job->session_lock_fd = -1;
+        serve_job_release(job);
+        free(c);
+        pthread_mutex_lock(&s->commit_lock);
+    }
+    pthread_mutex_unlock(&s->commit_lock);
+    return NULL;
 }
 
 /* Prompts being fed sit after the decoding rows, in arrival order: moves them `by` slots down
@@ -321,15 +388,60 @@ static void prefill_piece(serve_scheduler *s) {
 
 /* ---- one decoding step -------------------------------------------------------------------- */
 
+/* Samples rows from the shared counter until none is left; every row is its own sampler. */
+static void sample_rows(serve_scheduler *s) {
+    for (int i; (i = atomic_fetch_add(&s->sample_next, 1)) < s->n_rows;) {
+        row *r = &s->rows[i];
+        r->next_token = -1;
+        r->sampled = atomic_load(&r->job->abandoned)
+                         ? RN_ERR_CANCELLED
+                         : rn_sampler_sample(r->sampler, s->logits + (size_t)i * s->vocab, r->recent, r->n_recent,
+                                             r->position, &r->next_token);
+    }
+}
+
+static void *sampler_thread(void *arg) {
+    serve_scheduler *s = arg;
+    unsigned seen = 0;
+    pthread_mutex_lock(&s->sample_lock);
+    for (;;) {
+        while (s->sample_round == seen && !s->sample_stop) pthread_cond_wait(&s->sample_go, &s->sample_lock);
+        if (s->sample_stop) break;
+        seen = s->sample_round;
+        pthread_mutex_unlock(&s->sample_lock);
+        sample_rows(s);
+        pthread_mutex_lock(&s->sample_lock);
+        if (--s->sample_busy == 0) pthread_cond_signal(&s->sample_done);
+    }
+    pthread_mutex_unlock(&s->sample_lock);
+    return NULL;
+}
+
+/* Every decoding row's next token, the helpers and this thread together. */
+static void sample_all(serve_scheduler *s) {
+    atomic_store(&s->sample_next, 0);
+    if (s->n_samplers == 0 || s->n_rows < 4) {
+        sample_rows(s);
+        return;
+    }
+    pthread_mutex_lock(&s->sample_lock);
+    s->sample_busy = s->n_samplers;
+    s->sample_round++;
+    pthread_cond_broadcast(&s->sample_go);
+    pthread_mutex_unlock(&s->sample_lock);
+    sample_rows(s);
+    pthread_mutex_lock(&s->sample_lock);
+    while (s->sample_busy) pthread_cond_wait(&s->sample_done, &s->sample_lock);
+    pthread_mutex_unlock(&s->sample_lock);
+}
+
 static void decode_step(serve_scheduler *s) {
     /* Sample each row's token; rows that end here (end of sequence, gone client) leave first. */
+    sample_all(s);
     for (int i = 0; i < s->n_rows;) {
         row *r = &s->rows[i];
-        int32_t token = -1;
-        rn_status st = RN_ERR_CANCELLED;
-        if (!atomic_load(&r->job->abandoned))
-            st = rn_sampler_sample(r->sampler, s->logits + (size_t)i * s->vocab, r->recent, r->n_recent,
-                                   r->position, &token);
+        int32_t token = r->next_token;
+        rn_status st = r->sampled;
         if (st == RN_OK && token != s->eos) {
             s->step_tokens[i++] = token;
             continue;
@@ -435,6 +547,11 @@ serve_scheduler *serve_scheduler_start(rn_model *model, const rn_tokenizer *toke
     if (!s) return NULL;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
+    pthread_mutex_init(&s->commit_lock, NULL);
+    pthread_cond_init(&s->commit_ready, NULL);
+    pthread_mutex_init(&s->sample_lock, NULL);
+    pthread_cond_init(&s->sample_go, NULL);
+    pthread_cond_init(&s->sample_done, NULL);
     s->model = model;
     s->tokenizer = tokenizer;
     s->sessions = sessions;
@@ -458,8 +575,16 @@ serve_scheduler *serve_scheduler_start(rn_model *model, const rn_tokenizer *toke
         serve_scheduler_free(s);
         return NULL;
     }
-    if (pthread_create(&s->thread, NULL, run, s) != 0) {
-        snprintf(err, cap, "cannot start the scheduler thread");
+    /* Half the cores sample (the other half serve connections and the driver), at most 8. */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int helpers = cores > 2 ? (int)(cores / 2) - 1 : 0;
+    if (helpers > 7) helpers = 7;
+    s->samplers = helpers ? calloc((size_t)helpers, sizeof *s->samplers) : NULL;
+    for (int i = 0; s->samplers && i < helpers; i++)
+        if (pthread_create(&s->samplers[i], NULL, sampler_thread, s) == 0) s->n_samplers++;
+    if (pthread_create(&s->committer, NULL, commit_thread, s) == 0) s->committer_started = 1;
+    if (!s->committer_started || pthread_create(&s->thread, NULL, run, s) != 0) {
+        snprintf(err, cap, "cannot start the scheduler's threads");
         serve_scheduler_free(s);
         return NULL;
     }
@@ -495,17 +620,42 @@ void serve_scheduler_drain(serve_scheduler *s) {
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
     s->started = 0;
+    /* The last answers' conversations are saved before the drain returns. */
+    pthread_mutex_lock(&s->commit_lock);
+    s->commit_stop = 1;
+    pthread_cond_signal(&s->commit_ready);
+    pthread_mutex_unlock(&s->commit_lock);
+    pthread_join(s->committer, NULL);
+    s->committer_started = 0;
 }
 
 void serve_scheduler_free(serve_scheduler *s) {
     if (!s) return;
     serve_scheduler_drain(s);
+    if (s->committer_started) {  /* started, but the scheduler thread was not */
+        pthread_mutex_lock(&s->commit_lock);
+        s->commit_stop = 1;
+        pthread_cond_signal(&s->commit_ready);
+        pthread_mutex_unlock(&s->commit_lock);
+        pthread_join(s->committer, NULL);
+    }
+    pthread_mutex_lock(&s->sample_lock);
+    s->sample_stop = 1;
+    pthread_cond_broadcast(&s->sample_go);
+    pthread_mutex_unlock(&s->sample_lock);
+    for (int i = 0; i < s->n_samplers; i++) pthread_join(s->samplers[i], NULL);
+    free(s->samplers);
     rn_session_free(s->batch);
     free(s->logits);
     free(s->rows);
     free(s->step_tokens);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->commit_lock);
+    pthread_cond_destroy(&s->commit_ready);
+    pthread_mutex_destroy(&s->sample_lock);
+    pthread_cond_destroy(&s->sample_go);
+    pthread_cond_destroy(&s->sample_done);
     free(s);
 }
 

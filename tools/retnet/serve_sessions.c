@@ -129,6 +129,8 @@ static void path_of(const serve_sessions *s, const char *id, const char *suffix,
     snprintf(out, cap, "%s/%s%s", s->dir, id, suffix);
 }
 
+static void enforce_budgets(serve_sessions *s, const entry *keep);
+
 /* ---- one request at a time per session -------------------------------------------------- */
 
 int serve_sessions_lock(serve_sessions *s, const char *id, int timeout_ms, char *err, size_t cap) {
@@ -183,6 +185,7 @@ void serve_sessions_unlock(serve_sessions *s, const char *id, int fd) {
     pthread_mutex_lock(&s->lock);
     entry *e = find(s, id);
     if (e) e->busy = 0;
+    enforce_budgets(s, NULL);  /* a session in use is never moved: now it may be */
     pthread_cond_broadcast(&s->released);
     pthread_mutex_unlock(&s->lock);
 }
