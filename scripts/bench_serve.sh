@@ -44,6 +44,12 @@ for c in 1 8 32 64; do
   echo "== $c concurrent streams" >&2
   $py tools/serve_load.py --url "$url" --clients $c --requests $((c < 4 ? 4 : 2 * c)) --max-tokens $tokens \
     --prompt-ids 16 --json --check | tag streams
+  # Where the server's steps went so far (sampling on the host, the batch's decoding call).
+  $py - "$url" >&2 <<'PY'
+import sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1] + "/metrics").read().decode()
+print("   ", " ".join(l for l in text.splitlines() if l.startswith("retnet_step")))
+PY
 done
 echo "== a 4096-token prompt arriving while 8 streams run" >&2
 $py tools/serve_load.py --url "$url" --clients 8 --requests 8 --max-tokens $((8 * tokens)) --prompt-ids 16 \

@@ -123,6 +123,7 @@ typedef struct serve_metrics {
     atomic_ullong requests, errors, prompt_tokens, completion_tokens, rejected_busy;
     atomic_int queued, active;
     double tokens_per_second;      /* decoded, over the last second of steps */
+    atomic_ullong steps, sample_ns, step_ns;  /* decoding steps: sampling, and the device's step */
 } serve_metrics;
 
 typedef struct serve_scheduler serve_scheduler;

@@ -430,9 +430,9 @@ static enum MHD_Result metrics(serve_http_config *cfg, struct MHD_Connection *c)
     const serve_metrics *m = cfg->metrics;
     long device, host, disk;
     serve_sessions_counts(cfg->sessions, &device, &host, &disk);
-    char *text = malloc(4096);
+    char *text = malloc(8192);
     if (!text) return MHD_NO;
-    snprintf(text, 4096,
+    snprintf(text, 8192,
              "# HELP retnet_requests_total Completion requests received.\n# TYPE retnet_requests_total counter\n"
              "retnet_requests_total %llu\n"
              "# HELP retnet_errors_total Requests answered with an error.\n# TYPE retnet_errors_total counter\n"
@@ -451,11 +451,19 @@ static enum MHD_Result metrics(serve_http_config *cfg, struct MHD_Connection *c)
              "# TYPE retnet_active_sequences gauge\nretnet_active_sequences %d\n"
              "# HELP retnet_sessions Conversations kept, by where their state is.\n# TYPE retnet_sessions gauge\n"
              "retnet_sessions{tier=\"device\"} %ld\nretnet_sessions{tier=\"host\"} %ld\n"
-             "retnet_sessions{tier=\"disk\"} %ld\n",
+             "retnet_sessions{tier=\"disk\"} %ld\n"
+             "# HELP retnet_steps_total Decoding steps of the batch.\n# TYPE retnet_steps_total counter\n"
+             "retnet_steps_total %llu\n"
+             "# HELP retnet_step_sampling_seconds_total Host time sampling the rows' tokens.\n"
+             "# TYPE retnet_step_sampling_seconds_total counter\nretnet_step_sampling_seconds_total %.6f\n"
+             "# HELP retnet_step_device_seconds_total Time in the batch's decoding calls (device and logits).\n"
+             "# TYPE retnet_step_device_seconds_total counter\nretnet_step_device_seconds_total %.6f\n",
              (unsigned long long)atomic_load(&m->requests), (unsigned long long)atomic_load(&m->errors),
              (unsigned long long)atomic_load(&m->rejected_busy), (unsigned long long)atomic_load(&m->prompt_tokens),
              (unsigned long long)atomic_load(&m->completion_tokens), m->tokens_per_second,
-             atomic_load(&m->queued), atomic_load(&m->active), device, host, disk);
+             atomic_load(&m->queued), atomic_load(&m->active), device, host, disk,
+             (unsigned long long)atomic_load(&m->steps), (double)atomic_load(&m->sample_ns) * 1e-9,
+             (double)atomic_load(&m->step_ns) * 1e-9);
     return send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4", text, NULL);
 }
 

@@ -437,7 +437,10 @@ static void sample_all(serve_scheduler *s) {
 
 static void decode_step(serve_scheduler *s) {
     /* Sample each row's token; rows that end here (end of sequence, gone client) leave first. */
+    uint64_t t0 = serve_now_ns();
     sample_all(s);
+    uint64_t t1 = serve_now_ns();
+    atomic_fetch_add(&s->metrics->sample_ns, t1 - t0);
     for (int i = 0; i < s->n_rows;) {
         row *r = &s->rows[i];
         int32_t token = r->next_token;
@@ -453,7 +456,10 @@ static void decode_step(serve_scheduler *s) {
     }
     if (s->n_rows == 0) return;
 
+    t1 = serve_now_ns();
     rn_status st = rn_session_decode_rows(s->batch, (size_t)s->n_rows, s->step_tokens, s->logits);
+    atomic_fetch_add(&s->metrics->step_ns, serve_now_ns() - t1);
+    atomic_fetch_add(&s->metrics->steps, 1);
     if (st != RN_OK) {
         char err[512];
         snprintf(err, sizeof err, "decoding: %s", rn_status_str(st));
