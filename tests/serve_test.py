@@ -333,6 +333,18 @@ class Security(unittest.TestCase):
             self.assertEqual(server.stop(), 0)
 
 
+class Quantized(unittest.TestCase):
+    def test_q8_and_q4_weights(self):
+        # The server takes --weights like every command: the same text as `generate` with them.
+        for weights in ("q8", "q4"):
+            server = Server("--weights", weights)
+            try:
+                self.assertEqual(server.complete(max_tokens=24, seed=4),
+                                 generate("--weights", weights, "-p", PROMPT, "-n", "24", "--seed", "4"))
+            finally:
+                self.assertEqual(server.stop(), 0)
+
+
 class Restarts(unittest.TestCase):
     def test_kill_9_under_load_then_resume(self):
         # Reference: four conversations of three turns on a server that is never interrupted.
