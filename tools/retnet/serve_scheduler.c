@@ -5,10 +5,10 @@
  * loops:
  *   1. take queued jobs while rows are free: resolve the conversation (serve_sessions), tokenize
  *      the prompt;
- *   2. prefill one piece of one waiting prompt (--prefill-piece tokens, a multiple of the chunk
- *      size, in the chunkwise form from the conversation's state), so that a long prompt
- *      arriving costs the running streams one piece's time per step, not the whole prompt; a
- *      finished prompt's session is copied into the next free row;
+ *   2. prefill up to --prefill-piece tokens of the waiting prompts (short ones whole, a long one
+ *      in pieces of whole chunks, in the chunkwise form from the conversation's state), so that
+ *      a long prompt arriving costs the running streams one piece's time per step, not the
+ *      whole prompt; a finished prompt's session is copied into the next free row;
  *   3. sample every row's next token from its logits (each job's own sampler, as `retnet
  *      generate` samples: the same seed gives the same tokens), step rows [0, n_rows) together
  *      (rn_session_decode_rows), append the text, and retire rows that end: a conversation's
@@ -58,7 +58,7 @@ struct serve_scheduler {
     serve_sessions *sessions;
     serve_limits limits;
     serve_metrics *metrics;
-    size_t vocab, piece;
+    size_t vocab, piece, chunk;
     int32_t eos;
     rn_session *batch;
     float *logits;             /* [parallel, vocab] each decoding row's next-token logits */
@@ -356,15 +356,18 @@ static int start_decoding(serve_scheduler *s, row *r, int index) {
 }
 
 /* Feeds one piece of the first waiting prompt; when it is whole, the row starts decoding. */
-static void prefill_piece(serve_scheduler *s) {
+static size_t prefill_piece(serve_scheduler *s, size_t budget) {
     int index = s->n_rows;
     row *r = &s->rows[index];
     serve_job *job = r->job;
+    size_t n = 0;
     if (atomic_load(&job->abandoned)) {
         fail_row(s, r, 499, "the client went away");
     } else {
-        size_t n = job->n_prompt - r->prefilled;
-        if (n > s->piece) n = s->piece;
+        /* The rest of the prompt when it fits the budget, else whole chunks of it. */
+        n = job->n_prompt - r->prefilled;
+        if (n > budget) n = budget / s->chunk * s->chunk;
+        if (n == 0 && job->n_prompt > r->prefilled) return 0;
         uint64_t t0 = serve_now_ns();
         rn_status st = n ? rn_session_prefill(r->session, job->prompt + r->prefilled, n, RN_MODE_CHUNKWISE, 0, NULL)
                          : RN_OK;
@@ -374,16 +377,30 @@ static void prefill_piece(serve_scheduler *s) {
             snprintf(err, sizeof err, "the prompt: %s: %s", rn_status_str(st), rn_last_error());
             fail_row(s, r, 500, err);
         } else if ((r->prefilled += n) < job->n_prompt) {
-            return;  /* more pieces next time round */
+            return n;  /* more pieces next time round */
         } else if (start_decoding(s, r, index) == 0) {
             s->n_rows++;
             s->n_waiting--;
-            return;
+            return n;
         }
     }
     /* The row was retired: the waiting prompts move up. */
     s->n_waiting--;
     close_gap(s, index, 1);
+    return n;
+}
+
+/* Up to --prefill-piece prompt tokens between two steps: a long prompt's next piece, or several
+ * short prompts whole, so that a wave of new requests starts together instead of one a step. */
+static void prefill_some(serve_scheduler *s) {
+    size_t budget = s->piece;
+    while (s->n_waiting && budget) {
+        int before = s->n_waiting;
+        size_t fed = prefill_piece(s, budget);
+        if (fed == 0 && s->n_waiting == before) break;  /* the next prompt wants a whole chunk */
+        budget -= fed < budget ? fed : budget;
+        if (s->n_waiting == before) break;              /* a long prompt took the budget */
+    }
 }
 
 /* ---- one decoding step -------------------------------------------------------------------- */
@@ -537,7 +554,7 @@ static void *run(void *arg) {
             continue;
         }
         pthread_mutex_unlock(&s->lock);
-        if (s->n_waiting) prefill_piece(s);
+        if (s->n_waiting) prefill_some(s);
         if (s->n_rows) decode_step(s);
         atomic_store(&s->metrics->active, s->n_rows + s->n_waiting);
         pthread_mutex_lock(&s->lock);
@@ -568,8 +585,8 @@ serve_scheduler *serve_scheduler_start(rn_model *model, const rn_tokenizer *toke
     rn_model_info_get(model, &info);
     s->vocab = (size_t)info.vocab_size;
     /* Pieces of whole chunks: a prompt fed in pieces is then the same computation as one call. */
-    size_t chunk = info.chunk_size > 0 ? (size_t)info.chunk_size : 1;
-    s->piece = limits->prefill_piece < chunk ? chunk : limits->prefill_piece / chunk * chunk;
+    s->chunk = info.chunk_size > 0 ? (size_t)info.chunk_size : 1;
+    s->piece = limits->prefill_piece < s->chunk ? s->chunk : limits->prefill_piece / s->chunk * s->chunk;
     rn_status st = rn_session_init_batch(model, (size_t)limits->parallel, &s->batch);
     s->logits = malloc((size_t)limits->parallel * s->vocab * sizeof *s->logits);
     s->rows = calloc((size_t)limits->parallel + 1, sizeof *s->rows);
