@@ -73,6 +73,9 @@ static void public_device_info(const rt_device_info *in, rn_device_info *out) {
     out->has_fp16 = in->has_fp16;
     out->platform_index = in->platform_index;
     out->device_index = in->device_index;
+    out->nv_cc_major = in->nv_cc_major;
+    out->nv_cc_minor = in->nv_cc_minor;
+    out->matrix_engine = in->matrix_engine;
 }
 
 void rn_context_options_default(rn_context_options *opts) {
@@ -109,6 +112,11 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
         if (error_message && error_capacity) snprintf(error_message, error_capacity, "%s", err.message);
         return rn_thread_fail(RN_ERR_INVALID_ARGUMENT, &err);
     }
+    if ((int)opts->precision < RN_PRECISION_F32 || (int)opts->precision > RN_PRECISION_AUTO) {
+        rn_fail(&err, RN_ERR_INVALID_ARGUMENT, "unknown precision %d", (int)opts->precision);
+        if (error_message && error_capacity) snprintf(error_message, error_capacity, "%s", err.message);
+        return rn_thread_fail(RN_ERR_INVALID_ARGUMENT, &err);
+    }
     rn_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return RN_ERR_OUT_OF_HOST_MEMORY;
     if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
@@ -118,6 +126,7 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
     }
     ctx->tuning.work_group = opts->work_group;
     ctx->tuning.project_rows = (int64_t)opts->project_max_rows;
+    ctx->tuning.precision = opts->precision;
     atomic_init(&ctx->cancel, 0);
     ctx->id = atomic_fetch_add(&next_context_id, 1);
     rt_cache_mode mode = opts->program_cache < 0 ? RT_CACHE_AUTO

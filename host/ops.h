@@ -27,12 +27,21 @@ typedef struct rn_kernels {
     cl_kernel embed_tokens, rms_norm, group_norm_gate, theta_shift, glu, residual, project, widen;
     cl_kernel fill_uniform, retention_weigh_keys, retention_prefix, retention_scores, split_columns;
     cl_kernel retention_scan, retention_sigma, retention_output, retention_step;
+    /* The matrix-engine GEMM (gemm_mma.cl), built when the precision, the device and the weight
+     * type allow it (rn_kernels_build); NULL otherwise. */
+    cl_kernel gemm_mma;
+    const char *mma_variant; /* "nvidia-mma f16", "nvidia-mma bf16", "emulated f16", ...: NULL
+                                without gemm_mma */
 } rn_kernels;
 
 /* The context's tuning knobs (rn_context_options); 0 takes the default. */
 typedef struct rn_tuning {
     size_t work_group;       /* cap on RN_WG: 64 on GPUs, 2 elsewhere */
     int64_t project_rows;    /* rows up to which products take the project kernel: 32 */
+    rn_precision precision;  /* of the products (retnet.h) */
+    bool mma_emulate;        /* selftest only: build gemm_mma.cl's portable stand-in for the
+                                matrix instructions (RN_MMA_EMULATE), to test its tiling and
+                                edges on devices without them */
 } rn_tuning;
 
 /* Compiles the embedded cl_kernels sources for heads of dk key and dv value dimensions and
@@ -78,6 +87,18 @@ rn_status rn_op_residual(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, cons
 rn_status rn_op_linear(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x, int64_t n,
                        int64_t in, const rt_buffer *W, int64_t row0, int64_t out,
                        rt_buffer *scratch, rt_buffer *y);
+
+/* Whether rn_op_linear_mma takes a product of `in` input columns: gemm_mma is built and the
+ * rows of W are whole 16-byte pieces (in % 8 == 0). */
+bool rn_mma_takes(const rn_kernels *k, int64_t in);
+
+/* y[t, col0 + j] = x [n, in] W^T (W: `out` rows of a stored F16/BF16 matrix from row `row0`) on
+ * the matrix engine: x rounded to the weights' half type as it is staged, fp32 accumulation;
+ * y has ldy columns (col0 + out <= ldy). With `accumulate`, y = alpha * y + x W^T instead (a
+ * residual add). Only where rn_mma_takes(k, in). */
+rn_status rn_op_linear_mma(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x, int64_t n, int64_t in,
+                           const rt_buffer *W, int64_t row0, int64_t out, rt_buffer *y, int64_t ldy, int64_t col0,
+                           bool accumulate, float alpha);
 
 /* dst [n, width] = columns col0 .. col0 + width of src [n, stride]. */
 rn_status rn_op_split_columns(rt_runtime *rt, const rn_kernels *k, const rt_buffer *src, int64_t n,

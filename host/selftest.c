@@ -349,6 +349,70 @@ static void test_linear(rt_runtime *rt, const rn_kernels *k) {
     }
 }
 
+/* The matrix-engine GEMM (gemm_mma.cl; the real instructions on a device that has them, else
+ * their portable stand-in): x rounded to the weights' half type on the host exactly as the kernel
+ * rounds it (to nearest even), W as stored, so that the double-accumulated reference sees the
+ * products the engine multiplies, and only the fp32 accumulation differs. Shapes: M, N and K that
+ * leave every tile part-used (N not a multiple of 8), several K steps and tiles, a block of rows
+ * from inside a larger stored matrix, a column range of a wider output, and the residual epilogue.
+ *
+ * Tolerance, computed per shape: summing K exact fp32 products in fp32 errs by at most
+ * K u sum_k |x_k w_k| per output (the bound of recursive summation, first order), with u = 2^-23
+ * rather than 2^-24 as the tensor cores' adds may truncate instead of rounding; the residual
+ * epilogue adds two roundings, 2 u (|alpha y| + |x W^T|). The check's metric divides by max |ref|,
+ * so the tolerance is that bound's largest value over the outputs over max |ref|. */
+static void test_linear_mma(rt_runtime *rt, const rn_kernels *k) {
+    const int64_t shapes[][3] = {{37, 40, 70}, {130, 264, 136}, {257, 96, 24}};
+    const int64_t row0 = 3, spare = 5, extra = 9;  /* rows of W around the block; y's spare columns */
+    const double u = ldexp(1.0, -23);
+    for (size_t s = 0; s < 3; s++) {
+        const int64_t n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+        for (int residual = 0; residual < 2; residual++) {
+            const int64_t ldy = residual ? out : out + extra, col0 = residual ? 0 : 4;
+            const float alpha = residual ? 1.25f : 0.0f;
+            const size_t stored = (size_t)((row0 + out + spare) * in), ys = (size_t)(n * ldy);
+            float *x = random_floats((size_t)(n * in), 1.0), *W = random_floats(stored, 0.2);
+            float *y0 = random_floats(ys, 1.0);
+            float *ref = malloc(ys * sizeof *ref), *got = malloc(ys * sizeof *got), *prod = malloc((size_t)(n * out) * sizeof *prod);
+            guarded gx = guarded_from(rt, x, (size_t)(n * in) * sizeof *x);
+            guarded gw = stored_weights(rt, k, W, stored);  /* W now holds the stored values */
+            guarded gy = guarded_from(rt, y0, ys * sizeof *y0);
+            /* The reference multiplies the rounded activations. */
+            uint16_t *bits = malloc((size_t)(n * in) * sizeof *bits);
+            rn_convert(ST_F32, x, (size_t)(n * in), k->weights, bits, NULL);
+            rn_convert(k->weights, bits, (size_t)(n * in), ST_F32, x, NULL);
+            free(bits);
+            ref_linear(x, W + row0 * in, n, in, out, prod);
+            double max_ref = 0.0, max_bound = 0.0;
+            for (int64_t t = 0; t < n; t++)
+                for (int64_t j = 0; j < ldy; j++) {
+                    const size_t at = (size_t)(t * ldy + j);
+                    const bool inside = j >= col0 && j < col0 + out;
+                    const double p = inside ? prod[t * out + j - col0] : 0.0;
+                    double bound = 0.0;
+                    if (inside) {
+                        for (int64_t i = 0; i < in; i++)
+                            bound += fabs((double)x[t * in + i] * (double)W[(row0 + j - col0) * in + i]);
+                        bound *= (double)in * u;
+                        if (residual) bound += 2.0 * u * (fabs(alpha * (double)y0[at]) + fabs(p));
+                    }
+                    ref[at] = !inside ? y0[at] : residual ? (float)(alpha * (double)y0[at] + p) : (float)p;
+                    if (fabs((double)ref[at]) > max_ref) max_ref = fabs((double)ref[at]);
+                    if (bound > max_bound) max_bound = bound;
+                }
+            must(rn_op_linear_mma(rt, k, &gx.view, n, in, &gw.view, row0, out, &gy.view, ldy, col0, residual != 0,
+                                  alpha), rt, "linear_mma");
+            bool intact = guarded_read(rt, &gy, got);
+            char shape[64];
+            snprintf(shape, sizeof shape, "%lld x %lld -> %lld%s (%s)", (long long)n, (long long)in, (long long)out,
+                     residual ? " +res" : " cols", k->mma_variant);
+            check("linear_mma", shape, ref, got, ys, max_ref > 0 ? max_bound / max_ref : max_bound, intact);
+            guarded_free(&gx), guarded_free(&gw), guarded_free(&gy);
+            free(x), free(W), free(y0), free(ref), free(got), free(prod);
+        }
+    }
+}
+
 /* Columns of a stacked product handed out: an exact copy. */
 static void test_split_columns(rt_runtime *rt, const rn_kernels *k) {
     const int64_t n = 5, stride = 33, col0 = 7, width = 13;
@@ -710,6 +774,25 @@ static void run_all(rt_runtime *rt, rn_tuning tuning, bool quick_shapes) {
             test_retention(rt, &k, decay, angle, (rn_retention_shape){4, 1, true});
         }
         rn_kernels_release(&k);
+        /* The matrix-engine GEMM for half-precision weights: the device's own instructions where
+         * it has them (NVIDIA 8.0+), elsewhere the kernel's portable stand-in. */
+        if ((builds[s].weights == ST_F16 || builds[s].weights == ST_BF16) && !quick) {
+            rn_tuning mma = tuning;
+            mma.precision = RN_PRECISION_AUTO;
+            mma.mma_emulate = rt->dev.info.matrix_engine != RT_MATRIX_NV_MMA;
+            st = rn_kernels_build(rt, mma, builds[s].dk, builds[s].dv, builds[s].weights, &k);
+            checks++;
+            if (st != RN_OK) {
+                emit("  kernel build with gemm_mma for %s failed: %s: %s  FAIL", st_dtype_name(builds[s].weights),
+                     rn_status_str(st), rt->err->message);
+                failures++;
+                continue;
+            }
+            if (k.gemm_mma) test_linear_mma(rt, &k);
+            else emit("  %-18s %s: the device cannot run its 256 work-items  skipped", "linear_mma",
+                      st_dtype_name(builds[s].weights));
+            rn_kernels_release(&k);
+        }
     }
 }
 

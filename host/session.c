@@ -37,6 +37,15 @@ static bool use_project(const rn_kernels *k, int64_t rows) {
     return rows <= k->project_rows || !k->gemm;
 }
 
+/* Whether every product of a layer and the logits can run on the matrix engine (gemm_mma built
+ * for this precision, device and weight type; inner dimensions of whole 16-byte pieces): then
+ * prompts need neither widened weights nor a stacked output. */
+static bool mma_everywhere(const rn_model *m) {
+    const rn_config *c = &m->cfg;
+    return rn_mma_takes(&m->kernels, c->embed_dim) && rn_mma_takes(&m->kernels, c->value_embed_dim) &&
+           rn_mma_takes(&m->kernels, c->ffn_dim);
+}
+
 /* A stacked product's output up to this size is one SGEMM (workspace_init). */
 #define STACKED_MAX ((uint64_t)1 << 30)
 
@@ -68,7 +77,7 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
     /* A prompt's stacked matrices (q/k/v/g, fc1/gate) are one SGEMM each when the output fits
      * a bounded scratch: larger products keep CLBlast closer to its peak than four or two
      * smaller ones, and its per-call copies of x happen once. Otherwise one SGEMM per matrix. */
-    const bool sgemm = !use_project(&m->kernels, rows);
+    const bool sgemm = !use_project(&m->kernels, rows) && !mma_everywhere(m);
     const uint64_t stacked_cols = (uint64_t)(rn_qkvg_layout(c).total > 2 * c->ffn_dim ? rn_qkvg_layout(c).total
                                                                                       : 2 * c->ffn_dim);
     const uint64_t stacked = sgemm && r * stacked_cols * f <= STACKED_MAX ? r * stacked_cols * f : 0;
@@ -306,7 +315,18 @@ static rn_status layer_few_rows(const pass *p, int64_t l) {
 /* y [n, rows of W from row0] = x W^T for a prompt, through SGEMM. */
 static rn_status linear(const pass *p, const rt_buffer *x, int64_t in, const rt_buffer *W, int64_t row0,
                         int64_t out, rt_buffer *y) {
+    if (rn_mma_takes(p->k, in)) return rn_op_linear_mma(p->rt, p->k, x, p->n, in, W, row0, out, y, out, 0, false, 0.0f);
     return rn_op_linear(p->rt, p->k, x, p->n, in, W, row0, out, &p->ws->widened, y);
+}
+
+/* x = alpha x + y W^T: on the matrix engine in one product (its epilogue adds the residual),
+ * else a product into ws->h and a residual kernel. */
+static rn_status linear_residual(const pass *p, const rt_buffer *y, int64_t in, const rt_buffer *W) {
+    const int64_t D = p->c->embed_dim;
+    if (rn_mma_takes(p->k, in))
+        return rn_op_linear_mma(p->rt, p->k, y, p->n, in, W, 0, D, &p->ws->x, D, 0, true, p->alpha);
+    TRY(linear(p, y, in, W, 0, D, &p->ws->h));
+    return rn_op_residual(p->rt, p->k, &p->ws->x, &p->ws->h, p->n * D, p->alpha);
 }
 
 /* A stacked matrix's products for a prompt: one SGEMM into ws->stacked handed out by columns
@@ -315,7 +335,8 @@ static rn_status stacked_linear(const pass *p, const rt_buffer *x, const rt_buff
                                 rt_buffer *const *y, int outputs) {
     const int64_t D = p->c->embed_dim, total = ends[outputs - 1];
     rn_workspace *ws = p->ws;
-    const bool one_product = ws->stacked.bytes >= (size_t)(p->n * total) * sizeof(float);
+    /* On the matrix engine each output is its own product, written in place. */
+    const bool one_product = !rn_mma_takes(p->k, D) && ws->stacked.bytes >= (size_t)(p->n * total) * sizeof(float);
     if (one_product) TRY(linear(p, x, D, W, 0, total, &ws->stacked));
     for (int i = 0; i < outputs; i++) {
         const int64_t from = i ? ends[i - 1] : 0, width = ends[i] - from;
@@ -348,8 +369,7 @@ static rn_status layer_prompt(const pass *p, int64_t l) {
     TRY(rn_op_theta_shift(p->rt, p->k, &ws->k, n, c->kv_heads, &p->m->angle, (int64_t)p->pos0, positions,
                           p->k_scale, c->rope_half));
     TRY(retention(p, l));
-    TRY(linear(p, &ws->o, c->value_embed_dim, &w->out_proj, 0, D, &ws->h));
-    TRY(rn_op_residual(p->rt, p->k, &ws->x, &ws->h, n * D, p->alpha));
+    TRY(linear_residual(p, &ws->o, c->value_embed_dim, &w->out_proj));
     if (!p->pre) TRY(rn_op_rms_norm(p->rt, p->k, &ws->x, &w->retention_norm, n, D, p->eps, &ws->x));
 
     in = &ws->x;
@@ -361,8 +381,7 @@ static rn_status layer_prompt(const pass *p, int64_t l) {
     rt_buffer *const ffn[2] = {&ws->a, &ws->b};
     TRY(stacked_linear(p, in, &w->ffn_in, ffn_ends, ffn, 2));
     TRY(rn_op_glu(p->rt, p->k, &ws->a, &ws->b, n * F, c->activation, &ws->a));
-    TRY(linear(p, &ws->a, F, &w->fc2, 0, D, &ws->h));
-    TRY(rn_op_residual(p->rt, p->k, &ws->x, &ws->h, n * D, p->alpha));
+    TRY(linear_residual(p, &ws->a, F, &w->fc2));
     if (!p->pre) TRY(rn_op_rms_norm(p->rt, p->k, &ws->x, &w->ffn_norm, n, D, p->eps, &ws->x));
     return RN_OK;
 }
@@ -385,6 +404,9 @@ static rn_status output_logits(const pass *p, int64_t logit_rows) {
         return rn_op_project(p->rt, p->k, &out);
     }
     if (p->pre) TRY(rn_op_rms_norm(p->rt, p->k, last, &p->m->final_norm, logit_rows, D, p->eps, &ws->h));
+    if (rn_mma_takes(p->k, D))
+        return rn_op_linear_mma(p->rt, p->k, p->pre ? &ws->h : last, logit_rows, D, rn_model_output(p->m), 0,
+                                c->vocab_size, &ws->logits, c->vocab_size, 0, false, 0.0f);
     return rn_op_linear(p->rt, p->k, p->pre ? &ws->h : last, logit_rows, D, rn_model_output(p->m), 0, c->vocab_size,
                         &ws->widened, &ws->logits);
 }

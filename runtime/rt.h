@@ -45,7 +45,20 @@ typedef struct rt_device_info {
     int has_fp16;            /* cl_khr_fp16 */
     uint32_t platform_index;
     uint32_t device_index;
+    /* Matrix engines, from the extensions (rt_device.c). */
+    int nv_cc_major, nv_cc_minor; /* NVIDIA compute capability (cl_nv_device_attribute_query);
+                                     0.0 elsewhere */
+    int matrix_engine;       /* an rt_matrix_engine */
 } rt_device_info;
+
+/* The matrix instructions a device offers, as detected; which of them have kernels is the
+ * library's choice (host/ops.c). Values equal the public rn_matrix_engine's. */
+typedef enum rt_matrix_engine {
+    RT_MATRIX_NONE = 0,
+    RT_MATRIX_NV_MMA = 1,       /* NVIDIA compute capability 8.0+: mma.sync through inline PTX */
+    RT_MATRIX_INTEL_DPAS = 2,   /* cl_intel_subgroup_matrix_multiply_accumulate */
+    RT_MATRIX_AMD = 3,          /* AMD CDNA (MFMA) or RDNA 3+ (WMMA), by the gfx name */
+} rt_matrix_engine;
 
 typedef struct rt_device_entry {
     cl_platform_id platform;

@@ -14,6 +14,36 @@ static void get_string(cl_device_id dev, cl_device_info what, char *out, size_t 
     out[cap - 1] = '\0';
 }
 
+/* CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV / _MINOR_NV of cl_nv_device_attribute_query. */
+#define RT_CL_DEVICE_CC_MAJOR_NV 0x4000
+#define RT_CL_DEVICE_CC_MINOR_NV 0x4001
+
+/* gfx908/90a/94x (CDNA: MFMA) and gfx11xx/12xx (RDNA 3/4: WMMA), from the device name AMD's
+ * driver reports (e.g. "gfx90a:sramecc+:xnack-"). */
+static bool amd_has_matrix(const char *name) {
+    if (strncmp(name, "gfx", 3) != 0) return false;
+    const char *v = name + 3;
+    if (!strncmp(v, "908", 3) || !strncmp(v, "90a", 3) || !strncmp(v, "94", 2) || !strncmp(v, "95", 2)) return true;
+    return (v[0] == '1' && (v[1] == '1' || v[1] == '2') && isdigit((unsigned char)v[2]));
+}
+
+/* Which matrix engine the device has, from its extension list `ext`. */
+static void detect_matrix_engine(cl_device_id dev, const char *ext, rt_device_info *info) {
+    if (strstr(ext, "cl_nv_device_attribute_query")) {
+        cl_uint major = 0, minor = 0;
+        if (clGetDeviceInfo(dev, RT_CL_DEVICE_CC_MAJOR_NV, sizeof major, &major, NULL) == CL_SUCCESS &&
+            clGetDeviceInfo(dev, RT_CL_DEVICE_CC_MINOR_NV, sizeof minor, &minor, NULL) == CL_SUCCESS) {
+            info->nv_cc_major = (int)major;
+            info->nv_cc_minor = (int)minor;
+        }
+        if (info->nv_cc_major >= 8) info->matrix_engine = RT_MATRIX_NV_MMA;
+    } else if (strstr(ext, "cl_intel_subgroup_matrix_multiply_accumulate")) {
+        info->matrix_engine = RT_MATRIX_INTEL_DPAS;
+    } else if (strstr(ext, "cl_amd_device_attribute_query") && amd_has_matrix(info->name)) {
+        info->matrix_engine = RT_MATRIX_AMD;
+    }
+}
+
 static void describe(cl_platform_id platform, cl_device_id dev, rt_device_info *info) {
     memset(info, 0, sizeof *info);
     if (clGetPlatformInfo(platform, CL_PLATFORM_NAME, sizeof info->platform, info->platform, NULL) !=
@@ -47,6 +77,7 @@ static void describe(cl_platform_id platform, cl_device_id dev, rt_device_info *
         if (ext && clGetDeviceInfo(dev, CL_DEVICE_EXTENSIONS, ext_size, ext, NULL) == CL_SUCCESS) {
             ext[ext_size] = '\0';
             info->has_fp16 = strstr(ext, "cl_khr_fp16") != NULL;
+            detect_matrix_engine(dev, ext, info);
         }
         free(ext);
     }

@@ -67,6 +67,9 @@ class rn_device_info(ctypes.Structure):
         ("has_fp16", ctypes.c_int),
         ("platform_index", ctypes.c_uint32),
         ("device_index", ctypes.c_uint32),
+        ("nv_cc_major", ctypes.c_int),
+        ("nv_cc_minor", ctypes.c_int),
+        ("matrix_engine", ctypes.c_int),  # rn_matrix_engine
     ]
 
 
@@ -77,6 +80,7 @@ class rn_context_options(ctypes.Structure):
         ("cache_dir", ctypes.c_char_p),
         ("work_group", ctypes.c_size_t),
         ("project_max_rows", ctypes.c_size_t),
+        ("precision", ctypes.c_int),  # rn_precision
     ]
 
 

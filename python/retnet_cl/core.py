@@ -15,6 +15,10 @@ from ._handle import _Handle
 from ._lib import RetNetError, check, library
 
 
+_MATRIX_ENGINES = {0: None, 1: "nvidia-mma", 2: "intel-dpas", 3: "amd"}
+_PRECISIONS = {"f32": 0, "f16": 1, "bf16": 2, "auto": 3}
+
+
 def _device_dict(info):
     def s(raw):
         return raw.decode("utf-8", "replace")
@@ -34,6 +38,8 @@ def _device_dict(info):
         "has_fp16": bool(info.has_fp16),
         "platform_index": info.platform_index,
         "device_index": info.device_index,
+        "nv_compute_capability": "%d.%d" % (info.nv_cc_major, info.nv_cc_minor) if info.nv_cc_major else None,
+        "matrix_engine": _MATRIX_ENGINES.get(info.matrix_engine, "unknown"),
     }
 
 
@@ -67,12 +73,15 @@ class Context(_Handle):
     cache_dir        -- None: $RETNET_CACHE_DIR, else $XDG_CACHE_HOME/retnet-cl, else ~/.cache/retnet-cl
     work_group       -- work-items of the reducing kernels (0: default)
     project_max_rows -- rows up to which products take the project kernel (0: default)
+    precision        -- "f32" (default, exact), "f16", "bf16" or "auto": how the products'
+                        inputs may be rounded to reach a matrix engine (rn_precision)
     """
 
     _what = "context"
     _free = "rn_context_free"
 
-    def __init__(self, device=None, program_cache=None, work_group=0, project_max_rows=0, cache_dir=None):
+    def __init__(self, device=None, program_cache=None, work_group=0, project_max_rows=0, cache_dir=None,
+                 precision="f32"):
         lib = library()
         opts = _lib.rn_context_options()
         lib.rn_context_options_default(ctypes.byref(opts))
@@ -84,6 +93,9 @@ class Context(_Handle):
             opts.cache_dir = _lib.to_bytes(cache_dir, "cache_dir")
         opts.work_group = int(work_group)
         opts.project_max_rows = int(project_max_rows)
+        if precision not in _PRECISIONS:
+            raise ValueError("precision must be f32, f16, bf16 or auto, not %r" % (precision,))
+        opts.precision = _PRECISIONS[precision]
         handle = ctypes.c_void_p()
         message = ctypes.create_string_buffer(4096)
         st = lib.rn_context_init(ctypes.byref(handle), ctypes.byref(opts), message, len(message))

@@ -29,7 +29,16 @@ int cli_parse_tokens(const char *s, int32_t **out, size_t *n);
 int cli_parse_mode(const char *s, rn_mode *mode);
 const char *cli_mode_name(rn_mode mode);
 double cli_seconds(void);
-/* Context options for --device/--no-cache, with the tuning knobs from the environment. */
+/* --precision's value ("f32", "f16", "bf16", "auto") for cli_context_options to apply; 0 for
+ * anything else. cli_precision_name: the value in effect ("f32" unless set). */
+int cli_set_precision(const char *name);
+const char *cli_precision_name(void);
+#define CLI_PRECISION_HELP                                                                          \
+    "  --precision P      of the products: f32 (default, exact), f16 or bf16 (prompts' linear\n"   \
+    "                     layers on the matrix engine, NVIDIA tensor cores, where the weights are\n" \
+    "                     stored in that type; inputs rounded once, fp32 accumulation), or auto\n"  \
+    "                     (the engine where the device has one, else f32)\n"
+/* Context options for --device/--no-cache/--precision, with the tuning knobs from the environment. */
 void cli_context_options(const char *device, int no_cache, rn_context_options *opts);
 /* Opens the device; prints the reason and returns an exit code on failure. */
 int cli_open_context(const char *device, int no_cache, rn_context **ctx);

@@ -34,6 +34,7 @@ static const char *bench_usage =
     "                     weights are random, made on the device\n"
     "  --model DIR        a checkpoint directory instead\n"
     "  --weights W        f32, f16, bf16, q8 or q4 (default: f16 for presets, the file's for --model)\n"
+    CLI_PRECISION_HELP
     "  -p N[,N..]         prefill lengths (default 512; 0: none)\n"
     "  -n N[,N..]         decode lengths (default 128; 0: none)\n"
     "  --batch B[,B..]    sequences decoded together (default 1)\n"
@@ -116,6 +117,8 @@ static int parse_bench(int argc, char **argv, bench_options *o) {
             if (strcmp(v, "chunkwise") && strcmp(v, "parallel"))
                 return cli_usage_error("--mode must be chunkwise or parallel, not '%s'", v);
             o->mode = v;
+        } else if (!strcmp(a, "--precision")) {
+            if (!cli_set_precision(v)) return cli_usage_error("--precision must be f32, f16, bf16 or auto, not '%s'", v);
         } else if (!strcmp(a, "--weights")) {
             rn_weights w;
             if (!cli_parse_weights(v, &w)) return cli_usage_error("--weights must be f32, f16, bf16, q8 or q4, not '%s'", v);
@@ -265,11 +268,11 @@ static void print_result(const bench_run *r, const char *test, long n, long batc
     mean_sd(ms, reps, &ms_mean, &ms_sd);
     if (r->o->json) {
         char json_a[32], json_b[32];
-        printf("{\"test\":\"%s\",\"model\":\"%s\",\"weights\":\"%s\",\"device\":\"%s\",\"n\":%ld,\"batch\":%ld,"
+        printf("{\"test\":\"%s\",\"model\":\"%s\",\"weights\":\"%s\",\"precision\":\"%s\",\"device\":\"%s\",\"n\":%ld,\"batch\":%ld,"
                "\"context\":%ld,\"reps\":%d,\"tokens_per_s\":%.3f,\"tokens_per_s_sd\":%.3f,\"ms_per_token\":%.5f,"
                "\"ms_per_token_sd\":%.5f,\"%s\":%.6g,\"roofline\":%s,\"roofline_with_retention\":%s,"
                "\"device_bytes\":%llu}\n",
-               test, r->name, r->info.device_dtype, r->device, n, batch, context, reps, mean, sd, ms_mean, ms_sd,
+               test, r->name, r->info.device_dtype, cli_precision_name(), r->device, n, batch, context, reps, mean, sd, ms_mean, ms_sd,
                !strcmp(test, "tg") ? "bytes_per_step" : "flops", extra, json_fraction(roofline, json_a),
                json_fraction(roofline_all, json_b), (unsigned long long)device_bytes);
         fflush(stdout);

@@ -39,8 +39,8 @@ static const char *perplexity_usage =
     "                     give the same perplexity up to rounding\n"
     "  --chunk-size N     chunk of the chunkwise form (default: the config's recurrent_chunk_size)\n"
     "  --weights W        device storage of the weight matrices: f32, f16, bf16, q8 or q4 (default: the\n"
-    "                     checkpoint's own). A --precision setting for the products' inputs\n"
-    "                     (fp16/bf16 on a matrix engine) will come with the matrix-engine work\n"
+    "                     checkpoint's own)\n"
+    CLI_PRECISION_HELP
     "  --json             one JSON object on standard output: ppl, ppl_stderr, nll, tokens,\n"
     "                     top1, windows, context, mode, seconds (forward passes and scoring),\n"
     "                     text_tokens\n"
@@ -84,6 +84,8 @@ static int parse_perplexity(int argc, char **argv, ppl_options *o) {
         else if (!strcmp(a, "--mode")) {
             if (!cli_parse_mode(v, &o->mode))
                 return cli_usage_error("--mode must be parallel, chunkwise or recurrent, not '%s'", v);
+        } else if (!strcmp(a, "--precision")) {
+            if (!cli_set_precision(v)) return cli_usage_error("--precision must be f32, f16, bf16 or auto, not '%s'", v);
         } else if (!strcmp(a, "--weights")) {
             rn_weights w;
             if (!cli_parse_weights(v, &w)) return cli_usage_error("--weights must be f32, f16, bf16, q8 or q4, not '%s'", v);

@@ -56,6 +56,7 @@ static const char *usage =
     "                     (quantized at load time: blocks of 32 with an fp16 scale, 8.5 and 4.5\n"
     "                     bits a weight; matrices of whole blocks) (default: the checkpoint's own\n"
     "                     precision; f32 when it mixes precisions)\n"
+    CLI_PRECISION_HELP
     "  --device D         OpenCL device: P:D indices or a name substring (default: $RETNET_DEVICE,\n"
     "                     else the first GPU, else the first device; see `retnet devices`)\n"
     "  --no-cache         do not use the compiled-program cache ($RETNET_CACHE_DIR, else\n"
@@ -133,6 +134,7 @@ typedef struct option_spec {
 static const option_spec option_specs[] = {
     {"--model", NULL, 1, C_MODEL},          {"--device", NULL, 1, C_DEVICE},
     {"--weights", NULL, 1, C_DEVICE & ~C_SELFTEST}, {"--no-cache", NULL, 0, C_DEVICE},
+    {"--precision", NULL, 1, C_DEVICE & ~C_SELFTEST},
     {"--tokens", NULL, 1, C_GENERATE | C_LOGITS}, {"--mode", NULL, 1, C_GENERATE | C_LOGITS},
     {"--chunk-size", NULL, 1, C_GENERATE | C_LOGITS}, {"--output", NULL, 1, C_LOGITS},
     {"--prompt", "-p", 1, C_GENERATE},      {"--file", "-f", 1, C_GENERATE | C_TOKENIZE},
@@ -214,6 +216,8 @@ static int parse_args(int argc, char **argv, options *o) {
             if (o->n_stops == CLI_MAX_STOPS) return cli_usage_error("at most 8 --stop strings, not '%s'", v);
             if (!*v) return cli_usage_error("--stop needs a non-empty string%s", "");
             o->stops[o->n_stops++] = v;
+        } else if (!strcmp(name, "--precision")) {
+            if (!cli_set_precision(v)) return cli_usage_error("--precision must be f32, f16, bf16 or auto, not '%s'", v);
         } else if (!strcmp(name, "--weights")) {
             rn_weights w;
             if (!cli_parse_weights(v, &w)) return cli_usage_error("--weights must be f32, f16, bf16, q8 or q4, not '%s'", v);
@@ -359,6 +363,11 @@ static int cmd_devices(void) {
         printf("     OpenCL C        %s\n", d->version);
         printf("     driver          %s\n", d->driver);
         printf("     fp16            %s\n", d->has_fp16 ? "yes (cl_khr_fp16)" : "no");
+        static const char *engines[] = {"none", "NVIDIA mma.sync (tensor cores): --precision f16/bf16/auto",
+                                        "Intel subgroup matrix multiply (detected; no kernels yet)",
+                                        "AMD MFMA/WMMA (detected; no kernels yet)"};
+        if (d->nv_cc_major) printf("     compute cap.    %d.%d\n", d->nv_cc_major, d->nv_cc_minor);
+        printf("     matrix engine   %s\n", d->matrix_engine >= 0 && d->matrix_engine < 4 ? engines[d->matrix_engine] : "?");
     }
     return 0;
 }
@@ -395,9 +404,27 @@ void cli_progress_end(cli_progress *p) {
     p->shown = 0;
 }
 
+static const struct { const char *name; rn_precision precision; } precisions[] = {
+    {"f32", RN_PRECISION_F32}, {"f16", RN_PRECISION_F16}, {"bf16", RN_PRECISION_BF16}, {"auto", RN_PRECISION_AUTO}};
+static int precision_chosen;  /* an index into precisions */
+
+int cli_set_precision(const char *name) {
+    for (size_t i = 0; i < sizeof precisions / sizeof precisions[0]; i++)
+        if (!strcmp(name, precisions[i].name)) {
+            precision_chosen = (int)i;
+            return 1;
+        }
+    return 0;
+}
+
+const char *cli_precision_name(void) {
+    return precisions[precision_chosen].name;
+}
+
 void cli_context_options(const char *device, int no_cache, rn_context_options *opts) {
     rn_context_options_default(opts);
     opts->device = device;
+    opts->precision = precisions[precision_chosen].precision;
     if (no_cache) opts->program_cache = 0;
     /* The tuning knobs are context options; the command takes them from the environment. */
     const char *wg = getenv("RETNET_WORK_GROUP"), *rows = getenv("RETNET_PROJECT_MAX_ROWS");

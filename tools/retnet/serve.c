@@ -67,7 +67,7 @@ static const char *serve_usage =
     "                       older ones stay on disk only (or, without --state-dir, are dropped)\n"
     "  --prefill-piece N    prompt tokens fed between two decoding steps (default 512; rounded\n"
     "                       down to whole chunks)\n"
-    "  --weights W, --device D, --no-cache   as for the other commands\n"
+    "  --weights W, --precision P, --device D, --no-cache   as for the other commands\n"
     "  -h, --help           this text\n";
 
 typedef struct serve_options {
@@ -115,7 +115,9 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
         else if (!strcmp(a, "--api-key")) o->api_key = *v ? v : NULL;
         else if (!strcmp(a, "--chat-template")) o->chat_template = v;
         else if (!strcmp(a, "--device")) o->device = v;
-        else if (!strcmp(a, "--weights")) {
+        else if (!strcmp(a, "--precision")) {
+            if (!cli_set_precision(v)) return cli_usage_error("--precision must be f32, f16, bf16 or auto, not '%s'", v);
+        } else if (!strcmp(a, "--weights")) {
             rn_weights w;
             if (!cli_parse_weights(v, &w)) return cli_usage_error("--weights must be f32, f16, bf16, q8 or q4, not '%s'", v);
             o->weights = v;
