@@ -380,8 +380,10 @@ static const st_tensor *wantf(lookup *lk, bool required, int rank, uint64_t d0, 
 }
 
 /* A matrix of a quantized checkpoint: `name`.qweight [rows, quant bytes of a row] (U8) and
- * `name`.qscale [rows, cols / 32] (F16), as one view of the scheme's dtype and the logical
- * shape [rows, cols]. `take`: counted as a role's tensor (parameters, bytes). */
+ * `name`.qscale [rows, cols / 32] (F16), or, when a row is not whole blocks (blocks then run
+ * across rows), both flat: [quant bytes of rows * cols] and [rows * cols / 32]; as one view of
+ * the scheme's dtype and the logical shape [rows, cols]. `take`: counted as a role's tensor
+ * (parameters, bytes). */
 static const st_tensor *want_quantized(lookup *lk, const char *name, bool take, uint64_t rows, uint64_t cols) {
     checkpoint_impl *ck = lk->ck;
     const st_dtype q = ck->pub.quantization;
@@ -393,13 +395,15 @@ static const st_tensor *want_quantized(lookup *lk, const char *name, bool take, 
     if (!w) note_missing(lk, wname);
     if (!sc) note_missing(lk, sname);
     if (!w || !sc) return NULL;
-    if (cols % 32 != 0) {
+    if (rows * cols % 32 != 0) {
         if (lk->status == RN_OK)
             lk->status = rn_fail(lk->err, RN_ERR_UNSUPPORTED_CONFIG,
-                                 "%s: tensor '%s': %s rows need a multiple of 32 columns; the config implies %llu",
-                                 file_of(lk, ws), wname, st_dtype_name(q), (unsigned long long)cols);
+                                 "%s: tensor '%s': %s needs whole blocks of 32; the config implies [%llu, %llu]",
+                                 file_of(lk, ws), wname, st_dtype_name(q), (unsigned long long)rows,
+                                 (unsigned long long)cols);
         return NULL;
     }
+    const bool by_row = cols % 32 == 0;
     if (w->dtype != ST_U8) {
         dtype_fail(lk, w, ws, "U8", " (the quants of a quantized matrix)");
         return NULL;
@@ -408,16 +412,27 @@ static const st_tensor *want_quantized(lookup *lk, const char *name, bool take, 
         dtype_fail(lk, sc, ss, "F16", " (the scales of a quantized matrix)");
         return NULL;
     }
-    const uint64_t row_bytes = rn_quant_bytes(q, cols);
-    if (!shape_is(w, 2, rows, row_bytes)) {
-        snprintf(exp, sizeof exp, "[%llu, %llu] (the %s quants of [%llu, %llu])", (unsigned long long)rows,
-                 (unsigned long long)row_bytes, st_dtype_name(q), (unsigned long long)rows, (unsigned long long)cols);
+    const uint64_t row_bytes = rn_quant_bytes(q, cols), all_bytes = rn_quant_bytes(q, rows * cols);
+    if (by_row ? !shape_is(w, 2, rows, row_bytes) : !shape_is(w, 1, all_bytes, 0)) {
+        if (by_row)
+            snprintf(exp, sizeof exp, "[%llu, %llu] (the %s quants of [%llu, %llu])", (unsigned long long)rows,
+                     (unsigned long long)row_bytes, st_dtype_name(q), (unsigned long long)rows,
+                     (unsigned long long)cols);
+        else
+            snprintf(exp, sizeof exp, "[%llu] (the %s quants of [%llu, %llu], blocks across rows)",
+                     (unsigned long long)all_bytes, st_dtype_name(q), (unsigned long long)rows,
+                     (unsigned long long)cols);
         shape_fail(lk, w, ws, exp);
         return NULL;
     }
-    if (!shape_is(sc, 2, rows, cols / 32)) {
-        snprintf(exp, sizeof exp, "[%llu, %llu] (a scale per block of 32 of [%llu, %llu])", (unsigned long long)rows,
-                 (unsigned long long)(cols / 32), (unsigned long long)rows, (unsigned long long)cols);
+    if (by_row ? !shape_is(sc, 2, rows, cols / 32) : !shape_is(sc, 1, rows * cols / 32, 0)) {
+        if (by_row)
+            snprintf(exp, sizeof exp, "[%llu, %llu] (a scale per block of 32 of [%llu, %llu])",
+                     (unsigned long long)rows, (unsigned long long)(cols / 32), (unsigned long long)rows,
+                     (unsigned long long)cols);
+        else
+            snprintf(exp, sizeof exp, "[%llu] (a scale per block of 32 of [%llu, %llu], blocks across rows)",
+                     (unsigned long long)(rows * cols / 32), (unsigned long long)rows, (unsigned long long)cols);
         shape_fail(lk, sc, ss, exp);
         return NULL;
     }

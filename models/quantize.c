@@ -105,10 +105,10 @@ static rn_status make_plan(const rn_checkpoint *ck, st_dtype scheme, plan *p, rn
     const size_t n_roles = role_matrices(ck, roles);
     rn_status st = RN_OK;
     for (size_t i = 0; i < n_roles && st == RN_OK; i++)
-        if (roles[i]->shape[1] % 32 != 0)
+        if (roles[i]->elements % 32 != 0)
             st = rn_fail(err, RN_ERR_UNSUPPORTED_CONFIG,
-                         "%s storage needs rows of a multiple of 32 columns; tensor '%s' has %llu",
-                         st_dtype_name(scheme), roles[i]->name, (unsigned long long)roles[i]->shape[1]);
+                         "%s storage needs whole blocks of 32; tensor '%s' has %llu elements",
+                         st_dtype_name(scheme), roles[i]->name, (unsigned long long)roles[i]->elements);
     uint64_t at = 0;
     for (size_t s = 0; s < ck->n_shards && st == RN_OK; s++) {
         for (size_t j = 0; j < st_count(ck->shards[s]) && st == RN_OK; j++) {
@@ -126,17 +126,22 @@ static rn_status make_plan(const rn_checkpoint *ck, st_dtype scheme, plan *p, rn
                 p->total_in += t->nbytes;
                 continue;
             }
-            const uint64_t rows = t->shape[0], cols = t->shape[1];
+            /* Rows of whole blocks keep the matrix's shape: [rows, quant bytes of a row] and
+             * [rows, cols / 32]. Otherwise blocks run across rows and both are flat. */
+            const uint64_t rows = t->shape[0], cols = t->shape[1], blocks = rows * cols / 32;
+            const bool by_row = cols % 32 == 0;
             if ((st = add(p, cap, t, OUT_QWEIGHT, RN_QWEIGHT_SUFFIX, err)) != RN_OK) break;
             out_tensor *w = &p->t[p->n - 1];
-            *w = (out_tensor){.src = t, .kind = OUT_QWEIGHT, .name = w->name, .dtype = "U8", .rank = 2,
-                              .shape = {rows, rn_quant_bytes(scheme, cols)}, .begin = at,
-                              .nbytes = rn_quant_bytes(scheme, rows * cols)};
+            *w = (out_tensor){.src = t, .kind = OUT_QWEIGHT, .name = w->name, .dtype = "U8", .rank = by_row ? 2 : 1,
+                              .shape = {by_row ? rows : rn_quant_bytes(scheme, rows * cols),
+                                        by_row ? rn_quant_bytes(scheme, cols) : 0},
+                              .begin = at, .nbytes = rn_quant_bytes(scheme, rows * cols)};
             at += w->nbytes;
             if ((st = add(p, cap, t, OUT_QSCALE, RN_QSCALE_SUFFIX, err)) != RN_OK) break;
             out_tensor *sc = &p->t[p->n - 1];
-            *sc = (out_tensor){.src = t, .kind = OUT_QSCALE, .name = sc->name, .dtype = "F16", .rank = 2,
-                               .shape = {rows, cols / 32}, .begin = at, .nbytes = rows * cols / 32 * 2};
+            *sc = (out_tensor){.src = t, .kind = OUT_QSCALE, .name = sc->name, .dtype = "F16", .rank = by_row ? 2 : 1,
+                               .shape = {by_row ? rows : blocks, by_row ? cols / 32 : 0}, .begin = at,
+                               .nbytes = blocks * 2};
             at += sc->nbytes;
             p->total_in += t->nbytes;
             for (size_t k = p->n - 2; k < p->n && st == RN_OK; k++)

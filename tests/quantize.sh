@@ -6,7 +6,8 @@
 # other --weights on a quantized checkpoint, a quantized input and the model's own directory as
 # the output are refused with their status; a failed write leaves nothing behind. With
 # retnet-mkmodel: the same equality for an untied torchscale model, a sharded f16 syncdoth one
-# and an fla one with a fused gate_proj and grouped keys (the stacked buffers' row offsets).
+# an fla one with a fused gate_proj and grouped keys (the stacked buffers' row offsets), and one
+# whose rows are not whole blocks of 32.
 set -u
 retnet=$1 model=$2 mkmodel=${3:-}
 tmp=$(mktemp -d)
@@ -79,9 +80,16 @@ expect "output with an index" 1 "RN_ERR_INVALID_ARGUMENT.*model.safetensors.inde
   echo "  pass  nothing written on refusal" || { echo "  FAIL  files written on refusal"; failures=$((failures + 1)); }
 
 if [ -n "$mkmodel" ]; then
+  # Rows that are not whole blocks (Dv and F of 104, as torchscale-2.7b's 4280): out_proj and
+  # fc2 are stored flat, their blocks running across rows.
+  cat >"$tmp/across.json" <<'JSON'
+{"decoder_embed_dim": 64, "decoder_value_embed_dim": 104, "decoder_retention_heads": 2,
+ "decoder_ffn_embed_dim": 104, "decoder_layers": 2, "vocab_size": 256, "activation_fn": "swish",
+ "no_scale_embedding": true, "share_decoder_input_output_embed": false, "recurrent_chunk_size": 4}
+JSON
   while read -r name args; do
     # shellcheck disable=SC2086
-    "$mkmodel" --out "$tmp/$name" $args >/dev/null || { echo "  FAIL  mkmodel $name"; failures=$((failures + 1)); continue; }
+    "$mkmodel" --out "$tmp/$name" ${args//TMP/$tmp} >/dev/null || { echo "  FAIL  mkmodel $name"; failures=$((failures + 1)); continue; }
     for w in q8 q4; do
       expect "$name: quantize $w" 0 "wrote" -- "$retnet" quantize --model "$tmp/$name" --out "$tmp/$name-$w" --weights $w
       for mode in parallel recurrent; do
@@ -94,6 +102,7 @@ if [ -n "$mkmodel" ]; then
 torchscale-untied --family torchscale --seed 3
 syncdoth-f16-sharded --family syncdoth --dtype f16 --shards 2 --seed 4
 fla-fused-gqa --family fla --dtype bf16 --fused-mlp --kv-heads 1 --seed 5
+blocks-across-rows --config TMP/across.json --dtype f16 --seed 6
 MODELS
 fi
 

@@ -2338,13 +2338,21 @@ static void test_quantized_checkpoints(void) {
     expect_status("quantized", "into the model's own directory", st, RN_ERR_INVALID_ARGUMENT, &err, orig, NULL);
     st = rn_checkpoint_quantize(orig, dir, ST_F16, NULL, NULL, &err);
     expect_status("quantized", "scheme F16", st, RN_ERR_INVALID_ARGUMENT, &err, "F16", NULL);
-    rn_config small = tiny_config();   /* D 16: rows of 16 */
+    rn_config small = tiny_config();   /* D 16: rows of 16, half a block each */
     char tiny[512];
     if (make_model("qtiny", &small, ST_F32, false, 1.0, tiny, sizeof tiny) == RN_OK) {
-        path_in(dir, sizeof dir, "qtiny_q8");
+        /* Blocks run across rows: written flat, read back as the same quantization. */
+        path_in(dir, sizeof dir, "qtiny_q4");
+        st = rn_checkpoint_quantize(tiny, dir, ST_Q4_0, NULL, NULL, &err);
+        expect_status("quantized", "rows of 16 columns, blocks across rows", st, RN_OK, &err, NULL, NULL);
+        if (st == RN_OK) expect_quantized_of("rows of 16 columns", dir, tiny, ST_Q4_0);
+    }
+    small.vocab_size = 51;             /* the embedding [51, 16]: 25.5 blocks */
+    if (make_model("qodd", &small, ST_F32, false, 1.0, tiny, sizeof tiny) == RN_OK) {
+        path_in(dir, sizeof dir, "qodd_q8");
         st = rn_checkpoint_quantize(tiny, dir, ST_Q8_0, NULL, NULL, &err);
-        expect_status("quantized", "rows of 16 columns", st, RN_ERR_UNSUPPORTED_CONFIG, &err, "embed_tokens.weight",
-                      "multiple of 32");
+        expect_status("quantized", "a matrix of 25.5 blocks", st, RN_ERR_UNSUPPORTED_CONFIG, &err,
+                      "embed_tokens.weight", "whole blocks");
         struct stat sb;
         report(stat(dir, &sb) != 0, "quantized", "nothing written on refusal", "%s", dir);
     }

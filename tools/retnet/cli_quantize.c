@@ -24,8 +24,9 @@ static const char *quantize_usage =
     "  --weights W        q8 (Q8_0: 8-bit quants, 8.5 bits a weight) or q4 (Q4_0: 4.5 bits)\n"
     "  -h, --help         this text\n"
     "\n"
-    "Every matrix's rows must be a multiple of 32 long. A progress bar goes to standard error\n"
-    "when it is a terminal.\n";
+    "Every matrix must be whole blocks of 32 weights; a matrix whose rows are not (torchscale-2.7b's\n"
+    "4280 columns) is stored with its blocks running across rows, .qweight and .qscale flat. A\n"
+    "progress bar goes to standard error when it is a terminal.\n";
 
 int cmd_quantize(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *weights = NULL;
