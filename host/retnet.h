@@ -85,7 +85,39 @@ typedef struct rn_device_info {
     int has_fp16;            /* cl_khr_fp16 */
     uint32_t platform_index; /* the P of "P:D" */
     uint32_t device_index;   /* the D of "P:D" */
+    int nv_cc_major;         /* NVIDIA compute capability (cl_nv_device_attribute_query), */
+    int nv_cc_minor;         /* 0.0 on other devices */
+    int matrix_engine;       /* an rn_matrix_engine: the matrix instructions detected */
 } rn_device_info;
+
+/* The matrix instructions a device has. Only RN_MATRIX_NV_MMA has kernels yet (cl_kernels/
+ * gemm_mma.cl); the others are detected so that their kernels are one more variant, and run the
+ * fp32 path until then. */
+typedef enum rn_matrix_engine {
+    RN_MATRIX_NONE = 0,
+    RN_MATRIX_NV_MMA = 1,       /* NVIDIA, compute capability 8.0+: mma.sync (tensor cores) */
+    RN_MATRIX_INTEL_DPAS = 2,   /* Intel, cl_intel_subgroup_matrix_multiply_accumulate */
+    RN_MATRIX_AMD = 3,          /* AMD CDNA (MFMA) or RDNA 3+ (WMMA) */
+} rn_matrix_engine;
+
+/* The precision of the products (the linear layers of prompts; more paths to come). Everything
+ * outside the products (norms, retention and its state, activations between layers) stays fp32,
+ * and the products always accumulate in fp32; a precision says only how their inputs may be
+ * rounded to reach a matrix engine.
+ *   F32   every product in fp32: the exact path (the default).
+ *   F16   products whose weights are stored as F16 run on the matrix engine with their
+ *         activations rounded to fp16 once (weights are read as stored); other weight types,
+ *         and devices without an engine the library has kernels for, take the fp32 path.
+ *   BF16  the same for weights stored as BF16, activations rounded to bf16.
+ *   AUTO  the matrix engine where the device has one, in the precision of the stored weights
+ *         (F16 or BF16); fp32 elsewhere. On devices without one (CPUs, PoCL) AUTO is F32:
+ *         same results, same speed. */
+typedef enum rn_precision {
+    RN_PRECISION_F32 = 0,
+    RN_PRECISION_F16 = 1,
+    RN_PRECISION_BF16 = 2,
+    RN_PRECISION_AUTO = 3,
+} rn_precision;
 
 /* Lists the OpenCL devices of every platform. Writes at most `capacity` entries and sets
  * *count to the number of devices present (which may be larger). */
@@ -103,6 +135,7 @@ typedef struct rn_context_options {
                                  64 on GPUs, 2 elsewhere */
     size_t project_max_rows;  /* products of up to this many input rows take the engine's
                                  project kernel, longer ones an SGEMM: 32 */
+    rn_precision precision;   /* of the products: RN_PRECISION_F32 (the default) */
 } rn_context_options;
 
 /* Sets `opts` to the defaults described above. */
