@@ -180,3 +180,23 @@ bool rn_convert(st_dtype from, const void *src, uint64_t count, st_dtype to, voi
     }
     return ok;
 }
+
+const char *st_dtype_name(st_dtype dtype) {
+    switch (dtype) {
+    case ST_F32: return "F32";
+    case ST_F16: return "F16";
+    case ST_BF16: return "BF16";
+    case ST_Q8_0: return "Q8_0";
+    case ST_Q4_0: return "Q4_0";
+    case ST_U8: return "U8";
+    }
+    return "?";
+}
+
+unsigned st_dtype_size(st_dtype dtype) {
+    return dtype == ST_F32 ? 4u : dtype == ST_F16 || dtype == ST_BF16 ? 2u : dtype == ST_U8 ? 1u : 0u;
+}
+
+bool st_dtype_is_float(st_dtype dtype) {
+    return dtype == ST_F32 || dtype == ST_F16 || dtype == ST_BF16;
+}

@@ -1,7 +1,7 @@
 /*
- * dtype.h: converting tensor data between F32, F16 and BF16 (IEEE binary16 and bfloat16,
- * round to nearest even) and into the block-quantized Q8_0 and Q4_0 (safetensors.h has their
- * layout), as weights go from the file's precision to the device's.
+ * dtype.h: the tensor types, and converting tensor data between F32, F16 and BF16 (IEEE
+ * binary16 and bfloat16, round to nearest even) and into the block-quantized Q8_0 and Q4_0, as
+ * weights go from the file's precision to the device's.
  */
 #ifndef RN_DTYPE_H
 #define RN_DTYPE_H
@@ -9,7 +9,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "safetensors.h"
+/* The tensor types. F32, F16, BF16 and U8 are safetensors dtypes (U8 holds the quants of a
+ * quantized checkpoint, checkpoint.h). The block-quantized ones are device storage
+ * and the dtype of the matrix views a quantized checkpoint makes of its
+ * .qweight/.qscale pairs, never the dtype of a tensor as the file declares it. Both
+ * quantize blocks of 32 consecutive elements with one fp16 scale d each. An array of n elements
+ * is stored as its quants, then its n / 32 scales (so every load in a kernel is aligned):
+ *   ST_Q8_0  n int8 q; w = d q (GGML's Q8_0 values)                             (34 bytes a block)
+ *   ST_Q4_0  n / 2 bytes, element 2k in the low nibble of byte k and 2k + 1 in the high one;
+ *            w = d (q - 8) (GGML's Q4_0 values)                                  (18 bytes a block) */
+typedef enum st_dtype { ST_F32, ST_F16, ST_BF16, ST_Q8_0, ST_Q4_0, ST_U8 } st_dtype;
+
+const char *st_dtype_name(st_dtype dtype);
+unsigned st_dtype_size(st_dtype dtype);  /* bytes per element; 0 for the block types */
+bool st_dtype_is_float(st_dtype dtype);
 
 float rn_half_to_float(uint16_t h);
 float rn_bf16_to_float(uint16_t b);

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dtype.h"
 #include "rn_common.h"
 
 #define ST_MAX_RANK 4
@@ -22,16 +23,7 @@
 #define ST_MAX_NAME_BYTES 512
 #define ST_MAX_TENSORS 1000000
 
-/* The tensor types. F32, F16, BF16 and U8 are safetensors dtypes (U8 holds the quants of a
- * quantized checkpoint, checkpoint.h). The block-quantized ones are device storage
- * (models/dtype.h) and the dtype of the matrix views a quantized checkpoint makes of its
- * .qweight/.qscale pairs, never the dtype of a tensor as the file declares it. Both
- * quantize blocks of 32 consecutive elements with one fp16 scale d each. An array of n elements
- * is stored as its quants, then its n / 32 scales (so every load in a kernel is aligned):
- *   ST_Q8_0  n int8 q; w = d q (GGML's Q8_0 values)                             (34 bytes a block)
- *   ST_Q4_0  n / 2 bytes, element 2k in the low nibble of byte k and 2k + 1 in the high one;
- *            w = d (q - 8) (GGML's Q4_0 values)                                  (18 bytes a block) */
-typedef enum st_dtype { ST_F32, ST_F16, ST_BF16, ST_Q8_0, ST_Q4_0, ST_U8 } st_dtype;
+/* The tensor types (st_dtype) are dtype.h's. */
 
 typedef struct st_tensor {
     const char *name;
@@ -61,10 +53,7 @@ const st_tensor *st_find(const st_file *file, const char *name);
 /* The value of `key` in the header's __metadata__, NULL when absent. */
 const char *st_metadata(const st_file *file, const char *key);
 
-const char *st_dtype_name(st_dtype dtype);
-unsigned st_dtype_size(st_dtype dtype);  /* bytes per element; 0 for the block types */
 /* F32, F16 or BF16: what st_to_f32 widens. */
-bool st_dtype_is_float(st_dtype dtype);
 
 /* Widens `count` elements of `src` (any alignment) to fp32. */
 void st_to_f32(st_dtype dtype, const void *src, uint64_t count, float *dst);
