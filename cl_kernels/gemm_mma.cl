@@ -195,4 +195,190 @@ void gemm_mma(__global const float *x, int M, int K, __global const ushort *w, u
             }
 }
 
+/*
+ * gemm_mma_small: the same product for few rows of x (decoding batches, short prompts: M <= 64
+ * per work-group), where 128 x 128 tiles leave most of the device idle and the time goes into
+ * reading W once. A work-group of 4 warps owns 64 columns of y (16 per warp: two 8-column
+ * fragments) and one slice [split * kper, +kper) of K (split-K: grid dimension 1), so that even
+ * N = 2048 gives hundreds of work-groups; its partial sums go to part[split][M][N] and
+ * gemm_mma_reduce adds the slices in order and applies the epilogue. Each warp reads its W
+ * straight from global memory into registers, a chunk of MS_KC columns of K at a time (16-byte
+ * loads, 8 rows x 64 contiguous bytes per warp load: every weight byte is used by exactly one
+ * warp, so local memory would only add a copy), all of a chunk's loads issued before any
+ * product. x (tiny) is rounded to half into local memory once per chunk and shared by the warps.
+ *
+ * Fragments without ldmatrix. A dot product does not care in which order its k terms come, so
+ * long as x and W agree: lane (g, t) loads W[n + g][k + 8t .. 8t + 7] as one uint4 {w0, w1, w2,
+ * w3} and x's rows g and g + 8 at the same columns; then {w0, w1} are its b0, b1 and {x_g.s0,
+ * x_g8.s0, x_g.s1, x_g8.s1} its a0..a3 for one m16n8k16 (physical k 2t, 2t + 1, 2t + 8, 2t + 9
+ * standing for logical k 8t + 0..3), and w2, w3 with s2, s3 for the next (8t + 4..7). Local rows
+ * of x are MS_LD halves (576 bytes, 64 mod 128) apart, so the uint4 reads of 8 lanes (rows g,
+ * g + 1, t = 0..3) hit 8 different 16-byte bank groups.
+ *
+ * RN_MMA_EMULATE computes each m16n8k16 from the 32 lanes' registers exactly as PTX lays them
+ * out (through local memory, between barriers), so the fragment assembly is tested too.
+ */
+#define MS_WARPS 4
+#define MS_NF 2                          /* 8-column fragments per warp */
+#define MS_BN (MS_WARPS * MS_NF * 8)     /* 64 columns per work-group */
+#define MS_MF 4                          /* 16-row fragments: 64 rows per work-group */
+#define MS_KC 256                        /* K per chunk held in registers */
+#define MS_LD (MS_KC + 32)               /* halves per local row of x */
+
+#ifdef RN_MMA_EMULATE
+/* One m16n8k16 of the warp whose 32 lanes' registers pass through E (6 uints a lane). Every
+ * work-item of the group calls it the same number of times (its barriers). */
+inline void ms_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1, __local uint *E, int lane) {
+    __local uint *mine = E + 6 * lane;
+    mine[0] = a0, mine[1] = a1, mine[2] = a2, mine[3] = a3, mine[4] = b0, mine[5] = b1;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const int g = lane >> 2, t = lane & 3;
+    for (int e = 0; e < 4; e++) {
+        const int r = g + 8 * (e >> 1), n = 2 * t + (e & 1);
+        float sum = 0.0f;
+        for (int k = 0; k < 16; k++) {
+            /* A[r][k]: lane 4 (r % 8) + (k % 8) / 2, register a0 + (r >= 8) + 2 (k >= 8);
+             * B[k][n]: lane 4 n + (k % 8) / 2, register b0 + (k >= 8); half k % 2 of each. */
+            const int la = 4 * (r & 7) + ((k & 7) >> 1), ra = (r >> 3) + 2 * (k >> 3);
+            const int lb = 4 * n + ((k & 7) >> 1), rb = 4 + (k >> 3);
+            sum += mma_widen(E, 2 * (6 * la + ra) + (k & 1)) * mma_widen(E, 2 * (6 * lb + rb) + (k & 1));
+        }
+        c[e] += sum;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+#define MS_MMA(cc, a0, a1, a2, a3, b0, b1) ms_mma(cc, a0, a1, a2, a3, b0, b1, E, lane)
+#else
+#define MS_MMA(cc, a0, a1, a2, a3, b0, b1)                                                           \
+    asm volatile(MMA_INSTR "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"                     \
+                 : "+f"((cc)[0]), "+f"((cc)[1]), "+f"((cc)[2]), "+f"((cc)[3])                          \
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
+#endif
+
+/* Output `out` of input row `row` into y0..y3 by the ends (matvec.cl's store_row, which this file,
+ * built before it, cannot call). */
+inline void ms_store(int out, size_t row, float value, int rows, __global float *y0, __global float *y1,
+                     __global float *y2, __global float *y3, int end0, int end1, int end2) {
+    if (out < end0) y0[row * end0 + out] = value;
+    else if (out < end1) y1[row * (end1 - end0) + out - end0] = value;
+    else if (out < end2) y2[row * (end2 - end1) + out - end1] = value;
+    else y3[row * (rows - end2) + out - end2] = value;
+}
+
+/* global (ceil(N / 64) * 128, splits, ceil(M / 64)), local (128, 1, 1); kper a multiple of 32. */
+__kernel __attribute__((reqd_work_group_size(128, 1, 1)))
+void gemm_mma_small(__global const float *x, int M, int K, __global const ushort *w, ulong w_first, int N,
+                    int kper, __global float *part) {
+    __local uint Xs[MS_MF * 16 * MS_LD / 2] __attribute__((aligned(16)));
+#ifdef RN_MMA_EMULATE
+    __local uint Eall[MS_WARPS * 32 * 6];
+#endif
+    const int tid = (int)get_local_id(0), lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+#ifdef RN_MMA_EMULATE
+    __local uint *E = Eall + warp * 32 * 6;
+#endif
+    const int n0 = (int)get_group_id(0) * MS_BN + warp * (MS_NF * 8);
+    const int split = (int)get_group_id(1), m0 = (int)get_group_id(2) * (MS_MF * 16);
+    const int k_begin = split * kper, k_end = min(K, k_begin + kper);
+    const int rows = min(MS_MF * 16, M - m0), mf = (rows + 15) / 16;
+    __global const ushort *wt = w + w_first;
+
+    float c[MS_MF][MS_NF][4];
+    for (int i = 0; i < MS_MF; i++)
+        for (int j = 0; j < MS_NF; j++)
+            for (int e = 0; e < 4; e++) c[i][j][e] = 0.0f;
+
+    for (int kc = k_begin; kc < k_end; kc += MS_KC) {
+        /* This warp's W for the chunk, all loads in flight together. */
+        uint4 wr[MS_NF][MS_KC / 32];
+        for (int j = 0; j < MS_NF; j++)
+            for (int s = 0; s < MS_KC / 32; s++) {
+                const int n = n0 + 8 * j + g, col = kc + 32 * s + 8 * t;
+                wr[j][s] = n < N && col < k_end ? *(__global const uint4 *)(wt + (size_t)n * (size_t)K + (size_t)col)
+                                                : (uint4)(0u);
+            }
+        /* x's rows [m0, m0 + 16 mf) for the chunk, as halves (zeros past M and past the slice). */
+        for (int i = tid; i < mf * 16 * (MS_KC / 4); i += MS_WARPS * 32) {
+            const int r = i / (MS_KC / 4), q = i % (MS_KC / 4), col = kc + 4 * q;
+            const float4 v = r < rows && col < k_end ? vload4(0, x + (size_t)(m0 + r) * (size_t)K + (size_t)col)
+                                                     : (float4)(0.0f);
+            mma_store4(v, Xs + (r * MS_LD + 4 * q) / 2);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const int steps = min(MS_KC / 32, (k_end - kc + 31) / 32);
+        for (int s = 0; s < MS_KC / 32; s++) {
+            if (s >= steps) break;  /* the same for the whole group */
+            for (int i = 0; i < MS_MF; i++) {
+                if (i >= mf) break;
+                const uint4 lo = *(__local const uint4 *)(Xs + ((16 * i + g) * MS_LD + 32 * s + 8 * t) / 2);
+                const uint4 hi = *(__local const uint4 *)(Xs + ((16 * i + g + 8) * MS_LD + 32 * s + 8 * t) / 2);
+                for (int j = 0; j < MS_NF; j++) {
+                    MS_MMA(c[i][j], lo.x, hi.x, lo.y, hi.y, wr[j][s].x, wr[j][s].y);
+                    MS_MMA(c[i][j], lo.z, hi.z, lo.w, hi.w, wr[j][s].z, wr[j][s].w);
+                }
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);  /* the next chunk overwrites Xs */
+    }
+
+    /* C fragment (i, j) element e: row 16 i + g + 8 (e / 2), column 8 j + 2t + e % 2. */
+    __global float *out = part + (size_t)split * (size_t)M * (size_t)N;
+    for (int i = 0; i < MS_MF; i++)
+        for (int j = 0; j < MS_NF; j++)
+            for (int e = 0; e < 4; e++) {
+                const int row = m0 + 16 * i + g + 8 * (e >> 1), n = n0 + 8 * j + 2 * t + (e & 1);
+                if (row < M && n < N) out[(size_t)row * (size_t)N + (size_t)n] = c[i][j][e];
+            }
+}
+
+/* The sum over the splits of gemm_mma_small's partial products, part[splits][M][N], with the
+ * project kernel's epilogue (matvec.cl: plain into up to four outputs with q and k rotated,
+ * residual, GLU) except its norm, which the caller applies to x before the product. One
+ * work-item per output pair (GLU: per output) and input row: global (pairs, M). Here N is the
+ * product's width: `rows`, or 2 `rows` in GLU mode. */
+__kernel void gemm_mma_reduce(__global const float *part, int splits, int M, int N, int rows, int mode, float alpha,
+                              int activation, __global float *y0, __global float *y1, __global float *y2,
+                              __global float *y3, int end0, int end1, int end2, int rotated, int q_rows,
+                              __global const float *angle, int pos0, int pos_step, __global const int *positions,
+                              int per_row, float k_scale, int half_split) {
+    const int block = (int)get_global_id(0), row = (int)get_global_id(1);
+    const int glu = mode == RN_PROJECT_GLU;
+    const int pair = block < rotated / 2;
+    int out0, out1;
+    if (pair) {
+        const int head = block / (RN_DK / 2), i = block % (RN_DK / 2);
+        out0 = head * RN_DK + (half_split ? i : 2 * i);
+        out1 = out0 + (half_split ? RN_DK / 2 : 1);
+    } else {
+        out0 = glu ? block : 2 * block;
+        out1 = glu ? block + rows : out0 + 1;
+    }
+    if (out0 >= rows || row >= M) return;
+    const bool second = out1 < N;
+    float v0 = 0.0f, v1 = 0.0f;
+    for (int s = 0; s < splits; s++) {
+        __global const float *p = part + ((size_t)s * (size_t)M + (size_t)row) * (size_t)N;
+        v0 += p[out0];
+        if (second) v1 += p[out1];
+    }
+    const size_t r = (size_t)row;
+    if (glu) {
+        y0[r * rows + out0] = activate(v0, activation) * v1;
+    } else if (mode == RN_PROJECT_RESIDUAL) {
+        y0[r * rows + out0] = alpha * y0[r * rows + out0] + v0;
+        if (out1 < rows) y0[r * rows + out1] = alpha * y0[r * rows + out1] + v1;
+    } else if (pair) {
+        const float scale = out0 < q_rows ? 1.0f : k_scale;
+        const int pos = per_row ? positions[row] : pos0 + row * pos_step;
+        const float phi = (float)pos * angle[out0 % RN_DK];
+        const float c = cos(phi), s = sin(phi);
+        const float x0 = v0 * scale, x1 = v1 * scale;
+        ms_store(out0, r, x0 * c - x1 * s, rows, y0, y1, y2, y3, end0, end1, end2);
+        ms_store(out1, r, x1 * c + x0 * s, rows, y0, y1, y2, y3, end0, end1, end2);
+    } else {
+        ms_store(out0, r, v0, rows, y0, y1, y2, y3, end0, end1, end2);
+        if (out1 < rows) ms_store(out1, r, v1, rows, y0, y1, y2, y3, end0, end1, end2);
+    }
+}
+
 #endif /* RN_NV_MMA || RN_MMA_EMULATE */

@@ -18,6 +18,12 @@
 #define RN_DEFAULT_WG_CPU 2
 #define RN_MAX_WG 256
 
+/* Batches (and prompts) of at least this many rows take the small matrix-engine GEMM where it
+ * is built (f16/bf16 precision on NVIDIA 8.0+); fewer the project kernel, which reads each
+ * weight once too but multiplies on fp32 ALUs. On an H100 (1.3B, f16, tokens/s, project / small
+ * GEMM): batch 2 705 / 586, 4 998 / 975, 8 1137 / 1478 (docs/bench-mma-h100.jsonl). */
+#define RN_MMA_ROWS_FROM 5
+
 static size_t floor_pow2(size_t n) {
     size_t p = 1;
     while (p * 2 <= n) p *= 2;
@@ -31,7 +37,8 @@ void rn_kernels_release(rn_kernels *k) {
                         &k->retention_weigh_keys, &k->retention_prefix, &k->retention_scores,
                         &k->split_columns,
                         &k->retention_scan,  &k->retention_sigma,  &k->retention_output,
-                        &k->retention_step,  &k->gemm_mma};
+                        &k->retention_step,  &k->gemm_mma,
+                        &k->gemm_mma_small, &k->gemm_mma_reduce};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (*all[i]) clReleaseKernel(*all[i]);
     if (k->program) clReleaseProgram(k->program);
@@ -95,6 +102,10 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
         k->step_split *= 2;
     k->gemm = rt->dev.info.max_work_group >= 64;
     k->project_rows = project_rows;
+    k->compute_units = rt->dev.info.compute_units ? rt->dev.info.compute_units : 1;
+    /* Where the small matrix-engine GEMM is built, batches from this many rows take it (the
+     * project kernel below): unless the tuning sets the project kernel's rows, RN_MMA_ROWS_FROM. */
+    k->mma_rows_from = tuning.project_rows > 0 ? tuning.project_rows + 1 : RN_MMA_ROWS_FROM;
     char preamble[1024], mma_defines[128];
     const char *mma = mma_select(rt, tuning, weights, mma_defines, sizeof mma_defines);
     int used = snprintf(preamble, sizeof preamble,
@@ -146,13 +157,23 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
             rn_kernels_release(k);
             return st;
         }
-        /* Its 256 work-items are fixed (reqd_work_group_size); a device that cannot run them
-         * keeps the fp32 path. */
+        if ((st = rt_kernel_create(rt, k->program, "gemm_mma_small", &k->gemm_mma_small)) != RN_OK ||
+            (st = rt_kernel_create(rt, k->program, "gemm_mma_reduce", &k->gemm_mma_reduce)) != RN_OK) {
+            rn_kernels_release(k);
+            return st;
+        }
+        /* Their 256 and 128 work-items are fixed (reqd_work_group_size); a device that cannot
+         * run them keeps the fp32 path. */
         if (rt_kernel_max_group(rt, k->gemm_mma) < 256) {
             clReleaseKernel(k->gemm_mma);
             k->gemm_mma = NULL;
         } else {
             k->mma_variant = mma;
+        }
+        if (!k->gemm_mma || rt_kernel_max_group(rt, k->gemm_mma_small) < 128) {
+            clReleaseKernel(k->gemm_mma_small);
+            clReleaseKernel(k->gemm_mma_reduce);
+            k->gemm_mma_small = k->gemm_mma_reduce = NULL;
         }
     }
     return RN_OK;
@@ -298,6 +319,65 @@ rn_status rn_op_linear_mma(rt_runtime *rt, const rn_kernels *k, const rt_buffer 
                      RT_ARG_VAL(alpha)};
     size_t global[2] = {(size_t)((out + 127) / 128) * 256, (size_t)((n + 127) / 128)}, local[2] = {256, 1};
     return rt_launch(rt, k->gemm_mma, "gemm_mma", args, N_ARGS(args), 2, global, local);
+}
+
+/* gemm_mma_small's columns per work-group, K per chunk and the slices of K for a product of
+ * `width` columns: enough work-groups for about four per compute unit, slices of whole chunks
+ * of 32 (`kper`). */
+#define MS_BN 64
+static int64_t mma_splits(const rn_kernels *k, int64_t in, int64_t width, int64_t *kper) {
+    const int64_t blocks = (width + MS_BN - 1) / MS_BN, steps = (in + 31) / 32;
+    int64_t splits = (4 * (int64_t)k->compute_units + blocks - 1) / blocks;
+    if (splits > (in + 255) / 256) splits = (in + 255) / 256;
+    if (splits < 1) splits = 1;
+    const int64_t per = (steps + splits - 1) / splits;
+    *kper = 32 * per;
+    return (steps + per - 1) / per;
+}
+
+uint64_t rn_mma_partial_bytes(const rn_kernels *k, int64_t n, int64_t in, int64_t width) {
+    int64_t kper;
+    return (uint64_t)mma_splits(k, in, width, &kper) * (uint64_t)n * (uint64_t)width * sizeof(float);
+}
+
+rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projection *p, rt_buffer *partial) {
+    const int64_t width = p->mode == RN_PROJECT_GLU ? 2 * p->rows : p->rows;
+    if (!k->gemm_mma_small || !rn_mma_takes(k, p->cols) || p->normalize || p->n < 1 || p->n > RN_MMA_SMALL_ROWS ||
+        width > INT32_MAX || !partial || partial->bytes < rn_mma_partial_bytes(k, p->n, p->cols, width))
+        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT,
+                       "the small matrix-engine GEMM cannot take %lld rows x %lld -> %lld%s",
+                       (long long)p->n, (long long)p->cols, (long long)width, p->normalize ? " with a norm" : "");
+    int64_t kper64;
+    const cl_int splits = (cl_int)mma_splits(k, p->cols, width, &kper64);
+    cl_int M = (cl_int)p->n, K = (cl_int)p->cols, N = (cl_int)width, kper = (cl_int)kper64;
+    cl_ulong first = 0;
+    rt_arg gemm_args[] = {RT_ARG_BUF(p->x), RT_ARG_VAL(M), RT_ARG_VAL(K), RT_ARG_BUF(p->W), RT_ARG_VAL(first),
+                          RT_ARG_VAL(N), RT_ARG_VAL(kper), RT_ARG_BUF(partial)};
+    size_t global[3] = {(size_t)((width + MS_BN - 1) / MS_BN) * 128, (size_t)splits, 1}, local[3] = {128, 1, 1};
+    rn_status st = rt_launch(rt, k->gemm_mma_small, "gemm_mma_small", gemm_args, N_ARGS(gemm_args), 3, global, local);
+    if (st != RN_OK) return st;
+
+    cl_int rows = (cl_int)p->rows, mode = (cl_int)p->mode, activation = (cl_int)p->activation;
+    float alpha = p->alpha, k_scale = p->k_scale;
+    cl_int ends[3];
+    for (int i = 0; i < 3; i++) ends[i] = (cl_int)(p->mode == RN_PROJECT_PLAIN && p->y[i + 1] ? p->ends[i] : p->rows);
+    cl_int rotated = p->mode == RN_PROJECT_PLAIN ? (cl_int)p->rotated : 0, q_rows = (cl_int)p->q_rows;
+    cl_int pos0 = (cl_int)p->pos0, pos_step = (cl_int)p->pos_step, half_split = p->half_split;
+    cl_int per_row = p->positions != NULL;
+    if (rotated % k->dk || q_rows % k->dk)
+        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "%d rotated rows (%d of q) are not whole heads of %lld",
+                       rotated, q_rows, (long long)k->dk);
+    const rt_buffer *y[4];
+    for (int i = 0; i < 4; i++) y[i] = p->y[i] ? p->y[i] : p->y[0];
+    const rt_buffer *angle = p->angle ? p->angle : p->x, *positions = p->positions ? p->positions : p->x;
+    rt_arg args[] = {RT_ARG_BUF(partial), RT_ARG_VAL(splits),   RT_ARG_VAL(M),        RT_ARG_VAL(N),
+                     RT_ARG_VAL(rows),    RT_ARG_VAL(mode),     RT_ARG_VAL(alpha),    RT_ARG_VAL(activation),
+                     RT_ARG_BUF(y[0]),    RT_ARG_BUF(y[1]),     RT_ARG_BUF(y[2]),     RT_ARG_BUF(y[3]),
+                     RT_ARG_VAL(ends[0]), RT_ARG_VAL(ends[1]),  RT_ARG_VAL(ends[2]),  RT_ARG_VAL(rotated),
+                     RT_ARG_VAL(q_rows),  RT_ARG_BUF(angle),    RT_ARG_VAL(pos0),     RT_ARG_VAL(pos_step),
+                     RT_ARG_BUF(positions), RT_ARG_VAL(per_row), RT_ARG_VAL(k_scale), RT_ARG_VAL(half_split)};
+    size_t rglobal[2] = {p->mode == RN_PROJECT_GLU ? (size_t)p->rows : ((size_t)p->rows + 1) / 2, (size_t)p->n};
+    return rt_launch(rt, k->gemm_mma_reduce, "gemm_mma_reduce", args, N_ARGS(args), 2, rglobal, NULL);
 }
 
 rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection *p) {

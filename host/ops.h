@@ -30,6 +30,13 @@ typedef struct rn_kernels {
     /* The matrix-engine GEMM (gemm_mma.cl), built when the precision, the device and the weight
      * type allow it (rn_kernels_build); NULL otherwise. */
     cl_kernel gemm_mma;
+    /* Its variant for few rows (gemm_mma_small, split K) and the sum of its slices with the
+     * project kernel's epilogue (gemm_mma_reduce); built with gemm_mma, NULL without. */
+    cl_kernel gemm_mma_small, gemm_mma_reduce;
+    int64_t mma_rows_from;   /* batches and prompts of this many rows (up to RN_MMA_SMALL_ROWS)
+                                take gemm_mma_small where it is built and the model's products
+                                fit it; fewer take the project kernel */
+    uint32_t compute_units;  /* of the device: how many work-groups fill it */
     const char *mma_variant; /* "nvidia-mma f16", "nvidia-mma bf16", "emulated f16", ...: NULL
                                 without gemm_mma */
 } rn_kernels;
@@ -136,6 +143,18 @@ typedef struct rn_projection {
 } rn_projection;
 
 rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection *p);
+
+/* Rows up to which gemm_mma_small takes products (one work-group's 64 rows; beyond, gemm_mma's
+ * 128 x 128 tiles fill the device). */
+#define RN_MMA_SMALL_ROWS 64
+
+/* The same projection on the matrix engine, for n rows up to RN_MMA_SMALL_ROWS (where
+ * rn_mma_takes(k, p->cols) and gemm_mma_small is built), except the norm: p->normalize must be
+ * false (the caller normalizes x first). gemm_mma_small writes its slices of K into `partial`
+ * (at least rn_mma_partial_bytes(k, n, p->cols, width) bytes, width = p->rows, or 2 p->rows in
+ * GLU mode); gemm_mma_reduce adds them up and applies the epilogue. */
+rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projection *p, rt_buffer *partial);
+uint64_t rn_mma_partial_bytes(const rn_kernels *k, int64_t n, int64_t in, int64_t width);
 
 /* w = uniform random in [-scale, scale) from (seed, element index), over `count` elements of a
  * matrix in the kernels' weight type. */

@@ -413,6 +413,110 @@ static void test_linear_mma(rt_runtime *rt, const rn_kernels *k) {
     }
 }
 
+/* The small matrix-engine GEMM and its reduction (rn_op_project_mma) in the project kernel's
+ * modes: rows M = 1 .. 64 (part of a 16-row fragment, one to four fragments), K a multiple of 8
+ * that ends inside a 32-step, inside a 256-chunk, or spans several chunks and slices of K;
+ * widths that leave a 64-column group part-used, odd widths, rotated q and k heads with
+ * per-row positions (pairs and halves) into four outputs, residual and GLU. Against the double
+ * reference of the rounded activations; tolerance the fp32 summation bound per shape (four
+ * times it where the epilogue combines two sums), at least the project kernel's 1e-5. */
+static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *angle) {
+    const int64_t dk = k->dk;
+    const struct { int64_t n, cols, rows; rn_project_mode mode; int rotate; rn_activation act; } cases[] = {
+        {1, 40, 13, RN_PROJECT_PLAIN, 0, RN_ACT_GELU},       {3, 264, 70, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU},
+        {8, 520, 3 * 16 + 5, RN_PROJECT_PLAIN, 1, RN_ACT_GELU}, {17, 600, 200, RN_PROJECT_GLU, 0, RN_ACT_SWISH},
+        {32, 96, 3 * 16 + 5, RN_PROJECT_PLAIN, 2, RN_ACT_GELU}, {64, 328, 70, RN_PROJECT_GLU, 0, RN_ACT_GELU},
+        {64, 1032, 136, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU},  {33, 16, 9, RN_PROJECT_PLAIN, 0, RN_ACT_GELU},
+    };
+    const float alpha = 1.3f, k_scale = (float)(1.0 / sqrt((double)dk));
+    const double u = ldexp(1.0, -23);
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        const int64_t n = cases[s].n, cols = cases[s].cols;
+        const bool glu = cases[s].mode == RN_PROJECT_GLU, rot = cases[s].rotate != 0;
+        /* Rotated cases: two q heads and one k head of dk rows, then five plain rows. */
+        const int64_t rows = rot ? 3 * dk + 5 : cases[s].rows, q_rows = 2 * dk, rotated = rot ? 3 * dk : 0;
+        const int64_t w_rows = glu ? 2 * rows : rows;
+        const size_t in_count = (size_t)(n * cols), out_count = (size_t)(n * rows);
+        float *x = random_floats(in_count, 1.0), *W = random_floats((size_t)(w_rows * cols), 0.3);
+        float *y0 = random_floats(out_count, 1.0), *full = malloc((size_t)(n * w_rows) * sizeof *full);
+        float *bound = malloc((size_t)(n * w_rows) * sizeof *bound);
+        float *ref = malloc(out_count * sizeof *ref), *got = malloc(out_count * sizeof *got);
+        cl_int *at = malloc((size_t)n * sizeof *at);
+        for (int64_t b = 0; b < n; b++) at[b] = (cl_int)(b % 3 == 1 ? 3 + b : 70000 + 17 * b);
+        guarded gw = stored_weights(rt, k, W, (size_t)(w_rows * cols));
+        guarded gx = guarded_from(rt, x, in_count * sizeof *x);  /* the device rounds it itself */
+        uint16_t *bits = malloc(in_count * sizeof *bits);
+        rn_convert(ST_F32, x, in_count, k->weights, bits, NULL);
+        rn_convert(k->weights, bits, in_count, ST_F32, x, NULL);
+        free(bits);
+        ref_linear(x, W, n, cols, w_rows, full);
+        double max_bound = 0.0;
+        for (int64_t b = 0; b < n; b++)
+            for (int64_t r = 0; r < w_rows; r++) {
+                double sum = 0.0;
+                for (int64_t i = 0; i < cols; i++) sum += fabs((double)x[b * cols + i] * (double)W[r * cols + i]);
+                bound[b * w_rows + r] = (float)(sum * (double)cols * u);
+                if (bound[b * w_rows + r] > max_bound) max_bound = bound[b * w_rows + r];
+            }
+        for (int64_t b = 0; b < n; b++) {
+            for (int64_t r = 0; r < rows; r++) {
+                float value = full[b * w_rows + r];
+                if (glu) ref_glu(&value, &full[b * w_rows + rows + r], 1, cases[s].act, &value);
+                if (cases[s].mode == RN_PROJECT_RESIDUAL) value += alpha * y0[b * rows + r];
+                ref[b * rows + r] = value;
+            }
+            if (rot) {
+                const bool half = cases[s].rotate == 2;
+                ref_theta_shift(ref + b * rows, 1, 2, dk, angle, at[b], 1.0, half);
+                ref_theta_shift(ref + b * rows + q_rows, 1, 1, dk, angle, at[b], k_scale, half);
+            }
+        }
+        double max_ref = 0.0;
+        for (size_t i = 0; i < out_count; i++)
+            if (fabs((double)ref[i]) > max_ref) max_ref = fabs((double)ref[i]);
+        /* Rotated cases write four outputs: q, k, three plain rows, two more. */
+        const int64_t ends[4] = {q_rows, rotated, rotated + 3, rows};
+        const int outputs = rot ? 4 : 1;
+        guarded ga = guarded_from(rt, angle, (size_t)dk * sizeof *angle);
+        guarded gp = guarded_from(rt, at, (size_t)n * sizeof *at);
+        guarded gy[4] = {{0}};
+        for (int o = 0; o < outputs; o++) {
+            const int64_t width = rot ? ends[o] - (o ? ends[o - 1] : 0) : rows;
+            gy[o] = cases[s].mode == RN_PROJECT_RESIDUAL ? guarded_from(rt, y0, out_count * sizeof *y0)
+                                                         : guarded_alloc(rt, (size_t)(n * width) * sizeof(float));
+        }
+        const uint64_t partial_bytes = rn_mma_partial_bytes(k, n, cols, w_rows);
+        guarded gpart = guarded_alloc(rt, (size_t)partial_bytes);
+        rn_projection p = {.W = &gw.view, .rows = rows, .cols = cols, .x = &gx.view, .n = n, .mode = cases[s].mode,
+                           .alpha = alpha, .activation = cases[s].act, .ends = {ends[0], ends[1], ends[2]},
+                           .rotated = rotated, .q_rows = q_rows, .pos0 = 0, .pos_step = 1,
+                           .positions = rot ? &gp.view : NULL, .angle = &ga.view, .k_scale = k_scale,
+                           .half_split = cases[s].rotate == 2};
+        for (int o = 0; o < outputs; o++) p.y[o] = &gy[o].view;
+        must(rn_op_project_mma(rt, k, &p, &gpart.view), rt, "project_mma");
+        bool intact = guarded_read(rt, &gpart, NULL);
+        float *part = malloc(out_count * sizeof *part);
+        for (int o = 0; o < outputs; o++) {
+            const int64_t first = rot && o ? ends[o - 1] : 0, width = rot ? ends[o] - first : rows;
+            intact &= guarded_read(rt, &gy[o], part);
+            for (int64_t b = 0; b < n; b++) memcpy(got + b * rows + first, part + b * width, (size_t)width * sizeof *got);
+        }
+        double tol = (glu || rot ? 4.0 : 1.0) * (max_ref > 0 ? max_bound / max_ref : max_bound);
+        if (cases[s].mode == RN_PROJECT_RESIDUAL) tol += 4.0 * u;
+        if (tol < 1e-5) tol = 1e-5;
+        char shape[80];
+        snprintf(shape, sizeof shape, "%lld x %lld -> %lld %s (%s)", (long long)n, (long long)cols, (long long)rows,
+                 glu ? (cases[s].act == RN_ACT_SWISH ? "glu swish" : "glu gelu")
+                     : cases[s].mode == RN_PROJECT_RESIDUAL ? "+res"
+                     : rot ? (cases[s].rotate == 2 ? "rot halves" : "rot pairs") : "plain",
+                 k->mma_variant);
+        check("project_mma", shape, ref, got, out_count, tol, intact);
+        for (int o = 0; o < outputs; o++) guarded_free(&gy[o]);
+        guarded_free(&gw), guarded_free(&gx), guarded_free(&ga), guarded_free(&gp), guarded_free(&gpart);
+        free(x), free(W), free(y0), free(full), free(bound), free(ref), free(got), free(at), free(part);
+    }
+}
+
 /* Columns of a stacked product handed out: an exact copy. */
 static void test_split_columns(rt_runtime *rt, const rn_kernels *k) {
     const int64_t n = 5, stride = 33, col0 = 7, width = 13;
@@ -789,6 +893,7 @@ static void run_all(rt_runtime *rt, rn_tuning tuning, bool quick_shapes) {
                 continue;
             }
             if (k.gemm_mma) test_linear_mma(rt, &k);
+            if (k.gemm_mma_small) test_project_mma(rt, &k, angle);
             else emit("  %-18s %s: the device cannot run its 256 work-items  skipped", "linear_mma",
                       st_dtype_name(builds[s].weights));
             rn_kernels_release(&k);
