@@ -98,6 +98,8 @@ typedef struct rn_workspace {
     rt_buffer logits;                  /* [rows, V] */
     rt_buffer widened;                 /* fp32 copy of one weight matrix for SGEMM, when the
                                           weights are half precision and rows > 1 */
+    rt_buffer partial;                 /* the small matrix-engine GEMM's slices of K (ops.h
+                                          rn_op_project_mma), for the largest product */
     rt_buffer stacked;                 /* [rows, max(qkvg rows, 2F)]: one SGEMM's output for the
                                           stacked q/k/v/g or fc1/gate matrix, when it fits */
     rn_retention_scratch retention;

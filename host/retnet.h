@@ -134,7 +134,9 @@ typedef struct rn_context_options {
     size_t work_group;        /* work-items of the reducing kernels, a power of two up to 256:
                                  64 on GPUs, 2 elsewhere */
     size_t project_max_rows;  /* products of up to this many input rows take the engine's
-                                 project kernel, longer ones an SGEMM: 32 */
+                                 project kernel, longer ones an SGEMM: 32; 4 where the small
+                                 matrix-engine GEMM takes batches and short prompts (f16/bf16
+                                 precision on NVIDIA 8.0+), for rows up to 64 */
     rn_precision precision;   /* of the products: RN_PRECISION_F32 (the default) */
 } rn_context_options;
 

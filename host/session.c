@@ -22,7 +22,7 @@
 
 static void workspace_free(rt_runtime *rt, rn_workspace *ws) {
     rt_buffer *all[] = {&ws->tokens, &ws->positions, &ws->scale_in, &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->g, &ws->o,
-                        &ws->a, &ws->b, &ws->logits, &ws->widened, &ws->stacked,
+                        &ws->a, &ws->b, &ws->logits, &ws->widened, &ws->stacked, &ws->partial,
                         &ws->retention.chunk_states, &ws->retention.sigma, &ws->retention.scores,
                         &ws->retention.keys};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rt_buffer_free(rt, all[i]);
@@ -46,6 +46,42 @@ static bool mma_everywhere(const rn_model *m) {
            rn_mma_takes(&m->kernels, c->ffn_dim);
 }
 
+/* Batches and short prompts of rows from k->mma_rows_from to RN_MMA_SMALL_ROWS take the small
+ * matrix-engine GEMM (split K, few rows) where it is built and every product fits it: the same
+ * layer as the project kernel's (layer_few_rows), each product followed by a reduction that
+ * applies the project kernel's epilogue, and the norms as their own kernel. */
+static bool mma_rows(const rn_model *m, int64_t rows) {
+    const rn_kernels *k = &m->kernels;
+    return k->gemm_mma_small && mma_everywhere(m) && rows >= k->mma_rows_from && rows <= RN_MMA_SMALL_ROWS;
+}
+
+/* Whether a pass of `rows` rows runs layer_few_rows (else layer_prompt). */
+static bool few_rows(const rn_model *m, int64_t rows) {
+    return mma_rows(m, rows) || use_project(&m->kernels, rows);
+}
+
+/* The bytes of the small GEMM's partial sums for up to `rows` rows of every product of a layer
+ * and `logit_rows` rows of logits, as far as they take it. */
+static uint64_t partial_bytes(const rn_model *m, int64_t rows, int64_t logit_rows) {
+    const rn_config *c = &m->cfg;
+    const rn_kernels *k = &m->kernels;
+    uint64_t most = 0;
+    if (rows > RN_MMA_SMALL_ROWS) rows = RN_MMA_SMALL_ROWS;
+    if (logit_rows > RN_MMA_SMALL_ROWS) logit_rows = RN_MMA_SMALL_ROWS;
+    if (!mma_rows(m, rows) && !mma_rows(m, logit_rows)) return 0;
+    const int64_t D = c->embed_dim, F = c->ffn_dim;
+    const int64_t shapes[][2] = {{D, rn_qkvg_layout(c).total}, {c->value_embed_dim, D}, {D, 2 * F}, {F, D}};
+    for (size_t i = 0; i < 4 && mma_rows(m, rows); i++) {
+        const uint64_t b = rn_mma_partial_bytes(k, rows, shapes[i][0], shapes[i][1]);
+        if (b > most) most = b;
+    }
+    if (mma_rows(m, logit_rows)) {
+        const uint64_t b = rn_mma_partial_bytes(k, logit_rows, D, c->vocab_size);
+        if (b > most) most = b;
+    }
+    return most;
+}
+
 /* A stacked product's output up to this size is one SGEMM (workspace_init). */
 #define STACKED_MAX ((uint64_t)1 << 30)
 
@@ -64,7 +100,7 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
     /* A prompt's retention runs as batched GEMMs where CLBlast does and every chunk's scores
      * fit in a bounded scratch (a long prompt in the parallel form may not: the kernels then). */
     rn_retention_sizes z = {0};
-    if (mode != RN_MODE_RECURRENT && !use_project(&m->kernels, rows)) {
+    if (mode != RN_MODE_RECURRENT && !few_rows(m, rows)) {
         z = rn_retention_scratch_size(mode, true, has_state, rows, chunk, c->heads, c->key_head_dim,
                                       c->value_head_dim);
         ws->retention_gemm = z.scores <= RETENTION_SCORES_MAX;
@@ -108,6 +144,7 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
         {&ws->logits, (size_t)logit_rows * (size_t)c->vocab_size * f, "logits"},
         {&ws->widened, widened, "widened weights"},
         {&ws->stacked, stacked, "stacked products"},
+        {&ws->partial, partial_bytes(m, rows, logit_rows), "partial products"},
         {&ws->retention.chunk_states, z.chunk_states, "chunk states"},
         {&ws->retention.sigma, z.sigma, "chunk scales"},
         {&ws->retention.scores, z.scores, "retention scores"},
@@ -242,6 +279,7 @@ typedef struct pass {
     rn_qkvg_rows at;
     float eps, alpha, k_scale;
     bool pre;                          /* pre-norm */
+    bool mma;                          /* layer_few_rows's products on the small matrix-engine GEMM */
 } pass;
 
 #define TRY(call)                              \
@@ -278,6 +316,18 @@ static rn_status retention(const pass *p, int64_t l) {
                                  &ws->o);
 }
 
+/* A projection of layer_few_rows: the project kernel, or with p->mma the small matrix-engine
+ * GEMM and its reduction, the norm (if any) first into ws->h. */
+static rn_status project(const pass *p, rn_projection *proj) {
+    if (!p->mma) return rn_op_project(p->rt, p->k, proj);
+    if (proj->normalize) {
+        TRY(rn_op_rms_norm(p->rt, p->k, proj->x, proj->norm, proj->n, proj->cols, proj->eps, &p->ws->h));
+        proj->x = &p->ws->h;
+        proj->normalize = false;
+    }
+    return rn_op_project_mma(p->rt, p->k, proj, &p->ws->partial);
+}
+
 /* One layer for a few rows (decoding, a batch of sequences, a short prompt): the project
  * kernel reads every weight once for all rows, folds each RMSNorm into the product after it,
  * reads q, k, v and g from the stacked matrix and rotates q and k on the way out, and adds the
@@ -294,20 +344,20 @@ static rn_status layer_few_rows(const pass *p, int64_t l) {
                           .ends = {p->at.k, p->at.v, p->at.g}, .rotated = p->at.v, .q_rows = p->at.k,
                           .pos0 = (int64_t)p->pos0, .pos_step = 1,
                           .positions = p->mode == RN_MODE_RECURRENT ? &ws->positions : NULL, .angle = &p->m->angle, .k_scale = p->k_scale, .half_split = c->rope_half};
-    TRY(rn_op_project(p->rt, p->k, &qkvg));
+    TRY(project(p, &qkvg));
     TRY(retention(p, l));
     rn_projection out = {.W = &w->out_proj, .rows = D, .cols = c->value_embed_dim, .x = &ws->o, .n = p->n,
                          .mode = RN_PROJECT_RESIDUAL, .alpha = p->alpha, .y = {&ws->x}};
-    TRY(rn_op_project(p->rt, p->k, &out));
+    TRY(project(p, &out));
     if (!p->pre) TRY(rn_op_rms_norm(p->rt, p->k, &ws->x, &w->retention_norm, p->n, D, p->eps, &ws->x));
 
     rn_projection ffn_in = {.W = &w->ffn_in, .rows = F, .cols = D, .x = &ws->x, .n = p->n,
                             .normalize = p->pre, .norm = p->pre ? &w->ffn_norm : NULL, .eps = p->eps,
                             .mode = RN_PROJECT_GLU, .activation = c->activation, .y = {&ws->a}};
-    TRY(rn_op_project(p->rt, p->k, &ffn_in));
+    TRY(project(p, &ffn_in));
     rn_projection ffn_out = {.W = &w->fc2, .rows = D, .cols = F, .x = &ws->a, .n = p->n,
                              .mode = RN_PROJECT_RESIDUAL, .alpha = p->alpha, .y = {&ws->x}};
-    TRY(rn_op_project(p->rt, p->k, &ffn_out));
+    TRY(project(p, &ffn_out));
     if (!p->pre) TRY(rn_op_rms_norm(p->rt, p->k, &ws->x, &w->ffn_norm, p->n, D, p->eps, &ws->x));
     return RN_OK;
 }
@@ -397,11 +447,14 @@ static rn_status output_logits(const pass *p, int64_t logit_rows) {
                               (size_t)(logit_rows * D) * sizeof(float)));
         last = &ws->h;
     }
-    if (use_project(p->k, logit_rows)) {
+    const bool mma = mma_rows(p->m, logit_rows);
+    if (mma || use_project(p->k, logit_rows)) {
         rn_projection out = {.W = rn_model_output(p->m), .rows = c->vocab_size, .cols = D, .x = last,
                              .n = logit_rows, .normalize = p->pre, .norm = p->pre ? &p->m->final_norm : NULL,
                              .eps = p->eps, .mode = RN_PROJECT_PLAIN, .y = {&ws->logits}};
-        return rn_op_project(p->rt, p->k, &out);
+        pass q = *p;
+        q.mma = mma;
+        return project(&q, &out);
     }
     if (p->pre) TRY(rn_op_rms_norm(p->rt, p->k, last, &p->m->final_norm, logit_rows, D, p->eps, &ws->h));
     if (rn_mma_takes(p->k, D))
@@ -425,9 +478,10 @@ static rn_status forward(rn_session *s, rn_workspace *ws, int64_t n, rn_mode mod
                     .chunk = chunk, .n = n, .pos0 = pos0, .at = rn_qkvg_layout(c),
                     .eps = (float)c->layernorm_eps,
                     .alpha = c->deepnorm ? (float)pow(2.0 * (double)c->layers, 0.25) : 1.0f,
-                    .k_scale = (float)(1.0 / sqrt((double)c->key_head_dim)), .pre = c->normalize_before};
+                    .k_scale = (float)(1.0 / sqrt((double)c->key_head_dim)), .pre = c->normalize_before,
+                    .mma = mma_rows(m, n)};
     const bool prompt = mode != RN_MODE_RECURRENT;
-    rn_status (*layer)(const pass *, int64_t) = use_project(p.k, p.n) ? layer_few_rows : layer_prompt;
+    rn_status (*layer)(const pass *, int64_t) = few_rows(m, p.n) ? layer_few_rows : layer_prompt;
 
     const float embed_scale = c->no_scale_embedding ? 1.0f : (float)sqrt((double)c->embed_dim);
     TRY(rn_op_embed(p.rt, p.k, &ws->tokens, p.n, &m->embed, c->embed_dim, embed_scale, &ws->x));

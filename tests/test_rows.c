@@ -8,6 +8,8 @@
  *      of the chunk against one call with the whole prompt, by the retention kernels and by
  *      batched GEMMs (project_max_rows picks); pieces of any length against the reference's
  *      recurrent form;
+ *   4. batches and short prompts on the small matrix-engine GEMM (f16 precision, the device's
+ *      mma.sync or elsewhere its portable stand-in), against the same f16 model at f32;
  *   3. states in memory: rn_session_save_buffer / rn_session_load_buffer against the file form,
  *      a row of a batch saved and restored, corrupt buffers refused with the session unchanged.
  * The model has eps 1e-12 and a scaled embedding, so that the forms agree (test_model.c).
@@ -18,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine.h"  /* part 4 forces the matrix-engine stand-in (rn_tuning.mma_emulate) */
 #include "model_writer.h"
 #include "ref.h"
 #include "retnet.h"
@@ -424,6 +427,72 @@ static void run_buffers(rn_context *ctx, rn_model *model, rn_model *other, const
     rn_session_free(s), rn_session_free(t), rn_session_free(batch);
 }
 
+/* ---- 4. the small matrix-engine GEMM ------------------------------------------------------ */
+
+/* Logits of `B` sequences decoded together for `steps` steps from a prompt of `len` tokens
+ * each (one session per sequence, copied into the batch's rows), into out [steps][B][V]. */
+static rn_status batch_logits(rn_model *model, int B, size_t len, int steps, float *out) {
+    const size_t V = 61;
+    rn_session *batch = NULL, *one = NULL;
+    rn_status st = rn_session_init_batch(model, (size_t)B, &batch);
+    if (st == RN_OK) st = rn_session_init(model, &one);
+    for (int b = 0; b < B && st == RN_OK; b++) {
+        int32_t prompt[64];
+        for (size_t i = 0; i < len; i++) prompt[i] = token_at((int64_t)i, b);
+        st = rn_session_reset(one);
+        if (st == RN_OK) st = rn_session_prefill(one, prompt, len, RN_MODE_CHUNKWISE, 16, NULL);
+        if (st == RN_OK) st = rn_session_copy_row(batch, (size_t)b, one, 0);
+    }
+    int32_t tokens[64];
+    for (int t = 0; t < steps && st == RN_OK; t++) {
+        for (int b = 0; b < B; b++) tokens[b] = token_at(t + 70, b);
+        st = rn_session_decode_batch(batch, tokens, out + (size_t)t * (size_t)B * V);
+    }
+    rn_session_free(batch), rn_session_free(one);
+    return st;
+}
+
+static void run_mma_rows(const char *path) {
+    printf("4. the small matrix-engine GEMM (f16), against f32 products of the same f16 weights\n");
+    rn_context *exact = NULL, *engine = NULL;
+    rn_context_options options;
+    rn_context_options_default(&options);
+    char message[1024];
+    rn_status st = rn_context_init(&exact, &options, message, sizeof message);
+    options.precision = RN_PRECISION_F16;
+    if (st == RN_OK) st = rn_context_init(&engine, &options, message, sizeof message);
+    if (st != RN_OK) {
+        printf("    contexts: %s: %s  FAIL\n", rn_status_str(st), message);
+        failures++;
+        return;
+    }
+    /* Devices without the instructions run the kernel's stand-in, as the selftest does. */
+    if (rn_context_device(engine)->matrix_engine == 0) engine->tuning.mma_emulate = true;
+    rn_model *a = NULL, *b = NULL;
+    st = rn_model_load(exact, path, NULL, &a);
+    if (st == RN_OK) st = rn_model_load(engine, path, NULL, &b);
+    expect_true("f16 model loaded at f32 and at f16 with the engine", st == RN_OK && b->kernels.gemm_mma_small);
+    /* Batches below, at and above the project kernel's rows; prompts of 20 (engine) and 40 tokens. */
+    const struct { int B; size_t len; } cases[] = {{2, 3}, {8, 20}, {33, 40}, {64, 5}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0] && st == RN_OK; i++) {
+        const int B = cases[i].B, steps = 3;
+        const size_t count = (size_t)steps * (size_t)B * 61;
+        float *want = malloc(count * sizeof *want), *got = malloc(count * sizeof *got);
+        st = batch_logits(a, B, cases[i].len, steps, want);
+        if (st == RN_OK) st = batch_logits(b, B, cases[i].len, steps, got);
+        char what[96];
+        snprintf(what, sizeof what, "batch of %d after prompts of %zu, 3 steps", B, cases[i].len);
+        if (st == RN_OK) expect_close(what, want, got, count, 5e-3);
+        else {
+            printf("    %s: %s: %s  FAIL\n", what, rn_status_str(st), rn_context_last_error(engine));
+            failures++;
+        }
+        free(want), free(got);
+    }
+    rn_model_free(a), rn_model_free(b);
+    rn_context_free(exact), rn_context_free(engine);
+}
+
 int main(void) {
     char dir[] = "/tmp/retnet-test-rows-XXXXXX";
     if (!mkdtemp(dir)) return 2;
@@ -474,6 +543,16 @@ int main(void) {
     run_continued(ctx, model, ref, "batched GEMMs above 32 tokens where CLBlast runs");
     run_continued(kernels_ctx, kernels_model, ref, "retention kernels");
     run_buffers(ctx, model, other, dir);
+
+    char f16_path[96];
+    snprintf(f16_path, sizeof f16_path, "%s/f16", dir);
+    opts.seed = 13;
+    opts.dtype = ST_F16;
+    if (rn_write_random_model(f16_path, &cfg, &opts, &err) == RN_OK) run_mma_rows(f16_path);
+    else {
+        printf("writing the f16 model failed: %s  FAIL\n", err.message);
+        failures++;
+    }
 
     rn_model_free(model), rn_model_free(other), rn_model_free(kernels_model);
     uint64_t current, peak;
