@@ -43,7 +43,7 @@ static const char *bench_usage =
     "  -r N               repetitions (default 5)\n"
     "  --startup          also time context + model + first token with an empty and a warm\n"
     "                     program cache\n"
-    "  --profile          also time every kernel of one decode step and one prefill by\n"
+    "  --profile          also time every kernel of decode steps (of the largest --batch) and one prefill by\n"
     "                     OpenCL events: per kernel and per layer, and the gap to wall time\n"
     "  --no-ceilings      skip the bandwidth and SGEMM measurements\n"
     "  --json             JSON Lines on standard output instead of the table\n"
@@ -52,7 +52,8 @@ static const char *bench_usage =
     "\n"
     "Tuning, by environment: RETNET_WORK_GROUP (work-items of the reducing kernels, a power of\n"
     "two up to 256; default 64 on GPUs, 2 on other devices), RETNET_PROJECT_MAX_ROWS (rows up\n"
-    "to which products skip SGEMM; default 32). docs/BENCHMARKS.md has what they measured.\n";
+    "to which products take the project kernel; default 32, or 4 where the small matrix-engine\n"
+    "GEMM takes batches: f16/bf16 on NVIDIA). docs/BENCHMARKS.md has what they measured.\n";
 
 typedef struct bench_options {
     const char *preset, *model, *weights, *device, *mode;
@@ -408,17 +409,28 @@ static void print_profile(const bench_run *r, const char *what, const profile_ta
 static int bench_profile(bench_run *r) {
     rn_status st = rn_context_profile_start(r->ctx);
     rn_session *s = NULL;
-    long steps = 16, n = r->o->pp[0] > 0 ? r->o->pp[0] : 0;
-    int32_t *tokens = make_tokens(n > steps ? n : steps, r->info.vocab_size);
-    if (st == RN_OK) st = tokens ? rn_session_init(r->model, &s) : RN_ERR_OUT_OF_HOST_MEMORY;
-    if (st == RN_OK) st = rn_session_decode(s, tokens[0], NULL);  /* warm */
+    /* Decoding steps a batch of the largest --batch sequences; the prefill is one sequence's. */
+    long steps = 16, n = r->o->pp[0] > 0 ? r->o->pp[0] : 0, batch = 1;
+    for (int i = 0; i < r->o->n_batch; i++)
+        if (r->o->batch[i] > batch) batch = r->o->batch[i];
+    const long count = n > steps * batch ? n : steps * batch;
+    int32_t *tokens = make_tokens(count, r->info.vocab_size);
+    if (st == RN_OK) st = tokens ? rn_session_init_batch(r->model, (size_t)batch, &s) : RN_ERR_OUT_OF_HOST_MEMORY;
+    if (st == RN_OK) st = rn_session_decode_batch(s, tokens, NULL);  /* warm */
     if (st == RN_OK) st = rn_context_profile_drain(r->ctx, NULL, NULL);
     profile_table decode = {.layers = r->info.layers}, prefill = {.layers = r->info.layers};
     double t0 = cli_seconds();
-    for (long i = 0; st == RN_OK && i < steps; i++) st = rn_session_decode(s, tokens[i], NULL);
+    for (long i = 0; st == RN_OK && i < steps; i++) st = rn_session_decode_batch(s, tokens + i * batch, NULL);
     double wall = cli_seconds() - t0;
     if (st == RN_OK) st = rn_context_profile_drain(r->ctx, profile_sink, &decode);
-    if (st == RN_OK) print_profile(r, "decoding", &decode, wall, steps);
+    char what[64];
+    snprintf(what, sizeof what, "decoding, batch %ld", batch);
+    if (st == RN_OK) print_profile(r, what, &decode, wall, steps);
+    if (st == RN_OK && n > 0 && batch > 1) {
+        rn_session_free(s);
+        s = NULL;
+        st = rn_session_init(r->model, &s);
+    }
     if (st == RN_OK && n > 0) {
         st = rn_session_reset(s);
         if (st == RN_OK) st = rn_context_profile_drain(r->ctx, NULL, NULL);
@@ -426,7 +438,6 @@ static int bench_profile(bench_run *r) {
         if (st == RN_OK) st = rn_session_prefill(s, tokens, (size_t)n, prefill_mode(r->o), 0, NULL);
         wall = cli_seconds() - t0;
         if (st == RN_OK) st = rn_context_profile_drain(r->ctx, profile_sink, &prefill);
-        char what[64];
         snprintf(what, sizeof what, "a %ld-token prefill", n);
         if (st == RN_OK) print_profile(r, what, &prefill, wall, 1);
     }
