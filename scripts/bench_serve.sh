@@ -9,6 +9,8 @@
 # Prompts are random token ids (works with --preset shapes, which have no tokenizer).
 #   bash scripts/bench_serve.sh --model examples/kjv-retnet            # PoCL here
 #   bash scripts/bench_serve.sh --nvidia --preset torchscale-1.3b      # through `device`
+#   SERVE_ARGS="--precision f16" bash scripts/bench_serve.sh ...       # options for the server
+#                                                   # and for the `retnet bench` beside it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 retnet=${RETNET:-./build/bin/retnet}
@@ -17,6 +19,7 @@ if [ "${1:-}" = --nvidia ]; then . scripts/nvidia_env.sh; shift; fi
 model=("$1" "$2")
 tokens=${TOKENS:-128}       # generated per request in the stream figures
 histories=${HISTORIES:-"4096 32768"}
+read -r -a extra <<<"${SERVE_ARGS:-}"
 py=/usr/bin/python3; [ -x $py ] || py=python3
 work=$(mktemp -d)
 pid=""
@@ -24,7 +27,7 @@ trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$work"' EXIT
 
 start() {  # start ARGS...: a server on a free port, in $url
   "$retnet" serve "${model[@]}" --port 0 --parallel 64 --queue 4096 --max-prompt-tokens 40000 \
-    --state-dir "$work/state" "$@" 2> "$work/serve.log" &
+    --state-dir "$work/state" "${extra[@]}" "$@" 2> "$work/serve.log" &
   pid=$!
   for _ in $(seq 1 1200); do
     port=$(sed -n 's|^retnet: serving .* on http://.*:\([0-9][0-9]*\)/ (.*|\1|p' "$work/serve.log")
@@ -36,7 +39,7 @@ start() {  # start ARGS...: a server on a free port, in $url
   echo "== server: $* (port $port)" >&2
 }
 stop() { kill -TERM $pid; wait $pid; pid=""; }
-tag() { sed "s/^{/{\"case\": \"$1\", \"served\": \"${model[1]##*/}\", /"; }
+tag() { sed "s/^{/{\"case\": \"$1\", \"served\": \"${model[1]##*/}\", \"args\": \"${SERVE_ARGS:-}\", /"; }
 
 mkdir -p "$work/state"
 start
@@ -74,5 +77,5 @@ done
 stop
 ls -l "$work/state" >&2
 echo "== retnet bench --batch 32" >&2
-bench_args=("${model[@]}")
+bench_args=("${model[@]}" "${extra[@]}")
 "$retnet" bench "${bench_args[@]}" -p 16 -n $tokens --batch 1,32 --json 2>/dev/null | tag bench
