@@ -333,10 +333,10 @@ rn_status rn_session_decode(rn_session *session, int32_t token, float *logits);
  * (continuous batching keeps its running sequences in the first rows). Each row's logits are
  * what rn_session_decode would give its sequence alone (bit for bit where the device runs
  * the same kernels the same way for one row and for several: PoCL does; steps of more rows
- * than rn_context_options.project_max_rows take SGEMM instead and agree to rounding). rn_session_decode_rows refuses 0 rows or
- * more than the batch with RN_ERR_INVALID_ARGUMENT; on an ordinary session it takes rows = 1.
- * A batch session also takes
- * rn_session_reset (every row), rn_session_position and rn_session_logits (row 0),
+ * than rn_context_options.project_max_rows take SGEMM instead and agree to rounding).
+ * rn_session_decode_rows refuses 0 rows or more than the batch with RN_ERR_INVALID_ARGUMENT; on
+ * an ordinary session it takes rows = 1. A batch session also takes rn_session_reset (every
+ * row), rn_session_position (row 0), rn_session_logits (every row's: see there),
  * rn_session_row_position and rn_session_free; the others refuse it with
  * RN_ERR_INVALID_ARGUMENT. */
 rn_status rn_session_init_batch(rn_model *model, size_t batch, rn_session **out);
@@ -355,7 +355,10 @@ rn_status rn_session_copy_row(rn_session *dst, size_t dst_row, const rn_session 
 rn_status rn_session_reset_row(rn_session *session, size_t row);
 
 /* The logits after the last token the session consumed (vocab_size floats): what the next
- * token is sampled from, also after rn_session_load; zeros while the session is empty. */
+ * token is sampled from, also after rn_session_load; zeros while the session is empty. On a
+ * batch session, every row's: [batch, vocab_size], row r from r * vocab_size, kept current by
+ * the steps and by rn_session_copy_row (so a caller may pass NULL logits to the steps and
+ * sample from here, with no copy of its own). */
 const float *rn_session_logits(const rn_session *session);
 /* Copies the last min(capacity, position, 256) tokens consumed, oldest first, and returns how
  * many it wrote: the window a repetition penalty looks at. */

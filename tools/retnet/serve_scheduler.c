@@ -61,7 +61,6 @@ struct serve_scheduler {
     size_t vocab, piece, chunk;
     int32_t eos;
     rn_session *batch;
-    float *logits;             /* [parallel, vocab] each decoding row's next-token logits */
     row *rows;                 /* [parallel]: decoding rows first, then prompts being fed */
     int n_rows, n_waiting;     /* decoding rows; prompts after them */
     int32_t *step_tokens;
@@ -243,8 +242,8 @@ static void close_gap(serve_scheduler *s, int to, int by) {
     memset(&s->rows[to + s->n_waiting], 0, (size_t)by * sizeof(row));
 }
 
-/* Removes decoding row i: the last decoding row moves into its place, with its logits and the
- * token it was just given. */
+/* Removes decoding row i: the last decoding row moves into its place (its state and logits by
+ * rn_session_copy_row), with the token it was just given. */
 static void remove_row(serve_scheduler *s, int i) {
     int last = s->n_rows - 1;
     if (i != last) {
@@ -260,7 +259,6 @@ static void remove_row(serve_scheduler *s, int i) {
         }
         s->rows[i] = s->rows[last];
         s->step_tokens[i] = s->step_tokens[last];
-        memcpy(s->logits + (size_t)i * s->vocab, s->logits + (size_t)last * s->vocab, s->vocab * sizeof(float));
     }
     s->n_rows--;
     close_gap(s, last, 1);
@@ -351,7 +349,6 @@ static int start_decoding(serve_scheduler *s, row *r, int index) {
     st = rn_session_copy_row(s->batch, (size_t)index, r->session, 0);
     if (st != RN_OK) return fail_row(s, r, 500, "copying the session into the batch failed"), 1;
     r->job->decode_start_ns = serve_now_ns();
-    memcpy(s->logits + (size_t)index * s->vocab, rn_session_logits(r->session), s->vocab * sizeof(float));
     return 0;
 }
 
@@ -412,8 +409,8 @@ static void sample_rows(serve_scheduler *s) {
         r->next_token = -1;
         r->sampled = atomic_load(&r->job->abandoned)
                          ? RN_ERR_CANCELLED
-                         : rn_sampler_sample(r->sampler, s->logits + (size_t)i * s->vocab, r->recent, r->n_recent,
-                                             r->position, &r->next_token);
+                         : rn_sampler_sample(r->sampler, rn_session_logits(s->batch) + (size_t)i * s->vocab,
+                                             r->recent, r->n_recent, r->position, &r->next_token);
     }
 }
 
@@ -474,7 +471,7 @@ static void decode_step(serve_scheduler *s) {
     if (s->n_rows == 0) return;
 
     t1 = serve_now_ns();
-    rn_status st = rn_session_decode_rows(s->batch, (size_t)s->n_rows, s->step_tokens, s->logits);
+    rn_status st = rn_session_decode_rows(s->batch, (size_t)s->n_rows, s->step_tokens, NULL);
     atomic_fetch_add(&s->metrics->step_ns, serve_now_ns() - t1);
     atomic_fetch_add(&s->metrics->steps, 1);
     if (st != RN_OK) {
@@ -588,11 +585,10 @@ serve_scheduler *serve_scheduler_start(rn_model *model, const rn_tokenizer *toke
     s->chunk = info.chunk_size > 0 ? (size_t)info.chunk_size : 1;
     s->piece = limits->prefill_piece < s->chunk ? s->chunk : limits->prefill_piece / s->chunk * s->chunk;
     rn_status st = rn_session_init_batch(model, (size_t)limits->parallel, &s->batch);
-    s->logits = malloc((size_t)limits->parallel * s->vocab * sizeof *s->logits);
     s->rows = calloc((size_t)limits->parallel + 1, sizeof *s->rows);
     s->step_tokens = calloc((size_t)limits->parallel, sizeof *s->step_tokens);
     s->rate_start = (double)serve_now_ns() * 1e-9;
-    if (st != RN_OK || !s->logits || !s->rows || !s->step_tokens) {
+    if (st != RN_OK || !s->rows || !s->step_tokens) {
         snprintf(err, cap, "a batch of %d sequences: %s", limits->parallel,
                  st != RN_OK ? rn_status_str(st) : "out of host memory");
         serve_scheduler_free(s);
@@ -669,7 +665,6 @@ void serve_scheduler_free(serve_scheduler *s) {
     for (int i = 0; i < s->n_samplers; i++) pthread_join(s->samplers[i], NULL);
     free(s->samplers);
     rn_session_free(s->batch);
-    free(s->logits);
     free(s->rows);
     free(s->step_tokens);
     pthread_mutex_destroy(&s->lock);
