@@ -183,60 +183,81 @@ __kernel void retention_output(__global const float *q, __global const float *k,
 // reads slot (p + 1) & 1 (the scale of p - 1) and writes slot p & 1, so no work-item can see a
 // scale another has already advanced, and sequences at different positions step together.
 //
-// The key dimension is cut into RN_STEP_SPLIT parts so that there are enough work-items to keep
-// a large device's memory busy (the state is the one thing decoding reads and writes besides
-// the weights). A work-group holds RN_STEP_TILE neighbouring value columns of one head with all
-// their parts: work-item (column, part) updates that part's state rows of its column, and the
-// parts' shares of o are added in local memory. The group first copies q and k of the head
-// into local memory.
-// global (RN_STEP_TILE * ceil(RN_DV / RN_STEP_TILE), RN_STEP_SPLIT, B * H),
-// local (RN_STEP_TILE, RN_STEP_SPLIT, 1); RN_STEP_TILE * RN_STEP_SPLIT = RN_WG.
+// The kernel is bound by the state, read and written once (it is most of what a batch of
+// decoding reads besides the weights), so its shape is the one that streams the state fastest:
+//  - a work-item owns RN_STEP_VEC neighbouring value columns (4 where RN_DV allows: 16-byte
+//    loads and stores) of RN_STEP_ROWS key rows, and a work-group RN_STEP_TILE such columns,
+//    so that the group's accesses to one row are contiguous and whole 32-byte sectors;
+//  - the key dimension is cut into RN_STEP_SPLIT parts (a group holds every part of its
+//    columns, whose shares of o are added in local memory) so that there are enough
+//    work-items at batch 1 too;
+//  - rows are loaded RN_STEP_BATCH at a time into registers before any is used, so that many
+//    loads are in flight per work-item, the first batch before waiting for q and k.
+// RN_STEP_TILE * RN_STEP_SPLIT = RN_WG; the host picks the split (host/ops.c).
+// global (RN_STEP_TILE * ceil(RN_DV / RN_STEP_VEC / RN_STEP_TILE), RN_STEP_SPLIT, B * H),
+// local (RN_STEP_TILE, RN_STEP_SPLIT, 1).
 // q [B, H*DK]; k [B, kv_heads*DK]; v [B, kv_heads*DV]; state [B*H, DK, DV]; o [B, H*DV].
 #define RN_STEP_ROWS (RN_DK / RN_STEP_SPLIT)
 #define RN_STEP_TILE (RN_WG / RN_STEP_SPLIT)
+#define RN_STEP_COLUMNS (RN_DV / RN_STEP_VEC)
+#if RN_STEP_VEC == 4
+typedef float4 step_t;
+#else
+typedef float step_t;
+#endif
 __kernel void retention_step(__global const float *q, __global const float *k,
                              __global const float *v, __global const float *decays,
                              int H, int kv_heads, int plain, __global float *state,
                              __global const int *positions, __global float *scale0,
                              __global float *scale1, __global float *o) {
     __local float q_local[RN_DK], k_local[RN_DK];
-    __local float shares[RN_STEP_SPLIT][RN_STEP_TILE];
-    const int b = get_global_id(0), part = get_local_id(1), bh = get_global_id(2);
+    __local step_t shares[RN_STEP_SPLIT][RN_STEP_TILE];
+    const int c = get_global_id(0), part = get_local_id(1), bh = get_global_id(2);
     const int column = get_local_id(0), lid = part * RN_STEP_TILE + column;
     const int sequence = bh / H, h = bh % H;
     const int kvh = h / (H / kv_heads);
-    __global const float *qh = q + ((size_t)sequence * H + h) * RN_DK;
-    __global const float *kh = k + ((size_t)sequence * kv_heads + kvh) * RN_DK;
-    for (int a = lid; a < RN_DK; a += RN_WG) {
-        q_local[a] = qh[a];
-        k_local[a] = kh[a];
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
+    const int a0 = part * RN_STEP_ROWS;
+    const bool live = c < RN_STEP_COLUMNS;
+    __global step_t *st = (__global step_t *)(state + (size_t)bh * RN_DK * RN_DV) + (size_t)a0 * RN_STEP_COLUMNS + c;
 
-    float out = 0.0f;
-    if (b < RN_DV) {
-        const float gamma = exp(decays[h]);
-        const int odd = positions[sequence] & 1;
-        const float s_prev = (odd ? scale0 : scale1)[bh];
-        const float s = s_prev * gamma + 1.0f;
-        const float keep = plain ? gamma : sqrt(s_prev) * gamma / sqrt(s);
-        const float vb = v[((size_t)sequence * kv_heads + kvh) * RN_DV + b];
-        const float value = plain ? vb : vb / sqrt(s);
-        const int a0 = part * RN_STEP_ROWS;
-        __global float *st = state + ((size_t)bh * RN_DK + a0) * RN_DV + b;
-        for (int i = 0; i < RN_STEP_ROWS; i++) {
-            const float entry = st[i * RN_DV] * keep + k_local[a0 + i] * value;
-            st[i * RN_DV] = entry;
-            out += q_local[a0 + i] * entry;
-        }
-        if (b == 0 && part == 0) (odd ? scale1 : scale0)[bh] = s;
+    // The scalars of this step, out of the row loop.
+    const float gamma = exp(decays[h]);
+    const int odd = positions[sequence] & 1;
+    const float s_prev = (odd ? scale0 : scale1)[bh];
+    const float s = s_prev * gamma + 1.0f;
+    const float keep = plain ? gamma : sqrt(s_prev) * gamma / sqrt(s);
+    step_t value = 0.0f, out = 0.0f, entry[RN_STEP_BATCH];
+    if (live) {
+        value = ((__global const step_t *)(v + ((size_t)sequence * kv_heads + kvh) * RN_DV))[c];
+        if (!plain) value /= sqrt(s);
     }
+    for (int r0 = 0; r0 < RN_STEP_ROWS; r0 += RN_STEP_BATCH) {
+        if (live)
+            for (int i = 0; i < RN_STEP_BATCH; i++) entry[i] = st[(size_t)(r0 + i) * RN_STEP_COLUMNS];
+        if (r0 == 0) {  // the same in every work-item of the group
+            __global const float *qh = q + ((size_t)sequence * H + h) * RN_DK;
+            __global const float *kh = k + ((size_t)sequence * kv_heads + kvh) * RN_DK;
+            for (int a = lid; a < RN_DK; a += RN_WG) {
+                q_local[a] = qh[a];
+                k_local[a] = kh[a];
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        if (live)
+            for (int i = 0; i < RN_STEP_BATCH; i++) {
+                const int a = a0 + r0 + i;
+                entry[i] = entry[i] * keep + k_local[a] * value;
+                st[(size_t)(r0 + i) * RN_STEP_COLUMNS] = entry[i];
+                out += q_local[a] * entry[i];
+            }
+    }
+    if (live && c == 0 && part == 0) (odd ? scale1 : scale0)[bh] = s;
     shares[part][column] = out;
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (part == 0 && b < RN_DV) {
-        float sum = 0.0f;
+    if (part == 0 && live) {
+        step_t sum = 0.0f;
         for (int p = 0; p < RN_STEP_SPLIT; p++) sum += shares[p][column];
-        o[(size_t)bh * RN_DV + b] = sum;
+        ((__global step_t *)(o + (size_t)bh * RN_DV))[c] = sum;
     }
 }
 

@@ -19,6 +19,8 @@ typedef struct rn_kernels {
     int64_t dk, dv;
     int64_t step_split;   /* RN_STEP_SPLIT: parts of the key dimension in retention_step, at
                              most RN_WG (a group holds every part of its columns) */
+    int64_t step_vec;     /* RN_STEP_VEC: value columns per work-item there (4 or 1) */
+    int64_t step_batch;   /* RN_STEP_BATCH: state rows it loads at a time */
     bool gemm;            /* CLBlast's SGEMM runs here: its kernels need work-groups of 64 */
     int64_t project_rows; /* products of up to this many input rows take the project kernel,
                              longer ones SGEMM (where `gemm`): rn_tuning's */
