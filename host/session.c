@@ -469,7 +469,9 @@ static rn_status output_logits(const pass *p, int64_t logit_rows) {
  * position (already in ws->positions), in one recurrent step; otherwise a whole prompt from
  * position `pos0` in the parallel or chunkwise form (from the session's state when pos0 > 0).
  * Logits are computed for the last `logit_rows` rows. A step enqueues everything and waits for
- * nothing; a prompt waits after each layer, to report progress and to see a cancellation. */
+ * nothing; a prompt waits after each layer, to report progress and to see a cancellation (a
+ * short one without a progress callback only looks for the cancellation). */
+#define SYNC_PROMPT_ROWS 256  /* prompts of at least this many tokens wait for each layer */
 static rn_status forward(rn_session *s, rn_workspace *ws, int64_t n, rn_mode mode, int64_t chunk, uint64_t pos0,
                          int64_t logit_rows) {
     rn_model *m = s->model;
@@ -491,7 +493,12 @@ static rn_status forward(rn_session *s, rn_workspace *ws, int64_t n, rn_mode mod
         rt_profile_tag(p.rt, (int)l);
         TRY(layer(&p, l));
         if (!prompt) continue;
-        TRY(rt_finish(p.rt));
+        /* Waiting for each layer lets progress be reported and a cancellation stop a long
+         * prompt within a layer's time; a short prompt without a progress callback is not
+         * worth the waits (one per layer, each a round trip to the device: milliseconds a
+         * prompt on a GPU, when a server starts a wave of short requests). A cancellation is
+         * still seen between its layers; what is already queued finishes first. */
+        if (s->progress || p.n >= SYNC_PROMPT_ROWS) TRY(rt_finish(p.rt));
         if (s->progress) s->progress(s->progress_user, (uint64_t)(p.n * (l + 1) / c->layers), (uint64_t)p.n);
         if (l + 1 < c->layers && rn_context_cancelled(m->ctx, "the prompt")) return RN_ERR_CANCELLED;
     }
