@@ -65,6 +65,8 @@ struct serve_scheduler {
     int n_rows, n_waiting;     /* decoding rows; prompts after them */
     int32_t *step_tokens;
     double rate_tokens, rate_start;
+    rn_session **spare;        /* sessions of finished requests, for new ones (up to --parallel) */
+    int n_spare;
 
     /* Conversations are saved by their own thread: a large state's file takes far longer than
      * a decoding step, and the batch does not wait for it (the request does). */
@@ -148,7 +150,8 @@ static void finish_job(serve_job *job, const char *reason, int status, const cha
 static void row_clear(serve_scheduler *s, row *r) {
     rn_sampler_free(r->sampler);
     rn_detokenizer_free(r->detok);
-    rn_session_free(r->session);
+    if (r->session && s->n_spare < s->limits.parallel) s->spare[s->n_spare++] = r->session;
+    else rn_session_free(r->session);
     if (r->job) {
         if (r->job->req.session[0]) serve_sessions_unlock(s->sessions, r->job->req.session, r->job->session_lock_fd);
         r->job->session_lock_fd = -1;
@@ -274,6 +277,10 @@ static int admit(serve_scheduler *s, row *r) {
     if (job->req.session[0]) {
         int status = serve_sessions_checkout(s->sessions, job->req.session, &r->session, err, sizeof err);
         if (status) return fail_row(s, r, status, err), 1;
+    } else if (s->n_spare) {
+        /* A session of an earlier request, emptied: no device memory to allocate. */
+        r->session = s->spare[--s->n_spare];
+        if (rn_session_reset(r->session) != RN_OK) return fail_row(s, r, 500, "resetting a session failed"), 1;
     } else if (rn_session_init(s->model, &r->session) != RN_OK) {
         return fail_row(s, r, 500, "no device memory for a new session"), 1;
     }
@@ -587,8 +594,9 @@ serve_scheduler *serve_scheduler_start(rn_model *model, const rn_tokenizer *toke
     rn_status st = rn_session_init_batch(model, (size_t)limits->parallel, &s->batch);
     s->rows = calloc((size_t)limits->parallel + 1, sizeof *s->rows);
     s->step_tokens = calloc((size_t)limits->parallel, sizeof *s->step_tokens);
+    s->spare = calloc((size_t)limits->parallel, sizeof *s->spare);
     s->rate_start = (double)serve_now_ns() * 1e-9;
-    if (st != RN_OK || !s->rows || !s->step_tokens) {
+    if (st != RN_OK || !s->rows || !s->step_tokens || !s->spare) {
         snprintf(err, cap, "a batch of %d sequences: %s", limits->parallel,
                  st != RN_OK ? rn_status_str(st) : "out of host memory");
         serve_scheduler_free(s);
@@ -667,6 +675,8 @@ void serve_scheduler_free(serve_scheduler *s) {
     rn_session_free(s->batch);
     free(s->rows);
     free(s->step_tokens);
+    for (int i = 0; i < s->n_spare; i++) rn_session_free(s->spare[i]);
+    free(s->spare);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->commit_lock);
