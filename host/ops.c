@@ -352,6 +352,37 @@ uint64_t rn_mma_partial_bytes(const rn_kernels *k, int64_t n, int64_t in, int64_
     return (uint64_t)mma_splits(k, in, width, &kper) * (uint64_t)n * (uint64_t)width * sizeof(float);
 }
 
+/* What a projection does with its output (rn_projection: plain with q/k rotation into up to
+ * four outputs, residual, GLU), as the kernels that finish one take it: the `project` kernel and
+ * the matrix engine's reduction. Unused slots get any valid buffer: they are never touched. */
+typedef struct epilogue {
+    cl_int rows, mode, activation, ends[3], rotated, q_rows, pos0, pos_step, half_split, per_row;
+    float alpha, k_scale;
+    const rt_buffer *y[4], *angle, *positions;
+} epilogue;
+
+static rn_status epilogue_of(rt_runtime *rt, const rn_kernels *k, const rn_projection *p, epilogue *e) {
+    e->rows = (cl_int)p->rows;
+    e->mode = (cl_int)p->mode;
+    e->activation = (cl_int)p->activation;
+    for (int i = 0; i < 3; i++) e->ends[i] = (cl_int)(p->mode == RN_PROJECT_PLAIN && p->y[i + 1] ? p->ends[i] : p->rows);
+    e->rotated = p->mode == RN_PROJECT_PLAIN ? (cl_int)p->rotated : 0;
+    e->q_rows = (cl_int)p->q_rows;
+    e->pos0 = (cl_int)p->pos0;
+    e->pos_step = (cl_int)p->pos_step;
+    e->half_split = p->half_split;
+    e->per_row = p->positions != NULL;
+    e->alpha = p->alpha;
+    e->k_scale = p->k_scale;
+    for (int i = 0; i < 4; i++) e->y[i] = p->y[i] ? p->y[i] : p->y[0];
+    e->angle = p->angle ? p->angle : p->x;
+    e->positions = p->positions ? p->positions : p->x;
+    if (e->rotated % k->dk || e->q_rows % k->dk)
+        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "%d rotated rows (%d of q) are not whole heads of %lld",
+                       e->rotated, e->q_rows, (long long)k->dk);
+    return RN_OK;
+}
+
 rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projection *p, rt_buffer *partial) {
     const int64_t width = p->mode == RN_PROJECT_GLU ? 2 * p->rows : p->rows;
     if (!k->gemm_mma_small || !rn_mma_takes(k, p->cols) || p->normalize || p->n < 1 || p->n > RN_MMA_SMALL_ROWS ||
@@ -369,55 +400,34 @@ rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projec
     rn_status st = rt_launch(rt, k->gemm_mma_small, "gemm_mma_small", gemm_args, N_ARGS(gemm_args), 3, global, local);
     if (st != RN_OK) return st;
 
-    cl_int rows = (cl_int)p->rows, mode = (cl_int)p->mode, activation = (cl_int)p->activation;
-    float alpha = p->alpha, k_scale = p->k_scale;
-    cl_int ends[3];
-    for (int i = 0; i < 3; i++) ends[i] = (cl_int)(p->mode == RN_PROJECT_PLAIN && p->y[i + 1] ? p->ends[i] : p->rows);
-    cl_int rotated = p->mode == RN_PROJECT_PLAIN ? (cl_int)p->rotated : 0, q_rows = (cl_int)p->q_rows;
-    cl_int pos0 = (cl_int)p->pos0, pos_step = (cl_int)p->pos_step, half_split = p->half_split;
-    cl_int per_row = p->positions != NULL;
-    if (rotated % k->dk || q_rows % k->dk)
-        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "%d rotated rows (%d of q) are not whole heads of %lld",
-                       rotated, q_rows, (long long)k->dk);
-    const rt_buffer *y[4];
-    for (int i = 0; i < 4; i++) y[i] = p->y[i] ? p->y[i] : p->y[0];
-    const rt_buffer *angle = p->angle ? p->angle : p->x, *positions = p->positions ? p->positions : p->x;
-    rt_arg args[] = {RT_ARG_BUF(partial), RT_ARG_VAL(splits),   RT_ARG_VAL(M),        RT_ARG_VAL(N),
-                     RT_ARG_VAL(rows),    RT_ARG_VAL(mode),     RT_ARG_VAL(alpha),    RT_ARG_VAL(activation),
-                     RT_ARG_BUF(y[0]),    RT_ARG_BUF(y[1]),     RT_ARG_BUF(y[2]),     RT_ARG_BUF(y[3]),
-                     RT_ARG_VAL(ends[0]), RT_ARG_VAL(ends[1]),  RT_ARG_VAL(ends[2]),  RT_ARG_VAL(rotated),
-                     RT_ARG_VAL(q_rows),  RT_ARG_BUF(angle),    RT_ARG_VAL(pos0),     RT_ARG_VAL(pos_step),
-                     RT_ARG_BUF(positions), RT_ARG_VAL(per_row), RT_ARG_VAL(k_scale), RT_ARG_VAL(half_split)};
+    epilogue e;
+    if ((st = epilogue_of(rt, k, p, &e)) != RN_OK) return st;
+    rt_arg args[] = {RT_ARG_BUF(partial),    RT_ARG_VAL(splits),     RT_ARG_VAL(M),          RT_ARG_VAL(N),
+                     RT_ARG_VAL(e.rows),     RT_ARG_VAL(e.mode),     RT_ARG_VAL(e.alpha),    RT_ARG_VAL(e.activation),
+                     RT_ARG_BUF(e.y[0]),     RT_ARG_BUF(e.y[1]),     RT_ARG_BUF(e.y[2]),     RT_ARG_BUF(e.y[3]),
+                     RT_ARG_VAL(e.ends[0]),  RT_ARG_VAL(e.ends[1]),  RT_ARG_VAL(e.ends[2]),  RT_ARG_VAL(e.rotated),
+                     RT_ARG_VAL(e.q_rows),   RT_ARG_BUF(e.angle),    RT_ARG_VAL(e.pos0),     RT_ARG_VAL(e.pos_step),
+                     RT_ARG_BUF(e.positions), RT_ARG_VAL(e.per_row), RT_ARG_VAL(e.k_scale),  RT_ARG_VAL(e.half_split)};
     size_t rglobal[2] = {p->mode == RN_PROJECT_GLU ? (size_t)p->rows : ((size_t)p->rows + 1) / 2, (size_t)p->n};
     return rt_launch(rt, k->gemm_mma_reduce, "gemm_mma_reduce", args, N_ARGS(args), 2, rglobal, NULL);
 }
 
 rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection *p) {
-    cl_int rows = (cl_int)p->rows, cols = (cl_int)p->cols, n = (cl_int)p->n;
-    cl_int normalize = p->normalize ? (p->norm ? 2 : 1) : 0, mode = (cl_int)p->mode;
-    cl_int activation = (cl_int)p->activation;
-    float eps = p->eps, alpha = p->alpha, k_scale = p->k_scale;
-    cl_int ends[3];
-    for (int i = 0; i < 3; i++) ends[i] = (cl_int)(p->mode == RN_PROJECT_PLAIN && p->y[i + 1] ? p->ends[i] : p->rows);
-    cl_int rotated = p->mode == RN_PROJECT_PLAIN ? (cl_int)p->rotated : 0, q_rows = (cl_int)p->q_rows;
-    cl_int pos0 = (cl_int)p->pos0, pos_step = (cl_int)p->pos_step, half_split = p->half_split;
-    cl_int per_row = p->positions != NULL;
-    if (rotated % k->dk || q_rows % k->dk)
-        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "%d rotated rows (%d of q) are not whole heads of %lld",
-                       rotated, q_rows, (long long)k->dk);
-    const rt_buffer *y[4];
-    for (int i = 0; i < 4; i++) y[i] = p->y[i] ? p->y[i] : p->y[0];  /* unused slots: never written */
-    /* Absent operands are never read; any valid buffer fills their slots. */
-    const rt_buffer *norm = p->norm ? p->norm : p->x, *angle = p->angle ? p->angle : p->x;
-    const rt_buffer *positions = p->positions ? p->positions : p->x;
+    cl_int cols = (cl_int)p->cols, n = (cl_int)p->n;
+    cl_int normalize = p->normalize ? (p->norm ? 2 : 1) : 0;
+    float eps = p->eps;
+    epilogue e;
+    rn_status st = epilogue_of(rt, k, p, &e);
+    if (st != RN_OK) return st;
+    const rt_buffer *norm = p->norm ? p->norm : p->x;  /* absent: never read */
     cl_ulong wtotal = weight_total(k, p->W);
-    rt_arg args[] = {RT_ARG_BUF(p->W),    RT_ARG_VAL(wtotal),   RT_ARG_VAL(rows),      RT_ARG_VAL(cols),      RT_ARG_BUF(p->x),
-                     RT_ARG_VAL(n),       RT_ARG_BUF(norm),     RT_ARG_VAL(normalize), RT_ARG_VAL(eps),
-                     RT_ARG_VAL(mode),    RT_ARG_VAL(alpha),    RT_ARG_VAL(activation), RT_ARG_BUF(y[0]),
-                     RT_ARG_BUF(y[1]),    RT_ARG_BUF(y[2]),     RT_ARG_BUF(y[3]),      RT_ARG_VAL(ends[0]),
-                     RT_ARG_VAL(ends[1]), RT_ARG_VAL(ends[2]),  RT_ARG_VAL(rotated),   RT_ARG_VAL(q_rows),
-                     RT_ARG_BUF(angle),   RT_ARG_VAL(pos0),     RT_ARG_VAL(pos_step),  RT_ARG_BUF(positions),
-                     RT_ARG_VAL(per_row), RT_ARG_VAL(k_scale),  RT_ARG_VAL(half_split)};
+    rt_arg args[] = {RT_ARG_BUF(p->W),      RT_ARG_VAL(wtotal),    RT_ARG_VAL(e.rows),     RT_ARG_VAL(cols),
+                     RT_ARG_BUF(p->x),      RT_ARG_VAL(n),         RT_ARG_BUF(norm),       RT_ARG_VAL(normalize),
+                     RT_ARG_VAL(eps),       RT_ARG_VAL(e.mode),    RT_ARG_VAL(e.alpha),    RT_ARG_VAL(e.activation),
+                     RT_ARG_BUF(e.y[0]),    RT_ARG_BUF(e.y[1]),    RT_ARG_BUF(e.y[2]),     RT_ARG_BUF(e.y[3]),
+                     RT_ARG_VAL(e.ends[0]), RT_ARG_VAL(e.ends[1]), RT_ARG_VAL(e.ends[2]),  RT_ARG_VAL(e.rotated),
+                     RT_ARG_VAL(e.q_rows),  RT_ARG_BUF(e.angle),   RT_ARG_VAL(e.pos0),     RT_ARG_VAL(e.pos_step),
+                     RT_ARG_BUF(e.positions), RT_ARG_VAL(e.per_row), RT_ARG_VAL(e.k_scale), RT_ARG_VAL(e.half_split)};
     /* Two weight rows per work-group (matvec.cl): two outputs, or one in GLU mode. */
     size_t groups = p->mode == RN_PROJECT_GLU ? (size_t)p->rows : ((size_t)p->rows + 1) / 2;
     size_t global = k->wg * groups, local = k->wg;
