@@ -63,6 +63,13 @@ typedef struct cli_progress {
 void cli_progress_start(cli_progress *p, const char *what);
 void cli_progress_update(void *user, uint64_t done, uint64_t total);  /* an rn_progress_fn */
 void cli_progress_end(cli_progress *p);
+/* A text that grows at its end, NUL-terminated (zero-initialise it; free `s`). */
+typedef struct cli_text {
+    char *s;
+    size_t len, cap;
+} cli_text;
+/* Appends n bytes: 0, or 1 when out of memory (the text left as it was). */
+int cli_text_append(cli_text *t, const char *bytes, size_t n);
 /* Reads a whole file ("-": standard input) into a NUL-terminated heap buffer. */
 int cli_read_text(const char *path, char **text, size_t *len);
 

@@ -263,3 +263,17 @@ int cli_read_text(const char *path, char **text, size_t *len) {
     *len = n;
     return 0;
 }
+
+int cli_text_append(cli_text *t, const char *bytes, size_t n) {
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = (t->len + n + 1) * 2;
+        char *grown = realloc(t->s, cap);
+        if (!grown) return 1;
+        t->s = grown;
+        t->cap = cap;
+    }
+    memcpy(t->s + t->len, bytes, n);
+    t->len += n;
+    t->s[t->len] = '\0';
+    return 0;
+}

@@ -42,8 +42,7 @@ typedef struct generator {
     double warmup_seconds, prefill_seconds, decode_seconds;
     int warmed;
     uint64_t prefill_tokens, decode_tokens;
-    char *output;             /* this turn's text, for --stop */
-    size_t output_len, output_cap;
+    cli_text output;          /* this turn's text, for --stop */
 } generator;
 
 /* A failure of a call without a context (tokenizer, sampler) when `no_context`. */
@@ -96,26 +95,12 @@ static int feed_prompt(generator *g, const int32_t *ids, size_t n) {
     return st == RN_OK ? 0 : fail(g, st, 0, "the prompt");
 }
 
-static int append_output(generator *g, const char *bytes, size_t len) {
-    if (g->output_len + len + 1 > g->output_cap) {
-        size_t cap = (g->output_len + len + 1) * 2;
-        char *grown = realloc(g->output, cap);
-        if (!grown) return 1;
-        g->output = grown;
-        g->output_cap = cap;
-    }
-    memcpy(g->output + g->output_len, bytes, len);
-    g->output_len += len;
-    g->output[g->output_len] = '\0';
-    return 0;
-}
-
 /* Whether a --stop string ends within the last `fresh` bytes of the output. */
 static int stop_reached(const generator *g, size_t fresh) {
     for (int i = 0; i < g->o->n_stops; i++) {
         size_t len = strlen(g->o->stops[i]);
-        size_t from = g->output_len > fresh + len ? g->output_len - fresh - len : 0;
-        if (strstr(g->output + from, g->o->stops[i])) return 1;
+        size_t from = g->output.len > fresh + len ? g->output.len - fresh - len : 0;
+        if (strstr(g->output.s + from, g->o->stops[i])) return 1;
     }
     return 0;
 }
@@ -131,7 +116,7 @@ static int generate(generator *g, long max) {
         if (st != RN_OK) return fail(g, st, 1, "the detokenizer");
     }
     const int32_t eos = g->tokenizer ? rn_tokenizer_eos(g->tokenizer) : -1;
-    g->output_len = 0;
+    g->output.len = 0;
     int rc = 0;
     double t0 = cli_seconds();
     for (long i = 0; i < max && !interrupted && rc == 0; i++) {
@@ -165,7 +150,7 @@ static int generate(generator *g, long max) {
         }
         fwrite(bytes, 1, len, stdout);
         fflush(stdout);
-        if (append_output(g, bytes, len)) {
+        if (cli_text_append(&g->output, bytes, len)) {
             fprintf(stderr, "retnet: no memory to keep the output for --stop\n");
             rc = 1;
         }
@@ -275,7 +260,7 @@ static int open_generator(const options *o, generator *g) {
 
 static void close_generator(generator *g) {
     interrupt_context = NULL;
-    free(g->output);
+    free(g->output.s);
     rn_sampler_free(g->sampler);
     rn_tokenizer_free(g->tokenizer);
     rn_session_free(g->session);

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "retnet.h"
+#include "cli.h"
 
 #define SERVE_MAX_STOPS 4
 #define SERVE_SESSION_ID_MAX 64
@@ -96,8 +96,7 @@ typedef struct serve_job {
     int session_lock_fd;           /* flock of the named session's file (-1: none) */
     uint64_t enqueued_ns;
     /* Written by the scheduler under `lock`, read by the connection's thread. */
-    char *text;                    /* the answer so far, stop strings cut off */
-    size_t text_len, text_cap;
+    cli_text text;                 /* the answer so far, stop strings cut off */
     size_t releasable;             /* bytes of `text` that no stop string can take back */
     size_t completion_tokens;
     int done;
@@ -122,7 +121,7 @@ typedef struct serve_sessions serve_sessions;
 typedef struct serve_metrics {
     atomic_ullong requests, errors, prompt_tokens, completion_tokens, rejected_busy;
     atomic_int queued, active;
-    double tokens_per_second;      /* decoded, over the last second of steps */
+    _Atomic double tokens_per_second;  /* decoded, over the last second of steps */
     atomic_ullong steps, sample_ns, step_ns;  /* decoding steps: sampling, and the device's step */
 } serve_metrics;
 

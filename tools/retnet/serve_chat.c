@@ -62,27 +62,14 @@ int serve_template_choose(const char *name, const char *model_dir, serve_templat
     return 0;
 }
 
+/* A rendering: the text, and whether memory ran out on the way. */
 typedef struct text {
-    char *s;
-    size_t len, cap;
+    cli_text t;
     int failed;
 } text;
 
 static void put(text *t, const char *s) {
-    size_t n = strlen(s);
-    if (t->failed) return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = (t->len + n + 1) * 2;
-        char *grown = realloc(t->s, cap);
-        if (!grown) {
-            t->failed = 1;
-            return;
-        }
-        t->s = grown;
-        t->cap = cap;
-    }
-    memcpy(t->s + t->len, s, n + 1);
-    t->len += n;
+    if (!t->failed && cli_text_append(&t->t, s, strlen(s))) t->failed = 1;
 }
 
 static void render_chatml(text *t, const serve_request *r) {
@@ -143,8 +130,8 @@ char *serve_chat_render(serve_template tpl, const serve_request *r) {
     else if (tpl == SERVE_TEMPLATE_LLAMA2) render_llama2(&t, r);
     else render_plain(&t, r);
     if (t.failed) {
-        free(t.s);
+        free(t.t.s);
         return NULL;
     }
-    return t.s;
+    return t.t.s;
 }

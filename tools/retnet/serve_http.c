@@ -112,7 +112,7 @@ typedef struct stream {
     serve_http_config *cfg;
     char id[40];
     long created;
-    size_t sent;               /* bytes of job->text sent */
+    size_t sent;               /* bytes of the job's text sent */
     int stage;                 /* 0 text, 1 final chunk sent, 2 usage sent, 3 [DONE] sent */
     int role_sent;
     char *pending;             /* an event being written */
@@ -224,7 +224,7 @@ static int stream_next(stream *st) {
         more = 0;
     } else if (job->releasable > st->sent) {
         cJSON *root = completion_head(st->cfg, job, st->id, st->created, 1);
-        add_choice(root, job, job->text + st->sent, job->releasable - st->sent, NULL, 1, !st->role_sent);
+        add_choice(root, job, job->text.s + st->sent, job->releasable - st->sent, NULL, 1, !st->role_sent);
         st->role_sent = 1;
         st->sent = job->releasable;
         stream_set_event(st, root);
@@ -355,7 +355,7 @@ static enum MHD_Result completion(serve_http_config *cfg, struct MHD_Connection 
     pthread_mutex_unlock(&job->lock);
     if (job->error_status) return send_job_error(cfg, c, job);
     cJSON *root = completion_head(cfg, job, id, created, 0);
-    add_choice(root, job, job->text ? job->text : "", job->text_len, job->finish_reason, 0, 1);
+    add_choice(root, job, job->text.s ? job->text.s : "", job->text.len, job->finish_reason, 0, 1);
     usage_object(root, job);
     timings_object(root, job);
     return send_json(c, MHD_HTTP_OK, root);
@@ -460,7 +460,7 @@ static enum MHD_Result metrics(serve_http_config *cfg, struct MHD_Connection *c)
              "# TYPE retnet_step_device_seconds_total counter\nretnet_step_device_seconds_total %.6f\n",
              (unsigned long long)atomic_load(&m->requests), (unsigned long long)atomic_load(&m->errors),
              (unsigned long long)atomic_load(&m->rejected_busy), (unsigned long long)atomic_load(&m->prompt_tokens),
-             (unsigned long long)atomic_load(&m->completion_tokens), m->tokens_per_second,
+             (unsigned long long)atomic_load(&m->completion_tokens), atomic_load(&m->tokens_per_second),
              atomic_load(&m->queued), atomic_load(&m->active), device, host, disk,
              (unsigned long long)atomic_load(&m->steps), (double)atomic_load(&m->sample_ns) * 1e-9,
              (double)atomic_load(&m->step_ns) * 1e-9);

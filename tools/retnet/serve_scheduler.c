@@ -94,49 +94,35 @@ uint64_t serve_now_ns(void) {
 
 /* ---- a job's output ----------------------------------------------------------------------- */
 
-static int append_text(serve_job *job, const char *bytes, size_t len) {
-    if (job->text_len + len + 1 > job->text_cap) {
-        size_t cap = (job->text_len + len + 1) * 2;
-        char *grown = realloc(job->text, cap);
-        if (!grown) return 1;
-        job->text = grown;
-        job->text_cap = cap;
-    }
-    memcpy(job->text + job->text_len, bytes, len);
-    job->text_len += len;
-    job->text[job->text_len] = '\0';
-    return 0;
-}
-
-/* Cuts the text at the first stop string after `from`; returns 1 when one was found. Otherwise
+/* Cuts the text where the earliest stop string after `from` begins; returns 1 when one was found. Otherwise
  * marks releasable what no stop string can still claim: all but the longest stop's length - 1
  * bytes, backed off to a UTF-8 boundary. */
 static int find_stop(serve_job *job, size_t from) {
+    if (!job->text.s) return 0;  /* nothing appended yet (a token that ended mid-character) */
+    const char *first = NULL;
     size_t longest = 0;
     for (int i = 0; i < job->req.n_stops; i++) {
-        char *hit = strstr(job->text + from, job->req.stops[i]);
-        if (hit) {
-            job->text_len = (size_t)(hit - job->text);
-            job->text[job->text_len] = '\0';
-            job->releasable = job->text_len;
-            /* Another stop may end earlier. */
-            find_stop(job, from);
-            job->releasable = job->text_len;
-            return 1;
-        }
+        const char *hit = strstr(job->text.s + from, job->req.stops[i]);
+        if (hit && (!first || hit < first)) first = hit;
         size_t n = strlen(job->req.stops[i]);
         if (n > longest) longest = n;
     }
+    if (first) {
+        job->text.len = (size_t)(first - job->text.s);
+        job->text.s[job->text.len] = '\0';
+        job->releasable = job->text.len;
+        return 1;
+    }
     size_t keep = longest ? longest - 1 : 0;
-    size_t r = job->text_len > from + keep ? job->text_len - keep : from;
-    while (r > from && r < job->text_len && ((unsigned char)job->text[r] & 0xC0) == 0x80) r--;
+    size_t r = job->text.len > from + keep ? job->text.len - keep : from;
+    while (r > from && r < job->text.len && ((unsigned char)job->text.s[r] & 0xC0) == 0x80) r--;
     if (r > job->releasable) job->releasable = r;
     return 0;
 }
 
 static void finish_job(serve_job *job, const char *reason, int status, const char *error) {
     pthread_mutex_lock(&job->lock);
-    job->releasable = job->text_len;
+    job->releasable = job->text.len;
     job->finish_reason = reason;
     job->error_status = status;
     if (error) snprintf(job->error, sizeof job->error, "%s", error);
@@ -176,7 +162,7 @@ static void complete_row(serve_scheduler *s, row *r, int in_batch, int index, co
     const char *bytes;
     size_t len;
     pthread_mutex_lock(&job->lock);
-    if (r->detok && rn_detokenizer_flush(r->detok, &bytes, &len) == RN_OK && !append_text(job, bytes, len))
+    if (r->detok && rn_detokenizer_flush(r->detok, &bytes, &len) == RN_OK && !cli_text_append(&job->text, bytes, len))
         find_stop(job, r->search_from);
     pthread_mutex_unlock(&job->lock);
 
@@ -322,16 +308,16 @@ static int admit(serve_scheduler *s, row *r) {
     if (q->echo) {
         pthread_mutex_lock(&job->lock);
         if (!q->has_prompt_ids) {
-            append_text(job, q->prompt, strlen(q->prompt));
+            cli_text_append(&job->text, q->prompt, strlen(q->prompt));
         } else if (s->tokenizer) {
             char *text = NULL;
             size_t len = 0;
             if (rn_tokenizer_decode(s->tokenizer, job->prompt, job->n_prompt, 1, &text, &len) == RN_OK)
-                append_text(job, text, len);
+                cli_text_append(&job->text, text, len);
             rn_free(text);
         }
-        r->search_from = job->text_len;
-        job->releasable = job->text_len;
+        r->search_from = job->text.len;
+        job->releasable = job->text.len;
         pthread_mutex_unlock(&job->lock);
     }
     return 0;
@@ -512,13 +498,13 @@ static void decode_step(serve_scheduler *s) {
         const char *bytes = NULL;
         size_t len = 0;
         if (r->detok) {
-            if (rn_detokenizer_push(r->detok, token, &bytes, &len) == RN_OK && len) append_text(job, bytes, len);
+            if (rn_detokenizer_push(r->detok, token, &bytes, &len) == RN_OK && len) cli_text_append(&job->text, bytes, len);
         } else {
             char id[16];
             int n = snprintf(id, sizeof id, job->completion_tokens > 1 ? ",%d" : "%d", token);
-            append_text(job, id, (size_t)n);
+            cli_text_append(&job->text, id, (size_t)n);
         }
-        stopped = job->req.n_stops ? find_stop(job, r->search_from) : (job->releasable = job->text_len, 0);
+        stopped = job->req.n_stops ? find_stop(job, r->search_from) : (job->releasable = job->text.len, 0);
         pthread_cond_broadcast(&job->changed);
         long done = (long)job->completion_tokens;
         pthread_mutex_unlock(&job->lock);
@@ -704,7 +690,7 @@ void serve_job_release(serve_job *job) {
     if (!job || atomic_fetch_sub(&job->refs, 1) != 1) return;
     serve_request_free(&job->req);
     free(job->prompt);
-    free(job->text);
+    free(job->text.s);
     pthread_mutex_destroy(&job->lock);
     pthread_cond_destroy(&job->changed);
     free(job);
