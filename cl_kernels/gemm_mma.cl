@@ -335,14 +335,15 @@ void gemm_mma_small(__global const float *x, int M, int K, __global const ushort
  * project kernel's epilogue (matvec.cl: plain into up to four outputs with q and k rotated,
  * residual, GLU) except its norm, which the caller applies to x before the product. One
  * work-item per output pair (GLU: per output) and input row: global (pairs, M). Here N is the
- * product's width: `rows`, or 2 `rows` in GLU mode. */
+ * product's width: `held` (the rows [row0, row0 + held) of W it covered), or 2 `held` in GLU mode. */
 __kernel void gemm_mma_reduce(__global const float *part, int splits, int M, int N, int rows, int mode, float alpha,
                               int activation, __global float *y0, __global float *y1, __global float *y2,
                               __global float *y3, int end0, int end1, int end2, int rotated, int q_rows,
                               __global const float *angle, int pos0, int pos_step, __global const int *positions,
-                              int per_row, float k_scale, int half_split) {
-    const int block = (int)get_global_id(0), row = (int)get_global_id(1);
+                              int per_row, float k_scale, int half_split, int row0, int held) {
     const int glu = mode == RN_PROJECT_GLU;
+    const int block = row0 / (glu ? 1 : 2) + (int)get_global_id(0), row = (int)get_global_id(1);
+    const int end = min(rows, row0 + held);  // the product covered output rows [row0, end)
     const int pair = block < rotated / 2;
     int out0, out1;
     if (pair) {
@@ -351,22 +352,24 @@ __kernel void gemm_mma_reduce(__global const float *part, int splits, int M, int
         out1 = out0 + (half_split ? RN_DK / 2 : 1);
     } else {
         out0 = glu ? block : 2 * block;
-        out1 = glu ? block + rows : out0 + 1;
+        out1 = out0 + 1;
     }
-    if (out0 >= rows || row >= M) return;
-    const bool second = out1 < N;
+    if (out0 >= end || row >= M) return;
+    // Columns of the product: the piece's rows from row0, in GLU mode fc1's then the gate's.
+    const int col0 = out0 - row0, col1 = glu ? held + col0 : out1 - row0;
+    const bool second = glu || out1 < end;
     float v0 = 0.0f, v1 = 0.0f;
     for (int s = 0; s < splits; s++) {
         __global const float *p = part + ((size_t)s * (size_t)M + (size_t)row) * (size_t)N;
-        v0 += p[out0];
-        if (second) v1 += p[out1];
+        v0 += p[col0];
+        if (second) v1 += p[col1];
     }
     const size_t r = (size_t)row;
     if (glu) {
         y0[r * rows + out0] = activate(v0, activation) * v1;
     } else if (mode == RN_PROJECT_RESIDUAL) {
         y0[r * rows + out0] = alpha * y0[r * rows + out0] + v0;
-        if (out1 < rows) y0[r * rows + out1] = alpha * y0[r * rows + out1] + v1;
+        if (out1 < end) y0[r * rows + out1] = alpha * y0[r * rows + out1] + v1;
     } else if (pair) {
         const float scale = out0 < q_rows ? 1.0f : k_scale;
         const int pos = per_row ? positions[row] : pos0 + row * pos_step;
@@ -377,7 +380,7 @@ __kernel void gemm_mma_reduce(__global const float *part, int splits, int M, int
         ms_store(out1, r, x1 * c + x0 * s, rows, y0, y1, y2, y3, end0, end1, end2);
     } else {
         ms_store(out0, r, v0, rows, y0, y1, y2, y3, end0, end1, end2);
-        if (out1 < rows) ms_store(out1, r, v1, rows, y0, y1, y2, y3, end0, end1, end2);
+        if (out1 < end) ms_store(out1, r, v1, rows, y0, y1, y2, y3, end0, end1, end2);
     }
 }
 

@@ -22,7 +22,9 @@
 // batch re-reads the group's two rows from cache, not from memory. The partial sums of all rows
 // and lanes are then reduced together in local memory, one barrier per halving. (Two rows per
 // group measured fastest on an H200: four gave 537 tokens/s, eight 380, against 572.)
-// global (RN_WG * groups), local RN_WG. W [rows (x2 for GLU), cols] of wtotal elements; x [n, cols].
+// A matrix too large for one buffer of the device is held in pieces of whole rows (host/matrix.h):
+// one launch per piece, W holding output rows [row0, row0 + held), rows the whole output's.
+// global (RN_WG * groups), local RN_WG. W [held (x2 for GLU), cols] of wtotal elements; x [n, cols].
 
 #define RN_MV_ROWS 2
 #define RN_MV_LANES 4
@@ -44,12 +46,14 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
                       int activation, __global float *y0, __global float *y1, __global float *y2,
                       __global float *y3, int end0, int end1, int end2, int rotated, int q_rows,
                       __global const float *angle, int pos0, int pos_step,
-                      __global const int *positions, int per_row, float k_scale, int half_split) {
+                      __global const int *positions, int per_row, float k_scale, int half_split, int row0,
+                      int held) {
     __local float sums[RN_MV_SUMS * RN_MV_LANES * RN_WG];
     const int lid = get_local_id(0);
     const int glu = mode == RN_PROJECT_GLU;
     const int outs = glu ? 1 : 2;
-    const int block = get_group_id(0);
+    const int end = min(rows, row0 + held);  // the output rows this piece of W gives
+    const int block = row0 / outs + get_group_id(0);
     const int pair = block < rotated / 2;  // a rotation pair of q or k
     int row_of[2];                          // the output row of each of the group's two rows
     if (pair) {
@@ -61,11 +65,12 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
         row_of[1] = glu ? row_of[0] : row_of[0] + 1;
     }
     // A row past the end reads the last row (no branch in the loop) and is never written. Rows
-    // are element offsets into W (a quantized row is no whole number of weight_t).
+    // are element offsets into W (a quantized row is no whole number of weight_t); W holds the
+    // output rows [row0, row0 + held), in GLU mode those of fc1 and then the same of the gate.
     size_t w[RN_MV_ROWS];
     for (int j = 0; j < RN_MV_ROWS; j++) {
-        const int out = min(row_of[j], rows - 1);
-        w[j] = (size_t)(glu && j == 1 ? rows + out : out) * cols;
+        const int out = min(row_of[j], end - 1) - row0;
+        w[j] = (size_t)(glu && j == 1 ? held + out : out) * cols;
     }
     // Groups of eight need rows that start 16-byte aligned: columns a multiple of eight.
     // Other widths (small test shapes) take the scalar loop for every column.
@@ -130,12 +135,12 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
             const float inv = normalize ? rsqrt(sums[(b * RN_MV_SUMS + RN_MV_ROWS) * RN_WG] / cols + eps) : 1.0f;
             const float v0 = sums[(b * RN_MV_SUMS) * RN_WG] * inv, v1 = sums[(b * RN_MV_SUMS + 1) * RN_WG] * inv;
             const int out = row_of[0];
-            if (out >= rows) continue;
+            if (out >= end) continue;
             if (glu) {
                 y0[row * rows + out] = activate(v0, activation) * v1;
             } else if (mode == RN_PROJECT_RESIDUAL) {
                 y0[row * rows + out] = alpha * y0[row * rows + out] + v0;
-                if (row_of[1] < rows) y0[row * rows + row_of[1]] = alpha * y0[row * rows + row_of[1]] + v1;
+                if (row_of[1] < end) y0[row * rows + row_of[1]] = alpha * y0[row * rows + row_of[1]] + v1;
             } else if (pair) {
                 const float scale = out < q_rows ? 1.0f : k_scale;
                 const int pos = per_row ? positions[row] : pos0 + (int)row * pos_step;
@@ -146,7 +151,7 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
                 store_row(row_of[1], row, x1 * c + x0 * s, rows, y0, y1, y2, y3, end0, end1, end2);
             } else {
                 store_row(out, row, v0, rows, y0, y1, y2, y3, end0, end1, end2);
-                if (row_of[1] < rows) store_row(row_of[1], row, v1, rows, y0, y1, y2, y3, end0, end1, end2);
+                if (row_of[1] < end) store_row(row_of[1], row, v1, rows, y0, y1, y2, y3, end0, end1, end2);
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE);  // the next lanes reuse `sums`

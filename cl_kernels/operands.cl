@@ -9,9 +9,11 @@ __kernel void widen(__global const weight_t *src, ulong total, ulong offset, __g
     dst[i] = LOAD_WEIGHT(src, total, offset + i);
 }
 
-// w[i] = uniform in [-scale, scale) from a counter-based hash of (seed, i): random weights made
-// on the device, for benchmarks of model shapes without a checkpoint. One item per element, or
-// per block of 32 for the quantized types, which store the quantized draws.
+// w[at + i] = uniform in [-scale, scale) from a counter-based hash of (seed, from + i): random
+// weights made on the device, for benchmarks of model shapes without a checkpoint; `from` is the
+// element of the whole matrix that lands at element `at` of this buffer (a matrix in pieces
+// draws the same numbers as one in a buffer). One item per element, or per block of 32 for the
+// quantized types, which store the quantized draws (from and at then whole blocks).
 inline float uniform_at(ulong seed, size_t i, float scale) {
     ulong z = seed + (ulong)i * 0x9e3779b97f4a7c15ul;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ul;
@@ -23,11 +25,11 @@ inline float uniform_at(ulong seed, size_t i, float scale) {
 
 #if defined(WEIGHT_QUANTIZED)
 // As models/dtype.c quantizes (rn_quantize_block), on the device. `total` elements in all.
-__kernel void fill_uniform(__global uchar *w, ulong seed, float scale, ulong total) {
-    const size_t b = get_global_id(0);
+__kernel void fill_uniform(__global uchar *w, ulong seed, float scale, ulong total, ulong from, ulong at) {
+    const size_t b = at / 32 + get_global_id(0);
     float x[32], amax = 0.0f, extreme = 0.0f;
     for (int j = 0; j < 32; j++) {
-        x[j] = uniform_at(seed, b * 32 + j, scale);
+        x[j] = uniform_at(seed, from + get_global_id(0) * 32 + j, scale);
         if (fabs(x[j]) > amax) amax = fabs(x[j]), extreme = x[j];
     }
     __global half *scales = (__global half *)(w + QUANT_BYTES(total));
@@ -47,9 +49,9 @@ __kernel void fill_uniform(__global uchar *w, ulong seed, float scale, ulong tot
 #endif
 }
 #else
-__kernel void fill_uniform(__global weight_t *w, ulong seed, float scale, ulong total) {
+__kernel void fill_uniform(__global weight_t *w, ulong seed, float scale, ulong total, ulong from, ulong at) {
     const size_t i = get_global_id(0);
-    STORE_WEIGHT(uniform_at(seed, i, scale), w, i);
+    STORE_WEIGHT(uniform_at(seed, from + i, scale), w, at + i);
 }
 #endif
 

@@ -140,6 +140,10 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
         free(ctx);
         return st;
     }
+    /* A lower limit of the caller's stands for the device's from here on: every allocation,
+     * the model's plan of pieces and the listing of the device see it. */
+    if (opts->max_allocation && opts->max_allocation < ctx->rt.dev.info.max_alloc_bytes)
+        ctx->rt.dev.info.max_alloc_bytes = opts->max_allocation;
     public_device_info(&ctx->rt.dev.info, &ctx->info);
     *out = ctx;
     return RN_OK;

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 
 #include "checkpoint.h"
+#include "matrix.h"
 #include "ops.h"
 #include "retnet.h"
 
@@ -35,16 +36,18 @@ rn_status rn_thread_fail(rn_status st, const rn_error *err);
 void rn_context_lock(rn_context *ctx);
 rn_status rn_context_unlock(rn_context *ctx, rn_status st);
 
-/* Matrices are stored in the model's weight type; vectors (norm weights) in fp32. The
- * projections that read the same input are stacked in one matrix, so that decoding reads them
- * in one product (one launch) while prompts still take each as its own GEMM (a row offset). */
+/* Matrices are stored in the model's weight type, each in one buffer or, on a device with a
+ * small largest allocation, in pieces of whole rows (matrix.h); vectors (norm weights) in fp32.
+ * The projections that read the same input are stacked in one matrix, so that decoding reads
+ * them in one product (one launch) while prompts still take each as its own GEMM (a row
+ * offset). */
 typedef struct rn_layer_weights {
-    rt_buffer qkvg;                    /* [rn_qkvg_layout().total, D]: q, k, v, g rows */
-    rt_buffer out_proj;                /* [D, Dv] */
+    rn_matrix qkvg;                    /* [rn_qkvg_layout().total, D]: q, k, v, g rows */
+    rn_matrix out_proj;                /* [D, Dv] */
     rt_buffer head_norm;               /* [dv], only with a weighted head norm (fla) */
     rt_buffer retention_norm;          /* [D] */
-    rt_buffer ffn_in;                  /* [2F, D]: fc1's rows, then the gate's */
-    rt_buffer fc2;                     /* [D, F] */
+    rn_matrix ffn_in;                  /* [2F, D]: fc1's rows and the gate's, as halves */
+    rn_matrix fc2;                     /* [D, F] */
     rt_buffer ffn_norm;                /* [D] */
 } rn_layer_weights;
 
@@ -69,10 +72,10 @@ struct rn_model {
     rn_config cfg;
     st_dtype weights;                  /* device storage of the matrices */
     rn_kernels kernels;
-    rt_buffer embed;                   /* [V, D] */
+    rn_matrix embed;                   /* [V, D] */
     rt_buffer embed_norm;              /* [D], allocated only with layernorm_embedding */
     rt_buffer final_norm;              /* [D], allocated only with pre-norm */
-    rt_buffer output;                  /* [V, D], not allocated when tied: embed is used */
+    rn_matrix output;                  /* [V, D], not allocated when tied: embed is used */
     rt_buffer angle;                   /* [dk] */
     rt_buffer decay;                   /* [H] log gamma */
     rn_layer_weights *layers;          /* [L] */
@@ -96,8 +99,9 @@ typedef struct rn_workspace {
     rt_buffer o;                       /* [rows, Dv] retention output, then gated in place */
     rt_buffer a, b;                    /* [rows, F] */
     rt_buffer logits;                  /* [rows, V] */
-    rt_buffer widened;                 /* fp32 copy of one weight matrix for SGEMM, when the
-                                          weights are half precision and rows > 1 */
+    rt_buffer widened;                 /* fp32 copy of one weight matrix (or piece, or as many
+                                          rows as one buffer takes) for SGEMM, when the weights
+                                          are not fp32 and rows > 1 */
     rt_buffer partial;                 /* the small matrix-engine GEMM's slices of K (ops.h
                                           rn_op_project_mma), for the largest product */
     rt_buffer stacked;                 /* [rows, max(qkvg rows, 2F)]: one SGEMM's output for the
@@ -138,7 +142,7 @@ static inline int32_t *rn_session_ring(const rn_session *s, int64_t row) {
     return s->recent + (size_t)row * RN_RECENT_TOKENS;
 }
 
-static inline const rt_buffer *rn_model_output(const rn_model *m) {
+static inline const rn_matrix *rn_model_output(const rn_model *m) {
     return m->cfg.share_embed ? &m->embed : &m->output;
 }
 

@@ -16,12 +16,14 @@ void rn_model_options_default(rn_model_options *opts) {
     opts->weights = RN_WEIGHTS_FILE;
 }
 
-/* One device buffer of the model: its shape, and whether it is a matrix (stored in the model's
- * weight type) or a vector (fp32). */
+/* One device buffer or matrix of the model: its shape, and whether it is a matrix (stored in the
+ * model's weight type, perhaps in pieces) or a vector (fp32, one buffer). */
 typedef struct slot {
-    rt_buffer *buffer;
+    rt_buffer *buffer;                 /* a vector */
+    rn_matrix *matrix;                 /* a matrix */
     uint64_t rows, cols;
-    bool matrix;
+    bool halves;                       /* a GLU pair (matrix.h) */
+    bool rotated;                      /* its first rows are q and k, rotated in pairs within a head */
     const char *what;
 } slot;
 
@@ -35,22 +37,24 @@ static size_t plan_slots(rn_model *m, slot *out) {
     const uint64_t D = (uint64_t)c->embed_dim, V = (uint64_t)c->vocab_size, F = (uint64_t)c->ffn_dim;
     const uint64_t Dv = (uint64_t)c->value_embed_dim;
     size_t n = 0;
-#define SLOT(buf, r, cols_, is_matrix, name) out[n++] = (slot){(buf), (r), (cols_), (is_matrix), (name)}
-    SLOT(&m->embed, V, D, true, "token embedding");
-    if (c->layernorm_embedding) SLOT(&m->embed_norm, 1, D, false, "embedding norm");
-    if (c->normalize_before) SLOT(&m->final_norm, 1, D, false, "final norm");
-    if (!c->share_embed) SLOT(&m->output, V, D, true, "output projection");
+#define VECTOR(buf, cols_, name) out[n++] = (slot){.buffer = (buf), .rows = 1, .cols = (cols_), .what = (name)}
+#define MATRIX(mat, r, cols_, ...) out[n++] = (slot){.matrix = (mat), .rows = (r), .cols = (cols_), __VA_ARGS__}
+    MATRIX(&m->embed, V, D, .what = "token embedding");
+    if (c->layernorm_embedding) VECTOR(&m->embed_norm, D, "embedding norm");
+    if (c->normalize_before) VECTOR(&m->final_norm, D, "final norm");
+    if (!c->share_embed) MATRIX(&m->output, V, D, .what = "output projection");
     for (int64_t l = 0; l < c->layers; l++) {
         rn_layer_weights *w = &m->layers[l];
-        SLOT(&w->qkvg, (uint64_t)rn_qkvg_layout(c).total, D, true, "stacked q/k/v/g projections");
-        SLOT(&w->out_proj, D, Dv, true, "retention output projection");
-        if (c->head_norm_weight) SLOT(&w->head_norm, 1, (uint64_t)c->value_head_dim, false, "head norm");
-        SLOT(&w->retention_norm, 1, D, false, "retention norm");
-        SLOT(&w->ffn_in, 2 * F, D, true, "stacked FFN fc1/gate");
-        SLOT(&w->fc2, D, F, true, "FFN fc2");
-        SLOT(&w->ffn_norm, 1, D, false, "FFN norm");
+        MATRIX(&w->qkvg, (uint64_t)rn_qkvg_layout(c).total, D, .rotated = true, .what = "stacked q/k/v/g projections");
+        MATRIX(&w->out_proj, D, Dv, .what = "retention output projection");
+        if (c->head_norm_weight) VECTOR(&w->head_norm, (uint64_t)c->value_head_dim, "head norm");
+        VECTOR(&w->retention_norm, D, "retention norm");
+        MATRIX(&w->ffn_in, 2 * F, D, .halves = true, .what = "stacked FFN fc1/gate");
+        MATRIX(&w->fc2, D, F, .what = "FFN fc2");
+        VECTOR(&w->ffn_norm, D, "FFN norm");
     }
-#undef SLOT
+#undef VECTOR
+#undef MATRIX
     return n;
 }
 
@@ -58,75 +62,103 @@ static uint64_t slot_bytes(const rn_model *m, const slot *s) {
     return rn_storage_bytes(s->matrix ? m->weights : ST_F32, s->rows * s->cols);
 }
 
-/* A tensor of the checkpoint and where it goes: a buffer, from a row on. */
+static uint64_t gcd_u64(uint64_t a, uint64_t b) {
+    while (b) {
+        uint64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* Where a matrix may be cut into pieces: on multiples of 16 rows (even rows for the project
+ * kernel's pairs, whole row groups of the matrix-engine GEMMs' loads), of a head where rows are
+ * rotated in pairs, and of whole blocks for the quantized types. */
+static int64_t piece_granule(const rn_model *m, const slot *s) {
+    uint64_t g = 16;
+    const uint64_t dk = (uint64_t)m->cfg.key_head_dim, block = rn_block_elements(m->weights);
+    if (s->rotated) g = g / gcd_u64(g, dk) * dk;
+    if (block > 1) {
+        const uint64_t rows_per_block = block / gcd_u64(block, s->cols);
+        g = g / gcd_u64(g, rows_per_block) * rows_per_block;
+    }
+    return (int64_t)g;
+}
+
+/* A tensor of the checkpoint and where it goes: a vector buffer, or a matrix from a row on. */
 typedef struct upload {
     const st_tensor *tensor;
     rt_buffer *buffer;
+    rn_matrix *matrix;
     uint64_t row0;
-    bool matrix;
 } upload;
 
 static size_t plan_uploads(const rn_checkpoint *ckpt, rn_model *m, upload *plan) {
     const rn_qkvg_rows at = rn_qkvg_layout(&m->cfg);
     size_t n = 0;
-#define PLAN(t, buf, row, is_matrix) \
-    if (t) plan[n++] = (upload){(t), (buf), (uint64_t)(row), (is_matrix)}
-    PLAN(ckpt->embed, &m->embed, 0, true);
-    PLAN(ckpt->embed_norm, &m->embed_norm, 0, false);
-    PLAN(ckpt->final_norm, &m->final_norm, 0, false);
-    if (!m->cfg.share_embed) PLAN(ckpt->output, &m->output, 0, true);
+#define VECTOR(t, buf) \
+    if (t) plan[n++] = (upload){.tensor = (t), .buffer = (buf)}
+#define MATRIX(t, mat, row) \
+    if (t) plan[n++] = (upload){.tensor = (t), .matrix = (mat), .row0 = (uint64_t)(row)}
+    MATRIX(ckpt->embed, &m->embed, 0);
+    VECTOR(ckpt->embed_norm, &m->embed_norm);
+    VECTOR(ckpt->final_norm, &m->final_norm);
+    if (!m->cfg.share_embed) MATRIX(ckpt->output, &m->output, 0);
     for (int64_t l = 0; l < m->cfg.layers; l++) {
         const rn_layer_tensors *t = &ckpt->layers[l];
         rn_layer_weights *w = &m->layers[l];
-        PLAN(t->q_proj, &w->qkvg, at.q, true);
-        PLAN(t->k_proj, &w->qkvg, at.k, true);
-        PLAN(t->v_proj, &w->qkvg, at.v, true);
-        PLAN(t->g_proj, &w->qkvg, at.g, true);
-        PLAN(t->out_proj, &w->out_proj, 0, true);
-        PLAN(t->head_norm, &w->head_norm, 0, false);
-        PLAN(t->retention_norm, &w->retention_norm, 0, false);
-        PLAN(t->fc1, &w->ffn_in, 0, true);
-        PLAN(t->gate, &w->ffn_in, m->cfg.ffn_dim, true);
-        PLAN(t->fc2, &w->fc2, 0, true);
-        PLAN(t->ffn_norm, &w->ffn_norm, 0, false);
+        MATRIX(t->q_proj, &w->qkvg, at.q);
+        MATRIX(t->k_proj, &w->qkvg, at.k);
+        MATRIX(t->v_proj, &w->qkvg, at.v);
+        MATRIX(t->g_proj, &w->qkvg, at.g);
+        MATRIX(t->out_proj, &w->out_proj, 0);
+        VECTOR(t->head_norm, &w->head_norm);
+        VECTOR(t->retention_norm, &w->retention_norm);
+        MATRIX(t->fc1, &w->ffn_in, 0);
+        MATRIX(t->gate, &w->ffn_in, m->cfg.ffn_dim);
+        MATRIX(t->fc2, &w->fc2, 0);
+        VECTOR(t->ffn_norm, &w->ffn_norm);
     }
-#undef PLAN
+#undef VECTOR
+#undef MATRIX
     return n;
 }
 
 static void release_weights(rn_model *m) {
     rt_runtime *rt = &m->ctx->rt;
-    rt_buffer *globals[] = {&m->embed, &m->embed_norm, &m->final_norm, &m->output, &m->angle, &m->decay};
+    rt_buffer *globals[] = {&m->embed_norm, &m->final_norm, &m->angle, &m->decay};
     for (size_t i = 0; i < sizeof globals / sizeof globals[0]; i++) rt_buffer_free(rt, globals[i]);
+    rn_matrix_free(rt, &m->embed);
+    rn_matrix_free(rt, &m->output);
     for (int64_t l = 0; m->layers && l < m->cfg.layers; l++) {
         rn_layer_weights *w = &m->layers[l];
-        rt_buffer *all[] = {&w->qkvg, &w->out_proj, &w->head_norm, &w->retention_norm,
-                            &w->ffn_in, &w->fc2, &w->ffn_norm};
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rt_buffer_free(rt, all[i]);
+        rt_buffer *vectors[] = {&w->head_norm, &w->retention_norm, &w->ffn_norm};
+        for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) rt_buffer_free(rt, vectors[i]);
+        rn_matrix *matrices[] = {&w->qkvg, &w->out_proj, &w->ffn_in, &w->fc2};
+        for (size_t i = 0; i < sizeof matrices / sizeof matrices[0]; i++) rn_matrix_free(rt, matrices[i]);
     }
 }
 
 /* Refuses a model that cannot fit before anything is allocated: the total against the
- * device's memory and the largest buffer against its largest single allocation. */
+ * device's memory; a matrix larger than the device's largest single allocation is planned in
+ * pieces that each fit (refused only when a piece cannot be made small enough). */
 static rn_status check_fits(rn_model *m, const slot *slots, size_t n) {
     rn_context *ctx = m->ctx;
     const rt_device_info *dev = &ctx->rt.dev.info;
-    uint64_t sum = 0, largest = 0;
-    const char *largest_name = "";
+    uint64_t sum = 0;
     for (size_t i = 0; i < n; i++) {
-        uint64_t bytes = slot_bytes(m, &slots[i]);
-        sum += bytes;
-        if (bytes > largest) {
-            largest = bytes;
-            largest_name = slots[i].what;
-        }
+        const slot *s = &slots[i];
+        sum += slot_bytes(m, s);
+        rn_status st = RN_OK;
+        if (s->matrix)
+            st = rn_matrix_plan(s->matrix, s->what, (int64_t)s->rows, (int64_t)s->cols, s->halves, m->weights,
+                                dev->max_alloc_bytes, piece_granule(m, s), &ctx->err);
+        else if (slot_bytes(m, s) > dev->max_alloc_bytes)
+            st = rn_fail(&ctx->err, RN_ERR_DEVICE_MEMORY, "the %s needs %.1f MiB in one buffer; '%s' allows %.1f MiB per allocation",
+                         s->what, slot_bytes(m, s) / 1048576.0, dev->name, dev->max_alloc_bytes / 1048576.0);
+        if (st != RN_OK) return st;
     }
     m->device_bytes = sum;
-    if (largest > dev->max_alloc_bytes)
-        return rn_fail(&ctx->err, RN_ERR_DEVICE_MEMORY,
-                       "the %s need %.1f MiB in one buffer as %s; '%s' allows %.1f MiB per allocation",
-                       largest_name, largest / 1048576.0, st_dtype_name(m->weights), dev->name,
-                       dev->max_alloc_bytes / 1048576.0);
     if (ctx->rt.bytes_current + sum > dev->global_mem_bytes)
         return rn_fail(&ctx->err, RN_ERR_DEVICE_MEMORY,
                        "the weights need %.1f MiB as %s; '%s' has %.1f MiB, of which %.1f MiB are in use",
@@ -138,7 +170,9 @@ static rn_status check_fits(rn_model *m, const slot *slots, size_t n) {
 static rn_status allocate_slots(rn_model *m, const slot *slots, size_t n) {
     rn_status st = RN_OK;
     for (size_t i = 0; i < n && st == RN_OK; i++)
-        st = rt_buffer_alloc(&m->ctx->rt, (size_t)slot_bytes(m, &slots[i]), slots[i].what, slots[i].buffer);
+        st = slots[i].matrix ? rn_matrix_alloc(&m->ctx->rt, slots[i].matrix, m->weights)
+                             : rt_buffer_alloc(&m->ctx->rt, (size_t)slot_bytes(m, &slots[i]), slots[i].what,
+                                               slots[i].buffer);
     return st;
 }
 
@@ -150,75 +184,90 @@ static st_dtype file_type(const upload *plan, size_t n, bool *mixed) {
     return *mixed ? ST_F32 : plan[0].tensor->dtype;
 }
 
-/* A matrix of a quantized checkpoint, already in the device's scheme: its quants and scales
- * copied straight to their places in the buffer's [quants][scales] (rows from u->row0 on). */
-static rn_status upload_quantized(rn_model *m, const upload *u, uint64_t *done, uint64_t total,
-                                  const rn_model_options *opts) {
+/* Elements [from, from + count) of a quantized checkpoint's matrix, already in the device's
+ * scheme: its quants and scales copied straight to their places in the buffer's [quants][scales]
+ * (from element `first` on). Whole blocks (upload_tensor checks). */
+static rn_status upload_quantized(rn_model *m, const st_tensor *t, uint64_t from, uint64_t count, rt_buffer *buffer,
+                                  uint64_t first, uint64_t *done, uint64_t total, const rn_model_options *opts) {
     rt_runtime *rt = &m->ctx->rt;
-    const st_tensor *t = u->tensor;
     const st_dtype q = t->dtype;
-    const uint64_t first = u->row0 * t->shape[1];   /* element offset in the buffer */
-    const uint64_t elements = rn_storage_elements(q, u->buffer->bytes);
-    const uint64_t qbytes = rn_quant_bytes(q, t->elements), sbytes = t->elements / 32 * 2;
+    const uint64_t elements = rn_storage_elements(q, buffer->bytes);
+    const uint64_t qbytes = rn_quant_bytes(q, count), sbytes = count / 32 * 2;
+    const uint64_t qfrom = rn_quant_bytes(q, from), sfrom = from / 32 * 2;
     const uint64_t piece = UPLOAD_PIECE * sizeof(float);
     rn_status st = RN_OK;
     for (uint64_t at = 0; st == RN_OK && at < qbytes; at += piece) {
         uint64_t n = qbytes - at < piece ? qbytes - at : piece;
-        st = rt_buffer_write(rt, u->buffer, (size_t)(rn_quant_bytes(q, first) + at),
-                             (const unsigned char *)t->data + at, (size_t)n);
+        st = rt_buffer_write(rt, buffer, (size_t)(rn_quant_bytes(q, first) + at),
+                             (const unsigned char *)t->data + qfrom + at, (size_t)n);
         *done += n;
         if (opts->progress) opts->progress(opts->progress_user, *done, total);
     }
     for (uint64_t at = 0; st == RN_OK && at < sbytes; at += piece) {
         uint64_t n = sbytes - at < piece ? sbytes - at : piece;
-        st = rt_buffer_write(rt, u->buffer, (size_t)(rn_quant_bytes(q, elements) + first / 32 * 2 + at),
-                             (const unsigned char *)t->scales + at, (size_t)n);
+        st = rt_buffer_write(rt, buffer, (size_t)(rn_quant_bytes(q, elements) + first / 32 * 2 + at),
+                             (const unsigned char *)t->scales + sfrom + at, (size_t)n);
         *done += n;
         if (opts->progress) opts->progress(opts->progress_user, *done, total);
     }
     return st;
 }
 
-static rn_status upload_tensor(rn_model *m, const upload *u, void *staging, uint64_t *done,
-                               uint64_t total, const rn_model_options *opts) {
+/* Elements [from, from + count) of tensor t, converted to `to`, into `buffer` from its element
+ * `first`. */
+static rn_status upload_span(rn_model *m, const st_tensor *t, uint64_t from, uint64_t count, rt_buffer *buffer,
+                             uint64_t first, st_dtype to, void *staging, uint64_t *done, uint64_t total,
+                             const rn_model_options *opts) {
     rt_runtime *rt = &m->ctx->rt;
-    const st_tensor *t = u->tensor;
-    if (t->scales) return upload_quantized(m, u, done, total, opts);
-    const st_dtype to = u->matrix ? m->weights : ST_F32;
+    if (t->scales) return upload_quantized(m, t, from, count, buffer, first, done, total, opts);
     const unsigned from_size = st_dtype_size(t->dtype);
-    const uint64_t first = u->row0 * (t->elements / t->shape[0]);  /* element offset in the buffer */
-    const unsigned block = rn_block_elements(to);
-    if (first % block || t->elements % block)
-        return rn_fail(&m->ctx->err, RN_ERR_UNSUPPORTED_CONFIG,
-                       "tensor '%s' (%llu elements from element %llu of its buffer) is not whole blocks of %u of %s "
-                       "storage", t->name, (unsigned long long)t->elements, (unsigned long long)first, block,
-                       st_dtype_name(to));
     rn_status st = RN_OK;
-    for (uint64_t at = 0; st == RN_OK && at < t->elements; at += UPLOAD_PIECE) {
-        uint64_t count = t->elements - at < UPLOAD_PIECE ? t->elements - at : UPLOAD_PIECE;
+    for (uint64_t at = 0; st == RN_OK && at < count; at += UPLOAD_PIECE) {
+        uint64_t n = count - at < UPLOAD_PIECE ? count - at : UPLOAD_PIECE;
         uint64_t bad = 0;
-        if (!rn_convert(t->dtype, (const unsigned char *)t->data + at * from_size, count, to, staging, &bad))
+        if (!rn_convert(t->dtype, (const unsigned char *)t->data + (from + at) * from_size, n, to, staging, &bad))
             return rn_fail(&m->ctx->err, RN_ERR_LIMIT,
                            "tensor '%s': element %llu is too large for %s storage and would become "
                            "infinite (for Q8_0/Q4_0: its block's scale); load it with --weights bf16 or f32",
-                           t->name, (unsigned long long)(at + bad), st_dtype_name(to));
+                           t->name, (unsigned long long)(from + at + bad), st_dtype_name(to));
         if (rn_block_elements(to) > 1) {
             /* A piece's quants and scales (rn_convert's layout) go to their places in the
-             * buffer's: its quants, then the whole matrix's scales. Rows are whole blocks
-             * (model_prepare) and so is a piece. */
-            const uint64_t elements = rn_storage_elements(to, u->buffer->bytes), qpiece = rn_quant_bytes(to, count);
-            st = rt_buffer_write(rt, u->buffer, (size_t)rn_quant_bytes(to, first + at), staging, (size_t)qpiece);
+             * buffer's: its quants, then the whole buffer's scales. */
+            const uint64_t elements = rn_storage_elements(to, buffer->bytes), qpiece = rn_quant_bytes(to, n);
+            st = rt_buffer_write(rt, buffer, (size_t)rn_quant_bytes(to, first + at), staging, (size_t)qpiece);
             if (st == RN_OK)
-                st = rt_buffer_write(rt, u->buffer, (size_t)(rn_quant_bytes(to, elements) + (first + at) / 32 * 2),
-                                     (unsigned char *)staging + qpiece, (size_t)(count / 32 * 2));
+                st = rt_buffer_write(rt, buffer, (size_t)(rn_quant_bytes(to, elements) + (first + at) / 32 * 2),
+                                     (unsigned char *)staging + qpiece, (size_t)(n / 32 * 2));
         } else {
-            st = rt_buffer_write(rt, u->buffer, (size_t)rn_storage_bytes(to, first + at), staging,
-                                 (size_t)rn_storage_bytes(to, count));
+            st = rt_buffer_write(rt, buffer, (size_t)rn_storage_bytes(to, first + at), staging,
+                                 (size_t)rn_storage_bytes(to, n));
         }
-        *done += count * from_size;
+        *done += n * from_size;
         if (opts->progress) opts->progress(opts->progress_user, *done, total);
     }
     return st;
+}
+
+/* A tensor to its place: a vector whole, a matrix's rows run by run (matrix.h). */
+static rn_status upload_tensor(rn_model *m, const upload *u, void *staging, uint64_t *done,
+                               uint64_t total, const rn_model_options *opts) {
+    const st_tensor *t = u->tensor;
+    if (!u->matrix) return upload_span(m, t, 0, t->elements, u->buffer, 0, ST_F32, staging, done, total, opts);
+    const uint64_t cols = (uint64_t)u->matrix->cols, end = u->row0 + t->elements / cols;
+    const unsigned block = rn_block_elements(m->weights);
+    for (uint64_t row = u->row0; row < end;) {
+        const rn_run run = rn_matrix_run(u->matrix, (int64_t)row, (int64_t)end);
+        const uint64_t from = (row - u->row0) * cols, count = (uint64_t)run.rows * cols, first = (uint64_t)run.at * cols;
+        if (first % block || from % block || count % block)
+            return rn_fail(&m->ctx->err, RN_ERR_UNSUPPORTED_CONFIG,
+                           "tensor '%s' (%llu elements from element %llu of the %s) is not whole blocks of %u of %s "
+                           "storage", t->name, (unsigned long long)t->elements, (unsigned long long)(u->row0 * cols),
+                           u->matrix->what, block, st_dtype_name(m->weights));
+        rn_status st = upload_span(m, t, from, count, run.buffer, first, m->weights, staging, done, total, opts);
+        if (st != RN_OK) return st;
+        row += (uint64_t)run.rows;
+    }
+    return RN_OK;
 }
 
 /* The rotation angles and decays, from the checkpoint's buffers or the config. */
@@ -425,8 +474,8 @@ static rn_status fill_random(rn_model *m, uint64_t seed) {
     const float one = 1.0f;
     for (size_t i = 0; i < n && st == RN_OK; i++) {
         if (slots[i].matrix)
-            st = rn_op_fill_uniform(rt, &m->kernels, slots[i].buffer, slots[i].rows * slots[i].cols,
-                                    seed + i * 0x632be59bd9b4e019ull, sqrtf(3.0f / (float)slots[i].cols));
+            st = rn_matrix_fill(rt, &m->kernels, slots[i].matrix, seed + i * 0x632be59bd9b4e019ull,
+                                sqrtf(3.0f / (float)slots[i].cols));
         else
             st = rt_buffer_fill(rt, slots[i].buffer, &one, sizeof one);
     }

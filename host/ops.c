@@ -238,11 +238,11 @@ static cl_ulong weight_total(const rn_kernels *k, const rt_buffer *W) {
 }
 
 rn_status rn_op_embed(rt_runtime *rt, const rn_kernels *k, const rt_buffer *tokens, int64_t n,
-                      const rt_buffer *E, int64_t D, float scale, rt_buffer *x) {
-    cl_int d = (cl_int)D;
+                      const rt_buffer *E, int64_t row0, int64_t held, int64_t D, float scale, rt_buffer *x) {
+    cl_int d = (cl_int)D, first = (cl_int)row0, count = (cl_int)held;
     cl_ulong total = weight_total(k, E);
     rt_arg args[] = {RT_ARG_BUF(tokens), RT_ARG_BUF(E), RT_ARG_VAL(total), RT_ARG_BUF(x), RT_ARG_VAL(d),
-                     RT_ARG_VAL(scale)};
+                     RT_ARG_VAL(scale), RT_ARG_VAL(first), RT_ARG_VAL(count)};
     size_t global[2] = {(size_t)D, (size_t)n};
     return rt_launch(rt, k->embed_tokens, "embed_tokens", args, N_ARGS(args), 2, global, NULL);
 }
@@ -298,9 +298,13 @@ rn_status rn_op_residual(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, cons
 
 rn_status rn_op_linear(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x, int64_t n,
                        int64_t in, const rt_buffer *W, int64_t row0, int64_t out,
-                       rt_buffer *scratch, rt_buffer *y) {
+                       rt_buffer *scratch, rt_buffer *y, int64_t ldy, int64_t col0) {
     const size_t offset = (size_t)(row0 * in);
-    if (k->weights == ST_F32) return rt_gemm_xwt(rt, (size_t)n, (size_t)out, (size_t)in, x, 0, W, offset, y, 0);
+    if (col0 < 0 || col0 + out > ldy)
+        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "a product of %lld columns does not fit columns %lld.. of %lld",
+                       (long long)out, (long long)col0, (long long)ldy);
+    if (k->weights == ST_F32)
+        return rt_gemm_xwt(rt, (size_t)n, (size_t)out, (size_t)in, x, 0, W, offset, y, (size_t)col0, (size_t)ldy);
     size_t count = (size_t)(out * in);
     if (!scratch || scratch->bytes < count * sizeof(float))
         return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "no fp32 scratch for a %lld x %lld weight",
@@ -309,7 +313,7 @@ rn_status rn_op_linear(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x, 
     rt_arg args[] = {RT_ARG_BUF(W), RT_ARG_VAL(total), RT_ARG_VAL(first), RT_ARG_BUF(scratch)};
     rn_status st = rt_launch(rt, k->widen, "widen", args, N_ARGS(args), 1, &count, NULL);
     if (st != RN_OK) return st;
-    return rt_gemm_xwt(rt, (size_t)n, (size_t)out, (size_t)in, x, 0, scratch, 0, y, 0);
+    return rt_gemm_xwt(rt, (size_t)n, (size_t)out, (size_t)in, x, 0, scratch, 0, y, (size_t)col0, (size_t)ldy);
 }
 
 bool rn_mma_takes(const rn_kernels *k, int64_t in) {
@@ -356,7 +360,7 @@ uint64_t rn_mma_partial_bytes(const rn_kernels *k, int64_t n, int64_t in, int64_
  * four outputs, residual, GLU), as the kernels that finish one take it: the `project` kernel and
  * the matrix engine's reduction. Unused slots get any valid buffer: they are never touched. */
 typedef struct epilogue {
-    cl_int rows, mode, activation, ends[3], rotated, q_rows, pos0, pos_step, half_split, per_row;
+    cl_int rows, mode, activation, ends[3], rotated, q_rows, pos0, pos_step, half_split, per_row, row0, held;
     float alpha, k_scale;
     const rt_buffer *y[4], *angle, *positions;
 } epilogue;
@@ -374,17 +378,24 @@ static rn_status epilogue_of(rt_runtime *rt, const rn_kernels *k, const rn_proje
     e->per_row = p->positions != NULL;
     e->alpha = p->alpha;
     e->k_scale = p->k_scale;
+    e->row0 = (cl_int)p->row0;
+    e->held = (cl_int)(p->held ? p->held : p->rows - p->row0);
     for (int i = 0; i < 4; i++) e->y[i] = p->y[i] ? p->y[i] : p->y[0];
     e->angle = p->angle ? p->angle : p->x;
     e->positions = p->positions ? p->positions : p->x;
     if (e->rotated % k->dk || e->q_rows % k->dk)
         return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "%d rotated rows (%d of q) are not whole heads of %lld",
                        e->rotated, e->q_rows, (long long)k->dk);
+    if (p->row0 < 0 || p->row0 % 2 || (p->row0 < e->rotated && p->row0 % k->dk) || e->held < 1 ||
+        p->row0 + e->held > p->rows)
+        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "a piece of %d rows from row %lld of %lld cannot be projected",
+                       e->held, (long long)p->row0, (long long)p->rows);
     return RN_OK;
 }
 
 rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projection *p, rt_buffer *partial) {
-    const int64_t width = p->mode == RN_PROJECT_GLU ? 2 * p->rows : p->rows;
+    const int64_t held = p->held ? p->held : p->rows - p->row0;
+    const int64_t width = p->mode == RN_PROJECT_GLU ? 2 * held : held;
     if (!k->gemm_mma_small || !rn_mma_takes(k, p->cols) || p->normalize || p->n < 1 || p->n > RN_MMA_SMALL_ROWS ||
         width > INT32_MAX || !partial || partial->bytes < rn_mma_partial_bytes(k, p->n, p->cols, width))
         return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT,
@@ -407,8 +418,9 @@ rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projec
                      RT_ARG_BUF(e.y[0]),     RT_ARG_BUF(e.y[1]),     RT_ARG_BUF(e.y[2]),     RT_ARG_BUF(e.y[3]),
                      RT_ARG_VAL(e.ends[0]),  RT_ARG_VAL(e.ends[1]),  RT_ARG_VAL(e.ends[2]),  RT_ARG_VAL(e.rotated),
                      RT_ARG_VAL(e.q_rows),   RT_ARG_BUF(e.angle),    RT_ARG_VAL(e.pos0),     RT_ARG_VAL(e.pos_step),
-                     RT_ARG_BUF(e.positions), RT_ARG_VAL(e.per_row), RT_ARG_VAL(e.k_scale),  RT_ARG_VAL(e.half_split)};
-    size_t rglobal[2] = {p->mode == RN_PROJECT_GLU ? (size_t)p->rows : ((size_t)p->rows + 1) / 2, (size_t)p->n};
+                     RT_ARG_BUF(e.positions), RT_ARG_VAL(e.per_row), RT_ARG_VAL(e.k_scale),  RT_ARG_VAL(e.half_split),
+                     RT_ARG_VAL(e.row0),     RT_ARG_VAL(e.held)};
+    size_t rglobal[2] = {p->mode == RN_PROJECT_GLU ? (size_t)held : ((size_t)held + 1) / 2, (size_t)p->n};
     return rt_launch(rt, k->gemm_mma_reduce, "gemm_mma_reduce", args, N_ARGS(args), 2, rglobal, NULL);
 }
 
@@ -427,9 +439,10 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
                      RT_ARG_BUF(e.y[0]),    RT_ARG_BUF(e.y[1]),    RT_ARG_BUF(e.y[2]),     RT_ARG_BUF(e.y[3]),
                      RT_ARG_VAL(e.ends[0]), RT_ARG_VAL(e.ends[1]), RT_ARG_VAL(e.ends[2]),  RT_ARG_VAL(e.rotated),
                      RT_ARG_VAL(e.q_rows),  RT_ARG_BUF(e.angle),   RT_ARG_VAL(e.pos0),     RT_ARG_VAL(e.pos_step),
-                     RT_ARG_BUF(e.positions), RT_ARG_VAL(e.per_row), RT_ARG_VAL(e.k_scale), RT_ARG_VAL(e.half_split)};
+                     RT_ARG_BUF(e.positions), RT_ARG_VAL(e.per_row), RT_ARG_VAL(e.k_scale), RT_ARG_VAL(e.half_split),
+                     RT_ARG_VAL(e.row0),    RT_ARG_VAL(e.held)};
     /* Two weight rows per work-group (matvec.cl): two outputs, or one in GLU mode. */
-    size_t groups = p->mode == RN_PROJECT_GLU ? (size_t)p->rows : ((size_t)p->rows + 1) / 2;
+    size_t groups = p->mode == RN_PROJECT_GLU ? (size_t)e.held : ((size_t)e.held + 1) / 2;
     size_t global = k->wg * groups, local = k->wg;
     return rt_launch(rt, k->project, "project", args, N_ARGS(args), 1, &global, &local);
 }
@@ -443,9 +456,11 @@ rn_status rn_op_split_columns(rt_runtime *rt, const rn_kernels *k, const rt_buff
 }
 
 rn_status rn_op_fill_uniform(rt_runtime *rt, const rn_kernels *k, rt_buffer *w, uint64_t count,
-                             uint64_t seed, float scale) {
-    cl_ulong s = seed, total = count;
-    rt_arg args[] = {RT_ARG_BUF(w), RT_ARG_VAL(s), RT_ARG_VAL(scale), RT_ARG_VAL(total)};
+                             uint64_t seed, float scale, uint64_t from, uint64_t at) {
+    cl_ulong s = seed, total = weight_total(k, w), first = from, to = at;
+    if (count == 0) return RN_OK;
+    rt_arg args[] = {RT_ARG_BUF(w),          RT_ARG_VAL(s),     RT_ARG_VAL(scale),
+                     RT_ARG_VAL(total),      RT_ARG_VAL(first), RT_ARG_VAL(to)};
     size_t global = (size_t)(count / rn_block_elements(k->weights));  /* one item per block */
     return rt_launch(rt, k->fill_uniform, "fill_uniform", args, N_ARGS(args), 1, &global, NULL);
 }

@@ -67,9 +67,10 @@ typedef struct rn_retention_shape {
 } rn_retention_shape;
 
 /* x [n, D] = scale * E[tokens] (tokens: n ints on the device, already range-checked; E stored
- * as the kernels' weight type). */
+ * as the kernels' weight type) for the tokens in [row0, row0 + held), the rows E holds; the
+ * other rows of x are left as they are. */
 rn_status rn_op_embed(rt_runtime *rt, const rn_kernels *k, const rt_buffer *tokens, int64_t n,
-                      const rt_buffer *E, int64_t D, float scale, rt_buffer *x);
+                      const rt_buffer *E, int64_t row0, int64_t held, int64_t D, float scale, rt_buffer *x);
 /* y [rows, dim] = rmsnorm(x) * w; w NULL: no weight. y may be x. */
 rn_status rn_op_rms_norm(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x,
                          const rt_buffer *w, int64_t rows, int64_t dim, float eps, rt_buffer *y);
@@ -89,13 +90,14 @@ rn_status rn_op_glu(rt_runtime *rt, const rn_kernels *k, const rt_buffer *a, con
 /* x = alpha * x + y over `count` elements. */
 rn_status rn_op_residual(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, const rt_buffer *y,
                          int64_t count, float alpha);
-/* y [n, out] = x [n, in] W^T with W the `out` rows of a stored matrix starting at row `row0`
- * ([*, in] in the kernels' weight type), through CLBlast's SGEMM: for prompts, where the
- * product has enough rows to fill its tiles. A half-precision W is first widened into
- * `scratch` (at least out * in floats; unused for fp32 weights). */
+/* y[t, col0 + j] = x [n, in] W^T with W the `out` rows of a stored matrix starting at row
+ * `row0` ([*, in] in the kernels' weight type), y with ldy columns (col0 + out <= ldy), through
+ * CLBlast's SGEMM: for prompts, where the product has enough rows to fill its tiles. A
+ * half-precision or quantized W is first widened into `scratch` (at least out * in floats;
+ * unused for fp32 weights). */
 rn_status rn_op_linear(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x, int64_t n,
                        int64_t in, const rt_buffer *W, int64_t row0, int64_t out,
-                       rt_buffer *scratch, rt_buffer *y);
+                       rt_buffer *scratch, rt_buffer *y, int64_t ldy, int64_t col0);
 
 /* Whether rn_op_linear_mma takes a product of `in` input columns: gemm_mma is built and the
  * rows of W are whole 16-byte pieces (in % 8 == 0). */
@@ -122,8 +124,12 @@ typedef enum rn_project_mode {
 
 /* A projection of a few input rows (decoding), reading every weight once. */
 typedef struct rn_projection {
-    const rt_buffer *W;          /* [rows, cols]; GLU: [2 rows, cols] */
+    const rt_buffer *W;          /* [rows, cols]; GLU: [2 rows, cols] (but see row0, held) */
     int64_t rows, cols;
+    /* W holds only the output rows [row0, row0 + held) (GLU: those of fc1, then the same of the
+     * gate), one piece of a matrix (matrix.h); the other outputs are left as they are. row0 even,
+     * and a multiple of dk where rows are rotated. held 0: W holds every row. */
+    int64_t row0, held;
     const rt_buffer *x;          /* [n, cols] */
     int64_t n;
     bool normalize;              /* RMSNorm x first ... */
@@ -159,9 +165,10 @@ rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projec
 uint64_t rn_mma_partial_bytes(const rn_kernels *k, int64_t n, int64_t in, int64_t width);
 
 /* w = uniform random in [-scale, scale) from (seed, element index), over `count` elements of a
- * matrix in the kernels' weight type. */
+ * matrix in the kernels' weight type: elements [from, from + count) of the matrix, stored from
+ * element `at` of w (whole blocks for the quantized types). */
 rn_status rn_op_fill_uniform(rt_runtime *rt, const rn_kernels *k, rt_buffer *w, uint64_t count,
-                             uint64_t seed, float scale);
+                             uint64_t seed, float scale, uint64_t from, uint64_t at);
 
 /* Scratch the parallel and chunkwise forms need for n tokens: chunk states and sigmas; for the
  * GEMM form also every chunk's scores and the weighted keys. */

@@ -138,6 +138,12 @@ typedef struct rn_context_options {
                                  matrix-engine GEMM takes batches and short prompts (f16/bf16
                                  precision on NVIDIA 8.0+), for rows up to 64 */
     rn_precision precision;   /* of the products: RN_PRECISION_F32 (the default) */
+    uint64_t max_allocation;  /* bytes: the largest single buffer the library allocates, when
+                                 below the device's own limit (CL_DEVICE_MAX_MEM_ALLOC_SIZE), for
+                                 a driver that reports more than it can give or to test how
+                                 models are split; 0: the device's limit. A weight matrix
+                                 larger than the limit is held in pieces of whole rows. (The
+                                 retnet command reads RETNET_MAX_ALLOC_MIB.) */
 } rn_context_options;
 
 /* Sets `opts` to the defaults described above. */

@@ -197,7 +197,7 @@ static void test_embed(rt_runtime *rt, const rn_kernels *k) {
     ref_embedding(E, D, tokens, n, 2.5, ref);
     guarded t = guarded_from(rt, tokens, sizeof tokens);
     guarded x = guarded_alloc(rt, sizeof got);
-    must(rn_op_embed(rt, k, &t.view, n, &e.view, D, 2.5f, &x.view), rt, "embed");
+    must(rn_op_embed(rt, k, &t.view, n, &e.view, 0, V, D, 2.5f, &x.view), rt, "embed");
     bool intact = guarded_read(rt, &x, got);
     char shape[64];
     snprintf(shape, sizeof shape, "V 50, D %lld, n 7, scale 2.5, %s", (long long)D, st_dtype_name(k->weights));
@@ -338,7 +338,7 @@ static void test_linear(rt_runtime *rt, const rn_kernels *k) {
         guarded scratch = guarded_alloc(rt, (size_t)(out * in) * sizeof(float));
         ref_linear(x, W + row0 * in, n, in, out, ref);
         guarded gy = guarded_alloc(rt, (size_t)(n * out) * sizeof *got);
-        must(rn_op_linear(rt, k, &gx.view, n, in, &gw.view, row0, out, &scratch.view, &gy.view), rt, "linear");
+        must(rn_op_linear(rt, k, &gx.view, n, in, &gw.view, row0, out, &scratch.view, &gy.view, out, 0), rt, "linear");
         bool intact = guarded_read(rt, &gy, got) & guarded_read(rt, &scratch, NULL);
         char shape[64];
         snprintf(shape, sizeof shape, "%lld x %lld -> %lld (%s, %s)", (long long)n, (long long)in, (long long)out,
@@ -642,6 +642,222 @@ static void test_project_rotation(rt_runtime *rt, const rn_kernels *k, const flo
         }
 }
 
+/* ---- matrices in pieces (matrix.h) ----------------------------------------------------------- */
+
+/* W [rows, cols] as the model keeps a matrix on a device with a small largest allocation:
+ * pieces of `per` rows (of each half), made here by hand. The pieces are quantized from W's own
+ * values, block for block as the whole matrix would be, and W is then rounded in place as the
+ * device stores it, for the reference. */
+#define MAX_TEST_PIECES 8
+typedef struct pieced {
+    rn_matrix m;
+    rt_buffer views[MAX_TEST_PIECES];
+    guarded store[MAX_TEST_PIECES];
+} pieced;
+
+static void pieced_init(pieced *out, rt_runtime *rt, const rn_kernels *k, float *W, int64_t rows, int64_t cols,
+                        bool halves, int64_t per) {
+    memset(out, 0, sizeof *out);
+    const int64_t half = halves ? rows / 2 : rows, parts = halves ? 2 : 1;
+    out->m = (rn_matrix){.pieces = out->views, .count = (half + per - 1) / per, .rows = rows, .cols = cols,
+                         .piece_rows = per, .halves = halves, .what = "test matrix"};
+    for (int64_t p = 0; p < out->m.count && p < MAX_TEST_PIECES; p++) {
+        const int64_t held = rn_matrix_held(&out->m, p);
+        float *piece = malloc((size_t)(parts * held * cols) * sizeof *piece);
+        for (int64_t h = 0; h < parts; h++)
+            memcpy(piece + h * held * cols, W + (h * half + p * per) * cols, (size_t)(held * cols) * sizeof *piece);
+        out->store[p] = stored_weights(rt, k, piece, (size_t)(parts * held * cols));
+        out->views[p] = out->store[p].view;
+        free(piece);
+    }
+    guarded whole = stored_weights(rt, k, W, (size_t)(rows * cols));
+    guarded_free(&whole);
+}
+
+/* Whether every piece's guard bytes are intact. */
+static bool pieced_free(rt_runtime *rt, pieced *pm) {
+    bool intact = true;
+    for (int64_t p = 0; p < pm->m.count && p < MAX_TEST_PIECES; p++) {
+        intact &= guarded_read(rt, &pm->store[p], NULL);
+        guarded_free(&pm->store[p]);
+    }
+    return intact;
+}
+
+/* The ops over a matrix in pieces against the reference (or, for the matrix engine and the
+ * random fill, against the same op on the matrix in one buffer): a lookup whose tokens fall in
+ * every piece; projections whose pieces end inside a work-group's rows, rotated pairs by head,
+ * GLU halves; SGEMM runs that cross pieces into a column range of a wider output, with a
+ * scratch too small for one piece (widened in steps). Pieces of 16 rows here stand for a
+ * device that allows only a few kilobytes in one buffer. */
+static void test_pieces(rt_runtime *rt, const rn_kernels *k, const float *angle) {
+    const int64_t cols = 64, dk = k->dk, per = 16;
+    const char *type = st_dtype_name(k->weights);
+    char shape[80];
+    {   /* embedding: 50 rows in pieces of 16, 16, 16, 2 */
+        const int64_t V = 50, n = 7;
+        float *E = random_floats((size_t)(V * cols), 1.0), ref[7 * 64], got[7 * 64];
+        const int32_t tokens[7] = {0, 49, 16, 15, 31, 32, 48};
+        pieced pe;
+        pieced_init(&pe, rt, k, E, V, cols, false, per);
+        ref_embedding(E, cols, tokens, n, 2.5, ref);
+        guarded t = guarded_from(rt, tokens, sizeof tokens), x = guarded_alloc(rt, sizeof got);
+        must(rn_matrix_embed(rt, k, &t.view, n, &pe.m, 2.5f, &x.view), rt, "matrix embed");
+        bool intact = guarded_read(rt, &x, got) & pieced_free(rt, &pe);
+        snprintf(shape, sizeof shape, "V 50 in 4 pieces, D 64, %s", type);
+        check("embed pieces", shape, ref, got, (size_t)(n * cols), 1e-6, intact);
+        guarded_free(&t), guarded_free(&x);
+        free(E);
+    }
+    /* projections: q (2 heads), k (1 head) rotated, then 6 plain rows, in pieces of one head; a
+     * GLU pair of 40 rows a half with a weighted norm; a residual of 40 rows */
+    const struct { rn_project_mode mode; int64_t rows, per; const char *name; } cases[] = {
+        {RN_PROJECT_PLAIN, 3 * dk + 6, dk % 2 ? 2 * dk : dk, "rotated"},
+        {RN_PROJECT_GLU, 40, per, "glu, norm w"},
+        {RN_PROJECT_RESIDUAL, 40, per, "residual"},
+    };
+    const int64_t n = 3;
+    const cl_int at[3] = {70000, 3, 9};
+    const float k_scale = 0.25f, alpha = 1.3f, eps = 1e-6f;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const bool glu = cases[c].mode == RN_PROJECT_GLU, rot = cases[c].mode == RN_PROJECT_PLAIN;
+        const int64_t rows = cases[c].rows, w_rows = glu ? 2 * rows : rows;
+        float *W = random_floats((size_t)(w_rows * cols), 0.3), *x = random_floats((size_t)(n * cols), 1.0);
+        float *norm = random_floats((size_t)cols, 2.0), *y0 = random_floats((size_t)(n * rows), 1.0);
+        float *h = malloc((size_t)(n * cols) * sizeof *h), *full = malloc((size_t)(n * w_rows) * sizeof *full);
+        float *ref = malloc((size_t)(n * rows) * sizeof *ref), *got = malloc((size_t)(n * rows) * sizeof *got);
+        pieced pw;
+        pieced_init(&pw, rt, k, W, w_rows, cols, glu, cases[c].per);
+        if (glu) ref_rms_norm(x, norm, n, cols, eps, h);
+        else memcpy(h, x, (size_t)(n * cols) * sizeof *h);
+        ref_linear(h, W, n, cols, w_rows, full);
+        for (int64_t b = 0; b < n; b++) {
+            for (int64_t r = 0; r < rows; r++) {
+                float value = full[b * w_rows + r];
+                if (glu) ref_glu(&value, &full[b * w_rows + rows + r], 1, RN_ACT_SWISH, &value);
+                if (!glu && !rot) value += alpha * y0[b * rows + r];
+                ref[b * rows + r] = value;
+            }
+            if (rot) {
+                ref_theta_shift(ref + b * rows, 1, 2, dk, angle, at[b], 1.0, false);
+                ref_theta_shift(ref + b * rows + 2 * dk, 1, 1, dk, angle, at[b], k_scale, false);
+            }
+        }
+        guarded gx = guarded_from(rt, x, (size_t)(n * cols) * sizeof *x);
+        guarded gn = guarded_from(rt, norm, (size_t)cols * sizeof *norm);
+        guarded ga = guarded_from(rt, angle, (size_t)dk * sizeof *angle), gp = guarded_from(rt, at, sizeof at);
+        guarded gy = glu || rot ? guarded_alloc(rt, (size_t)(n * rows) * sizeof *got)
+                                : guarded_from(rt, y0, (size_t)(n * rows) * sizeof *y0);
+        rn_projection p = {.rows = rows, .cols = cols, .x = &gx.view, .n = n, .normalize = glu,
+                           .norm = glu ? &gn.view : NULL, .eps = eps, .mode = cases[c].mode, .alpha = alpha,
+                           .activation = RN_ACT_SWISH, .y = {&gy.view}, .rotated = rot ? 3 * dk : 0,
+                           .q_rows = 2 * dk, .positions = &gp.view, .angle = &ga.view, .k_scale = k_scale};
+        must(rn_matrix_project(rt, k, &pw.m, p, false, NULL), rt, "matrix project");
+        bool intact = guarded_read(rt, &gy, got) & pieced_free(rt, &pw);
+        snprintf(shape, sizeof shape, "%lld x %lld -> %lld in %lld, %s, %s", (long long)n, (long long)cols,
+                 (long long)rows, (long long)pw.m.count, cases[c].name, type);
+        check("project pieces", shape, ref, got, (size_t)(n * rows), 1e-5, intact);
+        guarded_free(&gx), guarded_free(&gn), guarded_free(&ga), guarded_free(&gp), guarded_free(&gy);
+        free(W), free(x), free(norm), free(y0), free(h), free(full), free(ref), free(got);
+    }
+    {   /* random weights: a GLU pair filled in pieces equals the pair filled in one buffer, seen
+         * through the same projection (exactly: the same stored values in the same order) */
+        const int64_t rows = 40;
+        rn_matrix whole = {0}, split = {0};
+        rn_error err = {0};
+        must(rn_matrix_plan(&whole, "filled whole", 2 * rows, cols, true, k->weights, UINT64_MAX, 16, &err), rt,
+             "plan");
+        const uint64_t cap = rn_storage_bytes(k->weights, (uint64_t)(2 * per * cols));
+        must(rn_matrix_plan(&split, "filled in pieces", 2 * rows, cols, true, k->weights, cap, 16, &err), rt, "plan");
+        must(rn_matrix_alloc(rt, &whole, k->weights), rt, "alloc");
+        must(rn_matrix_alloc(rt, &split, k->weights), rt, "alloc");
+        must(rn_matrix_fill(rt, k, &whole, 12345, 0.3f), rt, "fill");
+        must(rn_matrix_fill(rt, k, &split, 12345, 0.3f), rt, "fill");
+        float *x = random_floats((size_t)(n * cols), 1.0), ref[3 * 40], got[3 * 40];
+        guarded gx = guarded_from(rt, x, (size_t)(n * cols) * sizeof *x);
+        guarded gr = guarded_alloc(rt, sizeof ref), gg = guarded_alloc(rt, sizeof got);
+        rn_projection p = {.rows = rows, .cols = cols, .x = &gx.view, .n = n, .mode = RN_PROJECT_GLU,
+                           .activation = RN_ACT_SWISH, .y = {&gr.view}};
+        must(rn_matrix_project(rt, k, &whole, p, false, NULL), rt, "matrix project");
+        p.y[0] = &gg.view;
+        must(rn_matrix_project(rt, k, &split, p, false, NULL), rt, "matrix project");
+        bool intact = guarded_read(rt, &gr, ref) & guarded_read(rt, &gg, got);
+        snprintf(shape, sizeof shape, "glu 2 x 40 x 64 in %lld pieces, %s", (long long)split.count, type);
+        check("fill pieces", shape, ref, got, (size_t)(n * rows), 0.0, intact && split.count == 3);
+        rn_matrix_free(rt, &whole), rn_matrix_free(rt, &split);
+        guarded_free(&gx), guarded_free(&gr), guarded_free(&gg);
+        free(x);
+    }
+    if (quick || !k->gemm) return;
+    {   /* SGEMM runs: rows [5, 65) of a 70-row matrix in pieces of 32, 32, 6, and the gate half
+         * [40, 80) of a GLU pair in pieces of 16, 16, 8; into columns 3.. of a 67-wide output,
+         * through a scratch of 20 rows */
+        const struct { int64_t rows, row0, out; bool halves; } runs[] = {{70, 5, 60, false}, {80, 40, 40, true}};
+        for (int r = 0; r < 2; r++) {
+            const int64_t rows = runs[r].rows, ldy = 67, col0 = 3, m = 9;
+            float *W = random_floats((size_t)(rows * cols), 0.2), *x = random_floats((size_t)(m * cols), 1.0);
+            float *full = malloc((size_t)(m * rows) * sizeof *full), *zero = calloc((size_t)(m * ldy), sizeof *zero);
+            float *ref = calloc((size_t)(m * ldy), sizeof *ref), *got = malloc((size_t)(m * ldy) * sizeof *got);
+            pieced pw;
+            pieced_init(&pw, rt, k, W, rows, cols, runs[r].halves, runs[r].halves ? per : 32);
+            ref_linear(x, W, m, cols, rows, full);
+            for (int64_t t = 0; t < m; t++)
+                for (int64_t j = 0; j < runs[r].out; j++) ref[t * ldy + col0 + j] = full[t * rows + runs[r].row0 + j];
+            guarded gx = guarded_from(rt, x, (size_t)(m * cols) * sizeof *x);
+            guarded gy = guarded_from(rt, zero, (size_t)(m * ldy) * sizeof *zero);
+            guarded scratch = guarded_alloc(rt, (size_t)(20 * cols) * sizeof(float));
+            const rn_linear l = {.x = &gx.view, .n = m, .row0 = runs[r].row0, .out = runs[r].out, .y = &gy.view,
+                                 .ldy = ldy, .col0 = col0};
+            must(rn_matrix_linear(rt, k, &pw.m, &l, &scratch.view), rt, "matrix linear");
+            bool intact = guarded_read(rt, &gy, got) & guarded_read(rt, &scratch, NULL) & pieced_free(rt, &pw);
+            snprintf(shape, sizeof shape, "rows %lld.. +%lld of %lld in %lld%s, %s", (long long)runs[r].row0,
+                     (long long)runs[r].out, (long long)rows, (long long)pw.m.count, runs[r].halves ? " halves" : "",
+                     type);
+            check("linear pieces", shape, ref, got, (size_t)(m * ldy), 1e-5, intact);
+            guarded_free(&gx), guarded_free(&gy), guarded_free(&scratch);
+            free(W), free(x), free(full), free(zero), free(ref), free(got);
+        }
+    }
+}
+
+/* The matrix engine over a matrix in pieces against the same product in one buffer: the small
+ * GEMM's reduction writing each piece's GLU outputs, and gemm_mma's runs into a column range. K
+ * is one chunk (64), so both sum in the same order: they must agree exactly. */
+static void test_pieces_mma(rt_runtime *rt, const rn_kernels *k) {
+    const int64_t cols = 64, F = 40, n = 6;
+    float *W = random_floats((size_t)(2 * F * cols), 0.3), *x = random_floats((size_t)(n * cols), 1.0);
+    float ref[6 * 40], got[6 * 40];
+    pieced pw;
+    pieced_init(&pw, rt, k, W, 2 * F, cols, true, 16);
+    guarded whole = stored_weights(rt, k, W, (size_t)(2 * F * cols));
+    rn_matrix one = {.pieces = &whole.view, .count = 1, .rows = 2 * F, .cols = cols, .piece_rows = F, .halves = true,
+                     .what = "test matrix"};
+    guarded gx = guarded_from(rt, x, (size_t)(n * cols) * sizeof *x);
+    guarded gr = guarded_alloc(rt, sizeof ref), gg = guarded_alloc(rt, sizeof got);
+    guarded part = guarded_alloc(rt, (size_t)rn_mma_partial_bytes(k, n, cols, 2 * F));
+    rn_projection p = {.rows = F, .cols = cols, .x = &gx.view, .n = n, .mode = RN_PROJECT_GLU,
+                       .activation = RN_ACT_SWISH, .y = {&gr.view}};
+    must(rn_matrix_project(rt, k, &one, p, true, &part.view), rt, "matrix project mma");
+    p.y[0] = &gg.view;
+    must(rn_matrix_project(rt, k, &pw.m, p, true, &part.view), rt, "matrix project mma");
+    bool intact = guarded_read(rt, &gr, ref) & guarded_read(rt, &gg, got) & guarded_read(rt, &part, NULL);
+    check("project_mma pieces", "6 x 64 -> glu 40 in 3 pieces", ref, got, (size_t)(n * F), 0.0, intact);
+    guarded_free(&gr), guarded_free(&gg), guarded_free(&part);
+
+    const int64_t ldy = 45, m = 6;
+    float wide_ref[6 * 45], wide_got[6 * 45], zero[6 * 45] = {0};
+    guarded yr = guarded_from(rt, zero, sizeof zero), yg = guarded_from(rt, zero, sizeof zero);
+    rn_linear l = {.x = &gx.view, .n = m, .row0 = 30, .out = 40, .y = &yr.view, .ldy = ldy, .col0 = 5, .mma = true};
+    must(rn_matrix_linear(rt, k, &one, &l, NULL), rt, "matrix linear mma");
+    l.y = &yg.view;
+    must(rn_matrix_linear(rt, k, &pw.m, &l, NULL), rt, "matrix linear mma");
+    intact = guarded_read(rt, &yr, wide_ref) & guarded_read(rt, &yg, wide_got) & pieced_free(rt, &pw);
+    check("linear_mma pieces", "rows 30.. +40 of glu 80 in 3, cols 5..", wide_ref, wide_got, (size_t)(m * ldy), 0.0,
+          intact);
+    guarded_free(&yr), guarded_free(&yg), guarded_free(&gx), guarded_free(&whole);
+    free(W), free(x);
+}
+
 /* Parallel and chunkwise retention (output, state, scale), then recurrent steps continuing
  * from the state it left, all against the reference. q and k are large enough that the
  * normalisers' clamps act (d_n, iota and sigma above 1). */
@@ -864,6 +1080,7 @@ static void run_all(rt_runtime *rt, rn_tuning tuning, bool quick_shapes) {
         test_embed(rt, &k);
         test_linear(rt, &k);
         test_project(rt, &k);
+        test_pieces(rt, &k, angle);
         if (builds[s].weights == ST_F32) {
             if (s == 0) {
                 test_rms_norm(rt, &k);
@@ -894,6 +1111,7 @@ static void run_all(rt_runtime *rt, rn_tuning tuning, bool quick_shapes) {
             }
             if (k.gemm_mma) test_linear_mma(rt, &k);
             if (k.gemm_mma_small) test_project_mma(rt, &k, angle);
+            if (k.gemm_mma_small) test_pieces_mma(rt, &k);
             else emit("  %-18s %s: the device cannot run its 256 work-items  skipped", "linear_mma",
                       st_dtype_name(builds[s].weights));
             rn_kernels_release(&k);

@@ -103,7 +103,7 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
     if (mode != RN_MODE_RECURRENT && !few_rows(m, rows)) {
         z = rn_retention_scratch_size(mode, true, has_state, rows, chunk, c->heads, c->key_head_dim,
                                       c->value_head_dim);
-        ws->retention_gemm = z.scores <= RETENTION_SCORES_MAX;
+        ws->retention_gemm = z.scores <= RETENTION_SCORES_MAX && z.scores <= rt->dev.info.max_alloc_bytes;
     }
     if (!ws->retention_gemm)
         z = rn_retention_scratch_size(mode, false, has_state, rows, chunk, c->heads, c->key_head_dim,
@@ -116,17 +116,20 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
     const bool sgemm = !use_project(&m->kernels, rows) && !mma_everywhere(m);
     const uint64_t stacked_cols = (uint64_t)(rn_qkvg_layout(c).total > 2 * c->ffn_dim ? rn_qkvg_layout(c).total
                                                                                       : 2 * c->ffn_dim);
-    const uint64_t stacked = sgemm && r * stacked_cols * f <= STACKED_MAX ? r * stacked_cols * f : 0;
-    /* SGEMM needs fp32 operands: half-precision weights are widened, one matrix (or stacked
-     * matrix) at a time. */
+    const uint64_t stacked_bytes = r * stacked_cols * f;
+    const uint64_t stacked = sgemm && stacked_bytes <= STACKED_MAX && stacked_bytes <= rt->dev.info.max_alloc_bytes
+                                 ? stacked_bytes
+                                 : 0;
+    /* SGEMM needs fp32 operands: half-precision and quantized weights are widened, one matrix
+     * (or stacked matrix, or piece) at a time, or as many rows as one buffer takes. */
     uint64_t widened = 0;
     if (m->weights != ST_F32 && sgemm) {
-        const uint64_t D = (uint64_t)c->embed_dim;
-        const uint64_t sizes[] = {(uint64_t)rn_qkvg_layout(c).total * D, (uint64_t)c->value_embed_dim * D,
-                                  2 * (uint64_t)c->ffn_dim * D, (uint64_t)c->vocab_size * D};
-        for (size_t i = 0; i < 4; i++)
-            if (sizes[i] > widened) widened = sizes[i];
+        const rn_matrix *all[] = {&m->layers[0].qkvg, &m->layers[0].out_proj, &m->layers[0].ffn_in,
+                                  &m->layers[0].fc2, rn_model_output(m)};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            if (rn_matrix_largest_piece(all[i]) > widened) widened = rn_matrix_largest_piece(all[i]);
         widened *= f;
+        if (widened > rt->dev.info.max_alloc_bytes) widened = rt->dev.info.max_alloc_bytes;
     }
     struct { rt_buffer *buf; uint64_t bytes; const char *what; } plan[] = {
         {&ws->tokens, r * sizeof(cl_int), "token ids"},
@@ -316,16 +319,15 @@ static rn_status retention(const pass *p, int64_t l) {
                                  &ws->o);
 }
 
-/* A projection of layer_few_rows: the project kernel, or with p->mma the small matrix-engine
- * GEMM and its reduction, the norm (if any) first into ws->h. */
-static rn_status project(const pass *p, rn_projection *proj) {
-    if (!p->mma) return rn_op_project(p->rt, p->k, proj);
-    if (proj->normalize) {
-        TRY(rn_op_rms_norm(p->rt, p->k, proj->x, proj->norm, proj->n, proj->cols, proj->eps, &p->ws->h));
-        proj->x = &p->ws->h;
-        proj->normalize = false;
+/* A projection of layer_few_rows by W: the project kernel, or with p->mma the small
+ * matrix-engine GEMM and its reduction, the norm (if any) first into ws->h. */
+static rn_status project(const pass *p, const rn_matrix *W, rn_projection proj) {
+    if (p->mma && proj.normalize) {
+        TRY(rn_op_rms_norm(p->rt, p->k, proj.x, proj.norm, proj.n, proj.cols, proj.eps, &p->ws->h));
+        proj.x = &p->ws->h;
+        proj.normalize = false;
     }
-    return rn_op_project_mma(p->rt, p->k, proj, &p->ws->partial);
+    return rn_matrix_project(p->rt, p->k, W, proj, p->mma, &p->ws->partial);
 }
 
 /* One layer for a few rows (decoding, a batch of sequences, a short prompt): the project
@@ -338,61 +340,68 @@ static rn_status layer_few_rows(const pass *p, int64_t l) {
     rn_workspace *ws = p->ws;
     const int64_t D = c->embed_dim, F = c->ffn_dim;
     /* A prompt's rows follow each other; a batch's sequences each have their own position. */
-    rn_projection qkvg = {.W = &w->qkvg, .rows = p->at.total, .cols = D, .x = &ws->x, .n = p->n,
+    rn_projection qkvg = {.rows = p->at.total, .cols = D, .x = &ws->x, .n = p->n,
                           .normalize = p->pre, .norm = p->pre ? &w->retention_norm : NULL, .eps = p->eps,
                           .mode = RN_PROJECT_PLAIN, .y = {&ws->q, &ws->k, &ws->v, c->output_gate ? &ws->g : NULL},
                           .ends = {p->at.k, p->at.v, p->at.g}, .rotated = p->at.v, .q_rows = p->at.k,
                           .pos0 = (int64_t)p->pos0, .pos_step = 1,
                           .positions = p->mode == RN_MODE_RECURRENT ? &ws->positions : NULL, .angle = &p->m->angle, .k_scale = p->k_scale, .half_split = c->rope_half};
-    TRY(project(p, &qkvg));
+    TRY(project(p, &w->qkvg, qkvg));
     TRY(retention(p, l));
-    rn_projection out = {.W = &w->out_proj, .rows = D, .cols = c->value_embed_dim, .x = &ws->o, .n = p->n,
+    rn_projection out = {.rows = D, .cols = c->value_embed_dim, .x = &ws->o, .n = p->n,
                          .mode = RN_PROJECT_RESIDUAL, .alpha = p->alpha, .y = {&ws->x}};
-    TRY(project(p, &out));
+    TRY(project(p, &w->out_proj, out));
     if (!p->pre) TRY(rn_op_rms_norm(p->rt, p->k, &ws->x, &w->retention_norm, p->n, D, p->eps, &ws->x));
 
-    rn_projection ffn_in = {.W = &w->ffn_in, .rows = F, .cols = D, .x = &ws->x, .n = p->n,
+    rn_projection ffn_in = {.rows = F, .cols = D, .x = &ws->x, .n = p->n,
                             .normalize = p->pre, .norm = p->pre ? &w->ffn_norm : NULL, .eps = p->eps,
                             .mode = RN_PROJECT_GLU, .activation = c->activation, .y = {&ws->a}};
-    TRY(project(p, &ffn_in));
-    rn_projection ffn_out = {.W = &w->fc2, .rows = D, .cols = F, .x = &ws->a, .n = p->n,
+    TRY(project(p, &w->ffn_in, ffn_in));
+    rn_projection ffn_out = {.rows = D, .cols = F, .x = &ws->a, .n = p->n,
                              .mode = RN_PROJECT_RESIDUAL, .alpha = p->alpha, .y = {&ws->x}};
-    TRY(project(p, &ffn_out));
+    TRY(project(p, &w->fc2, ffn_out));
     if (!p->pre) TRY(rn_op_rms_norm(p->rt, p->k, &ws->x, &w->ffn_norm, p->n, D, p->eps, &ws->x));
     return RN_OK;
 }
 
-/* y [n, rows of W from row0] = x W^T for a prompt, through SGEMM. */
-static rn_status linear(const pass *p, const rt_buffer *x, int64_t in, const rt_buffer *W, int64_t row0,
-                        int64_t out, rt_buffer *y) {
-    if (rn_mma_takes(p->k, in)) return rn_op_linear_mma(p->rt, p->k, x, p->n, in, W, row0, out, y, out, 0, false, 0.0f);
-    return rn_op_linear(p->rt, p->k, x, p->n, in, W, row0, out, &p->ws->widened, y);
+/* y [n, rows of W from row0] = x W^T for a prompt: on the matrix engine where it takes the
+ * product, else through SGEMM. */
+static rn_status linear(const pass *p, const rt_buffer *x, const rn_matrix *W, int64_t row0, int64_t out,
+                        rt_buffer *y) {
+    const rn_linear l = {.x = x, .n = p->n, .row0 = row0, .out = out, .y = y, .ldy = out,
+                         .mma = rn_mma_takes(p->k, W->cols)};
+    return rn_matrix_linear(p->rt, p->k, W, &l, &p->ws->widened);
 }
 
 /* x = alpha x + y W^T: on the matrix engine in one product (its epilogue adds the residual),
  * else a product into ws->h and a residual kernel. */
-static rn_status linear_residual(const pass *p, const rt_buffer *y, int64_t in, const rt_buffer *W) {
+static rn_status linear_residual(const pass *p, const rt_buffer *y, const rn_matrix *W) {
     const int64_t D = p->c->embed_dim;
-    if (rn_mma_takes(p->k, in))
-        return rn_op_linear_mma(p->rt, p->k, y, p->n, in, W, 0, D, &p->ws->x, D, 0, true, p->alpha);
-    TRY(linear(p, y, in, W, 0, D, &p->ws->h));
+    if (rn_mma_takes(p->k, W->cols)) {
+        const rn_linear l = {.x = y, .n = p->n, .out = D, .y = &p->ws->x, .ldy = D, .mma = true, .accumulate = true,
+                             .alpha = p->alpha};
+        return rn_matrix_linear(p->rt, p->k, W, &l, NULL);
+    }
+    TRY(linear(p, y, W, 0, D, &p->ws->h));
     return rn_op_residual(p->rt, p->k, &p->ws->x, &p->ws->h, p->n * D, p->alpha);
 }
 
 /* A stacked matrix's products for a prompt: one SGEMM into ws->stacked handed out by columns
  * when its output fits there, else one SGEMM per output. */
-static rn_status stacked_linear(const pass *p, const rt_buffer *x, const rt_buffer *W, const int64_t *ends,
+static rn_status stacked_linear(const pass *p, const rt_buffer *x, const rn_matrix *W, const int64_t *ends,
                                 rt_buffer *const *y, int outputs) {
     const int64_t D = p->c->embed_dim, total = ends[outputs - 1];
     rn_workspace *ws = p->ws;
-    /* On the matrix engine each output is its own product, written in place. */
-    const bool one_product = !rn_mma_takes(p->k, D) && ws->stacked.bytes >= (size_t)(p->n * total) * sizeof(float);
-    if (one_product) TRY(linear(p, x, D, W, 0, total, &ws->stacked));
+    /* On the matrix engine each output is its own product, written in place; so is each output
+     * of a matrix in pieces. */
+    const bool one_product = !rn_mma_takes(p->k, D) && W->count == 1 &&
+                             ws->stacked.bytes >= (size_t)(p->n * total) * sizeof(float);
+    if (one_product) TRY(linear(p, x, W, 0, total, &ws->stacked));
     for (int i = 0; i < outputs; i++) {
         const int64_t from = i ? ends[i - 1] : 0, width = ends[i] - from;
         if (!y[i]) continue;
         if (one_product) TRY(rn_op_split_columns(p->rt, p->k, &ws->stacked, p->n, total, from, width, y[i]));
-        else TRY(linear(p, x, D, W, from, width, y[i]));
+        else TRY(linear(p, x, W, from, width, y[i]));
     }
     return RN_OK;
 }
@@ -419,7 +428,7 @@ static rn_status layer_prompt(const pass *p, int64_t l) {
     TRY(rn_op_theta_shift(p->rt, p->k, &ws->k, n, c->kv_heads, &p->m->angle, (int64_t)p->pos0, positions,
                           p->k_scale, c->rope_half));
     TRY(retention(p, l));
-    TRY(linear_residual(p, &ws->o, c->value_embed_dim, &w->out_proj));
+    TRY(linear_residual(p, &ws->o, &w->out_proj));
     if (!p->pre) TRY(rn_op_rms_norm(p->rt, p->k, &ws->x, &w->retention_norm, n, D, p->eps, &ws->x));
 
     in = &ws->x;
@@ -431,7 +440,7 @@ static rn_status layer_prompt(const pass *p, int64_t l) {
     rt_buffer *const ffn[2] = {&ws->a, &ws->b};
     TRY(stacked_linear(p, in, &w->ffn_in, ffn_ends, ffn, 2));
     TRY(rn_op_glu(p->rt, p->k, &ws->a, &ws->b, n * F, c->activation, &ws->a));
-    TRY(linear_residual(p, &ws->a, F, &w->fc2));
+    TRY(linear_residual(p, &ws->a, &w->fc2));
     if (!p->pre) TRY(rn_op_rms_norm(p->rt, p->k, &ws->x, &w->ffn_norm, n, D, p->eps, &ws->x));
     return RN_OK;
 }
@@ -449,19 +458,17 @@ static rn_status output_logits(const pass *p, int64_t logit_rows) {
     }
     const bool mma = mma_rows(p->m, logit_rows);
     if (mma || use_project(p->k, logit_rows)) {
-        rn_projection out = {.W = rn_model_output(p->m), .rows = c->vocab_size, .cols = D, .x = last,
+        rn_projection out = {.rows = c->vocab_size, .cols = D, .x = last,
                              .n = logit_rows, .normalize = p->pre, .norm = p->pre ? &p->m->final_norm : NULL,
                              .eps = p->eps, .mode = RN_PROJECT_PLAIN, .y = {&ws->logits}};
         pass q = *p;
         q.mma = mma;
-        return project(&q, &out);
+        return project(&q, rn_model_output(p->m), out);
     }
     if (p->pre) TRY(rn_op_rms_norm(p->rt, p->k, last, &p->m->final_norm, logit_rows, D, p->eps, &ws->h));
-    if (rn_mma_takes(p->k, D))
-        return rn_op_linear_mma(p->rt, p->k, p->pre ? &ws->h : last, logit_rows, D, rn_model_output(p->m), 0,
-                                c->vocab_size, &ws->logits, c->vocab_size, 0, false, 0.0f);
-    return rn_op_linear(p->rt, p->k, p->pre ? &ws->h : last, logit_rows, D, rn_model_output(p->m), 0, c->vocab_size,
-                        &ws->widened, &ws->logits);
+    pass q = *p;
+    q.n = logit_rows;
+    return linear(&q, p->pre ? &ws->h : last, rn_model_output(p->m), 0, c->vocab_size, &ws->logits);
 }
 
 /* Runs n tokens (already in ws->tokens; n <= ws->rows) through the network: with
@@ -486,7 +493,7 @@ static rn_status forward(rn_session *s, rn_workspace *ws, int64_t n, rn_mode mod
     rn_status (*layer)(const pass *, int64_t) = few_rows(m, p.n) ? layer_few_rows : layer_prompt;
 
     const float embed_scale = c->no_scale_embedding ? 1.0f : (float)sqrt((double)c->embed_dim);
-    TRY(rn_op_embed(p.rt, p.k, &ws->tokens, p.n, &m->embed, c->embed_dim, embed_scale, &ws->x));
+    TRY(rn_matrix_embed(p.rt, p.k, &ws->tokens, p.n, &m->embed, embed_scale, &ws->x));
     if (c->layernorm_embedding)
         TRY(rn_op_rms_norm(p.rt, p.k, &ws->x, &m->embed_norm, p.n, c->embed_dim, p.eps, &ws->x));
     for (int64_t l = 0; l < c->layers; l++) {
@@ -589,6 +596,71 @@ static rn_status rn_session_decode_locked(rn_session *s, int32_t token, float *l
     return decode_step(s, 1, &token, logits);
 }
 
+/* One pass of a prompt: `n` tokens from the session's position, all in one workspace. */
+static rn_status prefill_pass(rn_session *s, const int32_t *tokens, size_t n, rn_mode mode, int64_t chunk,
+                              float *logits) {
+    rn_model *m = s->model;
+    const uint64_t pos0 = s->positions[0];
+    /* Logits of every row only when the caller asks for them: [n, V] can dwarf the rest. */
+    const int64_t logit_rows = logits ? (int64_t)n : 1;
+    rn_workspace ws;
+    rn_status st = workspace_init(m, (int64_t)n, mode, chunk, logit_rows, pos0 > 0, &ws);
+    if (st != RN_OK) return st;
+    rt_runtime *rt = &m->ctx->rt;
+    cl_int *ids = malloc(n * sizeof *ids);
+    if (!ids) st = rn_fail(&m->ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for %zu token ids", n);
+    for (size_t i = 0; ids && i < n; i++) ids[i] = tokens[i];
+    if (st == RN_OK) st = rt_buffer_write(rt, &ws.tokens, 0, ids, n * sizeof *ids);
+    free(ids);
+    if (st == RN_OK) st = forward(s, &ws, (int64_t)n, mode, chunk, pos0, logit_rows);
+    if (st == RN_OK) st = read_logits(s, &ws, logit_rows, 1, logits);
+    workspace_free(rt, &ws);
+    if (st != RN_OK) return fail_pass(s, st);
+    advance_row(s, 0, tokens, n);
+    return RN_OK;
+}
+
+/* The widest activation of a prompt's row in bytes: the one a pass's row count multiplies up
+ * to a single buffer (the logits of every row when asked for). */
+static uint64_t pass_widest(const rn_model *m, bool all_logits) {
+    const rn_config *c = &m->cfg;
+    const int64_t widths[] = {c->embed_dim, c->key_embed_dim, c->kv_heads * c->key_head_dim,
+                              c->kv_heads * c->value_head_dim, c->value_embed_dim, c->ffn_dim,
+                              c->heads * c->key_head_dim, all_logits ? c->vocab_size : 0};
+    int64_t widest = 0;
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++)
+        if (widths[i] > widest) widest = widths[i];
+    return (uint64_t)widest * sizeof(float);
+}
+
+/* The most tokens of a prompt one pass takes on this device: every activation buffer, and in
+ * the chunkwise form the states of its chunks, within the largest allocation; whole chunks
+ * where a pass holds more than one (a pass of fewer rows than a chunk is a smaller chunk, whose
+ * normalisation differs slightly, as with a smaller chunk size). The scratch the retention GEMMs
+ * need is bounded apart: without room, the prompt's retention runs in kernels. */
+static int64_t pass_rows(const rn_model *m, rn_mode mode, int64_t chunk, bool all_logits) {
+    const rn_config *c = &m->cfg;
+    const uint64_t cap = m->ctx->rt.dev.info.max_alloc_bytes;
+    const uint64_t state = (uint64_t)(c->heads * c->key_head_dim * c->value_head_dim) * sizeof(float);
+    uint64_t rows = cap / pass_widest(m, all_logits);
+    if (mode == RN_MODE_CHUNKWISE && cap / state * (uint64_t)chunk < rows) rows = cap / state * (uint64_t)chunk;
+    if (rows > (uint64_t)chunk) rows -= rows % (uint64_t)chunk;
+    return rows > RN_MAX_PROMPT ? RN_MAX_PROMPT : (int64_t)rows;
+}
+
+/* The progress of a prompt in passes, as one: each pass reports its own rows. */
+typedef struct pass_progress {
+    rn_progress_fn fn;
+    void *user;
+    uint64_t done, total;
+} pass_progress;
+
+static void pass_progress_shift(void *user, uint64_t done, uint64_t total) {
+    (void)total;
+    const pass_progress *p = user;
+    p->fn(p->user, p->done + done, p->total);
+}
+
 static rn_status rn_session_prefill_locked(rn_session *s, const int32_t *tokens, size_t n, rn_mode mode,
                              size_t chunk_size, float *logits) {
     if (!s || (!tokens && n)) return RN_ERR_INVALID_ARGUMENT;
@@ -623,23 +695,29 @@ static rn_status rn_session_prefill_locked(rn_session *s, const int32_t *tokens,
     int64_t chunk = chunk_size ? (int64_t)chunk_size : m->cfg.chunk_size;
     if (chunk > RN_MAX_PROMPT) chunk = RN_MAX_PROMPT;
 
-    /* Logits of every row only when the caller asks for them: [n, V] can dwarf the rest. */
-    const int64_t logit_rows = logits ? (int64_t)n : 1;
-    rn_workspace ws;
-    st = workspace_init(m, (int64_t)n, mode, chunk, logit_rows, pos0 > 0, &ws);
-    if (st != RN_OK) return st;
-    rt_runtime *rt = &m->ctx->rt;
-    cl_int *ids = malloc(n * sizeof *ids);
-    if (!ids) st = rn_fail(err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for %zu token ids", n);
-    for (size_t i = 0; ids && i < n; i++) ids[i] = tokens[i];
-    if (st == RN_OK) st = rt_buffer_write(rt, &ws.tokens, 0, ids, n * sizeof *ids);
-    free(ids);
-    if (st == RN_OK) st = forward(s, &ws, (int64_t)n, mode, chunk, pos0, logit_rows);
-    if (st == RN_OK) st = read_logits(s, &ws, logit_rows, 1, logits);
-    workspace_free(rt, &ws);
-    if (st != RN_OK) return fail_pass(s, st);
-    advance_row(s, 0, tokens, n);
-    return RN_OK;
+    /* A prompt whose activations would not fit the device's largest allocation runs in passes of
+     * whole chunks, each continuing the state the last one left: the same chunks as one pass. */
+    const int64_t per_pass = pass_rows(m, mode, chunk, logits != NULL);
+    if ((int64_t)n > per_pass && (mode == RN_MODE_PARALLEL || per_pass < 1))
+        return rn_fail(err, RN_ERR_DEVICE_MEMORY,
+                       "%s a prompt of %zu tokens needs %.1f MiB in one buffer, and '%s' allows %.1f MiB per "
+                       "allocation%s",
+                       mode == RN_MODE_PARALLEL ? "the parallel form takes a prompt in one pass:" : "",
+                       n, (double)pass_widest(m, logits != NULL) * (double)n / 1048576.0, m->ctx->rt.dev.info.name,
+                       m->ctx->rt.dev.info.max_alloc_bytes / 1048576.0,
+                       mode == RN_MODE_PARALLEL ? "; the chunkwise form takes it in passes" : "");
+    const size_t V = (size_t)m->cfg.vocab_size;
+    pass_progress outer = {s->progress, s->progress_user, 0, n};
+    if (s->progress && (int64_t)n > per_pass) s->progress = pass_progress_shift, s->progress_user = &outer;
+    for (size_t done = 0; done < n && st == RN_OK;) {
+        const size_t rows = n - done < (size_t)per_pass ? n - done : (size_t)per_pass;
+        outer.done = done;
+        st = prefill_pass(s, tokens + done, rows, mode, chunk, logits ? logits + done * V : NULL);
+        done += rows;
+        if (st == RN_OK && done < n && rn_context_cancelled(m->ctx, "the prompt")) st = fail_pass(s, RN_ERR_CANCELLED);
+    }
+    if (s->progress == pass_progress_shift) s->progress = outer.fn, s->progress_user = outer.user;
+    return st;
 }
 
 /* ---- the public calls: each holds the context's lock throughout (engine.h) ------------------ */

@@ -183,10 +183,11 @@ void rt_profile_release(rt_runtime *rt);
 
 /* ---- BLAS ------------------------------------------------------------------------------------ */
 
-/* y[M, N] = x[M, K] * w[N, K]^T, row-major, fp32, through CLBlast. Offsets in elements. */
+/* y[M, N] = x[M, K] * w[N, K]^T, row-major, fp32, through CLBlast. Offsets in elements; y's
+ * rows y_ld elements apart (N or more: y may be columns of a wider matrix). */
 rn_status rt_gemm_xwt(rt_runtime *rt, size_t M, size_t N, size_t K, const rt_buffer *x,
                       size_t x_offset, const rt_buffer *w, size_t w_offset, rt_buffer *y,
-                      size_t y_offset);
+                      size_t y_offset, size_t y_ld);
 
 /* count products C_i = op(A_i) op(B_i) + beta C_i, row-major fp32, each matrix at its own
  * offset (elements) in one buffer: op(X) = X^T when trans_x. M x N results, K inner. */

@@ -15,11 +15,11 @@ static rn_status blas_fail(rt_runtime *rt, CLBlastStatusCode status, const char 
 
 rn_status rt_gemm_xwt(rt_runtime *rt, size_t M, size_t N, size_t K, const rt_buffer *x,
                       size_t x_offset, const rt_buffer *w, size_t w_offset, rt_buffer *y,
-                      size_t y_offset) {
+                      size_t y_offset, size_t y_ld) {
     if (M == 0 || N == 0) return RN_OK;
     CLBlastStatusCode status =
         CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, M, N, K, 1.0f,
-                     x->mem, x_offset, K, w->mem, w_offset, K, 0.0f, y->mem, y_offset, N, &rt->queue,
+                     x->mem, x_offset, K, w->mem, w_offset, K, 0.0f, y->mem, y_offset, y_ld, &rt->queue,
                      rt_profile_slot(rt, "sgemm"));
     if (status == CLBlastSuccess) return RN_OK;
     char call[96];

@@ -176,7 +176,7 @@ static bool sgemm_fits(const rt_runtime *rt, uint64_t n) {
 static rn_status timed_gemm(rt_runtime *rt, size_t n, rt_buffer *x, rt_buffer *w, rt_buffer *y,
                             double *seconds) {
     double t0 = now_s();
-    rn_status st = rt_gemm_xwt(rt, n, n, n, x, 0, w, 0, y, 0);
+    rn_status st = rt_gemm_xwt(rt, n, n, n, x, 0, w, 0, y, 0, n);
     if (st == RN_OK) st = rt_finish(rt);
     *seconds = now_s() - t0;
     return st;

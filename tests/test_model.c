@@ -557,6 +557,141 @@ static void run_batch(rn_context *ctx, const char *dir) {
     rn_model_free(model);
 }
 
+static void expect_within(const char *what, const float *ref, const float *got, size_t n, double tol) {
+    double e = rel_error(ref, got, n);
+    bool ok = e <= tol;
+    printf("    %-44s rel err %.2e  %s (tol %.0e)\n", what, e, ok ? "pass" : "FAIL", tol);
+    if (!ok) failures++;
+}
+
+/* A device whose largest allocation is below the size of the model's largest matrix and of a
+ * 40-token prompt's activations (a context's max_allocation stands for it): the matrices load in
+ * pieces of rows and chunkwise prompts run in passes of whole chunks, each continuing the state.
+ * Against the same model on the device's own limit: recurrent decoding (the same kernels row for
+ * row) exactly, chunkwise prompts within 1e-5 (their SGEMMs and retention sum in other orders);
+ * chunkwise also against the reference (TOL). A parallel prompt larger than one buffer allows is
+ * refused by name; a random model fills its pieces with the numbers it would hold in one. */
+static void run_small_allocation(const char *dir) {
+    printf("  a device with a small largest allocation\n");
+    rn_context *full = NULL, *small = NULL;
+    char message[1024];
+    rn_status st = rn_context_init(&full, NULL, message, sizeof message);
+    if (st != RN_OK) {
+        printf("    no device: %s  FAIL\n", message);
+        failures++;
+        return;
+    }
+    /* Each largest allocation is below the stacked q/k/v/g matrix (every case's largest, 160 x
+     * 32: 20 KiB in F32, 10 in F16, 2.8 in Q4_0) and 30 rows of the widest activation (the FFN's
+     * 64 floats): at least two pieces, and passes of whole chunks. */
+    const struct { const char *name; rn_config cfg; rn_weights storage; st_dtype dtype; uint64_t cap; } cases[] = {
+        {"F32, tied", base_config(), RN_WEIGHTS_FILE, ST_F32, 7 * 1024},
+        {"Q4_0, Dv 40 (blocks across rows)", base_config(), RN_WEIGHTS_Q4, ST_F16, 1536},
+        {"F16, swish, untied", base_config(), RN_WEIGHTS_FILE, ST_F16, 4 * 1024},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rn_config cfg = cases[i].cfg;
+        cfg.share_embed = i == 0;
+        if (i == 1) cfg.value_embed_dim = 40;
+        if (i == 2) cfg.activation = RN_ACT_SWISH;
+        const int64_t n = 40, V = cfg.vocab_size, chunk = 4;
+        const size_t count = (size_t)(n * V);
+        rn_error err = {{0}};
+        rn_writer_options wopts;
+        rn_writer_options_default(&wopts);
+        wopts.seed = 11;
+        wopts.dtype = cases[i].dtype;
+        char sub[96];
+        snprintf(sub, sizeof sub, "%s/small%zu", dir, i);
+        if (rn_write_random_model(sub, &cfg, &wopts, &err) != RN_OK) {
+            printf("    writing the model failed: %s  FAIL\n", err.message);
+            failures++;
+            continue;
+        }
+        const uint64_t cap = cases[i].cap;
+        rn_context_options copts;
+        rn_context_options_default(&copts);
+        copts.max_allocation = cap;
+        st = rn_context_init(&small, &copts, message, sizeof message);
+        rn_model_options load;
+        rn_model_options_default(&load);
+        load.weights = cases[i].storage;
+        rn_model *mf = NULL, *ms = NULL;
+        rn_session *sf = NULL, *ss = NULL;
+        if (st == RN_OK) st = rn_model_load(full, sub, &load, &mf);
+        if (st == RN_OK) st = rn_model_load(small, sub, &load, &ms);
+        if (st == RN_OK) st = rn_session_init(mf, &sf);
+        if (st == RN_OK) st = rn_session_init(ms, &ss);
+        printf("   %s, largest allocation %llu bytes\n", cases[i].name, (unsigned long long)cap);
+        const bool set_up = st == RN_OK;
+        if (!set_up) {
+            printf("    setting up: %s: %s  FAIL\n", rn_status_str(st), small ? rn_context_last_error(small) : message);
+            failures++;
+        }
+        int32_t tokens[40];
+        for (int64_t t = 0; t < n; t++) tokens[t] = (int32_t)((t * 37 + 3) % V);
+        float *a = calloc(count, sizeof(float)), *b = calloc(count, sizeof(float)), *want = malloc(count * sizeof *want);
+        if (st == RN_OK) {
+            st = rn_session_prefill(sf, tokens, (size_t)n, RN_MODE_RECURRENT, 0, a);
+            if (st == RN_OK) st = rn_session_prefill(ss, tokens, (size_t)n, RN_MODE_RECURRENT, 0, b);
+            if (st == RN_OK) expect_within("recurrent, in pieces vs one buffer", a, b, count, 0.0);
+        }
+        if (st == RN_OK) {
+            rn_checkpoint *ckpt = NULL;
+            ref_model *ref = NULL;
+            if (rn_checkpoint_open(sub, &ckpt, &err) == RN_OK) ref = ref_model_from_checkpoint(ckpt);
+            if (ref) round_matrices(ref, i == 1 ? ST_Q4_0 : cases[i].dtype);
+            if (ref) ref_forward(ref, tokens, n, RN_MODE_CHUNKWISE, chunk, want);
+            st = rn_session_reset(sf);
+            if (st == RN_OK) st = rn_session_reset(ss);
+            if (st == RN_OK) st = rn_session_prefill(sf, tokens, (size_t)n, RN_MODE_CHUNKWISE, (size_t)chunk, a);
+            if (st == RN_OK) st = rn_session_prefill(ss, tokens, (size_t)n, RN_MODE_CHUNKWISE, (size_t)chunk, b);
+            if (st == RN_OK) {
+                expect_within("chunkwise in passes vs one pass", a, b, count, 1e-5);
+                if (ref) expect_close("chunkwise in passes vs reference", want, b, count);
+                else printf("    no reference  FAIL\n"), failures++;
+            }
+            ref_model_free(ref);
+            rn_checkpoint_close(ckpt);
+        }
+        if (st == RN_OK) {
+            rn_session_reset(ss);
+            expect_status("a parallel prompt larger than one buffer", rn_session_prefill(ss, tokens, (size_t)n,
+                          RN_MODE_PARALLEL, 0, b), RN_ERR_DEVICE_MEMORY, small);
+        }
+        if (set_up && st != RN_OK) {
+            printf("    %s: %s  FAIL\n", rn_status_str(st), rn_context_last_error(small));
+            failures++;
+        }
+        free(a), free(b), free(want);
+        rn_session_free(sf), rn_session_free(ss);
+        rn_model_free(mf), rn_model_free(ms);
+        rn_context_free(small);
+        small = NULL;
+    }
+    /* Random weights: the tiny preset (its largest matrices 1024 x 64 in F16, 128 KiB) in pieces
+     * of 32 KiB decodes exactly as in one buffer. */
+    rn_context_options copts;
+    rn_context_options_default(&copts);
+    copts.max_allocation = 48 * 1024;
+    st = rn_context_init(&small, &copts, message, sizeof message);
+    rn_model *mf = NULL, *ms = NULL;
+    rn_session *sf = NULL, *ss = NULL;
+    if (st == RN_OK) st = rn_model_random(full, RN_PRESET_DIR "/tiny.json", NULL, 5, &mf);
+    if (st == RN_OK) st = rn_model_random(small, RN_PRESET_DIR "/tiny.json", NULL, 5, &ms);
+    if (st == RN_OK) st = rn_session_init(mf, &sf);
+    if (st == RN_OK) st = rn_session_init(ms, &ss);
+    float a[1024], b[1024];
+    if (st == RN_OK) st = rn_session_decode(sf, 7, a);
+    if (st == RN_OK) st = rn_session_decode(ss, 7, b);
+    if (st == RN_OK) expect_within("random tiny preset, in pieces vs one buffer", a, b, 1024, 0.0);
+    else printf("    random tiny preset: %s: %s  FAIL\n", rn_status_str(st), small ? rn_context_last_error(small) : message), failures++;
+    rn_session_free(sf), rn_session_free(ss);
+    rn_model_free(mf), rn_model_free(ms);
+    rn_context_free(small);
+    rn_context_free(full);
+}
+
 /* rn_model_random on the tiny preset: the parameter count models/presets/README.md gives, and
  * a finite token; a missing config file is RN_ERR_IO. */
 static void run_random(rn_context *ctx) {
@@ -691,6 +826,7 @@ int main(void) {
     run_cancel(ctx, first);
     run_batch(ctx, first);
     run_random(ctx);
+    run_small_allocation(dir);
 
     uint64_t current, peak;
     rn_context_memory(ctx, &current, &peak);

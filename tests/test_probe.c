@@ -47,7 +47,7 @@ static void small_gemm(rt_runtime *rt) {
     if (st == RN_OK) st = rt_buffer_alloc(rt, sizeof y, "y", &by);
     if (st == RN_OK) st = rt_buffer_write(rt, &bx, 0, x, sizeof x);
     if (st == RN_OK) st = rt_buffer_write(rt, &bw, 0, w, sizeof w);
-    if (st == RN_OK) st = rt_gemm_xwt(rt, M, N, K, &bx, 0, &bw, 0, &by, 0);
+    if (st == RN_OK) st = rt_gemm_xwt(rt, M, N, K, &bx, 0, &bw, 0, &by, 0, N);
     if (st == RN_OK) st = rt_buffer_read(rt, &by, 0, y, sizeof y);
     if (st != RN_OK) printf("  gemm: %s: %s\n", rn_status_str(st), rt->err->message);
     expect(st == RN_OK, "rt_gemm_xwt 37x53x29 runs");

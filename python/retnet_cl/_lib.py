@@ -81,6 +81,7 @@ class rn_context_options(ctypes.Structure):
         ("work_group", ctypes.c_size_t),
         ("project_max_rows", ctypes.c_size_t),
         ("precision", ctypes.c_int),  # rn_precision
+        ("max_allocation", ctypes.c_uint64),
     ]
 
 

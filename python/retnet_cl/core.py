@@ -75,13 +75,15 @@ class Context(_Handle):
     project_max_rows -- rows up to which products take the project kernel (0: default)
     precision        -- "f32" (default, exact), "f16", "bf16" or "auto": how the products'
                         inputs may be rounded to reach a matrix engine (rn_precision)
+    max_allocation   -- bytes: the largest single buffer to allocate when below the device's
+                        limit (0: the device's); larger weight matrices are held in pieces
     """
 
     _what = "context"
     _free = "rn_context_free"
 
     def __init__(self, device=None, program_cache=None, work_group=0, project_max_rows=0, cache_dir=None,
-                 precision="f32"):
+                 precision="f32", max_allocation=0):
         lib = library()
         opts = _lib.rn_context_options()
         lib.rn_context_options_default(ctypes.byref(opts))
@@ -93,6 +95,7 @@ class Context(_Handle):
             opts.cache_dir = _lib.to_bytes(cache_dir, "cache_dir")
         opts.work_group = int(work_group)
         opts.project_max_rows = int(project_max_rows)
+        opts.max_allocation = int(max_allocation)
         if precision not in _PRECISIONS:
             raise ValueError("precision must be f32, f16, bf16 or auto, not %r" % (precision,))
         opts.precision = _PRECISIONS[precision]

@@ -53,7 +53,8 @@ static const char *bench_usage =
     "Tuning, by environment: RETNET_WORK_GROUP (work-items of the reducing kernels, a power of\n"
     "two up to 256; default 64 on GPUs, 2 on other devices), RETNET_PROJECT_MAX_ROWS (rows up\n"
     "to which products take the project kernel; default 32, or 4 where the small matrix-engine\n"
-    "GEMM takes batches: f16/bf16 on NVIDIA). docs/BENCHMARKS.md has what they measured.\n";
+    "GEMM takes batches: f16/bf16 on NVIDIA), RETNET_MAX_ALLOC_MIB (the largest single buffer,\n"
+    "when below the device's limit). docs/BENCHMARKS.md has what they measured.\n";
 
 typedef struct bench_options {
     const char *preset, *model, *weights, *device, *mode;

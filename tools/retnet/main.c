@@ -86,7 +86,9 @@ static const char *usage =
     "environment: RETNET_DEVICE, RETNET_CACHE_DIR, RETNET_PROGRAM_CACHE=0|1, and for tuning\n"
     "RETNET_WORK_GROUP (work-items of the reducing kernels, a power of two up to 256; default 64\n"
     "on GPUs, 2 elsewhere) and RETNET_PROJECT_MAX_ROWS (rows up to which products take the\n"
-    "engine's own kernel instead of SGEMM; default 32).\n";
+    "engine's own kernel instead of SGEMM; default 32); RETNET_MAX_ALLOC_MIB (the largest single\n"
+    "buffer to allocate, in MiB, when below the device's own limit: larger weight matrices are\n"
+    "held in pieces).\n";
 
 static int parse_double(const char *s, double lo, double hi, double *out) {
     char *end;
