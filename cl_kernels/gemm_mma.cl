@@ -265,18 +265,11 @@ inline void ms_store(int out, size_t row, float value, int rows, __global float 
     else y3[row * (rows - end2) + out - end2] = value;
 }
 
-/* With `normalize` (1; 2: with the [K] weight `norm`) x's rows are RMS-normalised as they are
- * staged, as the project kernel folds its norm: each work-group first sums the squares of its
- * rows over the whole of K (every warp a quarter of the rows, a lane every 32nd group of four;
- * the rows are a few KiB, read from cache by all the groups), so that the rounding to half sees
- * x / rms * w, never the raw residual stream, whose values may be beyond fp16's range. That
- * saves the separate norm kernel and its launch in front of every normalised product.
- * global (ceil(N / 64) * 128, splits, ceil(M / 64)), local (128, 1, 1); kper a multiple of 32. */
+/* global (ceil(N / 64) * 128, splits, ceil(M / 64)), local (128, 1, 1); kper a multiple of 32. */
 __kernel __attribute__((reqd_work_group_size(128, 1, 1)))
 void gemm_mma_small(__global const float *x, int M, int K, __global const ushort *w, ulong w_first, int N,
-                    int kper, __global float *part, __global const float *norm, int normalize, float eps) {
+                    int kper, __global float *part) {
     __local uint Xs[MS_MF * 16 * MS_LD / 2] __attribute__((aligned(16)));
-    __local float inv_rms[MS_MF * 16];
 #ifdef RN_MMA_EMULATE
     __local uint Eall[MS_WARPS * 32 * 6];
 #endif
@@ -289,25 +282,6 @@ void gemm_mma_small(__global const float *x, int M, int K, __global const ushort
     const int k_begin = split * kper, k_end = min(K, k_begin + kper);
     const int rows = min(MS_MF * 16, M - m0), mf = (rows + 15) / 16;
     __global const ushort *wt = w + w_first;
-
-    if (normalize) {  /* the whole group takes this branch: its barriers are uniform */
-        __local float *squares = (__local float *)Xs;  /* [rows][32 lanes], before Xs is staged */
-        for (int r = warp; r < rows; r += MS_WARPS) {
-            float sum = 0.0f;
-            for (int col = 4 * lane; col < K; col += 4 * 32) {
-                const float4 v = vload4(0, x + (size_t)(m0 + r) * (size_t)K + (size_t)col);
-                sum += dot(v, v);
-            }
-            squares[r * 32 + lane] = sum;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        if (tid < rows) {
-            float sum = 0.0f;
-            for (int l = 0; l < 32; l++) sum += squares[tid * 32 + l];
-            inv_rms[tid] = rsqrt(sum / (float)K + eps);
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
 
     float c[MS_MF][MS_NF][4];
     for (int i = 0; i < MS_MF; i++)
@@ -326,12 +300,8 @@ void gemm_mma_small(__global const float *x, int M, int K, __global const ushort
         /* x's rows [m0, m0 + 16 mf) for the chunk, as halves (zeros past M and past the slice). */
         for (int i = tid; i < mf * 16 * (MS_KC / 4); i += MS_WARPS * 32) {
             const int r = i / (MS_KC / 4), q = i % (MS_KC / 4), col = kc + 4 * q;
-            float4 v = (float4)(0.0f);
-            if (r < rows && col < k_end) {
-                v = vload4(0, x + (size_t)(m0 + r) * (size_t)K + (size_t)col);
-                if (normalize) v *= inv_rms[r];
-                if (normalize == 2) v *= vload4(0, norm + col);
-            }
+            const float4 v = r < rows && col < k_end ? vload4(0, x + (size_t)(m0 + r) * (size_t)K + (size_t)col)
+                                                     : (float4)(0.0f);
             mma_store4(v, Xs + (r * MS_LD + 4 * q) / 2);
         }
         barrier(CLK_LOCAL_MEM_FENCE);

@@ -396,20 +396,17 @@ static rn_status epilogue_of(rt_runtime *rt, const rn_kernels *k, const rn_proje
 rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projection *p, rt_buffer *partial) {
     const int64_t held = p->held ? p->held : p->rows - p->row0;
     const int64_t width = p->mode == RN_PROJECT_GLU ? 2 * held : held;
-    if (!k->gemm_mma_small || !rn_mma_takes(k, p->cols) || p->n < 1 || p->n > RN_MMA_SMALL_ROWS ||
+    if (!k->gemm_mma_small || !rn_mma_takes(k, p->cols) || p->normalize || p->n < 1 || p->n > RN_MMA_SMALL_ROWS ||
         width > INT32_MAX || !partial || partial->bytes < rn_mma_partial_bytes(k, p->n, p->cols, width))
-        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "the small matrix-engine GEMM cannot take %lld rows x %lld -> %lld",
-                       (long long)p->n, (long long)p->cols, (long long)width);
+        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT,
+                       "the small matrix-engine GEMM cannot take %lld rows x %lld -> %lld%s",
+                       (long long)p->n, (long long)p->cols, (long long)width, p->normalize ? " with a norm" : "");
     int64_t kper64;
     const cl_int splits = (cl_int)mma_splits(k, p->cols, width, &kper64);
     cl_int M = (cl_int)p->n, K = (cl_int)p->cols, N = (cl_int)width, kper = (cl_int)kper64;
     cl_ulong first = 0;
-    cl_int normalize = p->normalize ? (p->norm ? 2 : 1) : 0;
-    float eps = p->eps;
-    const rt_buffer *norm = p->norm ? p->norm : p->x;  /* absent: never read */
-    rt_arg gemm_args[] = {RT_ARG_BUF(p->x),  RT_ARG_VAL(M),    RT_ARG_VAL(K),         RT_ARG_BUF(p->W),
-                          RT_ARG_VAL(first), RT_ARG_VAL(N),    RT_ARG_VAL(kper),      RT_ARG_BUF(partial),
-                          RT_ARG_BUF(norm),  RT_ARG_VAL(normalize), RT_ARG_VAL(eps)};
+    rt_arg gemm_args[] = {RT_ARG_BUF(p->x), RT_ARG_VAL(M), RT_ARG_VAL(K), RT_ARG_BUF(p->W), RT_ARG_VAL(first),
+                          RT_ARG_VAL(N), RT_ARG_VAL(kper), RT_ARG_BUF(partial)};
     size_t global[3] = {(size_t)((width + MS_BN - 1) / MS_BN) * 128, (size_t)splits, 1}, local[3] = {128, 1, 1};
     rn_status st = rt_launch(rt, k->gemm_mma_small, "gemm_mma_small", gemm_args, N_ARGS(gemm_args), 3, global, local);
     if (st != RN_OK) return st;

@@ -157,10 +157,10 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
 #define RN_MMA_SMALL_ROWS 64
 
 /* The same projection on the matrix engine, for n rows up to RN_MMA_SMALL_ROWS (where
- * rn_mma_takes(k, p->cols) and gemm_mma_small is built), its norm included: gemm_mma_small
- * normalizes x's rows as it stages them and writes its slices of K into `partial` (at least
- * rn_mma_partial_bytes(k, n, p->cols, width) bytes, width = the rows W holds, twice that in GLU
- * mode); gemm_mma_reduce adds them up and applies the epilogue. */
+ * rn_mma_takes(k, p->cols) and gemm_mma_small is built), except the norm: p->normalize must be
+ * false (the caller normalizes x first). gemm_mma_small writes its slices of K into `partial`
+ * (at least rn_mma_partial_bytes(k, n, p->cols, width) bytes, width = p->rows, or 2 p->rows in
+ * GLU mode); gemm_mma_reduce adds them up and applies the epilogue. */
 rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projection *p, rt_buffer *partial);
 uint64_t rn_mma_partial_bytes(const rn_kernels *k, int64_t n, int64_t in, int64_t width);
 

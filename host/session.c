@@ -49,7 +49,7 @@ static bool mma_everywhere(const rn_model *m) {
 /* Batches and short prompts of rows from k->mma_rows_from to RN_MMA_SMALL_ROWS take the small
  * matrix-engine GEMM (split K, few rows) where it is built and every product fits it: the same
  * layer as the project kernel's (layer_few_rows), each product followed by a reduction that
- * applies the project kernel's epilogue, the norms folded into the products as they stage x. */
+ * applies the project kernel's epilogue, and the norms as their own kernel. */
 static bool mma_rows(const rn_model *m, int64_t rows) {
     const rn_kernels *k = &m->kernels;
     return k->gemm_mma_small && mma_everywhere(m) && rows >= k->mma_rows_from && rows <= RN_MMA_SMALL_ROWS;
@@ -320,8 +320,13 @@ static rn_status retention(const pass *p, int64_t l) {
 }
 
 /* A projection of layer_few_rows by W: the project kernel, or with p->mma the small
- * matrix-engine GEMM and its reduction; either folds in the norm. */
+ * matrix-engine GEMM and its reduction, the norm (if any) first into ws->h. */
 static rn_status project(const pass *p, const rn_matrix *W, rn_projection proj) {
+    if (p->mma && proj.normalize) {
+        TRY(rn_op_rms_norm(p->rt, p->k, proj.x, proj.norm, proj.n, proj.cols, proj.eps, &p->ws->h));
+        proj.x = &p->ws->h;
+        proj.normalize = false;
+    }
     return rn_matrix_project(p->rt, p->k, W, proj, p->mma, &p->ws->partial);
 }
 
