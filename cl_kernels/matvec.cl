@@ -14,40 +14,27 @@
 //     batch of independent sequences), as theta_shift (rotation.cl) would leave them, the rows
 //     past `q_rows` (k) scaled by k_scale first.
 //
-// One work-group owns RN_MV_PAIRS pairs of weight rows (one pair for the float types, more for
-// the quantized ones, see below): each pair is two outputs, or in GLU mode one output's fc1 and
-// gate rows. In the rotated rows a pair is a rotation pair: (2i, 2i+1), or with half_split
+// One work-group owns two weight rows: two outputs, or in GLU mode one output's fc1 and gate
+// rows. In the rotated rows the two are a rotation pair: (2i, 2i+1), or with half_split
 // (i, i + RN_DK/2). Its work-items stride along the rows eight columns at a time, so each load
 // is one 16-byte (half types) read and neighbouring items read neighbouring bytes. The input
 // rows are taken RN_MV_LANES at a time: every weight load serves that many rows, and a larger
-// batch re-reads the group's rows from cache, not from memory. The partial sums of all rows
-// and lanes are then reduced together in local memory, one barrier per halving. (One pair per
-// group measured fastest for F16 on an H200: two gave 537 tokens/s, four 380, against 572.)
-// global (RN_WG * groups: one per RN_MV_PAIRS pairs), local RN_WG. W [rows (x2 for GLU), cols] of wtotal elements; x [n, cols].
+// batch re-reads the group's two rows from cache, not from memory. The partial sums of all rows
+// and lanes are then reduced together in local memory, one barrier per halving. (Two rows per
+// group measured fastest on an H200: four gave 537 tokens/s, eight 380, against 572.)
+// global (RN_WG * groups), local RN_WG. W [rows (x2 for GLU), cols] of wtotal elements; x [n, cols].
 
-// RN_MV_PAIRS: pairs of weight rows per work-group, 1 for the float types; the quantized types
-// take RN_MV_QUANT_PAIRS (host/ops.c launches one group per that many pairs), so that one load
-// of x and of the norm serves more rows. RN_MV_LANES input rows a pass: as many as keep the
-// local sums within the 12 floats per work-item the host budgets.
-#define RN_MV_QUANT_PAIRS 2
-#ifndef RN_MV_PAIRS
-#ifdef WEIGHT_QUANTIZED
-#define RN_MV_PAIRS RN_MV_QUANT_PAIRS
-#else
-#define RN_MV_PAIRS 1
-#endif
-#endif
-#define RN_MV_ROWS (2 * RN_MV_PAIRS)
+#define RN_MV_ROWS 2
+#define RN_MV_LANES 4
 #define RN_MV_SUMS (RN_MV_ROWS + 1)  // per lane: the rows' products, then the sum of squares
-#define RN_MV_LANES (12 / RN_MV_SUMS < 4 ? (12 / RN_MV_SUMS > 0 ? 12 / RN_MV_SUMS : 1) : 4)
 
-// Quantized weights, one input row: each step is one group of eight columns of every row, its
-// scales applied once to each row's dot product (not to the eight weights). The column loop is
-// unrolled RN_MV_UNROLL (1, 2 or 4) times, so that each work-item has that many independent
-// loads of each row in flight (the loads of a quantized group are only 8 or 4 bytes). Results
-// differ from the plain loop only by reassociation.
+// Quantized weights, one input row: each step is one group of eight columns of both rows, its
+// scales applied once to each row's dot product (not to the eight weights). The column loop is unrolled RN_MV_UNROLL (1, 2 or 4) times,
+// so that each work-item has that many independent loads of each row in flight (the loads of a
+// quantized group are only 8 or 4 bytes). Results differ from the plain loop only by
+// reassociation.
 #ifndef RN_MV_UNROLL
-#define RN_MV_UNROLL 2
+#define RN_MV_UNROLL 4
 #endif
 #define QUANT_STEP(col)                                                                          \
     do {                                                                                         \
@@ -70,18 +57,6 @@ inline void store_row(int out, size_t row, float value, int rows, __global float
     else y3[row * (rows - end2) + out - end2] = value;
 }
 
-// The output rows of pair `block` (the group's own in the float types): a rotation pair of q or
-// k for the first rotated / 2, (2i, 2i + 1) or with half_split (i, i + RN_DK/2) of a head;
-// then two consecutive outputs, or in GLU mode one output (its fc1 and gate rows).
-inline int2 pair_rows(int block, int glu, int rotated, int half_split) {
-    if (block < rotated / 2) {
-        const int head = block / (RN_DK / 2), i = block % (RN_DK / 2);
-        const int r0 = head * RN_DK + (half_split ? i : 2 * i);
-        return (int2)(r0, r0 + (half_split ? RN_DK / 2 : 1));
-    }
-    return glu ? (int2)(block, block) : (int2)(2 * block, 2 * block + 1);
-}
-
 __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int cols, __global const float *x, int n,
                       __global const float *norm, int normalize, float eps, int mode, float alpha,
                       int activation, __global float *y0, __global float *y1, __global float *y2,
@@ -91,18 +66,24 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
     __local float sums[RN_MV_SUMS * RN_MV_LANES * RN_WG];
     const int lid = get_local_id(0);
     const int glu = mode == RN_PROJECT_GLU;
-    int row_of[RN_MV_ROWS];  // the output row of each of the group's rows, two a pair
-    for (int p = 0; p < RN_MV_PAIRS; p++) {
-        const int2 r = pair_rows(get_group_id(0) * RN_MV_PAIRS + p, glu, rotated, half_split);
-        row_of[2 * p] = r.s0;
-        row_of[2 * p + 1] = r.s1;
+    const int outs = glu ? 1 : 2;
+    const int block = get_group_id(0);
+    const int pair = block < rotated / 2;  // a rotation pair of q or k
+    int row_of[2];                          // the output row of each of the group's two rows
+    if (pair) {
+        const int head = block / (RN_DK / 2), i = block % (RN_DK / 2);
+        row_of[0] = head * RN_DK + (half_split ? i : 2 * i);
+        row_of[1] = row_of[0] + (half_split ? RN_DK / 2 : 1);
+    } else {
+        row_of[0] = block * outs;
+        row_of[1] = glu ? row_of[0] : row_of[0] + 1;
     }
     // A row past the end reads the last row (no branch in the loop) and is never written. Rows
     // are element offsets into W (a quantized row is no whole number of weight_t).
     size_t w[RN_MV_ROWS];
     for (int j = 0; j < RN_MV_ROWS; j++) {
         const int out = min(row_of[j], rows - 1);
-        w[j] = (size_t)(glu && j % 2 == 1 ? rows + out : out) * cols;
+        w[j] = (size_t)(glu && j == 1 ? rows + out : out) * cols;
     }
     // Groups of eight need rows that start 16-byte aligned: columns a multiple of eight.
     // Other widths (small test shapes) take the scalar loop for every column.
@@ -179,33 +160,29 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
             barrier(CLK_LOCAL_MEM_FENCE);
         }
 
-        // Work-item (b, p) writes lane b's outputs of pair p.
-        for (int t = lid; t < lanes * RN_MV_PAIRS; t += RN_WG) {
-            const int b = t % lanes, p = t / lanes;
+        // Work-item b writes lane b's outputs.
+        for (int b = lid; b < lanes; b += RN_WG) {
             const size_t row = b0 + b;
             const float inv = normalize ? rsqrt(sums[(b * RN_MV_SUMS + RN_MV_ROWS) * RN_WG] / cols + eps) : 1.0f;
-            const float v0 = sums[(b * RN_MV_SUMS + 2 * p) * RN_WG] * inv;
-            const float v1 = sums[(b * RN_MV_SUMS + 2 * p + 1) * RN_WG] * inv;
-            const int block = get_group_id(0) * RN_MV_PAIRS + p;
-            const int2 r = pair_rows(block, glu, rotated, half_split);
-            const int out = r.s0, out1 = r.s1;
+            const float v0 = sums[(b * RN_MV_SUMS) * RN_WG] * inv, v1 = sums[(b * RN_MV_SUMS + 1) * RN_WG] * inv;
+            const int out = row_of[0];
             if (out >= rows) continue;
             if (glu) {
                 y0[row * rows + out] = activate(v0, activation) * v1;
             } else if (mode == RN_PROJECT_RESIDUAL) {
                 y0[row * rows + out] = alpha * y0[row * rows + out] + v0;
-                if (out1 < rows) y0[row * rows + out1] = alpha * y0[row * rows + out1] + v1;
-            } else if (block < rotated / 2) {
+                if (row_of[1] < rows) y0[row * rows + row_of[1]] = alpha * y0[row * rows + row_of[1]] + v1;
+            } else if (pair) {
                 const float scale = out < q_rows ? 1.0f : k_scale;
                 const int pos = per_row ? positions[row] : pos0 + (int)row * pos_step;
                 const float phi = (float)pos * angle[out % RN_DK];
                 const float c = cos(phi), s = sin(phi);
                 const float x0 = v0 * scale, x1 = v1 * scale;
                 store_row(out, row, x0 * c - x1 * s, rows, y0, y1, y2, y3, end0, end1, end2);
-                store_row(out1, row, x1 * c + x0 * s, rows, y0, y1, y2, y3, end0, end1, end2);
+                store_row(row_of[1], row, x1 * c + x0 * s, rows, y0, y1, y2, y3, end0, end1, end2);
             } else {
                 store_row(out, row, v0, rows, y0, y1, y2, y3, end0, end1, end2);
-                if (out1 < rows) store_row(out1, row, v1, rows, y0, y1, y2, y3, end0, end1, end2);
+                if (row_of[1] < rows) store_row(row_of[1], row, v1, rows, y0, y1, y2, y3, end0, end1, end2);
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE);  // the next lanes reuse `sums`

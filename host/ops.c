@@ -412,7 +412,6 @@ rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projec
     return rt_launch(rt, k->gemm_mma_reduce, "gemm_mma_reduce", args, N_ARGS(args), 2, rglobal, NULL);
 }
 
-#define RN_PROJECT_QUANT_PAIRS 2
 rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection *p) {
     cl_int cols = (cl_int)p->cols, n = (cl_int)p->n;
     cl_int normalize = p->normalize ? (p->norm ? 2 : 1) : 0;
@@ -429,11 +428,8 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
                      RT_ARG_VAL(e.ends[0]), RT_ARG_VAL(e.ends[1]), RT_ARG_VAL(e.ends[2]),  RT_ARG_VAL(e.rotated),
                      RT_ARG_VAL(e.q_rows),  RT_ARG_BUF(e.angle),   RT_ARG_VAL(e.pos0),     RT_ARG_VAL(e.pos_step),
                      RT_ARG_BUF(e.positions), RT_ARG_VAL(e.per_row), RT_ARG_VAL(e.k_scale), RT_ARG_VAL(e.half_split)};
-    /* Pairs of weight rows (matvec.cl): two outputs, or one in GLU mode; one pair per work-group,
-     * or for the block-quantized types RN_PROJECT_QUANT_PAIRS (matvec.cl's RN_MV_QUANT_PAIRS). */
-    size_t pairs = p->mode == RN_PROJECT_GLU ? (size_t)p->rows : ((size_t)p->rows + 1) / 2;
-    size_t per = rn_block_elements(k->weights) > 1 ? RN_PROJECT_QUANT_PAIRS : 1;
-    size_t groups = (pairs + per - 1) / per;
+    /* Two weight rows per work-group (matvec.cl): two outputs, or one in GLU mode. */
+    size_t groups = p->mode == RN_PROJECT_GLU ? (size_t)p->rows : ((size_t)p->rows + 1) / 2;
     size_t global = k->wg * groups, local = k->wg;
     return rt_launch(rt, k->project, "project", args, N_ARGS(args), 1, &global, &local);
 }
