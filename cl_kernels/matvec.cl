@@ -34,7 +34,7 @@
 // quantized group are only 8 or 4 bytes). Results differ from the plain loop only by
 // reassociation.
 #ifndef RN_MV_UNROLL
-#define RN_MV_UNROLL 4
+#define RN_MV_UNROLL 2
 #endif
 #define QUANT_STEP(col)                                                                          \
     do {                                                                                         \
