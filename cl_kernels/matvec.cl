@@ -29,6 +29,24 @@
 #define RN_MV_ROWS 2
 #define RN_MV_LANES 4
 #define RN_MV_SUMS (RN_MV_ROWS + 1)  // per lane: the rows' products, then the sum of squares
+
+// Quantized weights, one input row: each step is one group of eight columns of both rows, its
+// scales applied once to each row's dot product (not to the eight weights). The column loop is unrolled RN_MV_UNROLL (1, 2 or 4) times,
+// so that each work-item has that many independent loads of each row in flight (the loads of a
+// quantized group are only 8 or 4 bytes). Results differ from the plain loop only by
+// reassociation.
+#ifndef RN_MV_UNROLL
+#define RN_MV_UNROLL 2
+#endif
+#define QUANT_STEP(col)                                                                          \
+    do {                                                                                         \
+        const int c_ = (col);                                                                    \
+        const float8 xv_ = ((__global const float8 *)xb)[c_];                                   \
+        acc[0][RN_MV_ROWS] += dot8(xv_, xv_);                                                    \
+        const float8 xs_ = normalize == 2 ? xv_ * ((__global const float8 *)norm)[c_] : xv_;    \
+        for (int j_ = 0; j_ < RN_MV_ROWS; j_++)                                                  \
+            acc[0][j_] += q_scale(W, wtotal, (w8[j_] + c_) >> 2) * dot8(q_codes8(W, w8[j_] + c_), xs_); \
+    } while (0)
 // RN_PROJECT_* (the modes) come from the preamble, written by host/ops.c from its C enum.
 
 
@@ -84,6 +102,22 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
         float acc[RN_MV_LANES][RN_MV_SUMS];  // [lane][row], the last "row" the sum of squares
         for (int b = 0; b < RN_MV_LANES; b++)
             for (int j = 0; j < RN_MV_SUMS; j++) acc[b][j] = 0.0f;
+#ifdef WEIGHT_QUANTIZED
+        if (lanes == 1) {  // decoding one sequence, quantized: QUANT_STEP below
+            int c = lid;
+            for (; c + (RN_MV_UNROLL - 1) * RN_WG < vectors; c += RN_MV_UNROLL * RN_WG) {
+                QUANT_STEP(c);
+#if RN_MV_UNROLL > 1
+                QUANT_STEP(c + RN_WG);
+#endif
+#if RN_MV_UNROLL > 2
+                QUANT_STEP(c + 2 * RN_WG);
+                QUANT_STEP(c + 3 * RN_WG);
+#endif
+            }
+            for (; c < vectors; c += RN_WG) QUANT_STEP(c);
+        }
+#else
         if (lanes == 1) {  // decoding one sequence: the common case, kept free of lane checks
             for (int c = lid; c < vectors; c += RN_WG) {
                 const float8 xv = ((__global const float8 *)xb)[c];
@@ -91,7 +125,9 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
                 acc[0][RN_MV_ROWS] += dot8(xv, xv);
                 for (int j = 0; j < RN_MV_ROWS; j++) acc[0][j] += dot8(LOAD_WEIGHT8(W, wtotal, w8[j] + c), xs);
             }
-        } else {
+        }
+#endif
+        else {
             for (int c = lid; c < vectors; c += RN_WG) {
                 const float8 scale = normalize == 2 ? ((__global const float8 *)norm)[c] : (float8)(1.0f);
                 float8 wv[RN_MV_ROWS];
