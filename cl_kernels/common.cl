@@ -110,6 +110,62 @@ inline float activate(float v, int activation) {
     return activation == RN_ACT_GELU ? 0.5f * v * (1.0f + erf(v * M_SQRT1_2_F)) : v / (1.0f + exp(-v));
 }
 
+// ---- a projection's epilogue, shared by the project kernel (matvec.cl) and the matrix engine's
+// reduction (gemm_mma.cl): which output rows one unit of work gives, and how they are written.
+
+// The output rows of unit `block` (a work-group of project, a work-item of gemm_mma_reduce): the
+// first rotated / 2 units are q's and k's rotation pairs, (2i, 2i + 1) of a head, or (i, i +
+// RN_DK / 2) with half_split; after them two rows a unit, or in GLU mode one (fc1's row and the
+// gate's: out1 = out0). Returns whether the unit is a rotation pair.
+inline int output_rows(int block, int rotated, int glu, int half_split, int *out0, int *out1) {
+    if (block < rotated / 2) {
+        const int head = block / (RN_DK / 2), i = block % (RN_DK / 2);
+        *out0 = head * RN_DK + (half_split ? i : 2 * i);
+        *out1 = *out0 + (half_split ? RN_DK / 2 : 1);
+        return 1;
+    }
+    *out0 = glu ? block : 2 * block;
+    *out1 = glu ? *out0 : *out0 + 1;
+    return 0;
+}
+
+// Output `out` of input row `row` into y0..y3, each [n, its width], split at the ends (q, k, v, g).
+inline void store_output(int out, size_t row, float value, int rows, __global float *y0, __global float *y1,
+                         __global float *y2, __global float *y3, int end0, int end1, int end2) {
+    if (out < end0) y0[row * end0 + out] = value;
+    else if (out < end1) y1[row * (end1 - end0) + out - end0] = value;
+    else if (out < end2) y2[row * (end2 - end1) + out - end1] = value;
+    else y3[row * (rows - end2) + out - end2] = value;
+}
+
+// A unit's two sums for input row `row` (out0 < end): in GLU mode act(v0) * v1; residual y0 =
+// alpha y0 + v; a rotation pair rotated to the row's position (positions[row] with per_row, else
+// pos0 + row * pos_step), k's rows (from q_rows on) scaled by k_scale first; else as they are.
+// out1 is written only below `end`, the last output row this unit's piece of W gives.
+inline void write_outputs(float v0, float v1, int out0, int out1, int end, int pair, size_t row, int rows,
+                          int mode, float alpha, int activation, __global float *y0, __global float *y1,
+                          __global float *y2, __global float *y3, int end0, int end1, int end2, int q_rows,
+                          __global const float *angle, int pos0, int pos_step, __global const int *positions,
+                          int per_row, float k_scale) {
+    if (mode == RN_PROJECT_GLU) {
+        y0[row * rows + out0] = activate(v0, activation) * v1;
+    } else if (mode == RN_PROJECT_RESIDUAL) {
+        y0[row * rows + out0] = alpha * y0[row * rows + out0] + v0;
+        if (out1 < end) y0[row * rows + out1] = alpha * y0[row * rows + out1] + v1;
+    } else if (pair) {
+        const float scale = out0 < q_rows ? 1.0f : k_scale;
+        const int pos = per_row ? positions[row] : pos0 + (int)row * pos_step;
+        const float phi = (float)pos * angle[out0 % RN_DK];
+        const float c = cos(phi), s = sin(phi);
+        const float x0 = v0 * scale, x1 = v1 * scale;
+        store_output(out0, row, x0 * c - x1 * s, rows, y0, y1, y2, y3, end0, end1, end2);
+        store_output(out1, row, x1 * c + x0 * s, rows, y0, y1, y2, y3, end0, end1, end2);
+    } else {
+        store_output(out0, row, v0, rows, y0, y1, y2, y3, end0, end1, end2);
+        if (out1 < end) store_output(out1, row, v1, rows, y0, y1, y2, y3, end0, end1, end2);
+    }
+}
+
 // Sum and max of `value` over the work-group, returned to every work-item. `scratch` holds
 // RN_WG floats. The last barrier keeps the next call from overwriting scratch[0] before every
 // work-item has read it.

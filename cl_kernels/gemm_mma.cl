@@ -255,16 +255,6 @@ inline void ms_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
 #endif
 
-/* Output `out` of input row `row` into y0..y3 by the ends (matvec.cl's store_row, which this file,
- * built before it, cannot call). */
-inline void ms_store(int out, size_t row, float value, int rows, __global float *y0, __global float *y1,
-                     __global float *y2, __global float *y3, int end0, int end1, int end2) {
-    if (out < end0) y0[row * end0 + out] = value;
-    else if (out < end1) y1[row * (end1 - end0) + out - end0] = value;
-    else if (out < end2) y2[row * (end2 - end1) + out - end1] = value;
-    else y3[row * (rows - end2) + out - end2] = value;
-}
-
 /* global (ceil(N / 64) * 128, splits, ceil(M / 64)), local (128, 1, 1); kper a multiple of 32. */
 __kernel __attribute__((reqd_work_group_size(128, 1, 1)))
 void gemm_mma_small(__global const float *x, int M, int K, __global const ushort *w, ulong w_first, int N,
@@ -344,16 +334,8 @@ __kernel void gemm_mma_reduce(__global const float *part, int splits, int M, int
     const int glu = mode == RN_PROJECT_GLU;
     const int block = row0 / (glu ? 1 : 2) + (int)get_global_id(0), row = (int)get_global_id(1);
     const int end = min(rows, row0 + held);  // the product covered output rows [row0, end)
-    const int pair = block < rotated / 2;
     int out0, out1;
-    if (pair) {
-        const int head = block / (RN_DK / 2), i = block % (RN_DK / 2);
-        out0 = head * RN_DK + (half_split ? i : 2 * i);
-        out1 = out0 + (half_split ? RN_DK / 2 : 1);
-    } else {
-        out0 = glu ? block : 2 * block;
-        out1 = out0 + 1;
-    }
+    const int pair = output_rows(block, rotated, glu, half_split, &out0, &out1);
     if (out0 >= end || row >= M) return;
     // Columns of the product: the piece's rows from row0, in GLU mode fc1's then the gate's.
     const int col0 = out0 - row0, col1 = glu ? held + col0 : out1 - row0;
@@ -364,24 +346,8 @@ __kernel void gemm_mma_reduce(__global const float *part, int splits, int M, int
         v0 += p[col0];
         if (second) v1 += p[col1];
     }
-    const size_t r = (size_t)row;
-    if (glu) {
-        y0[r * rows + out0] = activate(v0, activation) * v1;
-    } else if (mode == RN_PROJECT_RESIDUAL) {
-        y0[r * rows + out0] = alpha * y0[r * rows + out0] + v0;
-        if (out1 < end) y0[r * rows + out1] = alpha * y0[r * rows + out1] + v1;
-    } else if (pair) {
-        const float scale = out0 < q_rows ? 1.0f : k_scale;
-        const int pos = per_row ? positions[row] : pos0 + row * pos_step;
-        const float phi = (float)pos * angle[out0 % RN_DK];
-        const float c = cos(phi), s = sin(phi);
-        const float x0 = v0 * scale, x1 = v1 * scale;
-        ms_store(out0, r, x0 * c - x1 * s, rows, y0, y1, y2, y3, end0, end1, end2);
-        ms_store(out1, r, x1 * c + x0 * s, rows, y0, y1, y2, y3, end0, end1, end2);
-    } else {
-        ms_store(out0, r, v0, rows, y0, y1, y2, y3, end0, end1, end2);
-        if (out1 < end) ms_store(out1, r, v1, rows, y0, y1, y2, y3, end0, end1, end2);
-    }
+    write_outputs(v0, v1, out0, out1, end, pair, (size_t)row, rows, mode, alpha, activation, y0, y1, y2, y3, end0,
+                  end1, end2, q_rows, angle, pos0, pos_step, positions, per_row, k_scale);
 }
 
 #endif /* RN_NV_MMA || RN_MMA_EMULATE */

@@ -51,15 +51,6 @@
 // RN_PROJECT_* (the modes) come from the preamble, written by host/ops.c from its C enum.
 
 
-// Output row `out` of y0..y3 for input row `row`.
-inline void store_row(int out, size_t row, float value, int rows, __global float *y0, __global float *y1,
-                      __global float *y2, __global float *y3, int end0, int end1, int end2) {
-    if (out < end0) y0[row * end0 + out] = value;
-    else if (out < end1) y1[row * (end1 - end0) + out - end0] = value;
-    else if (out < end2) y2[row * (end2 - end1) + out - end1] = value;
-    else y3[row * (rows - end2) + out - end2] = value;
-}
-
 __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int cols, __global const float *x, int n,
                       __global const float *norm, int normalize, float eps, int mode, float alpha,
                       int activation, __global float *y0, __global float *y1, __global float *y2,
@@ -73,16 +64,8 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
     const int outs = glu ? 1 : 2;
     const int end = min(rows, row0 + held);  // the output rows this piece of W gives
     const int block = row0 / outs + get_group_id(0);
-    const int pair = block < rotated / 2;  // a rotation pair of q or k
-    int row_of[2];                          // the output row of each of the group's two rows
-    if (pair) {
-        const int head = block / (RN_DK / 2), i = block % (RN_DK / 2);
-        row_of[0] = head * RN_DK + (half_split ? i : 2 * i);
-        row_of[1] = row_of[0] + (half_split ? RN_DK / 2 : 1);
-    } else {
-        row_of[0] = block * outs;
-        row_of[1] = glu ? row_of[0] : row_of[0] + 1;
-    }
+    int row_of[2];  // the output row of each of the group's two rows
+    const int pair = output_rows(block, rotated, glu, half_split, &row_of[0], &row_of[1]);
     // A row past the end reads the last row (no branch in the loop) and is never written. Rows
     // are element offsets into W (a quantized row is no whole number of weight_t); W holds the
     // output rows [row0, row0 + held), in GLU mode those of fc1 and then the same of the gate.
@@ -171,25 +154,9 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
             const size_t row = b0 + b;
             const float inv = normalize ? rsqrt(sums[(b * RN_MV_SUMS + RN_MV_ROWS) * RN_WG] / cols + eps) : 1.0f;
             const float v0 = sums[(b * RN_MV_SUMS) * RN_WG] * inv, v1 = sums[(b * RN_MV_SUMS + 1) * RN_WG] * inv;
-            const int out = row_of[0];
-            if (out >= end) continue;
-            if (glu) {
-                y0[row * rows + out] = activate(v0, activation) * v1;
-            } else if (mode == RN_PROJECT_RESIDUAL) {
-                y0[row * rows + out] = alpha * y0[row * rows + out] + v0;
-                if (row_of[1] < end) y0[row * rows + row_of[1]] = alpha * y0[row * rows + row_of[1]] + v1;
-            } else if (pair) {
-                const float scale = out < q_rows ? 1.0f : k_scale;
-                const int pos = per_row ? positions[row] : pos0 + (int)row * pos_step;
-                const float phi = (float)pos * angle[out % RN_DK];
-                const float c = cos(phi), s = sin(phi);
-                const float x0 = v0 * scale, x1 = v1 * scale;
-                store_row(out, row, x0 * c - x1 * s, rows, y0, y1, y2, y3, end0, end1, end2);
-                store_row(row_of[1], row, x1 * c + x0 * s, rows, y0, y1, y2, y3, end0, end1, end2);
-            } else {
-                store_row(out, row, v0, rows, y0, y1, y2, y3, end0, end1, end2);
-                if (row_of[1] < end) store_row(row_of[1], row, v1, rows, y0, y1, y2, y3, end0, end1, end2);
-            }
+            if (row_of[0] < end)
+                write_outputs(v0, v1, row_of[0], row_of[1], end, pair, row, rows, mode, alpha, activation, y0, y1,
+                              y2, y3, end0, end1, end2, q_rows, angle, pos0, pos_step, positions, per_row, k_scale);
         }
         barrier(CLK_LOCAL_MEM_FENCE);  // the next lanes reuse `sums`
     }

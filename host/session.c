@@ -698,14 +698,17 @@ static rn_status rn_session_prefill_locked(rn_session *s, const int32_t *tokens,
     /* A prompt whose activations would not fit the device's largest allocation runs in passes of
      * whole chunks, each continuing the state the last one left: the same chunks as one pass. */
     const int64_t per_pass = pass_rows(m, mode, chunk, logits != NULL);
-    if ((int64_t)n > per_pass && (mode == RN_MODE_PARALLEL || per_pass < 1))
+    const rt_device_info *dev = &m->ctx->rt.dev.info;
+    if (per_pass < 1)
+        return rn_fail(err, RN_ERR_DEVICE_MEMORY, "one token of a prompt needs %llu bytes in one buffer; '%s' allows %llu",
+                       (unsigned long long)pass_widest(m, logits != NULL), dev->name,
+                       (unsigned long long)dev->max_alloc_bytes);
+    if ((int64_t)n > per_pass && mode == RN_MODE_PARALLEL)
         return rn_fail(err, RN_ERR_DEVICE_MEMORY,
-                       "%s a prompt of %zu tokens needs %.1f MiB in one buffer, and '%s' allows %.1f MiB per "
-                       "allocation%s",
-                       mode == RN_MODE_PARALLEL ? "the parallel form takes a prompt in one pass:" : "",
-                       n, (double)pass_widest(m, logits != NULL) * (double)n / 1048576.0, m->ctx->rt.dev.info.name,
-                       m->ctx->rt.dev.info.max_alloc_bytes / 1048576.0,
-                       mode == RN_MODE_PARALLEL ? "; the chunkwise form takes it in passes" : "");
+                       "the parallel form takes a prompt in one pass: %zu tokens need %.1f MiB in one buffer, and '%s' "
+                       "allows %.1f MiB per allocation; the chunkwise form takes it in passes",
+                       n, (double)pass_widest(m, logits != NULL) * (double)n / 1048576.0, dev->name,
+                       dev->max_alloc_bytes / 1048576.0);
     const size_t V = (size_t)m->cfg.vocab_size;
     pass_progress outer = {s->progress, s->progress_user, 0, n};
     if (s->progress && (int64_t)n > per_pass) s->progress = pass_progress_shift, s->progress_user = &outer;
