@@ -13,7 +13,7 @@ set -u
 out=${OUT:-/tmp/retnet-bench}/bench
 mkdir -p "$out"
 rm -f "$out/results.jsonl" "$out/log.txt" "$out/peers.jsonl"
-retnet=./build/bin/retnet
+retnet=${RETNET:-./build/bin/retnet}  # another build: RETNET=DIR/bin/retnet
 case "${1:-}" in
   --nvidia) . scripts/nvidia_env.sh; small=0 ;;
   --quant) . scripts/nvidia_env.sh; small=2 ;;
