@@ -374,6 +374,10 @@ __kernel void gemm_mma_reduce(__global const float *part, int splits, int M, int
  * triangle: 1 computes only tiles with a column <= some row (the scores: what lies above the
  * diagonal is masked by retention_scores, which never reads it); 2 ends K at the tile's last row
  * (A is lower triangular: the masked scores times the values).
+ *
+ * b_bound_at >= 0: B's entries are at most b_bound[b_bound_at + chunk * H + h] in magnitude, beyond
+ * half's range perhaps (the states entering the chunks grow with the context): B is staged divided by
+ * that bound and the product multiplied by it, so that every staged entry is at most 1.
  * global (ceil(N / 128) * 256, ceil(M / 128), batches), local (256, 1, 1).
  */
 #define MB_LDT 136  /* halves per local row of a k-major operand */
@@ -417,7 +421,8 @@ __kernel __attribute__((reqd_work_group_size(256, 1, 1)))
 void gemm_mma_batched(__global const float *a, ulong a_base, ulong a_chunk, ulong a_head, int lda, int a_kmajor,
                       __global const float *b, ulong b_base, ulong b_chunk, ulong b_head, int ldb, int b_kmajor,
                       int group, __global float *c, ulong c_base, ulong c_chunk, ulong c_head, int ldc, int M_in,
-                      int N_in, int K_in, int first, int H, int n, int window, int accumulate, int triangle) {
+                      int N_in, int K_in, int first, int H, int n, int window, int accumulate, int triangle,
+                      __global const float *b_bound, int b_bound_at) {
     __local uint As[2 * MMA_STAGE] __attribute__((aligned(16)));
     __local uint Bs[2 * MMA_STAGE] __attribute__((aligned(16)));
     const int tid = (int)get_local_id(0), lane = tid & 31, warp = tid >> 5;
@@ -433,6 +438,8 @@ void gemm_mma_batched(__global const float *a, ulong a_base, ulong a_chunk, ulon
     b += b_base + (ulong)chunk * b_chunk + (ulong)(h / group) * b_head;
     c += c_base + (ulong)chunk * c_chunk + (ulong)h * c_head;
     const int steps = (K + MMA_BK - 1) / MMA_BK;
+    const float bound = b_bound_at >= 0 ? b_bound[b_bound_at + chunk * H + h] : 0.0f;
+    const float b_in = bound > 0.0f ? 1.0f / bound : 1.0f, b_out = bound > 0.0f ? bound : 1.0f;
 
     float acc[4][4][4];
     for (int i = 0; i < 4; i++)
@@ -442,6 +449,7 @@ void gemm_mma_batched(__global const float *a, ulong a_base, ulong a_chunk, ulon
     float4 ra[4], rb[4];
     mb_load(ra, a, lda, a_kmajor, m0, M, 0, K, tid);
     mb_load(rb, b, ldb, b_kmajor, n0, N, 0, K, tid);
+    for (int j = 0; j < 4; j++) rb[j] *= b_in;
     mb_store(ra, As, a_kmajor, tid);
     mb_store(rb, Bs, b_kmajor, tid);
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -452,6 +460,7 @@ void gemm_mma_batched(__global const float *a, ulong a_base, ulong a_chunk, ulon
         if (more) {
             mb_load(ra, a, lda, a_kmajor, m0, M, (step + 1) * MMA_BK, K, tid);
             mb_load(rb, b, ldb, b_kmajor, n0, N, (step + 1) * MMA_BK, K, tid);
+            for (int j = 0; j < 4; j++) rb[j] *= b_in;
         }
         __local const uint *A = As + s * MMA_STAGE, *B = Bs + s * MMA_STAGE;
         for (int kk = 0; kk < MMA_BK; kk += 16) {
@@ -524,7 +533,8 @@ void gemm_mma_batched(__global const float *a, ulong a_base, ulong a_chunk, ulon
                 const int row = m0 + wm + 16 * i + g + 8 * (e >> 1), col_n = n0 + wn + 8 * j + 2 * t + (e & 1);
                 if (row < M && col_n < N) {
                     __global float *out = c + (size_t)row * (size_t)ldc + (size_t)col_n;
-                    *out = accumulate ? *out + acc[i][j][e] : acc[i][j][e];
+                    const float v = b_out * acc[i][j][e];
+                    *out = accumulate ? *out + v : v;
                 }
             }
 }

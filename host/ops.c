@@ -484,7 +484,7 @@ rn_retention_sizes rn_retention_scratch_size(rn_mode mode, bool gemm, bool has_s
     const int64_t window = chunked ? chunk : n, chunks = chunked ? (n + chunk - 1) / chunk : gemm ? 1 : 0;
     rn_retention_sizes z = {0};
     z.chunk_states = (uint64_t)(chunked ? chunks : 0) * (uint64_t)(H * dk * dv) * sizeof(float);
-    z.sigma = (uint64_t)(chunked ? chunks : 0) * (uint64_t)H * sizeof(float);
+    z.sigma = (uint64_t)(chunked ? chunks : 0) * (uint64_t)H * sizeof(float) * (gemm ? 2 : 1);
     if (gemm) {
         z.scores = (uint64_t)chunks * (uint64_t)H * (uint64_t)window * (uint64_t)window * sizeof(float);
         z.keys = (uint64_t)(H * n * dk) * sizeof(float);
@@ -520,8 +520,9 @@ rn_status rn_op_retention(rt_runtime *rt, const rn_kernels *k, rn_retention_shap
 
     if (chunked && !shape.plain) {
         size_t chunks = (size_t)((n + chunk - 1) / chunk);
+        cl_int bound = 0;
         rt_arg sigma_args[] = {RT_ARG_BUF(states), RT_ARG_BUF(decays), RT_ARG_VAL(heads),
-                               RT_ARG_VAL(window), RT_ARG_BUF(sigma)};
+                               RT_ARG_VAL(window), RT_ARG_VAL(bound), RT_ARG_BUF(sigma)};
         size_t global = k->wg * chunks * (size_t)H, local = k->wg;
         st = rt_launch(rt, k->retention_sigma, "retention_sigma", sigma_args, N_ARGS(sigma_args), 1,
                        &global, &local);
@@ -577,12 +578,14 @@ rn_status rn_op_chunk_products_mma(rt_runtime *rt, const rn_kernels *k, rn_engin
     cl_int lda = (cl_int)a_ld, ldb = (cl_int)b_ld, ldc = (cl_int)c_ld, akm = e.a_kmajor, bkm = e.b_kmajor;
     cl_int grp = (cl_int)group, M = (cl_int)e.M, N = (cl_int)e.N, K = (cl_int)e.K, f = (cl_int)first;
     cl_int heads = (cl_int)H, tokens = (cl_int)n, win = (cl_int)window, acc = e.accumulate, tri = e.triangle;
+    cl_int bound_at = e.b_bound ? (cl_int)e.b_bound_at : -1;
+    const rt_buffer *bound = e.b_bound ? e.b_bound : b;  /* unused: any valid buffer */
     rt_arg args[] = {RT_ARG_BUF(a),      RT_ARG_VAL(ab),  RT_ARG_VAL(ac),     RT_ARG_VAL(ah),  RT_ARG_VAL(lda),
                      RT_ARG_VAL(akm),    RT_ARG_BUF(b),   RT_ARG_VAL(bb),     RT_ARG_VAL(bc),  RT_ARG_VAL(bh),
                      RT_ARG_VAL(ldb),    RT_ARG_VAL(bkm), RT_ARG_VAL(grp),    RT_ARG_BUF(c),   RT_ARG_VAL(cb),
                      RT_ARG_VAL(cc),     RT_ARG_VAL(ch),  RT_ARG_VAL(ldc),    RT_ARG_VAL(M),   RT_ARG_VAL(N),
                      RT_ARG_VAL(K),      RT_ARG_VAL(f),   RT_ARG_VAL(heads),  RT_ARG_VAL(tokens), RT_ARG_VAL(win),
-                     RT_ARG_VAL(acc),    RT_ARG_VAL(tri)};
+                     RT_ARG_VAL(acc),    RT_ARG_VAL(tri),  RT_ARG_BUF(bound), RT_ARG_VAL(bound_at)};
     const int64_t rows = e.M ? e.M : window, cols = e.N ? e.N : window;
     size_t global[3] = {(size_t)((cols + 127) / 128) * 256, (size_t)((rows + 127) / 128), (size_t)((last - first) * H)};
     size_t local[3] = {256, 1, 1};
@@ -652,9 +655,11 @@ rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention
     if ((st = rt_launch(rt, k->retention_prefix, "retention_prefix", prefix, N_ARGS(prefix), 2, prefix_global,
                         NULL)) != RN_OK)
         return st;
-    if (chunked && !shape.plain) {
+    /* The engine's cross term needs the states' bounds, which come with sigma (plain too). */
+    if (chunked && (!shape.plain || engine)) {
+        cl_int bound = engine;
         rt_arg sigma_args[] = {RT_ARG_BUF(&scratch->chunk_states), RT_ARG_BUF(decays), RT_ARG_VAL(heads),
-                               RT_ARG_VAL(window), RT_ARG_BUF(&scratch->sigma)};
+                               RT_ARG_VAL(window), RT_ARG_VAL(bound), RT_ARG_BUF(&scratch->sigma)};
         size_t global = k->wg * (size_t)(chunks * H), local = k->wg;
         if ((st = rt_launch(rt, k->retention_sigma, "retention_sigma", sigma_args, N_ARGS(sigma_args), 1, &global,
                             &local)) != RN_OK)
@@ -679,9 +684,18 @@ rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention
         if (!engine && (st = chunk_products(rt, false, true, len, len, (size_t)dk, 0.0f, q, queries, qw, kk, raw_keys,
                                             kw, &scratch->scores, scores, (size_t)C, first, end, H, G)) != RN_OK)
             return st;
-        if (chunked && (st = chunk_products(rt, false, false, len, (size_t)dv, (size_t)dk, 0.0f, q, queries, qw,
-                                            &scratch->chunk_states, entering, (size_t)dv, o, outputs, ow,
-                                            first > 0 || has_state ? first : 1, end, H, 1)) != RN_OK)
+        if (!engine && chunked &&
+            (st = chunk_products(rt, false, false, len, (size_t)dv, (size_t)dk, 0.0f, q, queries, qw,
+                                 &scratch->chunk_states, entering, (size_t)dv, o, outputs, ow,
+                                 first > 0 || has_state ? first : 1, end, H, 1)) != RN_OK)
+            return st;
+    }
+    if (engine && chunked) {
+        /* The states' bounds follow the chunks' sigmas in the same buffer (retention_sigma). */
+        const rn_engine_product cross = {.b_kmajor = true, .M = 0, .N = dv, .K = dk, .b_bound = &scratch->sigma,
+                                         .b_bound_at = chunks * H};
+        if ((st = rn_op_chunk_products_mma(rt, k, cross, q, queries, qw, &scratch->chunk_states, entering, (size_t)dv,
+                                           o, outputs, ow, has_state ? 0 : 1, chunks, H, 1, n, C)) != RN_OK)
             return st;
     }
     float cap = mode == RN_MODE_PARALLEL ? 5e4f : 0.0f;

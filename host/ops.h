@@ -177,7 +177,7 @@ rn_status rn_op_fill_uniform(rt_runtime *rt, const rn_kernels *k, rt_buffer *w, 
  * GEMM form also every chunk's scores and the weighted keys. */
 typedef struct rn_retention_scratch {
     rt_buffer chunk_states;  /* [n_chunks, H, dk, dv] */
-    rt_buffer sigma;         /* [n_chunks, H] */
+    rt_buffer sigma;         /* [n_chunks, H]; GEMM form: then the states' bounds [n_chunks, H] */
     rt_buffer scores;        /* GEMM form: [n_chunks * H, chunk, chunk] */
     rt_buffer keys;          /* GEMM form: [H, n, dk] */
 } rn_retention_scratch;
@@ -203,8 +203,8 @@ rn_status rn_op_retention(rt_runtime *rt, const rn_kernels *k, rn_retention_shap
 /* The same as rn_op_retention through batched GEMMs (scratch sized with gemm set): for prompts
  * on devices where CLBlast runs, whose scores fit the scratch. Where gemm_mma_batched is built
  * the scores, their product with the values and each chunk's share of the state run on the
- * matrix engine (activations rounded to half); the cross term with the incoming state stays
- * fp32 (CLBlast), as that state's entries grow with the context beyond half's range. */
+ * matrix engine (activations rounded to half), and the cross term with the incoming state too,
+ * its state scaled by a bound of its entries (they grow with the context beyond half's range). */
 rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
                                rn_mode mode, int64_t chunk, const rt_buffer *q, const rt_buffer *kk,
                                const rt_buffer *v, int64_t n, const rt_buffer *decays,
@@ -221,11 +221,15 @@ typedef struct rn_chunk_operand {
  * (gemm_mma_batched: gemm_mma.cl says how). M, N or K 0: the chunk's own length,
  * min(window, n - i window). a_kmajor: A stored [K][M], else [M][K]; b_kmajor: B stored [K][N],
  * else [N][K]. triangle 1: only tiles touching C's lower triangle are written; 2: A is lower
- * triangular (K ends at each tile's last row). */
+ * triangular (K ends at each tile's last row). b_bound: NULL, or floats from b_bound_at on,
+ * [chunks, H], bounding the magnitude of B's entries per product, which may then exceed half's
+ * range. */
 typedef struct rn_engine_product {
     bool a_kmajor, b_kmajor, accumulate;
     int64_t M, N, K;
     int triangle;
+    const rt_buffer *b_bound;
+    int64_t b_bound_at;
 } rn_engine_product;
 
 /* Those products for chunks [first, last) and H query heads (`group` of them per key/value

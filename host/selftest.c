@@ -932,7 +932,8 @@ static void test_retention_steps(rt_runtime *rt, const rn_kernels *k, rn_retenti
 /* The products of a prompt's retention on the matrix engine (rn_op_chunk_products_mma), each
  * form the engine runs: a chunk's share of the state (both operands k-major), the scores (both
  * row-major, lower triangle), masked scores times values (A lower triangular, accumulating) and
- * a product into a fixed width. Three chunks of a window of 150 (the last 37 long: a dimension
+ * a product into a fixed width, and that product with B far beyond half's range, scaled by a
+ * bound per product (the cross term with the incoming states). Three chunks of a window of 150 (the last 37 long: a dimension
  * 0 follows it), two query heads sharing B, several tiles and K steps with tails, operands at
  * an offset with rows longer than the matrices (padding that must stay untouched). Operands are
  * rounded to the engine's half type on the host as the kernel rounds them, so only the fp32
@@ -940,15 +941,17 @@ static void test_retention_steps(rt_runtime *rt, const rn_kernels *k, rn_retenti
  * |a b| per output (and 2 u (|c| + |ab|) when accumulating) over max |ref|. */
 static void test_chunk_products_mma(rt_runtime *rt, const rn_kernels *k) {
     const int64_t W = 150, n = 337, chunks = 3, H = 2, group = 2, pad = 3, base = 5;
-    const struct { rn_engine_product e; const char *name; } cases[] = {
-        {{.a_kmajor = true, .b_kmajor = true, .M = 40, .N = 136, .K = 0}, "state share"},
-        {{.M = 0, .N = 0, .K = 40, .triangle = 1}, "scores"},
-        {{.b_kmajor = true, .accumulate = true, .M = 0, .N = 24, .K = 0, .triangle = 2}, "scores x values"},
-        {{.b_kmajor = true, .M = 0, .N = 136, .K = 40}, "fixed width"},
+    const struct { rn_engine_product e; double b_scale; const char *name; } cases[] = {
+        {{.a_kmajor = true, .b_kmajor = true, .M = 40, .N = 136, .K = 0}, 1.0, "state share"},
+        {{.M = 0, .N = 0, .K = 40, .triangle = 1}, 1.0, "scores"},
+        {{.b_kmajor = true, .accumulate = true, .M = 0, .N = 24, .K = 0, .triangle = 2}, 1.0, "scores x values"},
+        {{.b_kmajor = true, .M = 0, .N = 136, .K = 40}, 1.0, "fixed width"},
+        {{.b_kmajor = true, .M = 0, .N = 136, .K = 40, .b_bound_at = 3}, 3e5, "B to 3e5, bounded"},
     };
     const double u = ldexp(1.0, -23);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        const rn_engine_product e = cases[c].e;
+        rn_engine_product e = cases[c].e;
+        const bool bounded = cases[c].b_scale != 1.0;
         const int64_t Mx = e.M ? e.M : W, Nx = e.N ? e.N : W, Kx = e.K ? e.K : W;
         /* Stored shapes (rows x cols, the largest chunk's) and blocked layouts: per (chunk, head)
          * a block of rows x (cols + pad). */
@@ -961,11 +964,26 @@ static void test_chunk_products_mma(rt_runtime *rt, const rn_kernels *k) {
         const rn_chunk_operand co = {base, (size_t)(H * Mx) * ldc, (size_t)Mx * ldc};
         const size_t an = base + (size_t)chunks * ao.chunk_step, bn = base + (size_t)chunks * bo.chunk_step;
         const size_t cn = base + (size_t)chunks * co.chunk_step;
-        float *A = random_floats(an, 1.0), *B = random_floats(bn, 1.0), *C0 = random_floats(cn, 1.0);
+        float *A = random_floats(an, 1.0), *B = random_floats(bn, cases[c].b_scale), *C0 = random_floats(cn, 1.0);
         float *ref = malloc(cn * sizeof *ref), *got = malloc(cn * sizeof *got);
+        /* Bounded: per product the largest |B| (slots from b_bound_at), and the kernel's staging
+         * of B / bound, which the reference multiplies, times the bound. */
+        const size_t bounds_n = (size_t)(e.b_bound_at + chunks * H);
+        float *bounds = calloc(bounds_n, sizeof *bounds), *Bq = malloc(bn * sizeof *Bq);
+        memcpy(Bq, B, bn * sizeof *Bq);
+        for (int64_t i = 0; bounded && i < chunks; i++)
+            for (int64_t h = 0; h < H; h++) {
+                const size_t at = bo.base + (size_t)i * bo.chunk_step + (size_t)(h / group) * bo.head_step;
+                float m = 0.0f;
+                for (size_t j = 0; j < (size_t)b_rows * ldb; j++) m = fmaxf(m, fabsf(B[at + j]));
+                bounds[e.b_bound_at + i * H + h] = m;
+                const float inv = 1.0f / m;
+                for (size_t j = 0; j < (size_t)b_rows * ldb; j++) Bq[at + j] = B[at + j] * inv;
+            }
         uint16_t *bits = malloc((an > bn ? an : bn) * sizeof *bits);
         rn_convert(ST_F32, A, an, k->weights, bits, NULL), rn_convert(k->weights, bits, an, ST_F32, A, NULL);
-        rn_convert(ST_F32, B, bn, k->weights, bits, NULL), rn_convert(k->weights, bits, bn, ST_F32, B, NULL);
+        rn_convert(ST_F32, Bq, bn, k->weights, bits, NULL), rn_convert(k->weights, bits, bn, ST_F32, Bq, NULL);
+        if (!bounded) memcpy(B, Bq, bn * sizeof *B);
         free(bits);
         memcpy(ref, C0, cn * sizeof *ref);
         double max_ref = 0.0, max_bound = 0.0;
@@ -974,7 +992,8 @@ static void test_chunk_products_mma(rt_runtime *rt, const rn_kernels *k) {
             const int64_t M = e.M ? e.M : len, N = e.N ? e.N : len, K = e.K ? e.K : len;
             for (int64_t h = 0; h < H; h++) {
                 const float *a = A + ao.base + (size_t)i * ao.chunk_step + (size_t)h * ao.head_step;
-                const float *b = B + bo.base + (size_t)i * bo.chunk_step + (size_t)(h / group) * bo.head_step;
+                const float *b = Bq + bo.base + (size_t)i * bo.chunk_step + (size_t)(h / group) * bo.head_step;
+                const double b_out = bounded ? bounds[e.b_bound_at + i * H + h] : 1.0;
                 const size_t c_at = co.base + (size_t)i * co.chunk_step + (size_t)h * co.head_step;
                 for (int64_t r = 0; r < M; r++)
                     for (int64_t col = 0; col < N; col++) {
@@ -987,7 +1006,8 @@ static void test_chunk_products_mma(rt_runtime *rt, const rn_kernels *k) {
                             p += av * bv;
                             bound += fabs(av * bv);
                         }
-                        bound *= (double)K * u;
+                        p *= b_out;
+                        bound *= (double)K * u * b_out;
                         const size_t at = c_at + (size_t)r * ldc + (size_t)col;
                         if (e.accumulate) bound += 2.0 * u * (fabs((double)C0[at]) + fabs(p));
                         ref[at] = (float)(e.accumulate ? (double)C0[at] + p : p);
@@ -1003,7 +1023,8 @@ static void test_chunk_products_mma(rt_runtime *rt, const rn_kernels *k) {
                         for (int64_t x = r + 1; x < W; x++)
                             A[ao.base + (size_t)i * ao.chunk_step + (size_t)h * ao.head_step + (size_t)(r * (int64_t)lda + x)] = 0.0f;
         guarded ga = guarded_from(rt, A, an * sizeof *A), gb = guarded_from(rt, B, bn * sizeof *B);
-        guarded gc = guarded_from(rt, C0, cn * sizeof *C0);
+        guarded gc = guarded_from(rt, C0, cn * sizeof *C0), gbound = guarded_from(rt, bounds, bounds_n * sizeof *bounds);
+        if (bounded) e.b_bound = &gbound.view;
         must(rn_op_chunk_products_mma(rt, k, e, &ga.view, ao, lda, &gb.view, bo, ldb, &gc.view, co, ldc, 0, chunks, H,
                                       group, n, W), rt, "chunk products mma");
         bool intact = guarded_read(rt, &gc, got);
@@ -1019,8 +1040,8 @@ static void test_chunk_products_mma(rt_runtime *rt, const rn_kernels *k) {
         char shape[80];
         snprintf(shape, sizeof shape, "%s, 3 chunks of 150 (%s)", cases[c].name, k->mma_variant);
         check("chunk_products_mma", shape, ref, got, cn, max_ref > 0 ? max_bound / max_ref : max_bound, intact);
-        guarded_free(&ga), guarded_free(&gb), guarded_free(&gc);
-        free(A), free(B), free(C0), free(ref), free(got);
+        guarded_free(&ga), guarded_free(&gb), guarded_free(&gc), guarded_free(&gbound);
+        free(A), free(B), free(Bq), free(bounds), free(C0), free(ref), free(got);
     }
 }
 
