@@ -63,7 +63,7 @@ else
   bench ts-1.3b-bf16 --preset torchscale-1.3b --weights bf16 -p 0 -n 128 -r 3 --no-ceilings
   bench tiny-startup --preset tiny -p 0 -n 0 --startup --no-ceilings
 fi
-if python3 -c 'import matplotlib' 2>/dev/null; then
+if [ "$small" != 3 ] && python3 -c 'import matplotlib' 2>/dev/null; then  # --engines has no context runs to plot
   python3 tools/plot_bench.py "$out/results.jsonl" -o "$out/decode_vs_context.png" || failures=$((failures + 1))
 fi
 echo "$failures failed"
