@@ -350,4 +350,193 @@ __kernel void gemm_mma_reduce(__global const float *part, int splits, int M, int
                   end1, end2, q_rows, angle, pos0, pos_step, positions, per_row, k_scale);
 }
 
+/*
+ * gemm_mma_batched: the products of a prompt's retention (host/ops.c, rn_op_retention_gemm), one
+ * per (chunk, head) and work-group layer z: C = op(A) op(B) or C += op(A) op(B), op(A) [M, K],
+ * op(B) [K, N], where both operands are fp32 activations (queries, keys, values, normalised
+ * scores) rounded to half once as they are staged, as gemm_mma rounds x. The tiling is
+ * gemm_mma's: 128 x 128 tiles, 8 warps of 64 x 32, K in steps of 32 through two stages, the next
+ * step loaded into registers during the products.
+ *
+ * Layouts. An operand is either "row-major" (op(A) stored [M][K], op(B) stored [N][K], which is
+ * mma's own .row/.col pair) or "k-major" (A stored [K][M], B stored [K][N]). Row-major operands
+ * are staged [128 rows][40 halves] as in gemm_mma and read by ldmatrix; k-major ones are staged
+ * as they lie, [32 k][136 halves] (272 bytes: the 8 row addresses of an ldmatrix fall into 8
+ * different groups of 4 banks, 16-byte aligned), and read by ldmatrix.trans, which hands each
+ * lane the same fragment elements as the row-major copy would. So the global reads are always
+ * along a stored row, 16 bytes per work-item, whatever the layout.
+ *
+ * Batches. Work-group layer z is the product of chunk i = first + z / H and query head
+ * h = z % H; operand X of it starts at x_base + i x_chunk + h' x_head (elements), h' = h for A
+ * and C, h / group for B (grouped keys and values). A dimension given as 0 is that chunk's
+ * length, min(window, n - i window): the last chunk of a prompt may be shorter.
+ *
+ * triangle: 1 computes only tiles with a column <= some row (the scores: what lies above the
+ * diagonal is masked by retention_scores, which never reads it); 2 ends K at the tile's last row
+ * (A is lower triangular: the masked scores times the values).
+ *
+ * b_bound_at >= 0: B's entries are at most b_bound[b_bound_at + chunk * H + h] in magnitude, beyond
+ * half's range perhaps (the states entering the chunks grow with the context): B is staged divided by
+ * that bound and the product multiplied by it, so that every staged entry is at most 1.
+ * global (ceil(N / 128) * 256, ceil(M / 128), batches), local (256, 1, 1).
+ */
+#define MB_LDT 136  /* halves per local row of a k-major operand */
+
+/* Up to four floats at p (valid of them; zeros after). */
+inline float4 mb_load4(__global const float *p, int valid) {
+    if (valid >= 4) return vload4(0, p);
+    float4 v = (float4)(0.0f);
+    if (valid > 0) v.x = p[0];
+    if (valid > 1) v.y = p[1];
+    if (valid > 2) v.z = p[2];
+    return v;
+}
+
+/* This work-item's share of one step of an operand: rows [r0, r0 + 128) of op(X) (`rows` of
+ * them), k [k0, k0 + 32) of K. Row-major: pieces i = tid + 256 j of 4 floats at row i / 8,
+ * k 4 (i % 8); k-major: at k i / 32, row 4 (i % 32). */
+inline void mb_load(float4 *reg, __global const float *x, int ld, int kmajor, int r0, int rows, int k0, int K,
+                    int tid) {
+    for (int j = 0; j < 4; j++) {
+        const int i = tid + 256 * j;
+        if (!kmajor) {
+            const int r = r0 + (i >> 3), k = k0 + 4 * (i & 7);
+            reg[j] = mb_load4(x + (size_t)r * (size_t)ld + (size_t)k, r < rows ? clamp(K - k, 0, 4) : 0);
+        } else {
+            const int k = k0 + (i >> 5), r = r0 + 4 * (i & 31);
+            reg[j] = mb_load4(x + (size_t)k * (size_t)ld + (size_t)r, k < K ? clamp(rows - r, 0, 4) : 0);
+        }
+    }
+}
+
+inline void mb_store(const float4 *reg, __local uint *stage, int kmajor, int tid) {
+    for (int j = 0; j < 4; j++) {
+        const int i = tid + 256 * j;
+        if (!kmajor) mma_store4(reg[j], stage + ((i >> 3) * MMA_LD + 4 * (i & 7)) / 2);
+        else mma_store4(reg[j], stage + ((i >> 5) * MB_LDT + 4 * (i & 31)) / 2);
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(256, 1, 1)))
+void gemm_mma_batched(__global const float *a, ulong a_base, ulong a_chunk, ulong a_head, int lda, int a_kmajor,
+                      __global const float *b, ulong b_base, ulong b_chunk, ulong b_head, int ldb, int b_kmajor,
+                      int group, __global float *c, ulong c_base, ulong c_chunk, ulong c_head, int ldc, int M_in,
+                      int N_in, int K_in, int first, int H, int n, int window, int accumulate, int triangle,
+                      __global const float *b_bound, int b_bound_at) {
+    __local uint As[2 * MMA_STAGE] __attribute__((aligned(16)));
+    __local uint Bs[2 * MMA_STAGE] __attribute__((aligned(16)));
+    const int tid = (int)get_local_id(0), lane = tid & 31, warp = tid >> 5;
+    const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
+    const int m0 = (int)get_group_id(1) * MMA_BM, n0 = (int)get_group_id(0) * MMA_BN;
+    const int z = (int)get_group_id(2), chunk = first + z / H, h = z % H;
+    const int len = min(window, n - chunk * window);
+    const int M = M_in ? M_in : len, N = N_in ? N_in : len;
+    const int K = triangle == 2 ? min(K_in ? K_in : len, m0 + MMA_BM) : K_in ? K_in : len;
+    /* Uniform per group: a tile wholly outside, or (triangle 1) above the diagonal. */
+    if (m0 >= M || n0 >= N || (triangle == 1 && n0 > m0 + MMA_BM - 1)) return;
+    a += a_base + (ulong)chunk * a_chunk + (ulong)h * a_head;
+    b += b_base + (ulong)chunk * b_chunk + (ulong)(h / group) * b_head;
+    c += c_base + (ulong)chunk * c_chunk + (ulong)h * c_head;
+    const int steps = (K + MMA_BK - 1) / MMA_BK;
+    const float bound = b_bound_at >= 0 ? b_bound[b_bound_at + chunk * H + h] : 0.0f;
+    const float b_in = bound > 0.0f ? 1.0f / bound : 1.0f, b_out = bound > 0.0f ? bound : 1.0f;
+
+    float acc[4][4][4];
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++)
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+
+    float4 ra[4], rb[4];
+    mb_load(ra, a, lda, a_kmajor, m0, M, 0, K, tid);
+    mb_load(rb, b, ldb, b_kmajor, n0, N, 0, K, tid);
+    for (int j = 0; j < 4; j++) rb[j] *= b_in;
+    mb_store(ra, As, a_kmajor, tid);
+    mb_store(rb, Bs, b_kmajor, tid);
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    for (int step = 0; step < steps; step++) {
+        const int s = step & 1;
+        const bool more = step + 1 < steps;
+        if (more) {
+            mb_load(ra, a, lda, a_kmajor, m0, M, (step + 1) * MMA_BK, K, tid);
+            mb_load(rb, b, ldb, b_kmajor, n0, N, (step + 1) * MMA_BK, K, tid);
+            for (int j = 0; j < 4; j++) rb[j] *= b_in;
+        }
+        __local const uint *A = As + s * MMA_STAGE, *B = Bs + s * MMA_STAGE;
+        for (int kk = 0; kk < MMA_BK; kk += 16) {
+#ifdef RN_NV_MMA
+            uint fa[4][4], fb[4][2];
+            const int q = lane >> 3, r = lane & 7;
+            for (int i = 0; i < 4; i++) {
+                if (!a_kmajor) {
+                    const int row = wm + 16 * i + (lane & 15), col = kk + 8 * (lane >> 4);
+                    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                                 : "=r"(fa[i][0]), "=r"(fa[i][1]), "=r"(fa[i][2]), "=r"(fa[i][3])
+                                 : "r"(mma_local_address(A + (row * MMA_LD + col) / 2))
+                                 : "memory");
+                } else {  /* block q: rows 8 (q % 2) of the fragment, k 8 (q / 2) */
+                    const int k = kk + 8 * (q >> 1) + r, m = wm + 16 * i + 8 * (q & 1);
+                    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                                 : "=r"(fa[i][0]), "=r"(fa[i][1]), "=r"(fa[i][2]), "=r"(fa[i][3])
+                                 : "r"(mma_local_address(A + (k * MB_LDT + m) / 2))
+                                 : "memory");
+                }
+            }
+            for (int j = 0; j < 2; j++) {
+                if (!b_kmajor) {
+                    const int col_n = wn + 16 * j + (lane & 7) + 8 * (lane >> 4), col = kk + 8 * ((lane >> 3) & 1);
+                    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                                 : "=r"(fb[2 * j][0]), "=r"(fb[2 * j][1]), "=r"(fb[2 * j + 1][0]), "=r"(fb[2 * j + 1][1])
+                                 : "r"(mma_local_address(B + (col_n * MMA_LD + col) / 2))
+                                 : "memory");
+                } else {  /* block q: columns 8 (q / 2), k 8 (q % 2) */
+                    const int k = kk + 8 * (q & 1) + r, col_n = wn + 16 * j + 8 * (q >> 1);
+                    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                                 : "=r"(fb[2 * j][0]), "=r"(fb[2 * j][1]), "=r"(fb[2 * j + 1][0]), "=r"(fb[2 * j + 1][1])
+                                 : "r"(mma_local_address(B + (k * MB_LDT + col_n) / 2))
+                                 : "memory");
+                }
+            }
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++)
+                    asm volatile(MMA_INSTR "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                                 : "+f"(acc[i][j][0]), "+f"(acc[i][j][1]), "+f"(acc[i][j][2]), "+f"(acc[i][j][3])
+                                 : "r"(fa[i][0]), "r"(fa[i][1]), "r"(fa[i][2]), "r"(fa[i][3]), "r"(fb[j][0]),
+                                   "r"(fb[j][1]));
+#else
+            const int g = lane >> 2, t = lane & 3;
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++)
+                    for (int e = 0; e < 4; e++) {
+                        const int row = wm + 16 * i + g + 8 * (e >> 1), col_n = wn + 8 * j + 2 * t + (e & 1);
+                        float sum = 0.0f;
+                        for (int p = 0; p < 16; p++) {
+                            const int k = kk + p;
+                            sum += mma_widen(A, a_kmajor ? k * MB_LDT + row : row * MMA_LD + k) *
+                                   mma_widen(B, b_kmajor ? k * MB_LDT + col_n : col_n * MMA_LD + k);
+                        }
+                        acc[i][j][e] += sum;
+                    }
+#endif
+        }
+        if (more) {
+            mb_store(ra, As + (s ^ 1) * MMA_STAGE, a_kmajor, tid);
+            mb_store(rb, Bs + (s ^ 1) * MMA_STAGE, b_kmajor, tid);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+
+    const int g = lane >> 2, t = lane & 3;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++)
+            for (int e = 0; e < 4; e++) {
+                const int row = m0 + wm + 16 * i + g + 8 * (e >> 1), col_n = n0 + wn + 8 * j + 2 * t + (e & 1);
+                if (row < M && col_n < N) {
+                    __global float *out = c + (size_t)row * (size_t)ldc + (size_t)col_n;
+                    const float v = b_out * acc[i][j][e];
+                    *out = accumulate ? *out + v : v;
+                }
+            }
+}
+
 #endif /* RN_NV_MMA || RN_MMA_EMULATE */

@@ -74,10 +74,12 @@ __kernel void retention_scan(__global const float *k, __global const float *v,
 
 // sigma_i = max(1, max_b sum_a |U_i[a][b]| / Lambda), Lambda = S_(chunk-1): the scale of the
 // state entering chunk i in torchscale's chunkwise loop; sigma_0 = 1 when U_0 = 0 (no state).
+// With `bound` set, the column maximum itself (a bound on every |U_i[a][b]|) goes to
+// sigma[n_chunks * H + group], for the matrix engine to scale U_i into half's range.
 // One work-group per (chunk, head), group index i * H + h: global (RN_WG * n_chunks * H).
 __kernel void retention_sigma(__global const float *chunk_states,  // [n_chunks, H, DK, DV]
-                              __global const float *decays, int H, int chunk,
-                              __global float *sigma) {               // [n_chunks, H]
+                              __global const float *decays, int H, int chunk, int bound,
+                              __global float *sigma) {               // [n_chunks, H] (x2 with bound)
     __local float scratch[RN_WG];
     const int lid = get_local_id(0);
     const int group = get_group_id(0);
@@ -90,6 +92,7 @@ __kernel void retention_sigma(__global const float *chunk_states,  // [n_chunks,
     }
     best = group_max(best, scratch);
     if (lid == 0) sigma[group] = fmax(1.0f, best / decay_sum(decays[group % H], chunk - 1));
+    if (lid == 0 && bound) sigma[get_num_groups(0) + group] = best;
 }
 
 // Retention output of every token in the parallel or chunkwise form.

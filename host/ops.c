@@ -38,7 +38,7 @@ void rn_kernels_release(rn_kernels *k) {
                         &k->split_columns,
                         &k->retention_scan,  &k->retention_sigma,  &k->retention_output,
                         &k->retention_step,  &k->gemm_mma,
-                        &k->gemm_mma_small, &k->gemm_mma_reduce};
+                        &k->gemm_mma_small, &k->gemm_mma_reduce, &k->gemm_mma_batched};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (*all[i]) clReleaseKernel(*all[i]);
     if (k->program) clReleaseProgram(k->program);
@@ -170,7 +170,8 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
             return st;
         }
         if ((st = rt_kernel_create(rt, k->program, "gemm_mma_small", &k->gemm_mma_small)) != RN_OK ||
-            (st = rt_kernel_create(rt, k->program, "gemm_mma_reduce", &k->gemm_mma_reduce)) != RN_OK) {
+            (st = rt_kernel_create(rt, k->program, "gemm_mma_reduce", &k->gemm_mma_reduce)) != RN_OK ||
+            (st = rt_kernel_create(rt, k->program, "gemm_mma_batched", &k->gemm_mma_batched)) != RN_OK) {
             rn_kernels_release(k);
             return st;
         }
@@ -181,6 +182,10 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
             k->gemm_mma = NULL;
         } else {
             k->mma_variant = mma;
+        }
+        if (!k->gemm_mma || !k->gemm || rt_kernel_max_group(rt, k->gemm_mma_batched) < 256) {
+            clReleaseKernel(k->gemm_mma_batched);  /* it serves the batched-GEMM retention only */
+            k->gemm_mma_batched = NULL;
         }
         if (!k->gemm_mma || rt_kernel_max_group(rt, k->gemm_mma_small) < 128) {
             clReleaseKernel(k->gemm_mma_small);
@@ -479,7 +484,7 @@ rn_retention_sizes rn_retention_scratch_size(rn_mode mode, bool gemm, bool has_s
     const int64_t window = chunked ? chunk : n, chunks = chunked ? (n + chunk - 1) / chunk : gemm ? 1 : 0;
     rn_retention_sizes z = {0};
     z.chunk_states = (uint64_t)(chunked ? chunks : 0) * (uint64_t)(H * dk * dv) * sizeof(float);
-    z.sigma = (uint64_t)(chunked ? chunks : 0) * (uint64_t)H * sizeof(float);
+    z.sigma = (uint64_t)(chunked ? chunks : 0) * (uint64_t)H * sizeof(float) * (gemm ? 2 : 1);
     if (gemm) {
         z.scores = (uint64_t)chunks * (uint64_t)H * (uint64_t)window * (uint64_t)window * sizeof(float);
         z.keys = (uint64_t)(H * n * dk) * sizeof(float);
@@ -515,8 +520,9 @@ rn_status rn_op_retention(rt_runtime *rt, const rn_kernels *k, rn_retention_shap
 
     if (chunked && !shape.plain) {
         size_t chunks = (size_t)((n + chunk - 1) / chunk);
+        cl_int bound = 0;
         rt_arg sigma_args[] = {RT_ARG_BUF(states), RT_ARG_BUF(decays), RT_ARG_VAL(heads),
-                               RT_ARG_VAL(window), RT_ARG_BUF(sigma)};
+                               RT_ARG_VAL(window), RT_ARG_VAL(bound), RT_ARG_BUF(sigma)};
         size_t global = k->wg * chunks * (size_t)H, local = k->wg;
         st = rt_launch(rt, k->retention_sigma, "retention_sigma", sigma_args, N_ARGS(sigma_args), 1,
                        &global, &local);
@@ -535,15 +541,9 @@ rn_status rn_op_retention(rt_runtime *rt, const rn_kernels *k, rn_retention_shap
                      &global, &local);
 }
 
-/* Offsets of one batched product per (chunk, head) over chunks [first, last), for the
- * matrices of chunk i and head h at base + i * chunk_step + h * head_step (elements). */
-typedef struct chunk_operand {
-    size_t base, chunk_step, head_step;
-} chunk_operand;
-
 static rn_status chunk_products(rt_runtime *rt, bool ta, bool tb, size_t M, size_t N, size_t K, float beta,
-                                const rt_buffer *a, chunk_operand ao, size_t a_ld, const rt_buffer *b,
-                                chunk_operand bo, size_t b_ld, rt_buffer *c, chunk_operand co, size_t c_ld,
+                                const rt_buffer *a, rn_chunk_operand ao, size_t a_ld, const rt_buffer *b,
+                                rn_chunk_operand bo, size_t b_ld, rt_buffer *c, rn_chunk_operand co, size_t c_ld,
                                 int64_t first, int64_t last, int64_t H, int64_t group) {
     size_t count = (size_t)((last - first) * H);
     if (count == 0) return RN_OK;
@@ -561,6 +561,35 @@ static rn_status chunk_products(rt_runtime *rt, bool ta, bool tb, size_t M, size
                                    offsets + 2 * count, c_ld, count);
     free(offsets);
     return st;
+}
+
+rn_status rn_op_chunk_products_mma(rt_runtime *rt, const rn_kernels *k, rn_engine_product e, const rt_buffer *a,
+                                   rn_chunk_operand ao, size_t a_ld, const rt_buffer *b, rn_chunk_operand bo,
+                                   size_t b_ld, rt_buffer *c, rn_chunk_operand co, size_t c_ld, int64_t first,
+                                   int64_t last, int64_t H, int64_t group, int64_t n, int64_t window) {
+    if (last <= first) return RN_OK;
+    if (!k->gemm_mma_batched || group < 1 || H % group || window < 1 || n > INT32_MAX || a_ld > INT32_MAX ||
+        b_ld > INT32_MAX || c_ld > INT32_MAX || e.M > INT32_MAX || e.N > INT32_MAX || e.K > INT32_MAX)
+        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT,
+                       "the matrix engine cannot take these retention products (%lld x %lld x %lld, window %lld)",
+                       (long long)e.M, (long long)e.N, (long long)e.K, (long long)window);
+    cl_ulong ab = ao.base, ac = ao.chunk_step, ah = ao.head_step, bb = bo.base, bc = bo.chunk_step, bh = bo.head_step;
+    cl_ulong cb = co.base, cc = co.chunk_step, ch = co.head_step;
+    cl_int lda = (cl_int)a_ld, ldb = (cl_int)b_ld, ldc = (cl_int)c_ld, akm = e.a_kmajor, bkm = e.b_kmajor;
+    cl_int grp = (cl_int)group, M = (cl_int)e.M, N = (cl_int)e.N, K = (cl_int)e.K, f = (cl_int)first;
+    cl_int heads = (cl_int)H, tokens = (cl_int)n, win = (cl_int)window, acc = e.accumulate, tri = e.triangle;
+    cl_int bound_at = e.b_bound ? (cl_int)e.b_bound_at : -1;
+    const rt_buffer *bound = e.b_bound ? e.b_bound : b;  /* unused: any valid buffer */
+    rt_arg args[] = {RT_ARG_BUF(a),      RT_ARG_VAL(ab),  RT_ARG_VAL(ac),     RT_ARG_VAL(ah),  RT_ARG_VAL(lda),
+                     RT_ARG_VAL(akm),    RT_ARG_BUF(b),   RT_ARG_VAL(bb),     RT_ARG_VAL(bc),  RT_ARG_VAL(bh),
+                     RT_ARG_VAL(ldb),    RT_ARG_VAL(bkm), RT_ARG_VAL(grp),    RT_ARG_BUF(c),   RT_ARG_VAL(cb),
+                     RT_ARG_VAL(cc),     RT_ARG_VAL(ch),  RT_ARG_VAL(ldc),    RT_ARG_VAL(M),   RT_ARG_VAL(N),
+                     RT_ARG_VAL(K),      RT_ARG_VAL(f),   RT_ARG_VAL(heads),  RT_ARG_VAL(tokens), RT_ARG_VAL(win),
+                     RT_ARG_VAL(acc),    RT_ARG_VAL(tri),  RT_ARG_BUF(bound), RT_ARG_VAL(bound_at)};
+    const int64_t rows = e.M ? e.M : window, cols = e.N ? e.N : window;
+    size_t global[3] = {(size_t)((cols + 127) / 128) * 256, (size_t)((rows + 127) / 128), (size_t)((last - first) * H)};
+    size_t local[3] = {256, 1, 1};
+    return rt_launch(rt, k->gemm_mma_batched, "gemm_mma_batched", args, N_ARGS(args), 3, global, local);
 }
 
 rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
@@ -593,20 +622,31 @@ rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention
     if ((st = rt_launch(rt, k->retention_weigh_keys, "retention_weigh_keys", weigh, N_ARGS(weigh), 3, weigh_global,
                         NULL)) != RN_OK)
         return st;
-    const chunk_operand keys = {0, (size_t)C * (size_t)dk, (size_t)(n * dk)};
-    const chunk_operand values = {0, (size_t)C * vw, (size_t)dv};
-    const chunk_operand next_state = {(size_t)H * entry, (size_t)H * entry, entry};
-    const chunk_operand final_state = {0, 0, entry};
-    if ((st = chunk_products(rt, true, false, (size_t)dk, (size_t)dv, (size_t)C, 0.0f, &scratch->keys, keys,
-                             (size_t)dk, v, values, vw, &scratch->chunk_states, next_state, (size_t)dv, 0,
-                             chunks - 1, H, G)) != RN_OK)
-        return st;
-    const chunk_operand last_keys = {(size_t)(chunks - 1) * (size_t)C * (size_t)dk, 0, (size_t)(n * dk)};
-    const chunk_operand last_values = {(size_t)(chunks - 1) * (size_t)C * vw, 0, (size_t)dv};
-    if ((st = chunk_products(rt, true, false, (size_t)dk, (size_t)dv, (size_t)last, 0.0f, &scratch->keys,
-                             last_keys, (size_t)dk, v, last_values, vw, state, final_state, (size_t)dv, 0, 1, H,
-                             G)) != RN_OK)
-        return st;
+    const rn_chunk_operand keys = {0, (size_t)C * (size_t)dk, (size_t)(n * dk)};
+    const rn_chunk_operand values = {0, (size_t)C * vw, (size_t)dv};
+    const rn_chunk_operand next_state = {(size_t)H * entry, (size_t)H * entry, entry};
+    const rn_chunk_operand final_state = {0, 0, entry};
+    const bool engine = k->gemm_mma_batched != NULL;
+    if (engine) {
+        const rn_engine_product share = {.a_kmajor = true, .b_kmajor = true, .M = dk, .N = dv, .K = 0};
+        if ((st = rn_op_chunk_products_mma(rt, k, share, &scratch->keys, keys, (size_t)dk, v, values, vw,
+                                           &scratch->chunk_states, next_state, (size_t)dv, 0, chunks - 1, H, G, n,
+                                           C)) != RN_OK ||
+            (st = rn_op_chunk_products_mma(rt, k, share, &scratch->keys, keys, (size_t)dk, v, values, vw, state,
+                                           final_state, (size_t)dv, chunks - 1, chunks, H, G, n, C)) != RN_OK)
+            return st;
+    } else {
+        if ((st = chunk_products(rt, true, false, (size_t)dk, (size_t)dv, (size_t)C, 0.0f, &scratch->keys, keys,
+                                 (size_t)dk, v, values, vw, &scratch->chunk_states, next_state, (size_t)dv, 0,
+                                 chunks - 1, H, G)) != RN_OK)
+            return st;
+        const rn_chunk_operand last_keys = {(size_t)(chunks - 1) * (size_t)C * (size_t)dk, 0, (size_t)(n * dk)};
+        const rn_chunk_operand last_values = {(size_t)(chunks - 1) * (size_t)C * vw, 0, (size_t)dv};
+        if ((st = chunk_products(rt, true, false, (size_t)dk, (size_t)dv, (size_t)last, 0.0f, &scratch->keys,
+                                 last_keys, (size_t)dk, v, last_values, vw, state, final_state, (size_t)dv, 0, 1, H,
+                                 G)) != RN_OK)
+            return st;
+    }
     const rt_buffer *states = chunked ? &scratch->chunk_states : state;  /* any valid buffer */
     rt_arg prefix[] = {RT_ARG_BUF(states), RT_ARG_VAL(n_chunks), RT_ARG_VAL(n_tokens), RT_ARG_VAL(window),
                        RT_ARG_VAL(plain), RT_ARG_BUF(decays), RT_ARG_BUF(state), RT_ARG_VAL(has_state),
@@ -615,9 +655,11 @@ rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention
     if ((st = rt_launch(rt, k->retention_prefix, "retention_prefix", prefix, N_ARGS(prefix), 2, prefix_global,
                         NULL)) != RN_OK)
         return st;
-    if (chunked && !shape.plain) {
+    /* The engine's cross term needs the states' bounds, which come with sigma (plain too). */
+    if (chunked && (!shape.plain || engine)) {
+        cl_int bound = engine;
         rt_arg sigma_args[] = {RT_ARG_BUF(&scratch->chunk_states), RT_ARG_BUF(decays), RT_ARG_VAL(heads),
-                               RT_ARG_VAL(window), RT_ARG_BUF(&scratch->sigma)};
+                               RT_ARG_VAL(window), RT_ARG_VAL(bound), RT_ARG_BUF(&scratch->sigma)};
         size_t global = k->wg * (size_t)(chunks * H), local = k->wg;
         if ((st = rt_launch(rt, k->retention_sigma, "retention_sigma", sigma_args, N_ARGS(sigma_args), 1, &global,
                             &local)) != RN_OK)
@@ -627,20 +669,33 @@ rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention
     /* Scores S = Q K^T per chunk and head (full chunks, then the last), the cross term Q U_i
      * into o (chunks after the first, and the first too when it continues a state), then
      * retention_scores, then o += S' V. */
-    const chunk_operand queries = {0, (size_t)C * qw, (size_t)dk};
-    const chunk_operand raw_keys = {0, (size_t)C * kw, (size_t)dk};
-    const chunk_operand scores = {0, (size_t)H * cc, cc};
-    const chunk_operand outputs = {0, (size_t)C * ow, (size_t)dv};
-    const chunk_operand entering = {0, (size_t)H * entry, entry};
+    const rn_chunk_operand queries = {0, (size_t)C * qw, (size_t)dk};
+    const rn_chunk_operand raw_keys = {0, (size_t)C * kw, (size_t)dk};
+    const rn_chunk_operand scores = {0, (size_t)H * cc, cc};
+    const rn_chunk_operand outputs = {0, (size_t)C * ow, (size_t)dv};
+    const rn_chunk_operand entering = {0, (size_t)H * entry, entry};
+    const rn_engine_product score_product = {.M = 0, .N = 0, .K = dk, .triangle = 1};
+    if (engine && (st = rn_op_chunk_products_mma(rt, k, score_product, q, queries, qw, kk, raw_keys, kw,
+                                                 &scratch->scores, scores, (size_t)C, 0, chunks, H, G, n, C)) != RN_OK)
+        return st;
     for (int part = 0; part < 2; part++) {  /* full chunks, then the last one (len `last`) */
         const int64_t first = part ? chunks - 1 : 0, end = part ? chunks : chunks - 1;
         const size_t len = (size_t)(part ? last : C);
-        if ((st = chunk_products(rt, false, true, len, len, (size_t)dk, 0.0f, q, queries, qw, kk, raw_keys, kw,
-                                 &scratch->scores, scores, (size_t)C, first, end, H, G)) != RN_OK)
+        if (!engine && (st = chunk_products(rt, false, true, len, len, (size_t)dk, 0.0f, q, queries, qw, kk, raw_keys,
+                                            kw, &scratch->scores, scores, (size_t)C, first, end, H, G)) != RN_OK)
             return st;
-        if (chunked && (st = chunk_products(rt, false, false, len, (size_t)dv, (size_t)dk, 0.0f, q, queries, qw,
-                                            &scratch->chunk_states, entering, (size_t)dv, o, outputs, ow,
-                                            first > 0 || has_state ? first : 1, end, H, 1)) != RN_OK)
+        if (!engine && chunked &&
+            (st = chunk_products(rt, false, false, len, (size_t)dv, (size_t)dk, 0.0f, q, queries, qw,
+                                 &scratch->chunk_states, entering, (size_t)dv, o, outputs, ow,
+                                 first > 0 || has_state ? first : 1, end, H, 1)) != RN_OK)
+            return st;
+    }
+    if (engine && chunked) {
+        /* The states' bounds follow the chunks' sigmas in the same buffer (retention_sigma). */
+        const rn_engine_product cross = {.b_kmajor = true, .M = 0, .N = dv, .K = dk, .b_bound = &scratch->sigma,
+                                         .b_bound_at = chunks * H};
+        if ((st = rn_op_chunk_products_mma(rt, k, cross, q, queries, qw, &scratch->chunk_states, entering, (size_t)dv,
+                                           o, outputs, ow, has_state ? 0 : 1, chunks, H, 1, n, C)) != RN_OK)
             return st;
     }
     float cap = mode == RN_MODE_PARALLEL ? 5e4f : 0.0f;
@@ -652,12 +707,17 @@ rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention
     if ((st = rt_launch(rt, k->retention_scores, "retention_scores", score_args, N_ARGS(score_args), 1, &global,
                         &local)) != RN_OK)
         return st;
+    if (engine) {
+        const rn_engine_product weigh_values = {.b_kmajor = true, .accumulate = true, .M = 0, .N = dv, .K = 0,
+                                                .triangle = 2};
+        return rn_op_chunk_products_mma(rt, k, weigh_values, &scratch->scores, scores, (size_t)C, v, values, vw, o,
+                                        outputs, ow, 0, chunks, H, G, n, C);
+    }
     for (int part = 0; part < 2; part++) {
         const int64_t first = part ? chunks - 1 : 0, end = part ? chunks : chunks - 1;
         const size_t len = (size_t)(part ? last : C);
         if ((st = chunk_products(rt, false, false, len, (size_t)dv, len, 1.0f, &scratch->scores, scores, (size_t)C,
-                                 v, (chunk_operand){0, (size_t)C * vw, (size_t)dv}, vw, o, outputs, ow, first, end,
-                                 H, G)) != RN_OK)
+                                 v, values, vw, o, outputs, ow, first, end, H, G)) != RN_OK)
             return st;
     }
     return RN_OK;

@@ -35,6 +35,9 @@ typedef struct rn_kernels {
     /* Its variant for few rows (gemm_mma_small, split K) and the sum of its slices with the
      * project kernel's epilogue (gemm_mma_reduce); built with gemm_mma, NULL without. */
     cl_kernel gemm_mma_small, gemm_mma_reduce;
+    /* The products of a prompt's retention on the engine (gemm_mma_batched, fp32 operands
+     * rounded to half as staged): built with gemm_mma, NULL without. */
+    cl_kernel gemm_mma_batched;
     int64_t mma_rows_from;   /* batches and prompts of this many rows (up to RN_MMA_SMALL_ROWS)
                                 take gemm_mma_small where it is built and the model's products
                                 fit it; fewer take the project kernel */
@@ -174,7 +177,7 @@ rn_status rn_op_fill_uniform(rt_runtime *rt, const rn_kernels *k, rt_buffer *w, 
  * GEMM form also every chunk's scores and the weighted keys. */
 typedef struct rn_retention_scratch {
     rt_buffer chunk_states;  /* [n_chunks, H, dk, dv] */
-    rt_buffer sigma;         /* [n_chunks, H] */
+    rt_buffer sigma;         /* [n_chunks, H]; GEMM form: then the states' bounds [n_chunks, H] */
     rt_buffer scores;        /* GEMM form: [n_chunks * H, chunk, chunk] */
     rt_buffer keys;          /* GEMM form: [H, n, dk] */
 } rn_retention_scratch;
@@ -197,13 +200,44 @@ rn_status rn_op_retention(rt_runtime *rt, const rn_kernels *k, rn_retention_shap
                           const rt_buffer *v, int64_t n, const rt_buffer *decays,
                           rn_retention_scratch *scratch, rt_buffer *o, rt_buffer *state,
                           const rt_buffer *scale_in, rt_buffer *scale);
-/* The same as rn_op_retention through CLBlast's batched GEMMs (scratch sized with gemm set):
- * for prompts on devices where CLBlast runs, whose scores fit the scratch. */
+/* The same as rn_op_retention through batched GEMMs (scratch sized with gemm set): for prompts
+ * on devices where CLBlast runs, whose scores fit the scratch. Where gemm_mma_batched is built
+ * the scores, their product with the values and each chunk's share of the state run on the
+ * matrix engine (activations rounded to half), and the cross term with the incoming state too,
+ * its state scaled by a bound of its entries (they grow with the context beyond half's range). */
 rn_status rn_op_retention_gemm(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
                                rn_mode mode, int64_t chunk, const rt_buffer *q, const rt_buffer *kk,
                                const rt_buffer *v, int64_t n, const rt_buffer *decays,
                                rn_retention_scratch *scratch, rt_buffer *o, rt_buffer *state,
                                const rt_buffer *scale_in, rt_buffer *scale);
+
+/* One operand of a batch of products, one per (chunk i, head h): its matrix starts at element
+ * base + i chunk_step + h' head_step, h' = h for A and C, the key/value head for B. */
+typedef struct rn_chunk_operand {
+    size_t base, chunk_step, head_step;
+} rn_chunk_operand;
+
+/* A product C = op(A) op(B) (C += with accumulate) of each chunk and head on the matrix engine
+ * (gemm_mma_batched: gemm_mma.cl says how). M, N or K 0: the chunk's own length,
+ * min(window, n - i window). a_kmajor: A stored [K][M], else [M][K]; b_kmajor: B stored [K][N],
+ * else [N][K]. triangle 1: only tiles touching C's lower triangle are written; 2: A is lower
+ * triangular (K ends at each tile's last row). b_bound: NULL, or floats from b_bound_at on,
+ * [chunks, H], bounding the magnitude of B's entries per product, which may then exceed half's
+ * range. */
+typedef struct rn_engine_product {
+    bool a_kmajor, b_kmajor, accumulate;
+    int64_t M, N, K;
+    int triangle;
+    const rt_buffer *b_bound;
+    int64_t b_bound_at;
+} rn_engine_product;
+
+/* Those products for chunks [first, last) and H query heads (`group` of them per key/value
+ * head), in one launch. Only where k->gemm_mma_batched is built. */
+rn_status rn_op_chunk_products_mma(rt_runtime *rt, const rn_kernels *k, rn_engine_product e, const rt_buffer *a,
+                                   rn_chunk_operand ao, size_t a_ld, const rt_buffer *b, rn_chunk_operand bo,
+                                   size_t b_ld, rt_buffer *c, rn_chunk_operand co, size_t c_ld, int64_t first,
+                                   int64_t last, int64_t H, int64_t group, int64_t n, int64_t window);
 
 /* One recurrent step for `batch` independent sequences, sequence b at position positions[b]
  * ([batch] ints on the device): q [batch, H*dk], k and v [batch, kv_heads*d], q and k rotated

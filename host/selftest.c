@@ -929,12 +929,128 @@ static void test_retention_steps(rt_runtime *rt, const rn_kernels *k, rn_retenti
     free(ref_state), free(got_state), free(o_ref), free(o_got);
 }
 
+/* The products of a prompt's retention on the matrix engine (rn_op_chunk_products_mma), each
+ * form the engine runs: a chunk's share of the state (both operands k-major), the scores (both
+ * row-major, lower triangle), masked scores times values (A lower triangular, accumulating) and
+ * a product into a fixed width, and that product with B far beyond half's range, scaled by a
+ * bound per product (the cross term with the incoming states). Three chunks of a window of 150 (the last 37 long: a dimension
+ * 0 follows it), two query heads sharing B, several tiles and K steps with tails, operands at
+ * an offset with rows longer than the matrices (padding that must stay untouched). Operands are
+ * rounded to the engine's half type on the host as the kernel rounds them, so only the fp32
+ * accumulation differs from the double reference: tolerance as test_linear_mma's, K u sum
+ * |a b| per output (and 2 u (|c| + |ab|) when accumulating) over max |ref|. */
+static void test_chunk_products_mma(rt_runtime *rt, const rn_kernels *k) {
+    const int64_t W = 150, n = 337, chunks = 3, H = 2, group = 2, pad = 3, base = 5;
+    const struct { rn_engine_product e; double b_scale; const char *name; } cases[] = {
+        {{.a_kmajor = true, .b_kmajor = true, .M = 40, .N = 136, .K = 0}, 1.0, "state share"},
+        {{.M = 0, .N = 0, .K = 40, .triangle = 1}, 1.0, "scores"},
+        {{.b_kmajor = true, .accumulate = true, .M = 0, .N = 24, .K = 0, .triangle = 2}, 1.0, "scores x values"},
+        {{.b_kmajor = true, .M = 0, .N = 136, .K = 40}, 1.0, "fixed width"},
+        {{.b_kmajor = true, .M = 0, .N = 136, .K = 40, .b_bound_at = 3}, 3e5, "B to 3e5, bounded"},
+    };
+    const double u = ldexp(1.0, -23);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        rn_engine_product e = cases[c].e;
+        const bool bounded = cases[c].b_scale != 1.0;
+        const int64_t Mx = e.M ? e.M : W, Nx = e.N ? e.N : W, Kx = e.K ? e.K : W;
+        /* Stored shapes (rows x cols, the largest chunk's) and blocked layouts: per (chunk, head)
+         * a block of rows x (cols + pad). */
+        const int64_t a_rows = e.a_kmajor ? Kx : Mx, a_cols = e.a_kmajor ? Mx : Kx;
+        const int64_t b_rows = e.b_kmajor ? Kx : Nx, b_cols = e.b_kmajor ? Nx : Kx;
+        const int64_t Hb = H / group;
+        const size_t lda = (size_t)(a_cols + pad), ldb = (size_t)(b_cols + pad), ldc = (size_t)(Nx + pad);
+        const rn_chunk_operand ao = {base, (size_t)(H * a_rows) * lda, (size_t)a_rows * lda};
+        const rn_chunk_operand bo = {base, (size_t)(Hb * b_rows) * ldb, (size_t)b_rows * ldb};
+        const rn_chunk_operand co = {base, (size_t)(H * Mx) * ldc, (size_t)Mx * ldc};
+        const size_t an = base + (size_t)chunks * ao.chunk_step, bn = base + (size_t)chunks * bo.chunk_step;
+        const size_t cn = base + (size_t)chunks * co.chunk_step;
+        float *A = random_floats(an, 1.0), *B = random_floats(bn, cases[c].b_scale), *C0 = random_floats(cn, 1.0);
+        float *ref = malloc(cn * sizeof *ref), *got = malloc(cn * sizeof *got);
+        /* Bounded: per product the largest |B| (slots from b_bound_at), and the kernel's staging
+         * of B / bound, which the reference multiplies, times the bound. */
+        const size_t bounds_n = (size_t)(e.b_bound_at + chunks * H);
+        float *bounds = calloc(bounds_n, sizeof *bounds), *Bq = malloc(bn * sizeof *Bq);
+        memcpy(Bq, B, bn * sizeof *Bq);
+        for (int64_t i = 0; bounded && i < chunks; i++)
+            for (int64_t h = 0; h < H; h++) {
+                const size_t at = bo.base + (size_t)i * bo.chunk_step + (size_t)(h / group) * bo.head_step;
+                float m = 0.0f;
+                for (size_t j = 0; j < (size_t)b_rows * ldb; j++) m = fmaxf(m, fabsf(B[at + j]));
+                bounds[e.b_bound_at + i * H + h] = m;
+                const float inv = 1.0f / m;
+                for (size_t j = 0; j < (size_t)b_rows * ldb; j++) Bq[at + j] = B[at + j] * inv;
+            }
+        uint16_t *bits = malloc((an > bn ? an : bn) * sizeof *bits);
+        rn_convert(ST_F32, A, an, k->weights, bits, NULL), rn_convert(k->weights, bits, an, ST_F32, A, NULL);
+        rn_convert(ST_F32, Bq, bn, k->weights, bits, NULL), rn_convert(k->weights, bits, bn, ST_F32, Bq, NULL);
+        if (!bounded) memcpy(B, Bq, bn * sizeof *B);
+        free(bits);
+        memcpy(ref, C0, cn * sizeof *ref);
+        double max_ref = 0.0, max_bound = 0.0;
+        for (int64_t i = 0; i < chunks; i++) {
+            const int64_t len = W < n - i * W ? W : n - i * W;
+            const int64_t M = e.M ? e.M : len, N = e.N ? e.N : len, K = e.K ? e.K : len;
+            for (int64_t h = 0; h < H; h++) {
+                const float *a = A + ao.base + (size_t)i * ao.chunk_step + (size_t)h * ao.head_step;
+                const float *b = Bq + bo.base + (size_t)i * bo.chunk_step + (size_t)(h / group) * bo.head_step;
+                const double b_out = bounded ? bounds[e.b_bound_at + i * H + h] : 1.0;
+                const size_t c_at = co.base + (size_t)i * co.chunk_step + (size_t)h * co.head_step;
+                for (int64_t r = 0; r < M; r++)
+                    for (int64_t col = 0; col < N; col++) {
+                        double p = 0.0, bound = 0.0;
+                        for (int64_t x = 0; x < K; x++) {
+                            /* triangle 2: A is lower triangular by contract */
+                            const double av = e.triangle == 2 && x > r ? 0.0
+                                              : e.a_kmajor ? a[x * (int64_t)lda + r] : a[r * (int64_t)lda + x];
+                            const double bv = e.b_kmajor ? b[x * (int64_t)ldb + col] : b[col * (int64_t)ldb + x];
+                            p += av * bv;
+                            bound += fabs(av * bv);
+                        }
+                        p *= b_out;
+                        bound *= (double)K * u * b_out;
+                        const size_t at = c_at + (size_t)r * ldc + (size_t)col;
+                        if (e.accumulate) bound += 2.0 * u * (fabs((double)C0[at]) + fabs(p));
+                        ref[at] = (float)(e.accumulate ? (double)C0[at] + p : p);
+                        if (fabs((double)ref[at]) > max_ref) max_ref = fabs((double)ref[at]);
+                        if (bound > max_bound) max_bound = bound;
+                    }
+            }
+        }
+        if (e.triangle == 2)  /* A lower triangular, as the contract says */
+            for (int64_t i = 0; i < chunks; i++)
+                for (int64_t h = 0; h < H; h++)
+                    for (int64_t r = 0; r < W; r++)
+                        for (int64_t x = r + 1; x < W; x++)
+                            A[ao.base + (size_t)i * ao.chunk_step + (size_t)h * ao.head_step + (size_t)(r * (int64_t)lda + x)] = 0.0f;
+        guarded ga = guarded_from(rt, A, an * sizeof *A), gb = guarded_from(rt, B, bn * sizeof *B);
+        guarded gc = guarded_from(rt, C0, cn * sizeof *C0), gbound = guarded_from(rt, bounds, bounds_n * sizeof *bounds);
+        if (bounded) e.b_bound = &gbound.view;
+        must(rn_op_chunk_products_mma(rt, k, e, &ga.view, ao, lda, &gb.view, bo, ldb, &gc.view, co, ldc, 0, chunks, H,
+                                      group, n, W), rt, "chunk products mma");
+        bool intact = guarded_read(rt, &gc, got);
+        if (e.triangle == 1)  /* above the diagonal C is unspecified */
+            for (int64_t i = 0; i < chunks; i++)
+                for (int64_t h = 0; h < H; h++)
+                    for (int64_t r = 0; r < Mx; r++)
+                        for (int64_t col = r + 1; col < Nx; col++) {
+                            const size_t at = co.base + (size_t)i * co.chunk_step + (size_t)h * co.head_step +
+                                              (size_t)r * ldc + (size_t)col;
+                            got[at] = ref[at];
+                        }
+        char shape[80];
+        snprintf(shape, sizeof shape, "%s, 3 chunks of 150 (%s)", cases[c].name, k->mma_variant);
+        check("chunk_products_mma", shape, ref, got, cn, max_ref > 0 ? max_bound / max_ref : max_bound, intact);
+        guarded_free(&ga), guarded_free(&gb), guarded_free(&gc), guarded_free(&gbound);
+        free(A), free(B), free(Bq), free(bounds), free(C0), free(ref), free(got);
+    }
+}
+
 /* Chunkwise retention of n tokens cut in two at P (a multiple of the chunk): the first P from
  * an empty state, then the rest continuing the state and scale they left (scale_in a buffer of
  * its own, as the engine passes it). The rest's chunks are the whole sequence's later chunks,
  * so its output, state and scale must be the reference's for the whole sequence. */
 static void test_retention_continued(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape, bool gemm,
-                                     int64_t chunk, int64_t P, const float *q, const float *kk, const float *v,
+                                     double tol, int64_t chunk, int64_t P, const float *q, const float *kk, const float *v,
                                      int64_t n, const float *decay, const float *ref_o, const float *ref_state,
                                      const float *ref_scale, const char *heads) {
     const int64_t H = shape.heads, G = shape.kv_heads, dk = k->dk, dv = k->dv;
@@ -968,17 +1084,19 @@ static void test_retention_continued(rt_runtime *rt, const rn_kernels *k, rn_ret
     char what[96];
     snprintf(what, sizeof what, "chunk %lld%s, %lld then %lld, %s", (long long)chunk, gemm ? " gemm" : "",
              (long long)P, (long long)(n - P), heads);
-    check("retention cont", what, ref_o + P * H * dv, got_o, on, 2e-5, intact);
+    check("retention cont", what, ref_o + P * H * dv, got_o, on, tol, intact);
     intact = guarded_read(rt, &gs, got_state);
-    check("retention cont state", what, ref_state, got_state, st, 2e-5, intact);
+    check("retention cont state", what, ref_state, got_state, st, tol, intact);
     intact = guarded_read(rt, &scale[1], got_scale);
     check("retention cont scale", what, ref_scale, got_scale, (size_t)H, 1e-6, intact);
     guarded_free(&gd), guarded_free(&gs), guarded_free(&scale[0]), guarded_free(&scale[1]);
     free(got_o), free(got_state);
 }
 
+/* gemm_tol: the batched-GEMM form's tolerance, 2e-5 in fp32 (the kernels' always), wider
+ * where the matrix engine rounds its operands to half (run_all says how much). */
 static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *decay, const float *angle,
-                           rn_retention_shape shape) {
+                           rn_retention_shape shape, double gemm_tol) {
     const int64_t H = shape.heads, G = shape.kv_heads, dk = k->dk, dv = k->dv, n = 13;
     const size_t qn = (size_t)(n * H * dk), kn = (size_t)(n * G * dk), vn = (size_t)(n * G * dv);
     const size_t on = (size_t)(n * H * dv), st = (size_t)(H * dk * dv);
@@ -1019,9 +1137,10 @@ static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *dec
                       guarded_read(rt, &sigma, NULL) & guarded_read(rt, &scores, NULL) & guarded_read(rt, &keys, NULL);
         char what[96];
         snprintf(what, sizeof what, "%s%s, n 13, %s", cases[c].name, gemm ? " gemm" : "", heads);
-        check("retention", what, ref_o, got_o, on, 2e-5, intact);
+        const double tol = gemm ? gemm_tol : 2e-5;
+        check("retention", what, ref_o, got_o, on, tol, intact);
         intact = guarded_read(rt, &gs, got_state);
-        check("retention state", what, ref_state, got_state, st, 2e-5, intact);
+        check("retention state", what, ref_state, got_state, st, tol, intact);
         intact = guarded_read(rt, &gsc, got_scale);
         check("retention scale", what, ref_scale, got_scale, (size_t)H, 1e-6, intact);
 
@@ -1030,7 +1149,7 @@ static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *dec
         /* The same sequence cut after whole chunks, its rest continuing the state of the first
          * part: longer than a chunk (chunk 4, 8 + 5) and shorter (chunk 5, 10 + 3). */
         if (c == 1 || c == 2)
-            test_retention_continued(rt, k, shape, gemm, cases[c].chunk, 2 * cases[c].chunk, q, kk, v, n, decay, ref_o,
+            test_retention_continued(rt, k, shape, gemm, tol, cases[c].chunk, 2 * cases[c].chunk, q, kk, v, n, decay, ref_o,
                                      ref_state, ref_scale, heads);
         guarded_free(&chunk_states), guarded_free(&sigma), guarded_free(&go), guarded_free(&gs), guarded_free(&gsc);
         guarded_free(&scores), guarded_free(&keys);
@@ -1090,9 +1209,9 @@ static void run_all(rt_runtime *rt, rn_tuning tuning, bool quick_shapes) {
             test_group_norm_gate(rt, &k);
             test_theta_shift(rt, &k, angle);
             test_project_rotation(rt, &k, angle);
-            test_retention(rt, &k, decay, angle, (rn_retention_shape){3, 3, false});
-            test_retention(rt, &k, decay, angle, (rn_retention_shape){4, 2, false});
-            test_retention(rt, &k, decay, angle, (rn_retention_shape){4, 1, true});
+            test_retention(rt, &k, decay, angle, (rn_retention_shape){3, 3, false}, 2e-5);
+            test_retention(rt, &k, decay, angle, (rn_retention_shape){4, 2, false}, 2e-5);
+            test_retention(rt, &k, decay, angle, (rn_retention_shape){4, 1, true}, 2e-5);
         }
         rn_kernels_release(&k);
         /* The matrix-engine GEMM for half-precision weights: the device's own instructions where
@@ -1112,6 +1231,18 @@ static void run_all(rt_runtime *rt, rn_tuning tuning, bool quick_shapes) {
             if (k.gemm_mma) test_linear_mma(rt, &k);
             if (k.gemm_mma_small) test_project_mma(rt, &k, angle);
             if (k.gemm_mma_small) test_pieces_mma(rt, &k);
+            if (k.gemm_mma_batched) {
+                test_chunk_products_mma(rt, &k);
+                /* Retention with q, k, v and the normalised scores rounded to the half type (unit
+                 * roundoff u = 2^-11 for f16, 2^-8 for bf16): each term of an output carries up
+                 * to four roundings (q and k in its score, the normalised score, v), and the
+                 * terms of these random 13-token sums cancel, which the max |ref| metric
+                 * magnifies by up to about 4: 16 u. Measured (PoCL, stand-in): 3.2 u (f16),
+                 * 13 u (bf16), the whole window of 13 with the normaliser. */
+                const double tol = 16.0 * ldexp(1.0, builds[s].weights == ST_F16 ? -11 : -8);
+                test_retention(rt, &k, decay, angle, (rn_retention_shape){4, 2, false}, tol);
+                test_retention(rt, &k, decay, angle, (rn_retention_shape){4, 1, true}, tol);
+            }
             else emit("  %-18s %s: the device cannot run its 256 work-items  skipped", "linear_mma",
                       st_dtype_name(builds[s].weights));
             rn_kernels_release(&k);

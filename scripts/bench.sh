@@ -13,7 +13,7 @@ set -u
 out=${OUT:-/tmp/retnet-bench}/bench
 mkdir -p "$out"
 rm -f "$out/results.jsonl" "$out/log.txt" "$out/peers.jsonl"
-retnet=./build/bin/retnet
+retnet=${RETNET:-./build/bin/retnet}  # another build: RETNET=DIR/bin/retnet
 case "${1:-}" in
   --nvidia) . scripts/nvidia_env.sh; small=0 ;;
   --quant) . scripts/nvidia_env.sh; small=2 ;;
@@ -63,7 +63,7 @@ else
   bench ts-1.3b-bf16 --preset torchscale-1.3b --weights bf16 -p 0 -n 128 -r 3 --no-ceilings
   bench tiny-startup --preset tiny -p 0 -n 0 --startup --no-ceilings
 fi
-if python3 -c 'import matplotlib' 2>/dev/null; then
+if [ "$small" != 3 ] && python3 -c 'import matplotlib' 2>/dev/null; then  # --engines has no context runs to plot
   python3 tools/plot_bench.py "$out/results.jsonl" -o "$out/decode_vs_context.png" || failures=$((failures + 1))
 fi
 echo "$failures failed"
