@@ -118,6 +118,9 @@ struct rn_session {
     rn_model *model;
     int64_t batch;                     /* rows */
     uint64_t *positions;               /* [batch] tokens each row has consumed */
+    cl_int *step_input;                /* [2, batch] a step's token ids and positions, written to the
+                                          device without waiting: untouched until the step's logits
+                                          are read back (or rt_finish after a failure) */
     float *last_logits;                /* [batch, V] logits after each row's last token */
     int32_t *recent;                   /* [batch][RN_RECENT_TOKENS] each row's last tokens, a ring
                                           ending at its position - 1 */

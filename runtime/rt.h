@@ -138,6 +138,9 @@ rn_status rt_buffer_write(rt_runtime *rt, rt_buffer *buf, size_t offset, const v
                           size_t bytes);
 rn_status rt_buffer_read(rt_runtime *rt, const rt_buffer *buf, size_t offset, void *dst,
                          size_t bytes);
+/* The same write without waiting for it: `src` must stay as it is until the queue has run the
+ * write (a later blocking read or rt_finish). */
+rn_status rt_buffer_write_async(rt_runtime *rt, rt_buffer *buf, size_t offset, const void *src, size_t bytes);
 rn_status rt_buffer_zero(rt_runtime *rt, rt_buffer *buf);
 /* Zeroes `bytes` at `offset` (bytes). */
 rn_status rt_buffer_zero_at(rt_runtime *rt, rt_buffer *buf, size_t offset, size_t bytes);

@@ -63,6 +63,13 @@ rn_status rt_buffer_write(rt_runtime *rt, rt_buffer *buf, size_t offset, const v
     return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clEnqueueWriteBuffer");
 }
 
+rn_status rt_buffer_write_async(rt_runtime *rt, rt_buffer *buf, size_t offset, const void *src, size_t bytes) {
+    rn_status st = check_range(rt, buf, offset, bytes, "clEnqueueWriteBuffer");
+    if (st != RN_OK || bytes == 0) return st;
+    cl_int rc = clEnqueueWriteBuffer(rt->queue, buf->mem, CL_FALSE, offset, bytes, src, 0, NULL, NULL);
+    return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clEnqueueWriteBuffer");
+}
+
 rn_status rt_buffer_read(rt_runtime *rt, const rt_buffer *buf, size_t offset, void *dst,
                          size_t bytes) {
     rn_status st = check_range(rt, buf, offset, bytes, "clEnqueueReadBuffer");
