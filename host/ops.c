@@ -345,7 +345,7 @@ rn_status rn_op_linear_mma(rt_runtime *rt, const rn_kernels *k, const rt_buffer 
 /* gemm_mma_small's columns per work-group, K per chunk and the slices of K for a product of
  * `width` columns: enough work-groups for about four per compute unit, slices of whole chunks
  * of 32 (`kper`). */
-#define MS_BN 64
+#define MS_BN 128
 static int64_t mma_splits(const rn_kernels *k, int64_t in, int64_t width, int64_t *kper) {
     const int64_t blocks = (width + MS_BN - 1) / MS_BN, steps = (in + 31) / 32;
     int64_t splits = (4 * (int64_t)k->compute_units + blocks - 1) / blocks;
