@@ -100,10 +100,12 @@ typedef enum rn_matrix_engine {
     RN_MATRIX_AMD = 3,          /* AMD CDNA (MFMA) or RDNA 3+ (WMMA) */
 } rn_matrix_engine;
 
-/* The precision of the products (the linear layers of prompts; more paths to come). Everything
- * outside the products (norms, retention and its state, activations between layers) stays fp32,
- * and the products always accumulate in fp32; a precision says only how their inputs may be
- * rounded to reach a matrix engine.
+/* The precision of the products: the linear layers of prompts and of decoding batches of 5 rows
+ * or more, and a prompt's retention products (scores, scores times values, the chunks' shares
+ * of the state and the cross term with it). Everything outside the products (norms, decay masks
+ * and normalisers, the recurrent state, activations between layers) stays fp32, and the
+ * products always accumulate in fp32; a precision says only how their inputs may be rounded to
+ * reach a matrix engine.
  *   F32   every product in fp32: the exact path (the default).
  *   F16   products whose weights are stored as F16 run on the matrix engine with their
  *         activations rounded to fp16 once (weights are read as stored); other weight types,

@@ -34,10 +34,11 @@ double cli_seconds(void);
 int cli_set_precision(const char *name);
 const char *cli_precision_name(void);
 #define CLI_PRECISION_HELP                                                                          \
-    "  --precision P      of the products: f32 (default, exact), f16 or bf16 (prompts' linear\n"   \
-    "                     layers on the matrix engine, NVIDIA tensor cores, where the weights are\n" \
-    "                     stored in that type; inputs rounded once, fp32 accumulation), or auto\n"  \
-    "                     (the engine where the device has one, else f32)\n"
+    "  --precision P      of the products: f32 (default, exact), f16 or bf16 (the linear\n"      \
+    "                     layers of prompts and batches and a prompt's retention products on the\n" \
+    "                     matrix engine, NVIDIA tensor cores, where the weights are stored in\n"   \
+    "                     that type; inputs rounded once, fp32 accumulation), or auto (the\n"     \
+    "                     engine where the device has one, else f32)\n"
 /* Context options for --device/--no-cache/--precision, with the tuning knobs from the environment. */
 void cli_context_options(const char *device, int no_cache, rn_context_options *opts);
 /* Opens the device; prints the reason and returns an exit code on failure. */
