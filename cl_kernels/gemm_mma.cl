@@ -70,6 +70,11 @@ inline float mma_widen(__local const uint *base, int i) {
 inline uint mma_local_address(__local const uint *p) {
     return (uint)(size_t)p;
 }
+/* One m16n8k16 into the four accumulators cc[0..3] of this lane. */
+#define MMA_SYNC(cc, a0, a1, a2, a3, b0, b1)                                                         \
+    asm volatile(MMA_INSTR "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"                     \
+                 : "+f"((cc)[0]), "+f"((cc)[1]), "+f"((cc)[2]), "+f"((cc)[3])                          \
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
 #endif
 
 __kernel __attribute__((reqd_work_group_size(256, 1, 1)))
@@ -157,11 +162,7 @@ void gemm_mma(__global const float *x, int M, int K, __global const ushort *w, u
                              : "memory");
             }
             for (int i = 0; i < 4; i++)
-                for (int j = 0; j < 4; j++)
-                    asm volatile(MMA_INSTR "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                                 : "+f"(c[i][j][0]), "+f"(c[i][j][1]), "+f"(c[i][j][2]), "+f"(c[i][j][3])
-                                 : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]),
-                                   "r"(b[j][1]));
+                for (int j = 0; j < 4; j++) MMA_SYNC(c[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b[j][0], b[j][1]);
 #else
             /* The fragments' owners, as mma.sync lays them out: lane = 4 g + t holds rows g and
              * g + 8, columns 2t and 2t + 1 of each 16 x 8 fragment of C. */
@@ -250,10 +251,7 @@ inline void ms_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b
 }
 #define MS_MMA(cc, a0, a1, a2, a3, b0, b1) ms_mma(cc, a0, a1, a2, a3, b0, b1, E, lane)
 #else
-#define MS_MMA(cc, a0, a1, a2, a3, b0, b1)                                                           \
-    asm volatile(MMA_INSTR "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"                     \
-                 : "+f"((cc)[0]), "+f"((cc)[1]), "+f"((cc)[2]), "+f"((cc)[3])                          \
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
+#define MS_MMA MMA_SYNC
 #endif
 
 /* global (ceil(N / 64) * 128, splits, ceil(M / 64)), local (128, 1, 1); kper a multiple of 32. */
@@ -500,10 +498,7 @@ void gemm_mma_batched(__global const float *a, ulong a_base, ulong a_chunk, ulon
             }
             for (int i = 0; i < 4; i++)
                 for (int j = 0; j < 4; j++)
-                    asm volatile(MMA_INSTR "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                                 : "+f"(acc[i][j][0]), "+f"(acc[i][j][1]), "+f"(acc[i][j][2]), "+f"(acc[i][j][3])
-                                 : "r"(fa[i][0]), "r"(fa[i][1]), "r"(fa[i][2]), "r"(fa[i][3]), "r"(fb[j][0]),
-                                   "r"(fb[j][1]));
+                    MMA_SYNC(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j][0], fb[j][1]);
 #else
             const int g = lane >> 2, t = lane & 3;
             for (int i = 0; i < 4; i++)
