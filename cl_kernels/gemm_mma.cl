@@ -5,34 +5,33 @@
  * capability 8.0+, a precision that allows it, F16 or BF16 weights: host/ops.c) or, for the
  * selftest, RN_MMA_EMULATE; anywhere else this file is empty.
  *
+ * x comes rounded to the weights' half type, once per product (gemm_mma_operand), so that both
+ * operands travel as halves and are copied straight into local memory by cp.async: no work-item
+ * waits on a load, and there is no conversion per work-group.
+ *
  * Tiling. A work-group of 256 work-items (8 warps of 32) computes a 128 x 128 tile of y; warp w
  * owns the 64 x 32 piece at rows 64 (w / 4), columns 32 (w % 4): 4 x 4 fragments of 16 x 8, 64
- * fp32 accumulators per work-item, which is what keeps the tensor cores fed from local memory
- * (each fragment of A is used 4 times, of B 4 times). K goes in steps of 32 through two stages
- * of local memory: while the warps multiply stage s, the next step's W tile (half precision, as
- * stored) is copied into stage s ^ 1 by cp.async, and its x tile (fp32) is loaded into
- * registers, rounded to half once and stored into stage s ^ 1 after the products. Local rows
- * are 40 halves (80 bytes) apart rather than 32: the 8 row addresses of one ldmatrix then fall
- * into 8 different groups of 4 banks (no bank conflicts) and stay 16-byte aligned, as ldmatrix
- * and cp.async need. Fragments come out of local memory by ldmatrix.x4, four 8 x 8 blocks: for
- * A the a0..a3 of one 16 x 16 fragment, for B the b0, b1 of two 8-column fragments (W stored
- * row-major [N, K] is exactly mma's .col operand: no transposition anywhere).
+ * fp32 accumulators per work-item (each fragment of A is used 4 times, of B 4 times). K goes in
+ * steps of 16 through GM_STAGES stages of local memory, GM_STAGES - 1 steps ahead of the products:
+ * one step's products on a whole H100 work-group last about 256 clock cycles, less than a load
+ * from memory, so the two stages of the first version (one step ahead, x loaded into registers)
+ * left the tensor cores waiting (111 TFLOP/s on prompts). Local rows are 24 halves (48 bytes)
+ * apart: the 8 row addresses of one ldmatrix fall into 8 different groups of 4 banks and stay
+ * 16-byte aligned, as ldmatrix and cp.async need. Each work-item copies one 16-byte piece of
+ * each operand per step. Fragments come out of local memory by ldmatrix.x4: for A the a0..a3 of
+ * one 16 x 16 fragment, for B the b0, b1 of two 8-column fragments (W stored row-major [N, K] is
+ * exactly mma's .col operand: no transposition anywhere).
  *
  * Edges. Rows of x past M and of W past N are staged as zeros and their outputs never written;
  * K must be a multiple of 8 (the host checks), so every 16-byte piece of a row is wholly inside
  * or outside, and the tail of the last K step is zeros.
  *
  * RN_MMA_EMULATE (selftest only, any device) replaces ldmatrix + mma by the same fragment
- * ownership computed in fp32 from local memory (products of halves are exact in fp32), so that
- * the staging, the tiling, the edges and the epilogue are tested op by op where PTX cannot run.
+ * ownership computed in fp32 from local memory (products of halves are exact in fp32), and
+ * cp.async by plain copies, so that the staging, the pipeline's order, the tiling, the edges and
+ * the epilogue are tested op by op where PTX cannot run.
  */
 #if defined(RN_NV_MMA) || defined(RN_MMA_EMULATE)
-
-#define MMA_BM 128
-#define MMA_BN 128
-#define MMA_BK 32
-#define MMA_LD 40  /* halves per local row */
-#define MMA_STAGE (MMA_BM * MMA_LD / 2)  /* uints per stage of one operand (BM == BN) */
 
 #ifdef RN_WEIGHT_BF16
 #define MMA_INSTR "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
@@ -77,15 +76,68 @@ inline uint mma_local_address(__local const uint *p) {
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
 #endif
 
+/* dst[i] = src[i] rounded to the weights' half type (to nearest even), 4 per work-item: a
+ * product's activations, once, as gemm_mma's operand. global (count / 4). */
+__kernel void gemm_mma_operand(__global const float *src, __global uint *dst) {
+    const size_t i = get_global_id(0);
+    const float4 v = vload4(i, src);
+#ifdef RN_WEIGHT_BF16
+    dst[2 * i] = mma_bf16(v.x) | (mma_bf16(v.y) << 16);
+    dst[2 * i + 1] = mma_bf16(v.z) | (mma_bf16(v.w) << 16);
+#else
+    vstore_half4_rte(v, i, (__global half *)dst);
+#endif
+}
+
+#define GM_BK 16
+#define GM_LD 24                        /* halves per local row */
+#define GM_TILE (128 * GM_LD / 2)       /* uints per stage of one operand */
+#ifndef GM_STAGES
+#define GM_STAGES 4                     /* 48 KiB of local memory in all */
+#endif
+
+#ifdef RN_NV_MMA
+#define GM_COPY(dst, src)                                                                 \
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(mma_local_address(dst)), \
+                 "l"(src) : "memory")
+#define GM_COMMIT() asm volatile("cp.async.commit_group;" ::: "memory")
+/* Wait until at most GM_STAGES - 2 groups of copies are in flight: the oldest step has landed. */
+#define GM_STR2(n) #n
+#define GM_STR(n) GM_STR2(n)
+#define GM_WAIT_OLDEST() asm volatile("cp.async.wait_group " GM_STR(GM_PENDING) ";" ::: "memory")
+#else
+#define GM_COPY(dst, src) (*(__local uint4 *)(dst) = *(__global const uint4 *)(src))
+#define GM_COMMIT()
+#define GM_WAIT_OLDEST()
+#endif
+#if GM_STAGES == 2
+#define GM_PENDING 0
+#elif GM_STAGES == 3
+#define GM_PENDING 1
+#elif GM_STAGES == 4
+#define GM_PENDING 2
+#endif
+
+/* One 16-byte piece of rows [r0, r0 + 128) of a [rows, K] half matrix, k [k0, k0 + 16), into
+ * dst: row tid / 2, halves 8 (tid % 2); zeros past the rows or K. */
+inline void gm_stage(__local uint *dst, __global const ushort *src, int r0, int rows, int K, int k0, int tid) {
+    const int r = tid >> 1, col = k0 + 8 * (tid & 1);
+    __local uint *to = dst + (r * GM_LD + 8 * (tid & 1)) / 2;
+    if (r0 + r < rows && col < K)
+        GM_COPY(to, src + (size_t)(r0 + r) * (size_t)K + (size_t)col);
+    else
+        *(__local uint4 *)to = (uint4)(0u);
+}
+
 __kernel __attribute__((reqd_work_group_size(256, 1, 1)))
-void gemm_mma(__global const float *x, int M, int K, __global const ushort *w, ulong w_first, int N,
+void gemm_mma(__global const ushort *x, int M, int K, __global const ushort *w, ulong w_first, int N,
               __global float *y, int ldy, int col0, int accumulate, float alpha) {
-    __local uint As[2 * MMA_STAGE] __attribute__((aligned(16)));
-    __local uint Bs[2 * MMA_STAGE] __attribute__((aligned(16)));
+    __local uint As[GM_STAGES * GM_TILE] __attribute__((aligned(16)));
+    __local uint Bs[GM_STAGES * GM_TILE] __attribute__((aligned(16)));
     const int tid = (int)get_local_id(0), lane = tid & 31, warp = tid >> 5;
     const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
-    const int m0 = (int)get_group_id(1) * MMA_BM, n0 = (int)get_group_id(0) * MMA_BN;
-    const int steps = (K + MMA_BK - 1) / MMA_BK;
+    const int m0 = (int)get_group_id(1) * 128, n0 = (int)get_group_id(0) * 128;
+    const int steps = (K + GM_BK - 1) / GM_BK;
     __global const ushort *wt = w + w_first;
 
     float c[4][4][4];
@@ -93,94 +145,62 @@ void gemm_mma(__global const float *x, int M, int K, __global const ushort *w, u
         for (int j = 0; j < 4; j++)
             for (int e = 0; e < 4; e++) c[i][j][e] = 0.0f;
 
-    /* This work-item's share of a step: x pieces i = tid + 256 j (j < 4) of 4 floats, row i / 8,
-     * column 4 (i % 8); W pieces i = tid + 256 j (j < 2) of 8 halves, row i / 4, column 8 (i % 4). */
-    float4 xa[4];
-#define MMA_LOAD_X(k0)                                                                    \
-    for (int j = 0; j < 4; j++) {                                                         \
-        const int i = tid + 256 * j, r = m0 + (i >> 3), col = (k0) + 4 * (i & 7);         \
-        xa[j] = r < M && col < K ? vload4(0, x + (size_t)r * (size_t)K + (size_t)col) : (float4)(0.0f); \
+    /* The first GM_STAGES - 1 steps in flight; one group of copies per step, empty past the
+     * end, so that the count of groups in flight says which step has landed. */
+    for (int s = 0; s < GM_STAGES - 1; s++) {
+        if (s < steps) {
+            gm_stage(As + s * GM_TILE, x, m0, M, K, s * GM_BK, tid);
+            gm_stage(Bs + s * GM_TILE, wt, n0, N, K, s * GM_BK, tid);
+        }
+        GM_COMMIT();
     }
-#define MMA_STORE_X(s)                                                                    \
-    for (int j = 0; j < 4; j++) {                                                         \
-        const int i = tid + 256 * j;                                                      \
-        mma_store4(xa[j], As + (s) * MMA_STAGE + ((i >> 3) * MMA_LD + 4 * (i & 7)) / 2);  \
-    }
-
-    /* W's pieces for the step at k0 into stage s: cp.async where the PTX runs. */
-#ifdef RN_NV_MMA
-#define MMA_COPY(dst, src)                                                                \
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 16;" ::"r"(mma_local_address(dst)), \
-                 "l"(src) : "memory")
-#else
-#define MMA_COPY(dst, src) (*(__local uint4 *)(dst) = vload4(0, (__global const uint *)(src)))
-#endif
-#define MMA_STAGE_W(s, k0)                                                                \
-    for (int j = 0; j < 2; j++) {                                                         \
-        const int i = tid + 256 * j, r = i >> 2, col = (k0) + 8 * (i & 3);                 \
-        __local uint *dst = Bs + (s) * MMA_STAGE + (r * MMA_LD + 8 * (i & 3)) / 2;          \
-        if (n0 + r < N && col < K)                                                        \
-            MMA_COPY(dst, wt + (size_t)(n0 + r) * (size_t)K + (size_t)col);                \
-        else                                                                              \
-            *(__local uint4 *)dst = (uint4)(0u);                                          \
-    }
-#ifdef RN_NV_MMA
-#define MMA_WAIT() asm volatile("cp.async.wait_all;" ::: "memory")
-#else
-#define MMA_WAIT()
-#endif
-
-    MMA_STAGE_W(0, 0);
-    MMA_LOAD_X(0);
-    MMA_STORE_X(0);
-    MMA_WAIT();
-    barrier(CLK_LOCAL_MEM_FENCE);
 
     for (int step = 0; step < steps; step++) {
-        const int s = step & 1;
-        const bool more = step + 1 < steps;
-        if (more) {
-            MMA_STAGE_W(s ^ 1, (step + 1) * MMA_BK);
-            MMA_LOAD_X((step + 1) * MMA_BK);
-        }
-        __local const uint *A = As + s * MMA_STAGE, *B = Bs + s * MMA_STAGE;
-        for (int kk = 0; kk < MMA_BK; kk += 16) {
-#ifdef RN_NV_MMA
-            uint a[4][4], b[4][2];
-            for (int i = 0; i < 4; i++) {
-                const int row = wm + 16 * i + (lane & 15), col = kk + 8 * (lane >> 4);
-                asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                             : "=r"(a[i][0]), "=r"(a[i][1]), "=r"(a[i][2]), "=r"(a[i][3])
-                             : "r"(mma_local_address(A + (row * MMA_LD + col) / 2))
-                             : "memory");
-            }
-            for (int j = 0; j < 2; j++) {
-                const int n = wn + 16 * j + (lane & 7) + 8 * (lane >> 4), col = kk + 8 * ((lane >> 3) & 1);
-                asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                             : "=r"(b[2 * j][0]), "=r"(b[2 * j][1]), "=r"(b[2 * j + 1][0]), "=r"(b[2 * j + 1][1])
-                             : "r"(mma_local_address(B + (n * MMA_LD + col) / 2))
-                             : "memory");
-            }
-            for (int i = 0; i < 4; i++)
-                for (int j = 0; j < 4; j++) MMA_SYNC(c[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b[j][0], b[j][1]);
-#else
-            /* The fragments' owners, as mma.sync lays them out: lane = 4 g + t holds rows g and
-             * g + 8, columns 2t and 2t + 1 of each 16 x 8 fragment of C. */
-            const int g = lane >> 2, t = lane & 3;
-            for (int i = 0; i < 4; i++)
-                for (int j = 0; j < 4; j++)
-                    for (int e = 0; e < 4; e++) {
-                        const int row = wm + 16 * i + g + 8 * (e >> 1), n = wn + 8 * j + 2 * t + (e & 1);
-                        float sum = 0.0f;
-                        for (int q = 0; q < 16; q++)
-                            sum += mma_widen(A, row * MMA_LD + kk + q) * mma_widen(B, n * MMA_LD + kk + q);
-                        c[i][j][e] += sum;
-                    }
-#endif
-        }
-        if (more) MMA_STORE_X(s ^ 1);
-        MMA_WAIT();
+        /* Step `step` has landed for every work-item, and every warp is done with step - 1,
+         * whose stage the copies for step + GM_STAGES - 1 now overwrite. */
+        GM_WAIT_OLDEST();
         barrier(CLK_LOCAL_MEM_FENCE);
+        const int ahead = step + GM_STAGES - 1;
+        if (ahead < steps) {
+            const int s = ahead % GM_STAGES;
+            gm_stage(As + s * GM_TILE, x, m0, M, K, ahead * GM_BK, tid);
+            gm_stage(Bs + s * GM_TILE, wt, n0, N, K, ahead * GM_BK, tid);
+        }
+        GM_COMMIT();
+
+        __local const uint *A = As + (step % GM_STAGES) * GM_TILE, *B = Bs + (step % GM_STAGES) * GM_TILE;
+#ifdef RN_NV_MMA
+        uint a[4][4], b[4][2];
+        for (int i = 0; i < 4; i++) {
+            const int row = wm + 16 * i + (lane & 15), col = 8 * (lane >> 4);
+            asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                         : "=r"(a[i][0]), "=r"(a[i][1]), "=r"(a[i][2]), "=r"(a[i][3])
+                         : "r"(mma_local_address(A + (row * GM_LD + col) / 2))
+                         : "memory");
+        }
+        for (int j = 0; j < 2; j++) {
+            const int n = wn + 16 * j + (lane & 7) + 8 * (lane >> 4), col = 8 * ((lane >> 3) & 1);
+            asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                         : "=r"(b[2 * j][0]), "=r"(b[2 * j][1]), "=r"(b[2 * j + 1][0]), "=r"(b[2 * j + 1][1])
+                         : "r"(mma_local_address(B + (n * GM_LD + col) / 2))
+                         : "memory");
+        }
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) MMA_SYNC(c[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b[j][0], b[j][1]);
+#else
+        /* The fragments' owners, as mma.sync lays them out: lane = 4 g + t holds rows g and
+         * g + 8, columns 2t and 2t + 1 of each 16 x 8 fragment of C. */
+        const int g = lane >> 2, t = lane & 3;
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++)
+                for (int e = 0; e < 4; e++) {
+                    const int row = wm + 16 * i + g + 8 * (e >> 1), n = wn + 8 * j + 2 * t + (e & 1);
+                    float sum = 0.0f;
+                    for (int q = 0; q < GM_BK; q++)
+                        sum += mma_widen(A, row * GM_LD + q) * mma_widen(B, n * GM_LD + q);
+                    c[i][j][e] += sum;
+                }
+#endif
     }
 
     /* C fragment (i, j) element e: row g + 8 (e / 2), column 2t + e % 2. */
@@ -353,9 +373,10 @@ __kernel void gemm_mma_reduce(__global const float *part, int splits, int M, int
  * gemm_mma_batched: the products of a prompt's retention (host/ops.c, rn_op_retention_gemm), one
  * per (chunk, head) and work-group layer z: C = op(A) op(B) or C += op(A) op(B), op(A) [M, K],
  * op(B) [K, N], where both operands are fp32 activations (queries, keys, values, normalised
- * scores) rounded to half once as they are staged, as gemm_mma rounds x. The tiling is
- * gemm_mma's: 128 x 128 tiles, 8 warps of 64 x 32, K in steps of 32 through two stages, the next
- * step loaded into registers during the products.
+ * scores) rounded to half as they are staged (a product's operands are read by a few
+ * work-groups only, so a rounded copy first would cost more than it saves). The tiling is
+ * gemm_mma's, 128 x 128 tiles of 8 warps of 64 x 32, but K goes in steps of 32 through two
+ * stages, the next step loaded into registers during the products and rounded after them.
  *
  * Layouts. An operand is either "row-major" (op(A) stored [M][K], op(B) stored [N][K], which is
  * mma's own .row/.col pair) or "k-major" (A stored [K][M], B stored [K][N]). Row-major operands
@@ -379,6 +400,11 @@ __kernel void gemm_mma_reduce(__global const float *part, int splits, int M, int
  * that bound and the product multiplied by it, so that every staged entry is at most 1.
  * global (ceil(N / 128) * 256, ceil(M / 128), batches), local (256, 1, 1).
  */
+#define MMA_BM 128
+#define MMA_BN 128
+#define MMA_BK 32
+#define MMA_LD 40   /* halves per local row of a row-major operand */
+#define MMA_STAGE (MMA_BM * MMA_LD / 2)  /* uints per stage of one operand (BM == BN) */
 #define MB_LDT 136  /* halves per local row of a k-major operand */
 
 /* Up to four floats at p (valid of them; zeros after). */

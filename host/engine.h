@@ -102,6 +102,8 @@ typedef struct rn_workspace {
     rt_buffer widened;                 /* fp32 copy of one weight matrix (or piece, or as many
                                           rows as one buffer takes) for SGEMM, when the weights
                                           are not fp32 and rows > 1 */
+    rt_buffer x_half;                  /* [rows, up to max(D, Dv, F)] halves: a prompt product's
+                                          activations rounded once for the matrix engine */
     rt_buffer partial;                 /* the small matrix-engine GEMM's slices of K (ops.h
                                           rn_op_project_mma), for the largest product */
     rt_buffer stacked;                 /* [rows, max(qkvg rows, 2F)]: one SGEMM's output for the

@@ -58,8 +58,8 @@ rn_status rn_matrix_project(rt_runtime *rt, const rn_kernels *k, const rn_matrix
 
 /* y[t, col0 + j] = x [n, in] W^T for W's rows [row0, row0 + out), y with ldy columns: a GEMM per
  * run of rows (rn_op_linear, whose widened copies go through `scratch` as many rows at a time as
- * it holds), or with `mma` on the matrix engine (rn_op_linear_mma; `accumulate`: y = alpha y +
- * x W^T). */
+ * it holds), or with `mma` on the matrix engine (rn_op_linear_mma: x then holds the activations
+ * rounded to half, rn_op_engine_operand; `accumulate`: y = alpha y + x W^T). */
 typedef struct rn_linear {
     const rt_buffer *x;
     int64_t n, row0, out;

@@ -37,7 +37,7 @@ void rn_kernels_release(rn_kernels *k) {
                         &k->retention_weigh_keys, &k->retention_prefix, &k->retention_scores,
                         &k->split_columns,
                         &k->retention_scan,  &k->retention_sigma,  &k->retention_output,
-                        &k->retention_step,  &k->gemm_mma,
+                        &k->retention_step,  &k->gemm_mma,       &k->gemm_mma_operand,
                         &k->gemm_mma_small, &k->gemm_mma_reduce, &k->gemm_mma_batched};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (*all[i]) clReleaseKernel(*all[i]);
@@ -165,7 +165,8 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
         }
     }
     if (mma) {
-        if ((st = rt_kernel_create(rt, k->program, "gemm_mma", &k->gemm_mma)) != RN_OK) {
+        if ((st = rt_kernel_create(rt, k->program, "gemm_mma", &k->gemm_mma)) != RN_OK ||
+            (st = rt_kernel_create(rt, k->program, "gemm_mma_operand", &k->gemm_mma_operand)) != RN_OK) {
             rn_kernels_release(k);
             return st;
         }
@@ -179,7 +180,8 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
          * run them keeps the fp32 path. */
         if (rt_kernel_max_group(rt, k->gemm_mma) < 256) {
             clReleaseKernel(k->gemm_mma);
-            k->gemm_mma = NULL;
+            clReleaseKernel(k->gemm_mma_operand);
+            k->gemm_mma = k->gemm_mma_operand = NULL;
         } else {
             k->mma_variant = mma;
         }
@@ -325,13 +327,27 @@ bool rn_mma_takes(const rn_kernels *k, int64_t in) {
     return k->gemm_mma != NULL && in % 8 == 0 && in > 0;
 }
 
+rn_status rn_op_engine_operand(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x, int64_t count,
+                               rt_buffer *x_half) {
+    if (!k->gemm_mma_operand || count < 1 || count % 4 || x->bytes < (size_t)count * sizeof(float) ||
+        x_half->bytes < (size_t)count * sizeof(cl_ushort))
+        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT,
+                       "cannot round %lld activations to half for the matrix engine (%zu bytes in, %zu out%s)",
+                       (long long)count, x->bytes, x_half->bytes, k->gemm_mma_operand ? "" : ", no engine built");
+    rt_arg args[] = {RT_ARG_BUF(x), RT_ARG_BUF(x_half)};
+    size_t global = (size_t)(count / 4);
+    return rt_launch(rt, k->gemm_mma_operand, "gemm_mma_operand", args, N_ARGS(args), 1, &global, NULL);
+}
+
 rn_status rn_op_linear_mma(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x, int64_t n, int64_t in,
                            const rt_buffer *W, int64_t row0, int64_t out, rt_buffer *y, int64_t ldy, int64_t col0,
                            bool accumulate, float alpha) {
-    if (!rn_mma_takes(k, in) || col0 < 0 || col0 + out > ldy || n > INT32_MAX || out > INT32_MAX || ldy > INT32_MAX)
+    if (!rn_mma_takes(k, in) || col0 < 0 || col0 + out > ldy || n > INT32_MAX || out > INT32_MAX || ldy > INT32_MAX ||
+        x->bytes < (size_t)(n * in) * sizeof(cl_ushort))
         return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT,
-                       "the matrix-engine GEMM cannot take %lld x %lld -> %lld into columns %lld.. of %lld",
-                       (long long)n, (long long)in, (long long)out, (long long)col0, (long long)ldy);
+                       "the matrix-engine GEMM cannot take %lld x %lld -> %lld into columns %lld.. of %lld "
+                       "(activations: %zu bytes of halves)",
+                       (long long)n, (long long)in, (long long)out, (long long)col0, (long long)ldy, x->bytes);
     cl_int M = (cl_int)n, K = (cl_int)in, N = (cl_int)out, ld = (cl_int)ldy, c0 = (cl_int)col0;
     cl_int acc = accumulate;
     cl_ulong first = (cl_ulong)row0 * (cl_ulong)in;

@@ -29,9 +29,10 @@ typedef struct rn_kernels {
     cl_kernel embed_tokens, rms_norm, group_norm_gate, theta_shift, glu, residual, project, widen;
     cl_kernel fill_uniform, retention_weigh_keys, retention_prefix, retention_scores, split_columns;
     cl_kernel retention_scan, retention_sigma, retention_output, retention_step;
-    /* The matrix-engine GEMM (gemm_mma.cl), built when the precision, the device and the weight
-     * type allow it (rn_kernels_build); NULL otherwise. */
-    cl_kernel gemm_mma;
+    /* The matrix-engine GEMM (gemm_mma.cl) and the rounding of its activations to half
+     * (gemm_mma_operand), built when the precision, the device and the weight type allow it
+     * (rn_kernels_build); NULL otherwise. */
+    cl_kernel gemm_mma, gemm_mma_operand;
     /* Its variant for few rows (gemm_mma_small, split K) and the sum of its slices with the
      * project kernel's epilogue (gemm_mma_reduce); built with gemm_mma, NULL without. */
     cl_kernel gemm_mma_small, gemm_mma_reduce;
@@ -106,11 +107,17 @@ rn_status rn_op_linear(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x, 
  * rows of W are whole 16-byte pieces (in % 8 == 0). */
 bool rn_mma_takes(const rn_kernels *k, int64_t in);
 
+/* x_half [count] = x [count] rounded to the weights' half type (to nearest even): the operand
+ * of rn_op_linear_mma, made once per product however many products read it. count % 4 == 0;
+ * only where gemm_mma is built. */
+rn_status rn_op_engine_operand(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x, int64_t count,
+                               rt_buffer *x_half);
+
 /* y[t, col0 + j] = x [n, in] W^T (W: `out` rows of a stored F16/BF16 matrix from row `row0`) on
- * the matrix engine: x rounded to the weights' half type as it is staged, fp32 accumulation;
- * y has ldy columns (col0 + out <= ldy). With `accumulate`, y = alpha * y + x W^T instead (a
- * residual add). Only where rn_mma_takes(k, in). */
-rn_status rn_op_linear_mma(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x, int64_t n, int64_t in,
+ * the matrix engine: x_half is x already rounded to the weights' half type
+ * (rn_op_engine_operand), fp32 accumulation; y has ldy columns (col0 + out <= ldy). With
+ * `accumulate`, y = alpha * y + x W^T instead (a residual add). Only where rn_mma_takes(k, in). */
+rn_status rn_op_linear_mma(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x_half, int64_t n, int64_t in,
                            const rt_buffer *W, int64_t row0, int64_t out, rt_buffer *y, int64_t ldy, int64_t col0,
                            bool accumulate, float alpha);
 

@@ -350,9 +350,10 @@ static void test_linear(rt_runtime *rt, const rn_kernels *k) {
 }
 
 /* The matrix-engine GEMM (gemm_mma.cl; the real instructions on a device that has them, else
- * their portable stand-in): x rounded to the weights' half type on the host exactly as the kernel
- * rounds it (to nearest even), W as stored, so that the double-accumulated reference sees the
- * products the engine multiplies, and only the fp32 accumulation differs. Shapes: M, N and K that
+ * their portable stand-in) and the rounding of its activations (gemm_mma_operand): x rounded to
+ * the weights' half type on the device must equal the host's rounding (to nearest even) bit for
+ * bit; with W as stored, the double-accumulated reference then sees the products the engine
+ * multiplies, and only the fp32 accumulation differs. Shapes: M, N and K that
  * leave every tile part-used (N not a multiple of 8), several K steps and tiles, a block of rows
  * from inside a larger stored matrix, a column range of a wider output, and the residual epilogue.
  *
@@ -362,10 +363,11 @@ static void test_linear(rt_runtime *rt, const rn_kernels *k) {
  * epilogue adds two roundings, 2 u (|alpha y| + |x W^T|). The check's metric divides by max |ref|,
  * so the tolerance is that bound's largest value over the outputs over max |ref|. */
 static void test_linear_mma(rt_runtime *rt, const rn_kernels *k) {
-    const int64_t shapes[][3] = {{37, 40, 70}, {130, 264, 136}, {257, 96, 24}};
+    /* K from one step of 16 (fewer than the pipeline's stages) to 17 of them, one part-used */
+    const int64_t shapes[][3] = {{37, 40, 70}, {130, 264, 136}, {257, 96, 24}, {5, 8, 20}};
     const int64_t row0 = 3, spare = 5, extra = 9;  /* rows of W around the block; y's spare columns */
     const double u = ldexp(1.0, -23);
-    for (size_t s = 0; s < 3; s++) {
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int64_t n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
         for (int residual = 0; residual < 2; residual++) {
             const int64_t ldy = residual ? out : out + extra, col0 = residual ? 0 : 4;
@@ -381,7 +383,15 @@ static void test_linear_mma(rt_runtime *rt, const rn_kernels *k) {
             uint16_t *bits = malloc((size_t)(n * in) * sizeof *bits);
             rn_convert(ST_F32, x, (size_t)(n * in), k->weights, bits, NULL);
             rn_convert(k->weights, bits, (size_t)(n * in), ST_F32, x, NULL);
-            free(bits);
+            guarded gh = guarded_alloc(rt, (size_t)(n * in) * sizeof *bits);
+            must(rn_op_engine_operand(rt, k, &gx.view, n * in, &gh.view), rt, "engine_operand");
+            float *rounded = malloc((size_t)(n * in) * sizeof *rounded);
+            bool h_intact = guarded_read(rt, &gh, bits);
+            rn_convert(k->weights, bits, (size_t)(n * in), ST_F32, rounded, NULL);
+            char what[64];
+            snprintf(what, sizeof what, "%lld x %lld (%s)", (long long)n, (long long)in, k->mma_variant);
+            if (!residual) check("engine_operand", what, x, rounded, (size_t)(n * in), 0.0, h_intact);  /* exact */
+            free(bits), free(rounded);
             ref_linear(x, W + row0 * in, n, in, out, prod);
             double max_ref = 0.0, max_bound = 0.0;
             for (int64_t t = 0; t < n; t++)
@@ -400,14 +410,14 @@ static void test_linear_mma(rt_runtime *rt, const rn_kernels *k) {
                     if (fabs((double)ref[at]) > max_ref) max_ref = fabs((double)ref[at]);
                     if (bound > max_bound) max_bound = bound;
                 }
-            must(rn_op_linear_mma(rt, k, &gx.view, n, in, &gw.view, row0, out, &gy.view, ldy, col0, residual != 0,
+            must(rn_op_linear_mma(rt, k, &gh.view, n, in, &gw.view, row0, out, &gy.view, ldy, col0, residual != 0,
                                   alpha), rt, "linear_mma");
             bool intact = guarded_read(rt, &gy, got);
             char shape[64];
             snprintf(shape, sizeof shape, "%lld x %lld -> %lld%s (%s)", (long long)n, (long long)in, (long long)out,
                      residual ? " +res" : " cols", k->mma_variant);
             check("linear_mma", shape, ref, got, ys, max_ref > 0 ? max_bound / max_ref : max_bound, intact);
-            guarded_free(&gx), guarded_free(&gw), guarded_free(&gy);
+            guarded_free(&gx), guarded_free(&gh), guarded_free(&gw), guarded_free(&gy);
             free(x), free(W), free(y0), free(ref), free(got), free(prod);
         }
     }
@@ -847,14 +857,16 @@ static void test_pieces_mma(rt_runtime *rt, const rn_kernels *k) {
     const int64_t ldy = 45, m = 6;
     float wide_ref[6 * 45], wide_got[6 * 45], zero[6 * 45] = {0};
     guarded yr = guarded_from(rt, zero, sizeof zero), yg = guarded_from(rt, zero, sizeof zero);
-    rn_linear l = {.x = &gx.view, .n = m, .row0 = 30, .out = 40, .y = &yr.view, .ldy = ldy, .col0 = 5, .mma = true};
+    guarded gh = guarded_alloc(rt, (size_t)(n * cols) * sizeof(uint16_t));
+    must(rn_op_engine_operand(rt, k, &gx.view, n * cols, &gh.view), rt, "engine_operand");
+    rn_linear l = {.x = &gh.view, .n = m, .row0 = 30, .out = 40, .y = &yr.view, .ldy = ldy, .col0 = 5, .mma = true};
     must(rn_matrix_linear(rt, k, &one, &l, NULL), rt, "matrix linear mma");
     l.y = &yg.view;
     must(rn_matrix_linear(rt, k, &pw.m, &l, NULL), rt, "matrix linear mma");
     intact = guarded_read(rt, &yr, wide_ref) & guarded_read(rt, &yg, wide_got) & pieced_free(rt, &pw);
     check("linear_mma pieces", "rows 30.. +40 of glu 80 in 3, cols 5..", wide_ref, wide_got, (size_t)(m * ldy), 0.0,
           intact);
-    guarded_free(&yr), guarded_free(&yg), guarded_free(&gx), guarded_free(&whole);
+    guarded_free(&yr), guarded_free(&yg), guarded_free(&gx), guarded_free(&gh), guarded_free(&whole);
     free(W), free(x);
 }
 

@@ -23,7 +23,7 @@
 static void workspace_free(rt_runtime *rt, rn_workspace *ws) {
     rt_buffer *all[] = {&ws->tokens, &ws->positions, &ws->scale_in, &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->g, &ws->o,
                         &ws->a, &ws->b, &ws->logits, &ws->widened, &ws->stacked, &ws->partial,
-                        &ws->retention.chunk_states, &ws->retention.sigma, &ws->retention.scores,
+                        &ws->x_half, &ws->retention.chunk_states, &ws->retention.sigma, &ws->retention.scores,
                         &ws->retention.keys};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rt_buffer_free(rt, all[i]);
     ws->rows = 0;
@@ -131,6 +131,14 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
         widened *= f;
         if (widened > rt->dev.info.max_alloc_bytes) widened = rt->dev.info.max_alloc_bytes;
     }
+    /* A prompt's products on the matrix engine read their activations rounded to half, once
+     * per product input, from x_half: as wide as the widest input that the engine takes. */
+    int64_t engine_cols = 0;
+    if (!few_rows(m, rows)) {
+        const int64_t inputs[] = {c->embed_dim, c->value_embed_dim, c->ffn_dim};
+        for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
+            if (rn_mma_takes(&m->kernels, inputs[i]) && inputs[i] > engine_cols) engine_cols = inputs[i];
+    }
     struct { rt_buffer *buf; uint64_t bytes; const char *what; } plan[] = {
         {&ws->tokens, r * sizeof(cl_int), "token ids"},
         {&ws->positions, mode == RN_MODE_RECURRENT ? r * sizeof(cl_int) : 0, "row positions"},
@@ -148,6 +156,7 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
         {&ws->widened, widened, "widened weights"},
         {&ws->stacked, stacked, "stacked products"},
         {&ws->partial, partial_bytes(m, rows, logit_rows), "partial products"},
+        {&ws->x_half, r * (size_t)engine_cols * sizeof(cl_ushort), "activations in half"},
         {&ws->retention.chunk_states, z.chunk_states, "chunk states"},
         {&ws->retention.sigma, z.sigma, "chunk scales"},
         {&ws->retention.scores, z.scores, "retention scores"},
@@ -367,11 +376,14 @@ static rn_status layer_few_rows(const pass *p, int64_t l) {
 }
 
 /* y [n, rows of W from row0] = x W^T for a prompt: on the matrix engine where it takes the
- * product, else through SGEMM. */
-static rn_status linear(const pass *p, const rt_buffer *x, const rn_matrix *W, int64_t row0, int64_t out,
-                        rt_buffer *y) {
-    const rn_linear l = {.x = x, .n = p->n, .row0 = row0, .out = out, .y = y, .ldy = out,
-                         .mma = rn_mma_takes(p->k, W->cols)};
+ * product, from x rounded to half into ws->x_half (unless `rounded`: the previous product read
+ * the same x and left it there), else through SGEMM. */
+static rn_status linear(const pass *p, const rt_buffer *x, bool rounded, const rn_matrix *W, int64_t row0,
+                        int64_t out, rt_buffer *y) {
+    const bool mma = rn_mma_takes(p->k, W->cols);
+    if (mma && !rounded) TRY(rn_op_engine_operand(p->rt, p->k, x, p->n * W->cols, &p->ws->x_half));
+    const rn_linear l = {.x = mma ? &p->ws->x_half : x, .n = p->n, .row0 = row0, .out = out, .y = y, .ldy = out,
+                         .mma = mma};
     return rn_matrix_linear(p->rt, p->k, W, &l, &p->ws->widened);
 }
 
@@ -380,11 +392,12 @@ static rn_status linear(const pass *p, const rt_buffer *x, const rn_matrix *W, i
 static rn_status linear_residual(const pass *p, const rt_buffer *y, const rn_matrix *W) {
     const int64_t D = p->c->embed_dim;
     if (rn_mma_takes(p->k, W->cols)) {
-        const rn_linear l = {.x = y, .n = p->n, .out = D, .y = &p->ws->x, .ldy = D, .mma = true, .accumulate = true,
-                             .alpha = p->alpha};
+        TRY(rn_op_engine_operand(p->rt, p->k, y, p->n * W->cols, &p->ws->x_half));
+        const rn_linear l = {.x = &p->ws->x_half, .n = p->n, .out = D, .y = &p->ws->x, .ldy = D, .mma = true,
+                             .accumulate = true, .alpha = p->alpha};
         return rn_matrix_linear(p->rt, p->k, W, &l, NULL);
     }
-    TRY(linear(p, y, W, 0, D, &p->ws->h));
+    TRY(linear(p, y, false, W, 0, D, &p->ws->h));
     return rn_op_residual(p->rt, p->k, &p->ws->x, &p->ws->h, p->n * D, p->alpha);
 }
 
@@ -398,12 +411,14 @@ static rn_status stacked_linear(const pass *p, const rt_buffer *x, const rn_matr
      * of a matrix in pieces. */
     const bool one_product = !rn_mma_takes(p->k, D) && W->count == 1 &&
                              ws->stacked.bytes >= (size_t)(p->n * total) * sizeof(float);
-    if (one_product) TRY(linear(p, x, W, 0, total, &ws->stacked));
+    if (one_product) TRY(linear(p, x, false, W, 0, total, &ws->stacked));
+    bool rounded = false;  /* x in ws->x_half already, from this matrix's previous product */
     for (int i = 0; i < outputs; i++) {
         const int64_t from = i ? ends[i - 1] : 0, width = ends[i] - from;
         if (!y[i]) continue;
         if (one_product) TRY(rn_op_split_columns(p->rt, p->k, &ws->stacked, p->n, total, from, width, y[i]));
-        else TRY(linear(p, x, W, from, width, y[i]));
+        else TRY(linear(p, x, rounded, W, from, width, y[i]));
+        rounded = true;
     }
     return RN_OK;
 }
@@ -470,7 +485,7 @@ static rn_status output_logits(const pass *p, int64_t logit_rows) {
     if (p->pre) TRY(rn_op_rms_norm(p->rt, p->k, last, &p->m->final_norm, logit_rows, D, p->eps, &ws->h));
     pass q = *p;
     q.n = logit_rows;
-    return linear(&q, p->pre ? &ws->h : last, rn_model_output(p->m), 0, c->vocab_size, &ws->logits);
+    return linear(&q, p->pre ? &ws->h : last, false, rn_model_output(p->m), 0, c->vocab_size, &ws->logits);
 }
 
 /* Runs n tokens (already in ws->tokens; n <= ws->rows) through the network: with
