@@ -38,7 +38,8 @@ void rn_kernels_release(rn_kernels *k) {
                         &k->split_columns,
                         &k->retention_scan,  &k->retention_sigma,  &k->retention_output,
                         &k->retention_step,  &k->gemm_mma,       &k->gemm_mma_operand,
-                        &k->gemm_mma_small, &k->gemm_mma_reduce, &k->gemm_mma_batched};
+                        &k->gemm_mma_small, &k->gemm_mma_reduce, &k->gemm_mma_batched,
+                        &k->argmax_rows};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (*all[i]) clReleaseKernel(*all[i]);
     if (k->program) clReleaseProgram(k->program);
@@ -49,7 +50,7 @@ void rn_kernels_release(rn_kernels *k) {
 static bool group_fits(rt_runtime *rt, const rn_kernels *k) {
     const cl_kernel reducing[] = {k->rms_norm,        k->group_norm_gate,  k->project,
                                   k->retention_sigma, k->retention_output, k->retention_step,
-                                  k->retention_scores};
+                                  k->retention_scores, k->argmax_rows};
     for (size_t i = 0; i < sizeof reducing / sizeof reducing[0]; i++)
         if (rt_kernel_max_group(rt, reducing[i]) < k->wg) return false;
     return true;
@@ -155,7 +156,7 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
         {&k->split_columns, "split_columns"},
         {&k->retention_scan, "retention_scan"},
         {&k->retention_sigma, "retention_sigma"}, {&k->retention_output, "retention_output"},
-        {&k->retention_step, "retention_step"},
+        {&k->retention_step, "retention_step"},   {&k->argmax_rows, "argmax_rows"},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         st = rt_kernel_create(rt, k->program, table[i].name, table[i].slot);
@@ -301,6 +302,19 @@ rn_status rn_op_residual(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, cons
     rt_arg args[] = {RT_ARG_BUF(x), RT_ARG_BUF(y), RT_ARG_VAL(alpha)};
     size_t global = (size_t)count;
     return rt_launch(rt, k->residual, "residual", args, N_ARGS(args), 1, &global, NULL);
+}
+
+rn_status rn_op_argmax(rt_runtime *rt, const rn_kernels *k, const rt_buffer *logits, int64_t rows, int64_t V,
+                       rt_buffer *choice) {
+    if (rows < 1 || V < 1 || V > INT32_MAX || logits->bytes / sizeof(float) / (size_t)V < (size_t)rows ||
+        choice->bytes / (2 * sizeof(cl_int)) < (size_t)rows)
+        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT,
+                       "argmax of %lld rows of %lld logits: the logits hold %zu bytes, the choices %zu",
+                       (long long)rows, (long long)V, logits->bytes, choice->bytes);
+    cl_int vocab = (cl_int)V;
+    rt_arg args[] = {RT_ARG_BUF(logits), RT_ARG_BUF(choice), RT_ARG_VAL(vocab)};
+    size_t global = k->wg * (size_t)rows, local = k->wg;
+    return rt_launch(rt, k->argmax_rows, "argmax_rows", args, N_ARGS(args), 1, &global, &local);
 }
 
 rn_status rn_op_linear(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x, int64_t n,

@@ -29,6 +29,7 @@ typedef struct rn_kernels {
     cl_kernel embed_tokens, rms_norm, group_norm_gate, theta_shift, glu, residual, project, widen;
     cl_kernel fill_uniform, retention_weigh_keys, retention_prefix, retention_scores, split_columns;
     cl_kernel retention_scan, retention_sigma, retention_output, retention_step;
+    cl_kernel argmax_rows;  /* greedy decoding's choice on the device (argmax.cl) */
     /* The matrix-engine GEMM (gemm_mma.cl) and the rounding of its activations to half
      * (gemm_mma_operand), built when the precision, the device and the weight type allow it
      * (rn_kernels_build); NULL otherwise. */
@@ -91,6 +92,12 @@ rn_status rn_op_theta_shift(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, i
 /* c = act(a) * b over `count` elements. */
 rn_status rn_op_glu(rt_runtime *rt, const rn_kernels *k, const rt_buffer *a, const rt_buffer *b,
                     int64_t count, rn_activation act, rt_buffer *c);
+/* The greedy choice of each of `rows` rows of logits [rows, V] (V >= 1): choice [rows, 2] ints
+ * gets {the index of the row's largest logit, the lowest index among equal ones (the host
+ * sampler's choice at temperature 0); the row's lowest column holding a NaN or an infinity, or
+ * -1}. The first is meaningless where the second is not -1. */
+rn_status rn_op_argmax(rt_runtime *rt, const rn_kernels *k, const rt_buffer *logits, int64_t rows, int64_t V,
+                       rt_buffer *choice);
 /* x = alpha * x + y over `count` elements. */
 rn_status rn_op_residual(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, const rt_buffer *y,
                          int64_t count, float alpha);

@@ -16,6 +16,7 @@
  *   1e-5  reductions over at most a few hundred terms (norms, products, rotation by an fp32
  *         sin/cos of up to 4 ulp), and the GLU whose erf/exp are accurate to a few ulp
  *   2e-5  retention: sums of up to n * dk products with decays, then a division
+ *   0     exact ops: column copies, and greedy decoding's argmax against the host sampler's
  * Failures are counted, never fatal: a failed allocation or launch is a FAIL row, and the run
  * goes on.
  */
@@ -30,6 +31,7 @@
 #include "ops.h"
 #include "ref.h"
 #include "engine.h"
+#include "sampler.h"
 
 #define SENTINEL 0xA5
 #define GUARD_MIN 1024
@@ -539,6 +541,85 @@ static void test_split_columns(rt_runtime *rt, const rn_kernels *k) {
     check("split_columns", "5 x 33, columns 7..20", ref, got, (size_t)(n * width), 0.0, intact);
     guarded_free(&gs), guarded_free(&gd);
     free(src);
+}
+
+/* Greedy decoding's choice on the device against the host sampler's at temperature 0 (the
+ * reference it must equal exactly), and each row's first non-finite column against a plain
+ * scan. Row kinds: random; all negative; the maximum tied at three places, the lowest in a later
+ * work-item's share than a higher one; every value equal; -0 before +0 as the maximum (equal);
+ * a NaN after an infinity; -inf alone; +inf alone. Lengths: 1, below and above the group,
+ * neither a multiple of it. */
+static void test_argmax(rt_runtime *rt, const rn_kernels *k) {
+    const int64_t lengths[] = {1, 37, 200, 1000};
+    enum { KINDS = 8 };
+    rn_sampling greedy;
+    rn_sampling_default(&greedy);
+    greedy.temperature = 0.0f;
+    greedy.repeat_penalty = 1.0f;
+    for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++) {
+        const int64_t V = lengths[l], rows = KINDS;
+        float *x = random_floats((size_t)(rows * V), 1.0);
+        float want[2 * KINDS], got[2 * KINDS];
+        for (int64_t r = 0; r < rows; r++) {
+            float *row = x + r * V;
+            switch (r) {
+            case 1:  /* all negative */
+                for (int64_t i = 0; i < V; i++) row[i] = -fabsf(row[i]) - 1.0f;
+                break;
+            case 2:  /* ties: 2.0 at V-1, 2V/3 and V/3 + 1; V/3 + 1 is the lowest */
+                for (int64_t i = 0; i < V; i++) row[i] = -fabsf(row[i]);
+                row[V - 1] = row[2 * V / 3] = row[V / 3 + (V > 1)] = 2.0f;
+                break;
+            case 3:  /* all equal: index 0 */
+                for (int64_t i = 0; i < V; i++) row[i] = 0.5f;
+                break;
+            case 4:  /* signed zeros: -0 at V/4 ties with +0 at V/2, the lower wins */
+                for (int64_t i = 0; i < V; i++) row[i] = -fabsf(row[i]) - 0.25f;
+                row[V / 2] = 0.0f;
+                row[V / 4] = -0.0f;
+                break;
+            case 5:  /* NaN at V/2 after +inf at V/3 */
+                row[V / 3] = INFINITY;
+                row[V / 2] = NAN;
+                break;
+            case 6: row[2 * V / 3] = -INFINITY; break;
+            case 7: row[V - 1] = INFINITY; break;
+            default: break;
+            }
+        }
+        rn_sampler *sampler = NULL;
+        rn_error err = {{0}};
+        rn_status st = sampler_init(&greedy, (size_t)V, &sampler, &err);
+        for (int64_t r = 0; r < rows; r++) {
+            const float *row = x + r * V;
+            int64_t bad = -1;
+            for (int64_t i = 0; i < V && bad < 0; i++)
+                if (!isfinite(row[i])) bad = i;
+            int32_t token = 0;
+            if (bad < 0 && st == RN_OK) st = sampler_sample(sampler, row, NULL, 0, 0, &token, &err);
+            want[2 * r] = (float)token;
+            want[2 * r + 1] = (float)bad;
+        }
+        sampler_free(sampler);
+        if (st != RN_OK) {
+            emit("  argmax_rows: the host sampler failed: %s  FAIL", err.message);
+            failures++;
+        }
+        guarded gx = guarded_from(rt, x, (size_t)(rows * V) * sizeof *x), gc = guarded_alloc(rt, sizeof got);
+        must(rn_op_argmax(rt, k, &gx.view, rows, V, &gc.view), rt, "argmax_rows");
+        cl_int choice[2 * KINDS];
+        bool intact = guarded_read(rt, &gc, choice);
+        for (int64_t r = 0; r < rows; r++) {
+            got[2 * r] = (float)choice[2 * r];
+            got[2 * r + 1] = (float)choice[2 * r + 1];
+            if (want[2 * r + 1] >= 0) want[2 * r] = got[2 * r];  /* a refused row's choice means nothing */
+        }
+        char shape[64];
+        snprintf(shape, sizeof shape, "%lld x %lld, ties, +-0, NaN, +-inf", (long long)rows, (long long)V);
+        check("argmax_rows", shape, want, got, 2 * (size_t)rows, 0.0, intact);
+        guarded_free(&gx), guarded_free(&gc);
+        free(x);
+    }
 }
 
 /* The project kernel (decoding's products) in every mode against the reference's rmsnorm,
@@ -1217,6 +1298,7 @@ static void run_all(rt_runtime *rt, rn_tuning tuning, bool quick_shapes) {
                 test_rms_norm(rt, &k);
                 test_glu_residual(rt, &k);
                 test_split_columns(rt, &k);
+                test_argmax(rt, &k);
             }
             test_group_norm_gate(rt, &k);
             test_theta_shift(rt, &k, angle);

@@ -1,0 +1,53 @@
+// argmax.cl: greedy decoding's choice made on the device, so that a step reads back one token
+// id per row instead of the row's logits (a batch of 32 on a 64k vocabulary: 8 MB a step).
+//
+// The choice must be the host sampler's at temperature 0 (sampler.c): the largest logit, the
+// lowest index among equal ones (IEEE equality: -0 ties with +0). Each work-item scans a
+// strided share of the row in increasing index order, replacing its best only on a strictly
+// larger value, so it keeps the lowest index of its share; the shares then meet in a tree in
+// local memory where the larger value wins and equal values keep the lower index. Local
+// memory rather than subgroup shuffles: PoCL and NVIDIA's OpenCL lack cl_khr_subgroups.
+//
+// The same pass finds the row's first NaN or infinity, which the host refuses as it refuses
+// logits it reads itself (RN_ERR_NUMERIC); the choice of such a row means nothing.
+
+// out[row] = {index of the row's largest logit, its lowest non-finite column or -1}. One
+// work-group of RN_WG work-items per row: global (RN_WG * rows). Any V >= 1.
+__kernel void argmax_rows(__global const float *logits,  // [rows, V]
+                          __global int *out,             // [rows, 2]
+                          int V) {
+    __local float best_value[RN_WG];
+    __local int best_index[RN_WG], first_bad[RN_WG];
+    const int lid = get_local_id(0);
+    const size_t row = get_group_id(0);
+    __global const float *x = logits + row * (size_t)V;
+    // An empty share (V < RN_WG) holds -inf at an index past every real one: it loses to
+    // every value of the row, -inf included.
+    float value = -INFINITY;
+    int index = INT_MAX, bad = -1;
+    for (int i = lid; i < V; i += RN_WG) {
+        const float v = x[i];
+        if (v > value || index == INT_MAX) value = v, index = i;
+        if (bad < 0 && !isfinite(v)) bad = i;
+    }
+    best_value[lid] = value;
+    best_index[lid] = index;
+    first_bad[lid] = bad;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int stride = RN_WG / 2; stride > 0; stride >>= 1) {
+        if (lid < stride) {
+            const float v = best_value[lid + stride];
+            const int j = best_index[lid + stride], b = first_bad[lid + stride];
+            if (v > best_value[lid] || (v == best_value[lid] && j < best_index[lid])) {
+                best_value[lid] = v;
+                best_index[lid] = j;
+            }
+            if (b >= 0 && (first_bad[lid] < 0 || b < first_bad[lid])) first_bad[lid] = b;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) {
+        out[2 * row] = best_index[0];
+        out[2 * row + 1] = first_bad[0];
+    }
+}
