@@ -99,6 +99,8 @@ typedef struct rn_workspace {
     rt_buffer o;                       /* [rows, Dv] retention output, then gated in place */
     rt_buffer a, b;                    /* [rows, F] */
     rt_buffer logits;                  /* [rows, V] */
+    rt_buffer choice;                  /* [rows, 2] int, decoding: a greedy step's choices
+                                          (rn_op_argmax) */
     rt_buffer widened;                 /* fp32 copy of one weight matrix (or piece, or as many
                                           rows as one buffer takes) for SGEMM, when the weights
                                           are not fp32 and rows > 1 */
@@ -123,7 +125,14 @@ struct rn_session {
     cl_int *step_input;                /* [2, batch] a step's token ids and positions, written to the
                                           device without waiting: untouched until the step's logits
                                           are read back (or rt_finish after a failure) */
-    float *last_logits;                /* [batch, V] logits after each row's last token */
+    float *last_logits;                /* [batch, V] logits after each row's last token, except
+                                          the rows marked in logits_on_device */
+    bool *logits_on_device;            /* [batch] row r's last logits are row r of step.logits,
+                                          left there by a greedy step and not read back yet
+                                          (rn_session_fetch_logits_locked); nothing but a step
+                                          writes those rows */
+    int64_t rows_on_device;            /* how many rows logits_on_device marks */
+    cl_int *step_choice;               /* [batch, 2] a greedy step's choices read back */
     int32_t *recent;                   /* [batch][RN_RECENT_TOKENS] each row's last tokens, a ring
                                           ending at its position - 1 */
     rt_buffer *state;                  /* [L] each [batch*H, dk, dv] */
@@ -141,6 +150,15 @@ void rn_session_free_locked(rn_session *session);
 rn_status rn_session_reset_locked(rn_session *session);
 /* Empties row `row` (< batch): zero state and scales, position 0, no recent tokens, zero logits. */
 rn_status rn_session_reset_row_locked(rn_session *session, int64_t row);
+
+/* Marks whether row `row`'s last logits are on the device (a greedy step) or in last_logits. */
+static inline void rn_session_logits_on_device(rn_session *s, int64_t row, bool on_device) {
+    if (s->logits_on_device[row] != on_device) s->rows_on_device += on_device ? 1 : -1;
+    s->logits_on_device[row] = on_device;
+}
+/* Reads the rows a greedy step left on the device into last_logits, so that every row of it is
+ * current; nothing to do (and no wait) when no row is marked. */
+rn_status rn_session_fetch_logits_locked(rn_session *session);
 
 /* Row r's ring of recent tokens. */
 static inline int32_t *rn_session_ring(const rn_session *s, int64_t row) {

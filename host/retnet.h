@@ -24,7 +24,8 @@
  * same logits as if the sessions had run one after another. What stays the caller's to order:
  *   - one session is driven by one thread at a time: its position, rn_session_logits (a
  *     pointer into the session, rewritten by the next pass) and rn_session_recent are read
- *     without the lock;
+ *     without the lock (rn_session_logits takes it only to read back logits that
+ *     rn_session_decode_greedy left on the device);
  *   - freeing an object races with every other use of it: free sessions before their model,
  *     models before their context, and none of them while another thread still uses it;
  *   - a progress callback (rn_model_options, rn_session_set_progress) runs with the lock
@@ -350,6 +351,21 @@ rn_status rn_session_decode(rn_session *session, int32_t token, float *logits);
 rn_status rn_session_init_batch(rn_model *model, size_t batch, rn_session **out);
 rn_status rn_session_decode_batch(rn_session *session, const int32_t *tokens, float *logits);
 rn_status rn_session_decode_rows(rn_session *session, size_t rows, const int32_t *tokens, float *logits);
+/* Greedy decoding with the choice made on the device: steps rows [0, rows) by one token as
+ * rn_session_decode_rows does (tokens [rows]; an ordinary session takes rows = 1) and writes
+ * each row's greedy next token to next[rows]: the largest logit, the lowest id on ties, which is
+ * what rn_sampler_sample gives at temperature 0 without a repeat penalty (repeat_penalty 1 or
+ * repeat_last_n 0). The step reads back only those ids, one synchronisation, instead of
+ * rows * vocab_size logits. A row whose logits hold a NaN or an infinity fails the step with
+ * RN_ERR_NUMERIC, as the other steps do; next is written only on success. Positions, recent
+ * tokens, refusals, cancellation and failures are those of rn_session_decode_rows.
+ * The stepped rows' logits are not read back, but they are not lost: they stay on the device
+ * as those rows' last logits until the rows are stepped, reset or overwritten again, and
+ * rn_session_logits, rn_session_save (and _buffer), rn_session_copy and rn_session_copy_row
+ * read them back when they need them (one read per run of such rows, the first time only), so
+ * they never see older logits. Feeding the returned tokens back step after step is a greedy
+ * generation that reads no logits at all. */
+rn_status rn_session_decode_greedy(rn_session *session, size_t rows, const int32_t *tokens, int32_t *next);
 size_t rn_session_batch(const rn_session *session);
 /* The tokens row `row` has consumed (0 for a row out of range). */
 uint64_t rn_session_row_position(const rn_session *session, size_t row);
@@ -366,7 +382,9 @@ rn_status rn_session_reset_row(rn_session *session, size_t row);
  * token is sampled from, also after rn_session_load; zeros while the session is empty. On a
  * batch session, every row's: [batch, vocab_size], row r from r * vocab_size, kept current by
  * the steps and by rn_session_copy_row (so a caller may pass NULL logits to the steps and
- * sample from here, with no copy of its own). */
+ * sample from here, with no copy of its own). Rows last stepped by rn_session_decode_greedy
+ * are read back from the device here, under the context's lock, the first time they are asked
+ * for; NULL if that read fails (rn_context_last_error says why; the next call tries again). */
 const float *rn_session_logits(const rn_session *session);
 /* Copies the last min(capacity, position, 256) tokens consumed, oldest first, and returns how
  * many it wrote: the window a repetition penalty looks at. */

@@ -22,7 +22,7 @@
 
 static void workspace_free(rt_runtime *rt, rn_workspace *ws) {
     rt_buffer *all[] = {&ws->tokens, &ws->positions, &ws->scale_in, &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->g, &ws->o,
-                        &ws->a, &ws->b, &ws->logits, &ws->widened, &ws->stacked, &ws->partial,
+                        &ws->a, &ws->b, &ws->logits, &ws->choice, &ws->widened, &ws->stacked, &ws->partial,
                         &ws->x_half, &ws->retention.chunk_states, &ws->retention.sigma, &ws->retention.scores,
                         &ws->retention.keys};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rt_buffer_free(rt, all[i]);
@@ -153,6 +153,7 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
         {&ws->a, r * (size_t)c->ffn_dim * f, "FFN activations"},
         {&ws->b, r * (size_t)c->ffn_dim * f, "FFN gates"},
         {&ws->logits, (size_t)logit_rows * (size_t)c->vocab_size * f, "logits"},
+        {&ws->choice, mode == RN_MODE_RECURRENT ? r * 2 * sizeof(cl_int) : 0, "greedy choices"},
         {&ws->widened, widened, "widened weights"},
         {&ws->stacked, stacked, "stacked products"},
         {&ws->partial, partial_bytes(m, rows, logit_rows), "partial products"},
@@ -188,6 +189,8 @@ void rn_session_free_locked(rn_session *s) {
     free(s->state);
     free(s->scale);
     free(s->last_logits);
+    free(s->logits_on_device);
+    free(s->step_choice);
     free(s->positions);
     free(s->step_input);
     free(s->recent);
@@ -210,10 +213,13 @@ static rn_status session_init(rn_model *m, int64_t batch, rn_session **out) {
     s->state = calloc((size_t)c->layers, sizeof *s->state);
     s->scale = calloc(2 * (size_t)c->layers, sizeof *s->scale);
     s->last_logits = calloc((size_t)(batch * c->vocab_size), sizeof *s->last_logits);
+    s->logits_on_device = calloc((size_t)batch, sizeof *s->logits_on_device);
+    s->step_choice = calloc(2 * (size_t)batch, sizeof *s->step_choice);
     s->positions = calloc((size_t)batch, sizeof *s->positions);
     s->step_input = calloc(2 * (size_t)batch, sizeof *s->step_input);
     s->recent = calloc((size_t)batch * RN_RECENT_TOKENS, sizeof *s->recent);
-    if (!s->state || !s->scale || !s->last_logits || !s->positions || !s->step_input || !s->recent) {
+    if (!s->state || !s->scale || !s->last_logits || !s->logits_on_device || !s->step_choice || !s->positions ||
+        !s->step_input || !s->recent) {
         rn_session_free_locked(s);
         return rn_fail(&m->ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for a session");
     }
@@ -250,6 +256,8 @@ rn_status rn_session_reset_locked(rn_session *s) {
     }
     memset(s->positions, 0, (size_t)s->batch * sizeof *s->positions);
     memset(s->last_logits, 0, (size_t)(s->batch * s->model->cfg.vocab_size) * sizeof *s->last_logits);
+    memset(s->logits_on_device, 0, (size_t)s->batch * sizeof *s->logits_on_device);
+    s->rows_on_device = 0;
     return RN_OK;
 }
 
@@ -266,6 +274,7 @@ rn_status rn_session_reset_row_locked(rn_session *s, int64_t row) {
     }
     s->positions[row] = 0;
     memset(s->last_logits + (size_t)row * V, 0, V * sizeof *s->last_logits);
+    rn_session_logits_on_device(s, row, false);
     return RN_OK;
 }
 
@@ -589,6 +598,7 @@ static rn_status read_logits(rn_session *s, rn_workspace *ws, int64_t rows, int6
     rn_status st = rt_buffer_read(rt, &ws->logits, 0, dest, count * sizeof(float));
     if (st != RN_OK) return st;
     if (out) memcpy(s->last_logits, out + count - (size_t)kept * V, (size_t)kept * V * sizeof(float));
+    for (int64_t r = 0; r < kept; r++) rn_session_logits_on_device(s, r, false);
     if (all_finite(dest, count)) return RN_OK;
     size_t i = 0;
     while (isfinite(dest[i])) i++;  /* the first one, to name it */
@@ -596,9 +606,34 @@ static rn_status read_logits(rn_session *s, rn_workspace *ws, int64_t rows, int6
                    (double)dest[i], i / V, i % V);
 }
 
+/* A greedy step's end: each stepped row's choice (argmax.cl) into next[rows], the only read
+ * of the step. A row holding a NaN or an infinity is refused as read_logits refuses it, naming
+ * the value (one more read, on this failure only). next is written only on success. */
+static rn_status read_choices(rn_session *s, int64_t rows, int32_t *next) {
+    rt_runtime *rt = &s->model->ctx->rt;
+    const int64_t V = s->model->cfg.vocab_size;
+    rn_status st = rn_op_argmax(rt, &s->model->kernels, &s->step.logits, rows, V, &s->step.choice);
+    if (st == RN_OK)
+        st = rt_buffer_read(rt, &s->step.choice, 0, s->step_choice, (size_t)rows * 2 * sizeof *s->step_choice);
+    if (st != RN_OK) return st;
+    for (int64_t b = 0; b < rows; b++) {
+        const cl_int column = s->step_choice[2 * b + 1];
+        if (column < 0) continue;
+        float value = NAN;  /* stays NaN if even this read fails: the step fails either way */
+        rt_buffer_read(rt, &s->step.logits, ((size_t)b * (size_t)V + (size_t)column) * sizeof value, &value,
+                       sizeof value);
+        return rn_fail(&s->model->ctx->err, RN_ERR_NUMERIC, "non-finite logit %g at row %lld, column %d",
+                       (double)value, (long long)b, (int)column);
+    }
+    for (int64_t b = 0; b < rows; b++) next[b] = s->step_choice[2 * b];
+    return RN_OK;
+}
+
 /* One token for each of the session's first `rows` rows, each at its own position; the other
- * rows are not touched (the kernels run over the first `rows` rows of the step workspace). */
-static rn_status decode_step(rn_session *s, int64_t rows, const int32_t *tokens, float *logits) {
+ * rows are not touched (the kernels run over the first `rows` rows of the step workspace).
+ * With `next` (greedy) the step reads back each row's choice instead of its logits, which stay
+ * on the device as the rows' last logits until something asks for them. */
+static rn_status decode_step(rn_session *s, int64_t rows, const int32_t *tokens, float *logits, int32_t *next) {
     /* A request to cancel stops the next step before it starts (a step itself is too short to
      * be worth interrupting): the session stays as it was. */
     if (rn_context_cancelled(s->model->ctx, "decoding")) return RN_ERR_CANCELLED;
@@ -610,7 +645,7 @@ static rn_status decode_step(rn_session *s, int64_t rows, const int32_t *tokens,
                            (long long)b, (unsigned long long)s->positions[b]);
     rt_runtime *rt = &s->model->ctx->rt;
     /* Two writes the queue orders before the kernels, without a wait each: the step's one
-     * synchronisation is reading its logits. */
+     * synchronisation is reading its logits (or its choices). */
     cl_int *ids = s->step_input, *at = s->step_input + s->batch;
     for (int64_t b = 0; b < rows; b++) {
         ids[b] = tokens[b];
@@ -619,12 +654,15 @@ static rn_status decode_step(rn_session *s, int64_t rows, const int32_t *tokens,
     st = rt_buffer_write_async(rt, &s->step.tokens, 0, ids, (size_t)rows * sizeof *ids);
     if (st == RN_OK) st = rt_buffer_write_async(rt, &s->step.positions, 0, at, (size_t)rows * sizeof *at);
     if (st == RN_OK) st = forward(s, &s->step, rows, RN_MODE_RECURRENT, 1, 0, rows);
-    if (st == RN_OK) st = read_logits(s, &s->step, rows, rows, logits);
+    if (st == RN_OK) st = next ? read_choices(s, rows, next) : read_logits(s, &s->step, rows, rows, logits);
     if (st != RN_OK) {
         rt_finish(rt);  /* the writes may still be reading step_input */
         return fail_pass(s, st);
     }
-    for (int64_t b = 0; b < rows; b++) advance_row(s, b, tokens + b, 1);
+    for (int64_t b = 0; b < rows; b++) {
+        advance_row(s, b, tokens + b, 1);
+        if (next) rn_session_logits_on_device(s, b, true);
+    }
     return RN_OK;
 }
 
@@ -636,7 +674,28 @@ static rn_status refuse_batch(const rn_session *s, const char *what) {
 static rn_status rn_session_decode_locked(rn_session *s, int32_t token, float *logits) {
     if (!s) return RN_ERR_INVALID_ARGUMENT;
     if (s->batch != 1) return refuse_batch(s, "rn_session_decode");
-    return decode_step(s, 1, &token, logits);
+    return decode_step(s, 1, &token, logits, NULL);
+}
+
+rn_status rn_session_fetch_logits_locked(rn_session *s) {
+    if (s->rows_on_device == 0) return RN_OK;
+    rt_runtime *rt = &s->model->ctx->rt;
+    const size_t V = (size_t)s->model->cfg.vocab_size, row_bytes = V * sizeof(float);
+    /* Runs of marked rows, one read each: the rows of a greedy step are one run. */
+    for (int64_t first = 0; first < s->batch;) {
+        if (!s->logits_on_device[first]) {
+            first++;
+            continue;
+        }
+        int64_t end = first + 1;
+        while (end < s->batch && s->logits_on_device[end]) end++;
+        rn_status st = rt_buffer_read(rt, &s->step.logits, (size_t)first * row_bytes, s->last_logits + (size_t)first * V,
+                                      (size_t)(end - first) * row_bytes);
+        if (st != RN_OK) return st;  /* the rows stay marked: their logits are still there */
+        for (int64_t r = first; r < end; r++) rn_session_logits_on_device(s, r, false);
+        first = end;
+    }
+    return RN_OK;
 }
 
 /* One pass of a prompt: `n` tokens from the session's position, all in one workspace. */
@@ -814,7 +873,7 @@ rn_status rn_session_decode_batch(rn_session *s, const int32_t *tokens, float *l
     if (!s || !tokens) return RN_ERR_INVALID_ARGUMENT;
     rn_context *ctx = s->model->ctx;
     rn_context_lock(ctx);
-    return rn_context_unlock(ctx, decode_step(s, s->batch, tokens, logits));
+    return rn_context_unlock(ctx, decode_step(s, s->batch, tokens, logits, NULL));
 }
 
 rn_status rn_session_decode_rows(rn_session *s, size_t rows, const int32_t *tokens, float *logits) {
@@ -822,9 +881,20 @@ rn_status rn_session_decode_rows(rn_session *s, size_t rows, const int32_t *toke
     rn_context *ctx = s->model->ctx;
     rn_context_lock(ctx);
     rn_status st = rows >= 1 && rows <= (size_t)s->batch
-                       ? decode_step(s, (int64_t)rows, tokens, logits)
+                       ? decode_step(s, (int64_t)rows, tokens, logits, NULL)
                        : rn_fail(&ctx->err, RN_ERR_INVALID_ARGUMENT, "%zu rows to step; the batch has %lld", rows,
                                  (long long)s->batch);
+    return rn_context_unlock(ctx, st);
+}
+
+rn_status rn_session_decode_greedy(rn_session *s, size_t rows, const int32_t *tokens, int32_t *next) {
+    if (!s || !tokens || !next) return RN_ERR_INVALID_ARGUMENT;
+    rn_context *ctx = s->model->ctx;
+    rn_context_lock(ctx);
+    rn_status st = rows >= 1 && rows <= (size_t)s->batch
+                       ? decode_step(s, (int64_t)rows, tokens, NULL, next)
+                       : rn_fail(&ctx->err, RN_ERR_INVALID_ARGUMENT, "%zu rows to step greedily; the batch has %lld",
+                                 rows, (long long)s->batch);
     return rn_context_unlock(ctx, st);
 }
 

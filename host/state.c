@@ -56,8 +56,16 @@ size_t rn_session_recent(const rn_session *s, int32_t *tokens, size_t capacity) 
     return row_recent(s, 0, tokens, capacity);
 }
 
+/* Rows a greedy step left on the device are read back here, once, under the lock; the
+ * session's logits as a caller sees them do not change, only where they are held, so the
+ * const session is written through (it is never a const object: sessions are allocated). */
 const float *rn_session_logits(const rn_session *s) {
-    return s ? s->last_logits : NULL;
+    if (!s) return NULL;
+    if (s->rows_on_device == 0) return s->last_logits;
+    rn_context *ctx = s->model->ctx;
+    rn_context_lock(ctx);
+    rn_status st = rn_context_unlock(ctx, rn_session_fetch_logits_locked((rn_session *)s));
+    return st == RN_OK ? s->last_logits : NULL;
 }
 
 /* The slot holding the scale of the last position consumed (retention.cl's double buffer). */
@@ -134,6 +142,9 @@ static rn_status serialize_locked(const rn_session *s, void *buffer, size_t capa
     if (capacity < size + sizeof(uint64_t))
         return rn_fail(&m->ctx->err, RN_ERR_INVALID_ARGUMENT, "a state takes %zu bytes; the buffer has %zu",
                        size + sizeof(uint64_t), capacity);
+    /* The logits saved are the current ones, wherever they are held (rn_session_logits). */
+    rn_status fetched = rn_session_fetch_logits_locked((rn_session *)s);
+    if (fetched != RN_OK) return fetched;
     unsigned char *buf = buffer, *p = buf;
     memcpy(p, &h, sizeof h);
     p += sizeof h;
@@ -214,6 +225,7 @@ static rn_status apply_locked(rn_session *s, const void *buffer, const state_hea
     int32_t *ring = rn_session_ring(s, 0);
     for (uint32_t i = 0; i < h.n_recent; i++) ring[(h.position - h.n_recent + i) % RN_RECENT_TOKENS] = recent[i];
     memcpy(s->last_logits, p, (size_t)h.vocab * sizeof(float));
+    rn_session_logits_on_device(s, 0, false);
     p += (size_t)h.vocab * sizeof(float);
     rn_status st = RN_OK;
     for (uint32_t l = 0; l < h.layers && st == RN_OK; l++) {
@@ -294,7 +306,9 @@ static rn_status copy_row_locked(rn_session *dst, int64_t dst_row, const rn_sess
     rt_runtime *rt = &src->model->ctx->rt;
     const size_t state_row = (size_t)(c->heads * c->key_head_dim * c->value_head_dim) * sizeof(float);
     const size_t scale_row = (size_t)c->heads * sizeof(float), V = (size_t)c->vocab_size;
-    rn_status st = RN_OK;
+    /* The source row's current logits, wherever they are held (rn_session_logits). */
+    rn_status st = rn_session_fetch_logits_locked((rn_session *)src);
+    if (st != RN_OK) return st;
     for (int64_t l = 0; l < c->layers && st == RN_OK; l++) {
         st = rt_buffer_copy_at(rt, &src->state[l], (size_t)src_row * state_row, &dst->state[l],
                                (size_t)dst_row * state_row, state_row);
@@ -311,6 +325,7 @@ static rn_status copy_row_locked(rn_session *dst, int64_t dst_row, const rn_sess
     dst->positions[dst_row] = src->positions[src_row];
     memcpy(rn_session_ring(dst, dst_row), rn_session_ring(src, src_row), RN_RECENT_TOKENS * sizeof(int32_t));
     memcpy(dst->last_logits + (size_t)dst_row * V, src->last_logits + (size_t)src_row * V, V * sizeof(float));
+    rn_session_logits_on_device(dst, dst_row, false);
     return RN_OK;
 }
 
