@@ -2,12 +2,15 @@
  *
  * In the manner of llama-bench: each test runs once untimed (kernel compilation, CLBlast's
  * first-call tuning), then `reps` times; rates are the mean and standard deviation over the
- * repetitions. Decoding reads the logits back after every step, as generation must, so a
- * decode rate includes that synchronisation. Ceilings are measured in the same process: a copy
+ * repetitions. Decoding is greedy generation as the PyTorch peers run it: each step takes the
+ * argmax on the device, reads back one token id per sequence (the step's one synchronisation)
+ * and feeds it to the next step; --read-logits times steps that read every row's logits back
+ * to the host instead (and check them), as sampling on the host needs. Ceilings are measured in the same process: a copy
  * kernel for bandwidth, one large SGEMM for compute; decode is quoted as bytes read per step
  * over time against the bandwidth, prefill as projection FLOPs over time against the SGEMM
  * rate. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +43,10 @@ static const char *bench_usage =
     "  --batch B[,B..]    sequences decoded together (default 1)\n"
     "  --context C[,C..]  decode after a prefill of C tokens (default 0); batch 1 only\n"
     "  --mode M           prefill form: chunkwise (default) or parallel\n"
+    "  --read-logits      decode steps read every sequence's logits back to the host (what\n"
+    "                     sampling on the host needs; tests tgN+logits) instead of the default\n"
+    "                     greedy steps, which take the argmax on the device, read back one\n"
+    "                     token id per sequence and feed it to the next step\n"
     "  -r N               repetitions (default 5)\n"
     "  --startup          also time context + model + first token with an empty and a warm\n"
     "                     program cache\n"
@@ -63,6 +70,7 @@ typedef struct bench_options {
     long reps;
     unsigned long long seed;
     int startup, profile, no_ceilings, json, no_cache;
+    int read_logits;  /* decode steps read the logits back instead of greedy ids */
 } bench_options;
 
 /* What every result line shares. */
@@ -104,7 +112,8 @@ static int parse_bench(int argc, char **argv, bench_options *o) {
         }
         int *flag = !strcmp(a, "--startup") ? &o->startup : !strcmp(a, "--profile") ? &o->profile
                   : !strcmp(a, "--no-ceilings") ? &o->no_ceilings : !strcmp(a, "--json") ? &o->json
-                  : !strcmp(a, "--no-cache") ? &o->no_cache : NULL;
+                  : !strcmp(a, "--no-cache") ? &o->no_cache : !strcmp(a, "--read-logits") ? &o->read_logits
+                  : NULL;
         if (flag) {
             *flag = 1;
             continue;
@@ -265,6 +274,7 @@ static const char *json_fraction(double fraction, char *buf) {
 static void print_result(const bench_run *r, const char *test, long n, long batch, long context, const double *rates,
                          int reps, double roofline, double roofline_all, double extra, uint64_t device_bytes) {
     double mean, sd, ms[1000], ms_mean, ms_sd;
+    const bool decoding = !strcmp(test, "tg");
     mean_sd(rates, reps, &mean, &sd);
     for (int i = 0; i < reps; i++) ms[i] = 1000.0 / rates[i];
     mean_sd(ms, reps, &ms_mean, &ms_sd);
@@ -273,15 +283,16 @@ static void print_result(const bench_run *r, const char *test, long n, long batc
         printf("{\"test\":\"%s\",\"model\":\"%s\",\"weights\":\"%s\",\"precision\":\"%s\",\"device\":\"%s\",\"n\":%ld,\"batch\":%ld,"
                "\"context\":%ld,\"reps\":%d,\"tokens_per_s\":%.3f,\"tokens_per_s_sd\":%.3f,\"ms_per_token\":%.5f,"
                "\"ms_per_token_sd\":%.5f,\"%s\":%.6g,\"roofline\":%s,\"roofline_with_retention\":%s,"
-               "\"device_bytes\":%llu}\n",
+               "\"device_bytes\":%llu%s}\n",
                test, r->name, r->info.device_dtype, cli_precision_name(), r->device, n, batch, context, reps, mean, sd, ms_mean, ms_sd,
-               !strcmp(test, "tg") ? "bytes_per_step" : "flops", extra, json_fraction(roofline, json_a),
-               json_fraction(roofline_all, json_b), (unsigned long long)device_bytes);
+               decoding ? "bytes_per_step" : "flops", extra, json_fraction(roofline, json_a),
+               json_fraction(roofline_all, json_b), (unsigned long long)device_bytes,
+               !decoding ? "" : r->o->read_logits ? ",\"step\":\"logits\"" : ",\"step\":\"greedy\"");
         fflush(stdout);
         return;
     }
     char name[32], rate[32], roof[16];
-    snprintf(name, sizeof name, "%s%ld", test, n);
+    snprintf(name, sizeof name, "%s%ld%s", test, n, decoding && r->o->read_logits ? "+logits" : "");
     snprintf(rate, sizeof rate, "%.1f +- %.1f", mean, sd);
     if (roofline > 0 && roofline_all > 0)
         snprintf(roof, sizeof roof, "%.1f/%.1f%%", 100.0 * roofline, 100.0 * roofline_all);
@@ -331,13 +342,24 @@ static int bench_prefill(bench_run *r, long n) {
     return 0;
 }
 
+/* One decode step of `batch` sequences from step[batch]: greedy, the device's choices then fed
+ * back through `step` (next: scratch of batch ids), or with --read-logits every row's logits
+ * read back to the session, the tokens kept. */
+static rn_status decode_one(const bench_run *r, rn_session *s, long batch, int32_t *step, int32_t *next) {
+    if (r->o->read_logits) return rn_session_decode_rows(s, (size_t)batch, step, NULL);
+    rn_status st = rn_session_decode_greedy(s, (size_t)batch, step, next);
+    if (st == RN_OK) memcpy(step, next, (size_t)batch * sizeof *step);
+    return st;
+}
+
 /* n decode steps of `batch` sequences after a prefill of `context` tokens (batch 1). */
 static int bench_decode(bench_run *r, long n, long batch, long context) {
     rn_session *s = NULL;
     int32_t *tokens = make_tokens(context > batch ? context : batch, r->info.vocab_size);
+    int32_t *step = malloc((size_t)batch * sizeof *step), *next = malloc((size_t)batch * sizeof *next);
     double rates[1000];
     uint64_t during = 0;
-    rn_status st = !tokens ? RN_ERR_OUT_OF_HOST_MEMORY
+    rn_status st = !tokens || !step || !next ? RN_ERR_OUT_OF_HOST_MEMORY
                  : batch == 1 ? rn_session_init(r->model, &s)
                               : rn_session_init_batch(r->model, (size_t)batch, &s);
     for (long rep = -1; st == RN_OK && rep < r->o->reps; rep++) {
@@ -345,16 +367,15 @@ static int bench_decode(bench_run *r, long n, long batch, long context) {
         st = rn_session_reset(s);
         if (st == RN_OK && context > 0) st = rn_session_prefill(s, tokens, (size_t)context, prefill_mode(r->o), 0, NULL);
         long steps = rep < 0 && n > 8 ? 8 : n;  /* the warm-up only needs every kernel once */
+        if (st == RN_OK) memcpy(step, tokens, (size_t)batch * sizeof *step);
         double t0 = cli_seconds();
-        for (long i = 0; st == RN_OK && i < steps; i++)
-            st = batch == 1 ? rn_session_decode(s, tokens[i % (context > 0 ? context : 1)], NULL)
-                            : rn_session_decode_batch(s, tokens, NULL);
+        for (long i = 0; st == RN_OK && i < steps; i++) st = decode_one(r, s, batch, step, next);
         if (rep >= 0) rates[rep] = (double)batch * steps / (cli_seconds() - t0);
         if (st == RN_OK) rn_context_memory(r->ctx, &during, NULL);
     }
     progress_done(r);
     rn_session_free(s);
-    free(tokens);
+    free(tokens), free(step), free(next);
     if (st != RN_OK) return cli_report(r->ctx, st, "decoding");
     double mean, sd;
     mean_sd(rates, (int)r->o->reps, &mean, &sd);
@@ -415,17 +436,18 @@ static int bench_profile(bench_run *r) {
     for (int i = 0; i < r->o->n_batch; i++)
         if (r->o->batch[i] > batch) batch = r->o->batch[i];
     const long count = n > steps * batch ? n : steps * batch;
-    int32_t *tokens = make_tokens(count, r->info.vocab_size);
-    if (st == RN_OK) st = tokens ? rn_session_init_batch(r->model, (size_t)batch, &s) : RN_ERR_OUT_OF_HOST_MEMORY;
-    if (st == RN_OK) st = rn_session_decode_batch(s, tokens, NULL);  /* warm */
+    int32_t *tokens = make_tokens(count, r->info.vocab_size), *next = malloc((size_t)batch * sizeof *next);
+    if (st == RN_OK) st = tokens && next ? rn_session_init_batch(r->model, (size_t)batch, &s) : RN_ERR_OUT_OF_HOST_MEMORY;
+    /* The steps the decode rates time (decode_one): greedy, or with --read-logits reading them. */
+    if (st == RN_OK) st = decode_one(r, s, batch, tokens, next);  /* warm */
     if (st == RN_OK) st = rn_context_profile_drain(r->ctx, NULL, NULL);
     profile_table decode = {.layers = r->info.layers}, prefill = {.layers = r->info.layers};
     double t0 = cli_seconds();
-    for (long i = 0; st == RN_OK && i < steps; i++) st = rn_session_decode_batch(s, tokens + i * batch, NULL);
+    for (long i = 0; st == RN_OK && i < steps; i++) st = decode_one(r, s, batch, tokens, next);
     double wall = cli_seconds() - t0;
     if (st == RN_OK) st = rn_context_profile_drain(r->ctx, profile_sink, &decode);
     char what[64];
-    snprintf(what, sizeof what, "decoding, batch %ld", batch);
+    snprintf(what, sizeof what, "decoding, batch %ld, %s steps", batch, r->o->read_logits ? "logits" : "greedy");
     if (st == RN_OK) print_profile(r, what, &decode, wall, steps);
     if (st == RN_OK && n > 0 && batch > 1) {
         rn_session_free(s);
@@ -443,7 +465,7 @@ static int bench_profile(bench_run *r) {
         if (st == RN_OK) print_profile(r, what, &prefill, wall, 1);
     }
     rn_session_free(s);
-    free(tokens);
+    free(tokens), free(next);
     return st == RN_OK ? 0 : cli_report(r->ctx, st, "profiling");
 }
 

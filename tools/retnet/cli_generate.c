@@ -7,6 +7,10 @@
  * continued token by token: sample from the session's last logits,
  * feed the token, print its text as soon as it forms whole characters. Every generated token
  * is fed, so a state saved at the end continues exactly where an uninterrupted run would.
+ * Greedy decoding without a repeat penalty (--temp 0 --repeat-penalty 1) needs no logits on the
+ * host: after the first token (from the prompt's logits) each step takes the argmax on the
+ * device and reads back only the token (rn_session_decode_greedy), the same tokens the sampler
+ * would choose.
  *
  * Ctrl-C asks the library to cancel (rn_context_cancel, from the signal handler) and stops the
  * loop here: a long prompt stops between layers, an answer between tokens.
@@ -39,6 +43,7 @@ typedef struct generator {
     rn_sampler *sampler;
     size_t vocab;
     rn_mode mode;
+    bool device_greedy;       /* temperature 0 without a repeat penalty: the argmax on the device */
     double warmup_seconds, prefill_seconds, decode_seconds;
     int warmed;
     uint64_t prefill_tokens, decode_tokens;
@@ -118,18 +123,27 @@ static int generate(generator *g, long max) {
     const int32_t eos = g->tokenizer ? rn_tokenizer_eos(g->tokenizer) : -1;
     g->output.len = 0;
     int rc = 0;
+    int32_t next = -1;  /* a greedy step's choice: the next token */
     double t0 = cli_seconds();
     for (long i = 0; i < max && !interrupted && rc == 0; i++) {
-        int32_t recent[256], token;
-        size_t n_recent = rn_session_recent(g->session, recent, 256);
-        st = rn_sampler_sample(g->sampler, rn_session_logits(g->session), recent, n_recent,
-                               rn_session_position(g->session), &token);
-        if (st != RN_OK) {
-            rc = fail(g, st, 1, "sampling");
-            break;
+        int32_t recent[256], token = next;
+        if (i == 0 || !g->device_greedy) {
+            size_t n_recent = rn_session_recent(g->session, recent, 256);
+            const float *logits = rn_session_logits(g->session);
+            if (!logits) {  /* those a greedy step left on the device could not be read back */
+                fprintf(stderr, "retnet: reading the logits failed: %s\n", rn_context_last_error(g->ctx));
+                rc = 1;
+                break;
+            }
+            st = rn_sampler_sample(g->sampler, logits, recent, n_recent, rn_session_position(g->session), &token);
+            if (st != RN_OK) {
+                rc = fail(g, st, 1, "sampling");
+                break;
+            }
         }
         if (token == eos) break;
-        st = rn_session_decode(g->session, token, NULL);
+        st = g->device_greedy ? rn_session_decode_greedy(g->session, 1, &token, &next)
+                              : rn_session_decode(g->session, token, NULL);
         if (st == RN_ERR_CANCELLED) break;  /* Ctrl-C between the check above and the step */
         if (st != RN_OK) {
             rc = fail(g, st, 0, "decoding");
@@ -230,6 +244,9 @@ static int open_generator(const options *o, generator *g) {
     sampling.repeat_penalty = (float)o->repeat_penalty;
     sampling.repeat_last_n = (int32_t)o->repeat_last_n;
     sampling.seed = o->seed;
+    /* At temperature 0 the sampler takes the argmax after the repeat penalty, and nothing else
+     * applies: without a penalty the device's argmax is the same choice. */
+    g->device_greedy = sampling.temperature == 0.0f && (sampling.repeat_penalty == 1.0f || sampling.repeat_last_n == 0);
     if (o->state_save && check_save_target(o->state_save)) return 1;
     /* Text in and out needs the model's tokenizer.json; token ids need nothing. A resumed
      * state without a prompt prints text when the model has a tokenizer, ids otherwise. */
