@@ -9,18 +9,15 @@
  * operands travel as halves and are copied straight into local memory by cp.async: no work-item
  * waits on a load, and there is no conversion per work-group.
  *
- * Tiling. A work-group of 128 work-items (4 warps of 32) computes a 128 x 128 tile of y; warp w
- * owns the 64 x 64 piece at rows 64 (w / 2), columns 64 (w % 2): 4 x 8 fragments of 16 x 8, 128
- * fp32 accumulators per work-item. Each fragment of A is used 8 times, of B 4 times: with 64 x 32
- * pieces (8 warps) a step read 6 ldmatrix.x4 per 16 products, and local memory's bandwidth, not
- * the tensor cores, set the pace (an ldmatrix.x4 moves 512 bytes, 4 cycles of an SM's 128 bytes a
- * cycle; now 8 per 32 products). K goes in
+ * Tiling. A work-group of 256 work-items (8 warps of 32) computes a 128 x 128 tile of y; warp w
+ * owns the 64 x 32 piece at rows 64 (w / 4), columns 32 (w % 4): 4 x 4 fragments of 16 x 8, 64
+ * fp32 accumulators per work-item (each fragment of A is used 4 times, of B 4 times). K goes in
  * steps of 16 through GM_STAGES stages of local memory, GM_STAGES - 1 steps ahead of the products:
  * one step's products on a whole H100 work-group last about 256 clock cycles, less than a load
  * from memory, so the two stages of the first version (one step ahead, x loaded into registers)
  * left the tensor cores waiting (111 TFLOP/s on prompts). Local rows are 24 halves (48 bytes)
  * apart: the 8 row addresses of one ldmatrix fall into 8 different groups of 4 banks and stay
- * 16-byte aligned, as ldmatrix and cp.async need. Each work-item copies two 16-byte pieces of
+ * 16-byte aligned, as ldmatrix and cp.async need. Each work-item copies one 16-byte piece of
  * each operand per step. Fragments come out of local memory by ldmatrix.x4: for A the a0..a3 of
  * one 16 x 16 fragment, for B the b0, b1 of two 8-column fragments (W stored row-major [N, K] is
  * exactly mma's .col operand: no transposition anywhere).
@@ -121,34 +118,31 @@ __kernel void gemm_mma_operand(__global const float *src, __global uint *dst) {
 #define GM_PENDING 2
 #endif
 
-/* This work-item's two 16-byte pieces of rows [r0, r0 + 128) of a [rows, K] half matrix, k
- * [k0, k0 + 16), into dst: pieces i = tid + 128 j at row i / 2, halves 8 (i % 2); zeros past
- * the rows or K. */
+/* One 16-byte piece of rows [r0, r0 + 128) of a [rows, K] half matrix, k [k0, k0 + 16), into
+ * dst: row tid / 2, halves 8 (tid % 2); zeros past the rows or K. */
 inline void gm_stage(__local uint *dst, __global const ushort *src, int r0, int rows, int K, int k0, int tid) {
-    for (int j = 0; j < 2; j++) {
-        const int i = tid + 128 * j, r = i >> 1, col = k0 + 8 * (i & 1);
-        __local uint *to = dst + (r * GM_LD + 8 * (i & 1)) / 2;
-        if (r0 + r < rows && col < K)
-            GM_COPY(to, src + (size_t)(r0 + r) * (size_t)K + (size_t)col);
-        else
-            *(__local uint4 *)to = (uint4)(0u);
-    }
+    const int r = tid >> 1, col = k0 + 8 * (tid & 1);
+    __local uint *to = dst + (r * GM_LD + 8 * (tid & 1)) / 2;
+    if (r0 + r < rows && col < K)
+        GM_COPY(to, src + (size_t)(r0 + r) * (size_t)K + (size_t)col);
+    else
+        *(__local uint4 *)to = (uint4)(0u);
 }
 
-__kernel __attribute__((reqd_work_group_size(128, 1, 1)))
+__kernel __attribute__((reqd_work_group_size(256, 1, 1)))
 void gemm_mma(__global const ushort *x, int M, int K, __global const ushort *w, ulong w_first, int N,
               __global float *y, int ldy, int col0, int accumulate, float alpha) {
     __local uint As[GM_STAGES * GM_TILE] __attribute__((aligned(16)));
     __local uint Bs[GM_STAGES * GM_TILE] __attribute__((aligned(16)));
     const int tid = (int)get_local_id(0), lane = tid & 31, warp = tid >> 5;
-    const int wm = (warp >> 1) * 64, wn = (warp & 1) * 64;
+    const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
     const int m0 = (int)get_group_id(1) * 128, n0 = (int)get_group_id(0) * 128;
     const int steps = (K + GM_BK - 1) / GM_BK;
     __global const ushort *wt = w + w_first;
 
-    float c[4][8][4];
+    float c[4][4][4];
     for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 4; j++)
             for (int e = 0; e < 4; e++) c[i][j][e] = 0.0f;
 
     /* The first GM_STAGES - 1 steps in flight; one group of copies per step, empty past the
@@ -176,7 +170,7 @@ void gemm_mma(__global const ushort *x, int M, int K, __global const ushort *w, 
 
         __local const uint *A = As + (step % GM_STAGES) * GM_TILE, *B = Bs + (step % GM_STAGES) * GM_TILE;
 #ifdef RN_NV_MMA
-        uint a[4][4], b[8][2];
+        uint a[4][4], b[4][2];
         for (int i = 0; i < 4; i++) {
             const int row = wm + 16 * i + (lane & 15), col = 8 * (lane >> 4);
             asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
@@ -184,7 +178,7 @@ void gemm_mma(__global const ushort *x, int M, int K, __global const ushort *w, 
                          : "r"(mma_local_address(A + (row * GM_LD + col) / 2))
                          : "memory");
         }
-        for (int j = 0; j < 4; j++) {
+        for (int j = 0; j < 2; j++) {
             const int n = wn + 16 * j + (lane & 7) + 8 * (lane >> 4), col = 8 * ((lane >> 3) & 1);
             asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
                          : "=r"(b[2 * j][0]), "=r"(b[2 * j][1]), "=r"(b[2 * j + 1][0]), "=r"(b[2 * j + 1][1])
@@ -192,13 +186,13 @@ void gemm_mma(__global const ushort *x, int M, int K, __global const ushort *w, 
                          : "memory");
         }
         for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 8; j++) MMA_SYNC(c[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b[j][0], b[j][1]);
+            for (int j = 0; j < 4; j++) MMA_SYNC(c[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b[j][0], b[j][1]);
 #else
         /* The fragments' owners, as mma.sync lays them out: lane = 4 g + t holds rows g and
          * g + 8, columns 2t and 2t + 1 of each 16 x 8 fragment of C. */
         const int g = lane >> 2, t = lane & 3;
         for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 8; j++)
+            for (int j = 0; j < 4; j++)
                 for (int e = 0; e < 4; e++) {
                     const int row = wm + 16 * i + g + 8 * (e >> 1), n = wn + 8 * j + 2 * t + (e & 1);
                     float sum = 0.0f;
@@ -212,7 +206,7 @@ void gemm_mma(__global const ushort *x, int M, int K, __global const ushort *w, 
     /* C fragment (i, j) element e: row g + 8 (e / 2), column 2t + e % 2. */
     const int g = lane >> 2, t = lane & 3;
     for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 4; j++)
             for (int e = 0; e < 4; e++) {
                 const int row = m0 + wm + 16 * i + g + 8 * (e >> 1), n = n0 + wn + 8 * j + 2 * t + (e & 1);
                 if (row < M && n < N) {

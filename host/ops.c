@@ -179,7 +179,7 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
         }
         /* Their 256 and 128 work-items are fixed (reqd_work_group_size); a device that cannot
          * run them keeps the fp32 path. */
-        if (rt_kernel_max_group(rt, k->gemm_mma) < 128) {
+        if (rt_kernel_max_group(rt, k->gemm_mma) < 256) {
             clReleaseKernel(k->gemm_mma);
             clReleaseKernel(k->gemm_mma_operand);
             k->gemm_mma = k->gemm_mma_operand = NULL;
@@ -368,7 +368,7 @@ rn_status rn_op_linear_mma(rt_runtime *rt, const rn_kernels *k, const rt_buffer 
     rt_arg args[] = {RT_ARG_BUF(x), RT_ARG_VAL(M),     RT_ARG_VAL(K),   RT_ARG_BUF(W),   RT_ARG_VAL(first),
                      RT_ARG_VAL(N), RT_ARG_BUF(y),     RT_ARG_VAL(ld),  RT_ARG_VAL(c0),  RT_ARG_VAL(acc),
                      RT_ARG_VAL(alpha)};
-    size_t global[2] = {(size_t)((out + 127) / 128) * 128, (size_t)((n + 127) / 128)}, local[2] = {128, 1};
+    size_t global[2] = {(size_t)((out + 127) / 128) * 256, (size_t)((n + 127) / 128)}, local[2] = {256, 1};
     return rt_launch(rt, k->gemm_mma, "gemm_mma", args, N_ARGS(args), 2, global, local);
 }
 
