@@ -2,14 +2,27 @@
 // id per row instead of the row's logits (a batch of 32 on a 64k vocabulary: 8 MB a step).
 //
 // The choice must be the host sampler's at temperature 0 (sampler.c): the largest logit, the
-// lowest index among equal ones (IEEE equality: -0 ties with +0). Each work-item scans a
-// strided share of the row in increasing index order, replacing its best only on a strictly
+// lowest index among equal ones (IEEE equality: -0 ties with +0). Each work-item scans its
+// share of the row (below) in increasing index order, replacing its best only on a strictly
 // larger value, so it keeps the lowest index of its share; the shares then meet in a tree in
 // local memory where the larger value wins and equal values keep the lower index. Local
 // memory rather than subgroup shuffles: PoCL and NVIDIA's OpenCL lack cl_khr_subgroups.
 //
 // The same pass finds the row's first NaN or infinity, which the host refuses as it refuses
 // logits it reads itself (RN_ERR_NUMERIC); the choice of such a row means nothing.
+
+// A work-item's share is groups of four neighbours, RN_WG groups apart, and then one of the
+// V % 4 last columns; it loads AM_DEPTH groups before comparing any. Decoding one sequence
+// leaves one work-group for the whole row (64k logits on 64 work-items: 250 groups each), whose
+// time is that many load latencies unless the loads overlap.
+#define AM_DEPTH 8
+
+// Logit v at column i of a share scanned in increasing column order: a strictly larger value
+// (or the share's first) becomes its best, so the best keeps its lowest column.
+inline void argmax_take(float v, int i, float *value, int *index, int *bad) {
+    if (v > *value || *index == INT_MAX) *value = v, *index = i;
+    if (*bad < 0 && !isfinite(v)) *bad = i;
+}
 
 // out[row] = {index of the row's largest logit, its lowest non-finite column or -1}. One
 // work-group of RN_WG work-items per row: global (RN_WG * rows). Any V >= 1.
@@ -25,11 +38,23 @@ __kernel void argmax_rows(__global const float *logits,  // [rows, V]
     // every value of the row, -inf included.
     float value = -INFINITY;
     int index = INT_MAX, bad = -1;
-    for (int i = lid; i < V; i += RN_WG) {
-        const float v = x[i];
-        if (v > value || index == INT_MAX) value = v, index = i;
-        if (bad < 0 && !isfinite(v)) bad = i;
+    const int groups = V / 4;
+    for (int g0 = lid; g0 < groups; g0 += AM_DEPTH * RN_WG) {
+        float4 v[AM_DEPTH];
+        for (int d = 0; d < AM_DEPTH; d++) {
+            const int g = g0 + d * RN_WG;
+            v[d] = g < groups ? vload4(g, x) : (float4)(0.0f);
+        }
+        for (int d = 0; d < AM_DEPTH; d++) {
+            const int g = g0 + d * RN_WG;
+            if (g >= groups) break;
+            argmax_take(v[d].x, 4 * g, &value, &index, &bad);
+            argmax_take(v[d].y, 4 * g + 1, &value, &index, &bad);
+            argmax_take(v[d].z, 4 * g + 2, &value, &index, &bad);
+            argmax_take(v[d].w, 4 * g + 3, &value, &index, &bad);
+        }
     }
+    for (int i = 4 * groups + lid; i < V; i += RN_WG) argmax_take(x[i], i, &value, &index, &bad);
     best_value[lid] = value;
     best_index[lid] = index;
     first_bad[lid] = bad;
