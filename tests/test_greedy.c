@@ -18,29 +18,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "expect.h"
 #include "model_writer.h"
 #include "retnet.h"
 
 #define V 61
 #define B 5
-
-static int failures = 0;
-
-static void expect_true(const char *what, bool ok) {
-    printf("    %-64s %s\n", what, ok ? "pass" : "FAIL");
-    if (!ok) failures++;
-}
-
-static void expect_status(const char *what, rn_status got, rn_status want, rn_context *ctx) {
-    bool ok = got == want;
-    printf("    %-64s %s%s%s\n", what, rn_status_str(got), ok ? "  pass" : "  FAIL, expected ",
-           ok ? "" : rn_status_str(want));
-    if (!ok) failures++;
-    if (got != RN_OK && !*rn_context_last_error(ctx)) {
-        printf("    (no error message)  FAIL\n");
-        failures++;
-    }
-}
 
 static rn_config test_config(void) {
     rn_config c;

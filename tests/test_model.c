@@ -23,6 +23,7 @@
 
 #include "dtype.h"
 #include "engine.h"  /* part 5 forces the matrix-engine stand-in (rn_tuning.mma_emulate) */
+#include "expect.h"
 #include "model_writer.h"
 #include "ref.h"
 #include "retnet.h"
@@ -30,35 +31,11 @@
 #define TOL 1e-4
 static double tol_now = TOL;  /* part 5 widens it */
 
-static int failures = 0;
-
-static double rel_error(const float *ref, const float *got, size_t n) {
-    double max_ref = 0.0, max_diff = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(got[i])) return INFINITY;
-        double d = fabs((double)got[i] - (double)ref[i]);
-        if (d > max_diff) max_diff = d;
-        if (fabs((double)ref[i]) > max_ref) max_ref = fabs((double)ref[i]);
-    }
-    return max_ref > 0 ? max_diff / max_ref : max_diff;
-}
-
 static void expect_close(const char *what, const float *ref, const float *got, size_t n) {
     double e = rel_error(ref, got, n);
     bool ok = e <= tol_now;
     printf("    %-44s rel err %.2e  %s\n", what, e, ok ? "pass" : "FAIL");
     if (!ok) failures++;
-}
-
-static void expect_status(const char *what, rn_status got, rn_status want, rn_context *ctx) {
-    bool ok = got == want;
-    printf("    %-44s %s%s%s\n", what, rn_status_str(got), ok ? "  pass" : "  FAIL, expected ",
-           ok ? "" : rn_status_str(want));
-    if (!ok) failures++;
-    if (got != RN_OK && !*rn_context_last_error(ctx)) {
-        printf("    (no error message)  FAIL\n");
-        failures++;
-    }
 }
 
 typedef struct test_config {
@@ -438,11 +415,6 @@ static void log_progress(void *user, uint64_t done, uint64_t total) {
         rn_context_cancel(p->cancel_at_half, 1);
         p->cancel_at_half = NULL;
     }
-}
-
-static void expect_true(const char *what, int ok) {
-    printf("    %-52s %s\n", what, ok ? "pass" : "FAIL");
-    if (!ok) failures++;
 }
 
 static void run_cancel(rn_context *ctx, const char *dir) {

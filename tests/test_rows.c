@@ -21,44 +21,16 @@
 #include <unistd.h>
 
 #include "engine.h"  /* part 4 forces the matrix-engine stand-in (rn_tuning.mma_emulate) */
+#include "expect.h"
 #include "model_writer.h"
 #include "ref.h"
 #include "retnet.h"
-
-static int failures = 0;
-
-static double rel_error(const float *ref, const float *got, size_t n) {
-    double max_ref = 0.0, max_diff = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(got[i])) return INFINITY;
-        double d = fabs((double)got[i] - (double)ref[i]);
-        if (d > max_diff) max_diff = d;
-        if (fabs((double)ref[i]) > max_ref) max_ref = fabs((double)ref[i]);
-    }
-    return max_ref > 0 ? max_diff / max_ref : max_diff;
-}
 
 static void expect_close(const char *what, const float *ref, const float *got, size_t n, double tol) {
     double e = rel_error(ref, got, n);
     bool ok = e <= tol;
     printf("    %-56s rel err %.2e (tol %.0e)  %s\n", what, e, tol, ok ? "pass" : "FAIL");
     if (!ok) failures++;
-}
-
-static void expect_true(const char *what, bool ok) {
-    printf("    %-56s %s\n", what, ok ? "pass" : "FAIL");
-    if (!ok) failures++;
-}
-
-static void expect_status(const char *what, rn_status got, rn_status want, rn_context *ctx) {
-    bool ok = got == want;
-    printf("    %-56s %s%s%s\n", what, rn_status_str(got), ok ? "  pass" : "  FAIL, expected ",
-           ok ? "" : rn_status_str(want));
-    if (!ok) failures++;
-    if (got != RN_OK && !*rn_context_last_error(ctx)) {
-        printf("    (no error message)  FAIL\n");
-        failures++;
-    }
 }
 
 static rn_config test_config(void) {
