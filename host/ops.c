@@ -373,12 +373,15 @@ rn_status rn_op_linear_mma(rt_runtime *rt, const rn_kernels *k, const rt_buffer 
 }
 
 /* gemm_mma_small's columns per work-group, K per chunk and the slices of K for a product of
- * `width` columns: enough work-groups for about four per compute unit, slices of whole chunks
- * of 32 (`kper`). */
+ * `width` columns: enough work-groups for about two per compute unit, slices of whole chunks
+ * of 32 (`kper`). Each slice writes its partial sums of the whole output, which the reduction
+ * reads back: at batch 32 of a 1.3B model, with four per compute unit, 1.3 GB a step beside
+ * the 2.6 GB of weights. Two per compute unit decoded batch 32 3.8 % faster (1.3B) and 5.7 %
+ * (6.7B) on an H100, one slower than four (docs/bench-splits-h100.jsonl). */
 #define MS_BN 128
 static int64_t mma_splits(const rn_kernels *k, int64_t in, int64_t width, int64_t *kper) {
     const int64_t blocks = (width + MS_BN - 1) / MS_BN, steps = (in + 31) / 32;
-    int64_t splits = (4 * (int64_t)k->compute_units + blocks - 1) / blocks;
+    int64_t splits = (2 * (int64_t)k->compute_units + blocks - 1) / blocks;
     if (splits > (in + 255) / 256) splits = (in + 255) / 256;
     if (splits < 1) splits = 1;
     const int64_t per = (steps + splits - 1) / splits;
