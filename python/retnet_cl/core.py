@@ -273,7 +273,10 @@ class Session(_Handle):
         lib = library()
         if lib.rn_session_position(h) == 0:
             return None
-        return copy_floats(lib.rn_session_logits(h), self.model.vocab_size)
+        logits = lib.rn_session_logits(h)
+        if not logits:  # left on the device by decode_greedy, and reading them back failed
+            raise RetNetError("RN_ERR_OPENCL", _lib.RN_ERR_OPENCL, self.context.last_error)
+        return copy_floats(logits, self.model.vocab_size)
 
     def recent(self, capacity=_lib.RECENT_TOKENS):
         """The last min(capacity, position, 256) tokens consumed, oldest first."""
@@ -302,6 +305,15 @@ class Session(_Handle):
         out = FloatBuffer(1, self.model.vocab_size)
         self.context._check(library().rn_session_decode(self._h(), _lib.int32(token), out.pointer))
         return out.row()
+
+    def decode_greedy(self, token):
+        """Feeds one token in the recurrent form and returns the greedy next token (the largest
+        logit, the lowest id on ties), chosen on the device: the step reads back that id alone.
+        The logits stay on the device until `logits` asks for them."""
+        arr, _ = _lib.id_array([token])
+        nxt = (ctypes.c_int32 * 1)()
+        self.context._check(library().rn_session_decode_greedy(self._h(), 1, arr, nxt))
+        return int(nxt[0])
 
     def reset(self):
         """Forgets every token."""

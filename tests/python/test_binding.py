@@ -244,6 +244,24 @@ class LogitsTest(unittest.TestCase):
             self.assertEqual(s.recent(), SWISH_TOKENS)
             self.assertEqual(s.recent(3), SWISH_TOKENS[-3:])
 
+    def test_decode_greedy(self):
+        """The device's greedy choice is the largest logit (lowest id on ties) that decode gives
+        for the same token on a copy; the logits it left on the device read back the same."""
+        with swish.session() as s:
+            s.prefill(SWISH_TOKENS[:4], mode="chunkwise", chunk_size=SWISH_CHUNK)
+            token = SWISH_TOKENS[4]
+            for _ in range(5):
+                with s.copy() as c:
+                    want = rows(c.decode(token))
+                    nxt = s.decode_greedy(token)
+                    self.assertEqual(nxt, max(range(len(want)), key=lambda i: (want[i], -i)))
+                    self.assertEqual(rows(s.logits), want)
+                    self.assertEqual(s.position, c.position)
+                token = nxt
+            with self.assertRaises(rn.RetNetError) as e:
+                s.decode_greedy(97)  # outside the vocabulary
+            self.assertEqual(e.exception.status, "RN_ERR_INVALID_ARGUMENT")
+
     @need_numpy
     def test_numpy_types(self):
         with swish.session() as s:
