@@ -93,6 +93,11 @@ class Generation:
         if any(not isinstance(s, str) or not s for s in self._stops):
             raise ValueError("stop must be a non-empty string or a list of them")
         self._sampler = Sampler(model.vocab_size, **sampling)
+        # As `retnet generate`: greedy without a repeat penalty takes the argmax on the device
+        # (Session.decode_greedy) and reads back only the token; _next_token holds its choice.
+        self._device_greedy = float(sampling["temperature"]) == 0.0 and (
+            float(sampling["repeat_penalty"]) == 1.0 or int(sampling["repeat_last_n"]) == 0)
+        self._next_token = None
         # The prompt: a BOS only at the start of a session, as the CLI encodes it.
         if prompt is None:
             ids = []
@@ -162,15 +167,21 @@ class Generation:
                                   % len(self.tokens))
             # What `retnet generate` samples from: the session's last logits, its recent
             # tokens (up to 256; the sampler penalises the last repeat_last_n) and position.
-            n_recent = lib.rn_session_recent(h, self._recent, _lib.RECENT_TOKENS)
-            token = self._sampler.sample_pointer(lib.rn_session_logits(h), self._recent, n_recent,
-                                                 lib.rn_session_position(h))
+            if self._next_token is not None:
+                token = self._next_token
+            else:
+                n_recent = lib.rn_session_recent(h, self._recent, _lib.RECENT_TOKENS)
+                token = self._sampler.sample_pointer(lib.rn_session_logits(h), self._recent, n_recent,
+                                                     lib.rn_session_position(h))
             if token == self._eos:
                 tail = self._finish("eos")
                 if tail:
                     return tail
                 raise StopIteration
-            self.context._check(lib.rn_session_decode(h, token, None))
+            if self._device_greedy:
+                self._next_token = self.session.decode_greedy(token)
+            else:
+                self.context._check(lib.rn_session_decode(h, token, None))
             self.tokens.append(token)
             piece = self._detok.push(token)
             if not piece:
