@@ -591,6 +591,12 @@ static bool all_finite(const float *v, size_t n) {
     return (bad & 0x8000000080000000u) == 0;
 }
 
+/* The error of a step whose logits hold a NaN or an infinity: its value, row and column. */
+static rn_status non_finite_logit(rn_session *s, float value, int64_t row, int64_t column) {
+    return rn_fail(&s->model->ctx->err, RN_ERR_NUMERIC, "non-finite logit %g at row %lld, column %lld",
+                   (double)value, (long long)row, (long long)column);
+}
+
 static rn_status read_logits(rn_session *s, rn_workspace *ws, int64_t rows, int64_t kept, float *out) {
     rt_runtime *rt = &s->model->ctx->rt;
     const size_t V = (size_t)s->model->cfg.vocab_size, count = (size_t)rows * V;
@@ -602,8 +608,7 @@ static rn_status read_logits(rn_session *s, rn_workspace *ws, int64_t rows, int6
     if (all_finite(dest, count)) return RN_OK;
     size_t i = 0;
     while (isfinite(dest[i])) i++;  /* the first one, to name it */
-    return rn_fail(&s->model->ctx->err, RN_ERR_NUMERIC, "non-finite logit %g at row %zu, column %zu",
-                   (double)dest[i], i / V, i % V);
+    return non_finite_logit(s, dest[i], (int64_t)(i / V), (int64_t)(i % V));
 }
 
 /* A greedy step's end: each stepped row's choice (argmax.cl) into next[rows], the only read
@@ -622,8 +627,7 @@ static rn_status read_choices(rn_session *s, int64_t rows, int32_t *next) {
         float value = NAN;  /* stays NaN if even this read fails: the step fails either way */
         rt_buffer_read(rt, &s->step.logits, ((size_t)b * (size_t)V + (size_t)column) * sizeof value, &value,
                        sizeof value);
-        return rn_fail(&s->model->ctx->err, RN_ERR_NUMERIC, "non-finite logit %g at row %lld, column %d",
-                       (double)value, (long long)b, (int)column);
+        return non_finite_logit(s, value, b, column);
     }
     for (int64_t b = 0; b < rows; b++) next[b] = s->step_choice[2 * b];
     return RN_OK;

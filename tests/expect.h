@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "retnet.h"
 
@@ -28,6 +29,15 @@ static inline void expect_status(const char *what, rn_status got, rn_status want
         printf("    (no error message)  FAIL\n");
         failures++;
     }
+}
+
+/* A device test's end: its scratch directory removed, the count printed; the exit status. */
+static inline int expect_finish(const char *dir) {
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) printf("could not remove %s\n", dir);
+    printf("%s: %d failure%s\n", failures ? "FAIL" : "ok", failures, failures == 1 ? "" : "s");
+    return failures ? 1 : 0;
 }
 
 /* max |got - ref| / max |ref| (the difference alone where ref is all zeros); infinite where

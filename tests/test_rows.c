@@ -543,9 +543,5 @@ int main(void) {
     rn_context_free(ctx), rn_context_free(kernels_ctx);
     ref_model_free(ref);
     rn_checkpoint_close(ckpt);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) printf("could not remove %s\n", dir);
-    printf("%s: %d failure%s\n", failures ? "FAIL" : "ok", failures, failures == 1 ? "" : "s");
-    return failures ? 1 : 0;
+    return expect_finish(dir);
 }
