@@ -166,11 +166,13 @@ inline void write_outputs(float v0, float v1, int out0, int out1, int end, int p
     }
 }
 
-// Sum and max of `value` over the work-group, returned to every work-item. `scratch` holds
-// RN_WG floats. The last barrier keeps the next call from overwriting scratch[0] before every
-// work-item has read it.
+// Sum and max of `value` over the work-group (of RN_WG work-items, in one or two dimensions),
+// returned to every work-item. `scratch` holds RN_WG floats. The last barrier keeps the next
+// call from overwriting scratch[0] before every work-item has read it.
+inline int flat_local_id(void) { return get_local_id(1) * get_local_size(0) + get_local_id(0); }
+
 inline float group_sum(float value, __local float *scratch) {
-    const int lid = get_local_id(0);
+    const int lid = flat_local_id();
     scratch[lid] = value;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int stride = RN_WG / 2; stride > 0; stride >>= 1) {
@@ -183,7 +185,7 @@ inline float group_sum(float value, __local float *scratch) {
 }
 
 inline float group_max(float value, __local float *scratch) {
-    const int lid = get_local_id(0);
+    const int lid = flat_local_id();
     scratch[lid] = value;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int stride = RN_WG / 2; stride > 0; stride >>= 1) {
@@ -193,4 +195,45 @@ inline float group_max(float value, __local float *scratch) {
     const float best = scratch[0];
     barrier(CLK_LOCAL_MEM_FENCE);
     return best;
+}
+
+// Orders this work-item's global stores before its later atomics, and its earlier atomics before
+// its later loads, for work-items of other groups: what lets the last group of a launch to finish
+// a piece of work read what the other groups wrote (OpenCL 1.2's mem_fence is not specified
+// across groups; on NVIDIA the device-wide fence is said in PTX).
+inline void device_fence(void) {
+#ifdef RN_NV_PTX
+    asm volatile("membar.gl;" ::: "memory");
+#else
+    mem_fence(CLK_GLOBAL_MEM_FENCE);
+#endif
+}
+
+// The group norm and gate of one (token, head) at `base` (norms.cl's group_norm_gate says what),
+// by the whole work-group: the body of group_norm_gate, and of retention_step's last group of a
+// head, which reads o through a volatile pointer as other groups wrote it.
+inline void head_norm_gate(__global const volatile float *o, __global const float *g, __global const float *w,
+                           __global float *y, size_t base, int dv, float eps, int has_weight, int has_gate,
+                           __local float *scratch) {
+    // The loops run the same trips in every work-item, the bound tested inside: PoCL 3.1 ran the
+    // second loop past dv in two-dimensional groups when each work-item's start was its own.
+    const int lid = flat_local_id();
+    float sum_sq = 0.0f;
+    for (int i0 = 0; i0 < dv; i0 += RN_WG) {
+        const int i = i0 + lid;
+        const float v = i < dv ? o[base + i] : 0.0f;
+        sum_sq += v * v;
+    }
+    const float inv = rsqrt(group_sum(sum_sq, scratch) / dv + eps);
+    for (int i0 = 0; i0 < dv; i0 += RN_WG) {
+        const int i = i0 + lid;
+        if (i >= dv) break;
+        float v = o[base + i] * inv;
+        if (has_weight) v *= w[i];
+        if (has_gate) {
+            const float gate = g[base + i];
+            v *= gate / (1.0f + exp(-gate));
+        }
+        y[base + i] = v;
+    }
 }

@@ -29,18 +29,5 @@ __kernel void group_norm_gate(__global const float *o, __global const float *g,
                               __global const float *w, __global float *y, int dv, float eps,
                               int has_weight, int has_gate) {
     __local float scratch[RN_WG];
-    const int lid = get_local_id(0);
-    const size_t base = (size_t)get_group_id(0) * dv;
-    float sum_sq = 0.0f;
-    for (int i = lid; i < dv; i += RN_WG) sum_sq += o[base + i] * o[base + i];
-    const float inv = rsqrt(group_sum(sum_sq, scratch) / dv + eps);
-    for (int i = lid; i < dv; i += RN_WG) {
-        float v = o[base + i] * inv;
-        if (has_weight) v *= w[i];
-        if (has_gate) {
-            const float gate = g[base + i];
-            v *= gate / (1.0f + exp(-gate));
-        }
-        y[base + i] = v;
-    }
+    head_norm_gate(o, g, w, y, (size_t)get_group_id(0) * dv, dv, eps, has_weight, has_gate, scratch);
 }

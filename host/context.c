@@ -81,6 +81,7 @@ static void public_device_info(const rt_device_info *in, rn_device_info *out) {
 void rn_context_options_default(rn_context_options *opts) {
     memset(opts, 0, sizeof *opts);
     opts->program_cache = -1;
+    opts->layer_groups = -1;
 }
 
 rn_status rn_devices_list(rn_device_info *infos, size_t capacity, size_t *count) {
@@ -127,6 +128,7 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
     ctx->tuning.work_group = opts->work_group;
     ctx->tuning.project_rows = (int64_t)opts->project_max_rows;
     ctx->tuning.precision = opts->precision;
+    ctx->tuning.layer_groups = opts->layer_groups;
     atomic_init(&ctx->cancel, 0);
     ctx->id = atomic_fetch_add(&next_context_id, 1);
     rt_cache_mode mode = opts->program_cache < 0 ? RT_CACHE_AUTO

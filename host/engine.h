@@ -99,6 +99,10 @@ typedef struct rn_workspace {
     rt_buffer o;                       /* [rows, Dv] retention output, then gated in place */
     rt_buffer a, b;                    /* [rows, F] */
     rt_buffer logits;                  /* [rows, V] */
+    rt_buffer layer_sync;              /* [3] uints, decoding one sequence: decode_layer's
+                                          barrier of the grid */
+    rt_buffer step_done;               /* [rows * H] ints, decoding: the groups of each head
+                                          that finished a retention step (rn_step_norm) */
     rt_buffer choice;                  /* [rows, 2] int, decoding: a greedy step's choices
                                           (rn_op_argmax) */
     rt_buffer widened;                 /* fp32 copy of one weight matrix (or piece, or as many

@@ -44,6 +44,13 @@ typedef struct rn_kernels {
                                 take gemm_mma_small where it is built and the model's products
                                 fit it; fewer take the project kernel */
     uint32_t compute_units;  /* of the device: how many work-groups fill it */
+    /* One layer of a single sequence's decoding step in one launch (decode_layer.cl), on
+     * layer_groups work-groups of layer_wg (RN_LAYER_WG) that must all be resident at once:
+     * NULL where rn_tuning.layer_groups leaves it off or the device cannot run its groups. */
+    cl_program layer_program;
+    cl_kernel decode_layer;
+    size_t layer_wg;
+    uint32_t layer_groups;
     const char *mma_variant; /* "nvidia-mma f16", "nvidia-mma bf16", "emulated f16", ...: NULL
                                 without gemm_mma */
 } rn_kernels;
@@ -56,6 +63,9 @@ typedef struct rn_tuning {
     bool mma_emulate;        /* selftest only: build gemm_mma.cl's portable stand-in for the
                                 matrix instructions (RN_MMA_EMULATE), to test its tiling and
                                 edges on devices without them */
+    int layer_groups;        /* decode_layer's work-groups: -1 one per compute unit on NVIDIA
+                                GPUs and off elsewhere, 0 off, N > 0 that many (1 on devices
+                                that may not hold several groups at once: tests) */
 } rn_tuning;
 
 /* Compiles the embedded cl_kernels sources for heads of dk key and dv value dimensions and
@@ -257,11 +267,39 @@ rn_status rn_op_chunk_products_mma(rt_runtime *rt, const rn_kernels *k, rn_engin
  * ([batch] ints on the device): q [batch, H*dk], k and v [batch, kv_heads*d], q and k rotated
  * and k scaled; updates state [batch*H, dk, dv] and writes o [batch, H*dv]. The scales are two
  * slots [batch*H]: sequence b reads slot (pos + 1) & 1 (the scale of pos - 1) and writes slot
- * pos & 1 (retention.cl). */
+ * pos & 1 (retention.cl). With `norm`, o leaves through the group norm and gate as
+ * rn_op_group_norm_gate would leave it, in the same launch; NULL leaves the retention output. */
+typedef struct rn_step_norm {
+    const rt_buffer *gate, *weight; /* [batch, H*dv] and [dv], or NULL (rn_op_group_norm_gate) */
+    float eps;
+    rt_buffer *done;                /* [batch*H] ints, zero, and left zero by each launch */
+} rn_step_norm;
 rn_status rn_op_retention_step(rt_runtime *rt, const rn_kernels *k, rn_retention_shape shape,
                                int64_t batch, const rt_buffer *q,
                                const rt_buffer *kk, const rt_buffer *v, const rt_buffer *decays,
                                const rt_buffer *positions, rt_buffer *state, rt_buffer *scale0,
-                               rt_buffer *scale1, rt_buffer *o);
+                               rt_buffer *scale1, rt_buffer *o, const rn_step_norm *norm);
+
+/* A single sequence's decoding step through one pre-norm layer in one launch (decode_layer.cl):
+ * x [D] in place, the layer's state and scale slots updated as rn_op_retention_step does, q, k,
+ * v, g, o and a its scratch. The matrices must be single pieces of an unquantized type, D, Dv
+ * and F multiples of 8, dv of 4 (rn_decode_layer_takes). */
+typedef struct rn_decode_layer_args {
+    rt_buffer *x;
+    const rt_buffer *retention_norm, *ffn_norm, *head_norm;  /* head_norm NULL: none */
+    const rt_buffer *qkvg, *out_proj, *ffn_in, *fc2;  /* each matrix's one piece */
+    const rt_buffer *decays, *angle, *positions;  /* positions [1]: the sequence's */
+    rt_buffer *state, *scale0, *scale1;
+    rt_buffer *q, *k, *v, *g, *o, *a;             /* g NULL: no output gate */
+    rt_buffer *sync;                              /* 3 uints, zero at first */
+    int64_t D, Dv, F, heads, kv_heads;
+    int64_t q_end, k_end, v_end, qkvg_rows;       /* rn_qkvg_rows's k, v, g and total */
+    bool half_split, plain;
+    rn_activation activation;
+    float eps, alpha, k_scale;
+} rn_decode_layer_args;
+bool rn_decode_layer_takes(const rt_runtime *rt, const rn_kernels *k, int64_t D, int64_t Dv, int64_t F,
+                           int64_t heads);
+rn_status rn_op_decode_layer(rt_runtime *rt, const rn_kernels *k, const rn_decode_layer_args *l);
 
 #endif /* RN_OPS_H */

@@ -147,6 +147,12 @@ typedef struct rn_context_options {
                                  models are split; 0: the device's limit. A weight matrix
                                  larger than the limit is held in pieces of whole rows. (The
                                  retnet command reads RETNET_MAX_ALLOC_MIB.) */
+    int layer_groups;         /* a single sequence's decoding step runs each layer in one
+                                 launch of this many work-groups, which must all be resident on
+                                 the device at once: -1 (the default) one per compute unit on
+                                 NVIDIA GPUs, off elsewhere; 0 off (a launch per product); N > 0
+                                 N groups (1 on any device: tests). (The retnet command reads
+                                 RETNET_LAYER_GROUPS.) */
 } rn_context_options;
 
 /* Sets `opts` to the defaults described above. */

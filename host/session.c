@@ -22,7 +22,7 @@
 
 static void workspace_free(rt_runtime *rt, rn_workspace *ws) {
     rt_buffer *all[] = {&ws->tokens, &ws->positions, &ws->scale_in, &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->g, &ws->o,
-                        &ws->a, &ws->b, &ws->logits, &ws->choice, &ws->widened, &ws->stacked, &ws->partial,
+                        &ws->a, &ws->b, &ws->logits, &ws->layer_sync, &ws->step_done, &ws->choice, &ws->widened, &ws->stacked, &ws->partial,
                         &ws->x_half, &ws->retention.chunk_states, &ws->retention.sigma, &ws->retention.scores,
                         &ws->retention.keys};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rt_buffer_free(rt, all[i]);
@@ -153,6 +153,9 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
         {&ws->a, r * (size_t)c->ffn_dim * f, "FFN activations"},
         {&ws->b, r * (size_t)c->ffn_dim * f, "FFN gates"},
         {&ws->logits, (size_t)logit_rows * (size_t)c->vocab_size * f, "logits"},
+        {&ws->layer_sync, mode == RN_MODE_RECURRENT && m->kernels.decode_layer ? 3 * sizeof(cl_uint) : 0,
+         "layer barrier"},
+        {&ws->step_done, mode == RN_MODE_RECURRENT ? r * (size_t)c->heads * sizeof(cl_int) : 0, "step counters"},
         {&ws->choice, mode == RN_MODE_RECURRENT ? r * 2 * sizeof(cl_int) : 0, "greedy choices"},
         {&ws->widened, widened, "widened weights"},
         {&ws->stacked, stacked, "stacked products"},
@@ -318,25 +321,25 @@ static rn_status retention(const pass *p, int64_t l) {
     const rn_config *c = p->c;
     rn_workspace *ws = p->ws;
     const rn_retention_shape shape = {c->heads, c->kv_heads, c->plain_retention};
-    if (p->mode == RN_MODE_RECURRENT) {
-        TRY(rn_op_retention_step(p->rt, p->k, shape, p->n, &ws->q, &ws->k, &ws->v, &p->m->decay, &ws->positions,
-                                 &p->s->state[l], &p->s->scale[2 * l], &p->s->scale[2 * l + 1], &ws->o));
-    } else {
-        /* The scale of position p lives in slot p & 1. A continued prompt enters with that of
-         * pos0 - 1, copied aside: its own slot may be the one the prompt's last token writes. */
-        rt_buffer *scale_out = &p->s->scale[2 * l + ((p->pos0 + (uint64_t)p->n - 1) & 1)];
-        const rt_buffer *scale_in = NULL;
-        if (p->pos0 > 0) {
-            TRY(rt_buffer_copy(p->rt, &p->s->scale[2 * l + ((p->pos0 - 1) & 1)], &ws->scale_in, ws->scale_in.bytes));
-            scale_in = &ws->scale_in;
-        }
-        TRY((ws->retention_gemm ? rn_op_retention_gemm : rn_op_retention)(
-            p->rt, p->k, shape, p->mode, p->chunk, &ws->q, &ws->k, &ws->v, p->n, &p->m->decay, &ws->retention,
-            &ws->o, &p->s->state[l], scale_in, scale_out));
+    const rt_buffer *gate = c->output_gate ? &ws->g : NULL;
+    const rt_buffer *head_norm = c->head_norm_weight ? &p->m->layers[l].head_norm : NULL;
+    if (p->mode == RN_MODE_RECURRENT) {  /* the group norm and gate in the same launch */
+        const rn_step_norm norm = {.gate = gate, .weight = head_norm, .eps = p->eps, .done = &ws->step_done};
+        return rn_op_retention_step(p->rt, p->k, shape, p->n, &ws->q, &ws->k, &ws->v, &p->m->decay, &ws->positions,
+                                    &p->s->state[l], &p->s->scale[2 * l], &p->s->scale[2 * l + 1], &ws->o, &norm);
     }
-    return rn_op_group_norm_gate(p->rt, p->k, &ws->o, c->output_gate ? &ws->g : NULL,
-                                 c->head_norm_weight ? &p->m->layers[l].head_norm : NULL, p->n, c->heads, p->eps,
-                                 &ws->o);
+    /* The scale of position p lives in slot p & 1. A continued prompt enters with that of
+     * pos0 - 1, copied aside: its own slot may be the one the prompt's last token writes. */
+    rt_buffer *scale_out = &p->s->scale[2 * l + ((p->pos0 + (uint64_t)p->n - 1) & 1)];
+    const rt_buffer *scale_in = NULL;
+    if (p->pos0 > 0) {
+        TRY(rt_buffer_copy(p->rt, &p->s->scale[2 * l + ((p->pos0 - 1) & 1)], &ws->scale_in, ws->scale_in.bytes));
+        scale_in = &ws->scale_in;
+    }
+    TRY((ws->retention_gemm ? rn_op_retention_gemm : rn_op_retention)(
+        p->rt, p->k, shape, p->mode, p->chunk, &ws->q, &ws->k, &ws->v, p->n, &p->m->decay, &ws->retention,
+        &ws->o, &p->s->state[l], scale_in, scale_out));
+    return rn_op_group_norm_gate(p->rt, p->k, &ws->o, gate, head_norm, p->n, c->heads, p->eps, &ws->o);
 }
 
 /* A projection of layer_few_rows by W: the project kernel, or with p->mma the small
@@ -353,7 +356,8 @@ static rn_status project(const pass *p, const rn_matrix *W, rn_projection proj) 
 /* One layer for a few rows (decoding, a batch of sequences, a short prompt): the project
  * kernel reads every weight once for all rows, folds each RMSNorm into the product after it,
  * reads q, k, v and g from the stacked matrix and rotates q and k on the way out, and adds the
- * residual or applies the GLU as it writes. Six launches in all. */
+ * residual or applies the GLU as it writes. Five launches in decoding, where the retention step
+ * applies the group norm and gate too; six for a short prompt. */
 static rn_status layer_few_rows(const pass *p, int64_t l) {
     const rn_config *c = p->c;
     const rn_layer_weights *w = &p->m->layers[l];
@@ -382,6 +386,35 @@ static rn_status layer_few_rows(const pass *p, int64_t l) {
     TRY(project(p, &w->fc2, ffn_out));
     if (!p->pre) TRY(rn_op_rms_norm(p->rt, p->k, &ws->x, &w->ffn_norm, p->n, D, p->eps, &ws->x));
     return RN_OK;
+}
+
+/* Whether one sequence's decoding step runs each layer in one launch (decode_layer.cl): pre-norm
+ * layers whose matrices are each one piece, where the device and the shapes allow it. */
+static bool fused_layers(const rn_model *m, int64_t rows, rn_mode mode) {
+    const rn_config *c = &m->cfg;
+    const rn_layer_weights *w = &m->layers[0];
+    return mode == RN_MODE_RECURRENT && rows == 1 && c->normalize_before && w->qkvg.count == 1 &&
+           w->out_proj.count == 1 && w->ffn_in.count == 1 && w->fc2.count == 1 &&
+           rn_decode_layer_takes(&m->ctx->rt, &m->kernels, c->embed_dim, c->value_embed_dim, c->ffn_dim, c->heads);
+}
+
+/* One layer of one sequence's decoding step in one launch. */
+static rn_status layer_fused(const pass *p, int64_t l) {
+    const rn_config *c = p->c;
+    const rn_layer_weights *w = &p->m->layers[l];
+    rn_workspace *ws = p->ws;
+    const rn_decode_layer_args a = {
+        .x = &ws->x, .retention_norm = &w->retention_norm, .ffn_norm = &w->ffn_norm,
+        .head_norm = c->head_norm_weight ? &w->head_norm : NULL, .qkvg = &w->qkvg.pieces[0],
+        .out_proj = &w->out_proj.pieces[0], .ffn_in = &w->ffn_in.pieces[0], .fc2 = &w->fc2.pieces[0],
+        .decays = &p->m->decay, .angle = &p->m->angle, .positions = &ws->positions, .state = &p->s->state[l],
+        .scale0 = &p->s->scale[2 * l], .scale1 = &p->s->scale[2 * l + 1], .q = &ws->q, .k = &ws->k, .v = &ws->v,
+        .g = c->output_gate ? &ws->g : NULL, .o = &ws->o, .a = &ws->a, .sync = &ws->layer_sync,
+        .D = c->embed_dim, .Dv = c->value_embed_dim, .F = c->ffn_dim, .heads = c->heads, .kv_heads = c->kv_heads,
+        .q_end = p->at.k, .k_end = p->at.v, .v_end = p->at.g, .qkvg_rows = p->at.total, .half_split = c->rope_half,
+        .plain = c->plain_retention, .activation = c->activation, .eps = p->eps, .alpha = p->alpha,
+        .k_scale = p->k_scale};
+    return rn_op_decode_layer(p->rt, p->k, &a);
 }
 
 /* y [n, rows of W from row0] = x W^T for a prompt: on the matrix engine where it takes the
@@ -516,7 +549,9 @@ static rn_status forward(rn_session *s, rn_workspace *ws, int64_t n, rn_mode mod
                     .k_scale = (float)(1.0 / sqrt((double)c->key_head_dim)), .pre = c->normalize_before,
                     .mma = mma_rows(m, n)};
     const bool prompt = mode != RN_MODE_RECURRENT;
-    rn_status (*layer)(const pass *, int64_t) = few_rows(m, p.n) ? layer_few_rows : layer_prompt;
+    rn_status (*layer)(const pass *, int64_t) = fused_layers(m, p.n, mode) ? layer_fused
+                                                : few_rows(m, p.n)           ? layer_few_rows
+                                                                             : layer_prompt;
 
     const float embed_scale = c->no_scale_embedding ? 1.0f : (float)sqrt((double)c->embed_dim);
     TRY(rn_matrix_embed(p.rt, p.k, &ws->tokens, p.n, &m->embed, embed_scale, &ws->x));
