@@ -83,6 +83,7 @@ class rn_context_options(ctypes.Structure):
         ("project_max_rows", ctypes.c_size_t),
         ("precision", ctypes.c_int),  # rn_precision
         ("max_allocation", ctypes.c_uint64),
+        ("layer_groups", ctypes.c_int),
     ]
 
 
