@@ -171,17 +171,21 @@ inline void write_outputs(float v0, float v1, int out0, int out1, int end, int p
 // call from overwriting scratch[0] before every work-item has read it.
 inline int flat_local_id(void) { return get_local_id(1) * get_local_size(0) + get_local_id(0); }
 
-inline float group_sum(float value, __local float *scratch) {
-    const int lid = flat_local_id();
+// (sum_over: the same over a group of `size` work-items, a power of two, lid the caller's id.)
+inline float sum_over(float value, __local float *scratch, int lid, int size) {
     scratch[lid] = value;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int stride = RN_WG / 2; stride > 0; stride >>= 1) {
+    for (int stride = size / 2; stride > 0; stride >>= 1) {
         if (lid < stride) scratch[lid] += scratch[lid + stride];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     const float total = scratch[0];
     barrier(CLK_LOCAL_MEM_FENCE);
     return total;
+}
+
+inline float group_sum(float value, __local float *scratch) {
+    return sum_over(value, scratch, flat_local_id(), RN_WG);
 }
 
 inline float group_max(float value, __local float *scratch) {

@@ -82,20 +82,6 @@ inline int grid_sync(grid_t grid) {
     return !*grid.failed;
 }
 
-// Sum of `value` over the work-group; `red` holds RN_LAYER_WG floats.
-inline float layer_sum(float value, __local float *red) {
-    const int lid = get_local_id(0);
-    red[lid] = value;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int stride = RN_LAYER_WG / 2; stride > 0; stride >>= 1) {
-        if (lid < stride) red[lid] += red[lid + stride];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float total = red[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return total;
-}
-
 // xl = x / sqrt(mean(x^2) + eps) * w, staged in local memory for the group's teams.
 inline void stage_rms_norm(__global const volatile float *x, __global const float *w, int cols, float eps,
                            __local float *xl, __local float *red) {
@@ -107,7 +93,7 @@ inline void stage_rms_norm(__global const volatile float *x, __global const floa
         if (i < cols) xl[i] = v;
         sum_sq += v * v;
     }
-    const float inv = rsqrt(layer_sum(sum_sq, red) / cols + eps);
+    const float inv = rsqrt(sum_over(sum_sq, red, lid, RN_LAYER_WG) / cols + eps);
     for (int i = lid; i < cols; i += RN_LAYER_WG) xl[i] = xl[i] * inv * w[i];
     barrier(CLK_LOCAL_MEM_FENCE);
 }
