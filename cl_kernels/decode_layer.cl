@@ -14,8 +14,8 @@
 // for the rest (host/session.c).
 //
 // A barrier of the whole grid needs every group resident at once, which OpenCL does not
-// promise: the host launches one group per compute unit, which NVIDIA GPUs hold at once (the
-// only devices where it is on by default), or one group in all (tests elsewhere). A barrier
+// promise: the host launches one group per compute unit, which NVIDIA GPUs hold at once, or
+// one group in all (tests elsewhere); it is off unless asked for (rn_tuning.layer_groups). A barrier
 // that waits too long (RN_SPIN_NS on NVIDIA, RN_SPINS polls elsewhere) gives up: its group
 // stops and writes NaN into x, so that the step's logits are refused as non-finite rather
 // than wrong.

@@ -63,8 +63,8 @@ typedef struct rn_tuning {
     bool mma_emulate;        /* selftest only: build gemm_mma.cl's portable stand-in for the
                                 matrix instructions (RN_MMA_EMULATE), to test its tiling and
                                 edges on devices without them */
-    int layer_groups;        /* decode_layer's work-groups: -1 one per compute unit on NVIDIA
-                                GPUs and off elsewhere, 0 off, N > 0 that many (1 on devices
+    int layer_groups;        /* decode_layer's work-groups: 0 off, -1 one per compute unit on
+                                NVIDIA GPUs and off elsewhere, N > 0 that many (1 on devices
                                 that may not hold several groups at once: tests) */
 } rn_tuning;
 

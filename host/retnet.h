@@ -149,10 +149,11 @@ typedef struct rn_context_options {
                                  retnet command reads RETNET_MAX_ALLOC_MIB.) */
     int layer_groups;         /* a single sequence's decoding step runs each layer in one
                                  launch of this many work-groups, which must all be resident on
-                                 the device at once: -1 (the default) one per compute unit on
-                                 NVIDIA GPUs, off elsewhere; 0 off (a launch per product); N > 0
-                                 N groups (1 on any device: tests). (The retnet command reads
-                                 RETNET_LAYER_GROUPS.) */
+                                 the device at once: 0 (the default) off, a launch per product;
+                                 -1 one per compute unit on NVIDIA GPUs, off elsewhere; N > 0 N
+                                 groups (1 on any device: tests). Off by default until its speed
+                                 is measured on a GPU (docs/BENCHMARKS.md). (The retnet command
+                                 reads RETNET_LAYER_GROUPS.) */
 } rn_context_options;
 
 /* Sets `opts` to the defaults described above. */

@@ -1275,8 +1275,8 @@ static void test_retention(rt_runtime *rt, const rn_kernels *k, const float *dec
  * residual, RMSNorm, fc1 and the gate with the GLU, fc2 and its residual. Weights rounded to
  * the build's type on both sides. Tolerance 5e-5 of the largest value: a dozen fp32 ops in a
  * chain against double, each about 1e-7 to 1e-6 here; a wrong row, rotation, head or phase
- * order is off by O(1). Runs where the device takes the kernel by default (NVIDIA), or with
- * rn_tuning.layer_groups set. */
+ * order is off by O(1). Runs where the context's layer_groups builds the kernel
+ * (RETNET_LAYER_GROUPS for `retnet selftest`: -1 on NVIDIA, 1 or 2 on PoCL). */
 static void test_decode_layer(rt_runtime *rt, const rn_kernels *k, const float *decay, const float *angle) {
     const int64_t H = 3, dk = k->dk, dv = k->dv, D = 64, Dv = H * dv, F = 96, Q = H * dk;
     const int64_t rows = 2 * Q + 2 * Dv, steps = 3;
@@ -1284,7 +1284,7 @@ static void test_decode_layer(rt_runtime *rt, const rn_kernels *k, const float *
     snprintf(shape, sizeof shape, "D 64, F 96, H 3, dk %lld, dv %lld, %s, %u groups", (long long)dk, (long long)dv,
              st_dtype_name(k->weights), k->layer_groups);
     if (!k->decode_layer || !rn_decode_layer_takes(rt, k, D, Dv, F, H)) {
-        emit("  %-18s %-34s not built for this device (or shape)  skipped", "decode_layer", shape);
+        emit("  %-18s %-34s not built (layer_groups 0) or not this shape  skipped", "decode_layer", shape);
         return;
     }
     const float eps = 1e-6f, k_scale = (float)(1.0 / sqrt((double)dk));

@@ -61,8 +61,8 @@ static const char *bench_usage =
     "two up to 256; default 64 on GPUs, 2 on other devices), RETNET_PROJECT_MAX_ROWS (rows up\n"
     "to which products take the project kernel; default 32, or 4 where the small matrix-engine\n"
     "GEMM takes batches: f16/bf16 on NVIDIA), RETNET_MAX_ALLOC_MIB (the largest single buffer,\n"
-    "when below the device's limit), RETNET_LAYER_GROUPS (work-groups of the one launch per\n"
-    "layer that decodes batch 1: default one per compute unit on NVIDIA, off elsewhere; 0 off).\n"
+    "when below the device's limit), RETNET_LAYER_GROUPS (one launch per layer at batch 1, on\n"
+    "that many work-groups: -1 one per compute unit on NVIDIA GPUs; default 0, off).\n"
     "docs/BENCHMARKS.md has what they measured.\n";
 
 typedef struct bench_options {

@@ -89,8 +89,8 @@ static const char *usage =
     "on GPUs, 2 elsewhere) and RETNET_PROJECT_MAX_ROWS (rows up to which products take the\n"
     "engine's own kernel instead of SGEMM; default 32); RETNET_MAX_ALLOC_MIB (the largest single\n"
     "buffer to allocate, in MiB, when below the device's own limit: larger weight matrices are\n"
-    "held in pieces); RETNET_LAYER_GROUPS (work-groups of the one launch per layer that decodes\n"
-    "a single sequence: default one per compute unit on NVIDIA GPUs and off elsewhere, 0 off).\n";
+    "held in pieces); RETNET_LAYER_GROUPS (one launch per layer when decoding a single sequence,\n"
+    "on that many work-groups: -1 one per compute unit on NVIDIA GPUs; default 0, off).\n";
 
 static int parse_double(const char *s, double lo, double hi, double *out) {
     char *end;
