@@ -201,6 +201,8 @@ __kernel void retention_output(__global const float *q, __global const float *k,
 // o, saving that launch (on an H100 about level: 1.3B batch 1 at 535 tokens/s against 531-533): the
 // group that finishes a head last, counted in done[B*H] (zero before the launch, and left zero),
 // normalizes the head's whole row of o once every group of the head has written its columns.
+// The host asks for it where that ordering across groups is stated (NVIDIA: membar.gl) or given
+// (CPUs): rn_kernels.step_norm.
 // global (RN_STEP_TILE * ceil(RN_DV / RN_STEP_VEC / RN_STEP_TILE), RN_STEP_SPLIT, B * H),
 // local (RN_STEP_TILE, RN_STEP_SPLIT, 1).
 // q [B, H*DK]; k [B, kv_heads*DK]; v [B, kv_heads*DV]; state [B*H, DK, DV]; o, g [B, H*DV].

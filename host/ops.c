@@ -121,6 +121,7 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
     /* decode_layer: groups of 1024 (32 teams of a warp) on NVIDIA, one per compute unit, where
      * all are resident at once; elsewhere only when asked, in groups of 64 (4 teams of 16). */
     const bool nvidia = rt->dev.info.nv_cc_major > 0;
+    k->step_norm = nvidia || !rt->dev.info.is_gpu;
     k->layer_groups = tuning.layer_groups > 0 ? (uint32_t)tuning.layer_groups
                       : tuning.layer_groups < 0 && nvidia ? k->compute_units
                                                           : 0;

@@ -323,22 +323,26 @@ static rn_status retention(const pass *p, int64_t l) {
     const rn_retention_shape shape = {c->heads, c->kv_heads, c->plain_retention};
     const rt_buffer *gate = c->output_gate ? &ws->g : NULL;
     const rt_buffer *head_norm = c->head_norm_weight ? &p->m->layers[l].head_norm : NULL;
-    if (p->mode == RN_MODE_RECURRENT) {  /* the group norm and gate in the same launch */
+    if (p->mode == RN_MODE_RECURRENT) {  /* the group norm and gate in the same launch where it can */
         const rn_step_norm norm = {.gate = gate, .weight = head_norm, .eps = p->eps, .done = &ws->step_done};
-        return rn_op_retention_step(p->rt, p->k, shape, p->n, &ws->q, &ws->k, &ws->v, &p->m->decay, &ws->positions,
-                                    &p->s->state[l], &p->s->scale[2 * l], &p->s->scale[2 * l + 1], &ws->o, &norm);
+        TRY(rn_op_retention_step(p->rt, p->k, shape, p->n, &ws->q, &ws->k, &ws->v, &p->m->decay, &ws->positions,
+                                 &p->s->state[l], &p->s->scale[2 * l], &p->s->scale[2 * l + 1], &ws->o,
+                                 p->k->step_norm ? &norm : NULL));
+        if (p->k->step_norm) return RN_OK;
+    } else {
+        /* The scale of position p lives in slot p & 1. A continued prompt enters with that of
+         * pos0 - 1, copied aside: its own slot may be the one the prompt's last token writes. */
+        rt_buffer *scale_out = &p->s->scale[2 * l + ((p->pos0 + (uint64_t)p->n - 1) & 1)];
+        const rt_buffer *scale_in = NULL;
+        if (p->pos0 > 0) {
+            TRY(rt_buffer_copy(p->rt, &p->s->scale[2 * l + ((p->pos0 - 1) & 1)], &ws->scale_in,
+                               ws->scale_in.bytes));
+            scale_in = &ws->scale_in;
+        }
+        TRY((ws->retention_gemm ? rn_op_retention_gemm : rn_op_retention)(
+            p->rt, p->k, shape, p->mode, p->chunk, &ws->q, &ws->k, &ws->v, p->n, &p->m->decay, &ws->retention,
+            &ws->o, &p->s->state[l], scale_in, scale_out));
     }
-    /* The scale of position p lives in slot p & 1. A continued prompt enters with that of
-     * pos0 - 1, copied aside: its own slot may be the one the prompt's last token writes. */
-    rt_buffer *scale_out = &p->s->scale[2 * l + ((p->pos0 + (uint64_t)p->n - 1) & 1)];
-    const rt_buffer *scale_in = NULL;
-    if (p->pos0 > 0) {
-        TRY(rt_buffer_copy(p->rt, &p->s->scale[2 * l + ((p->pos0 - 1) & 1)], &ws->scale_in, ws->scale_in.bytes));
-        scale_in = &ws->scale_in;
-    }
-    TRY((ws->retention_gemm ? rn_op_retention_gemm : rn_op_retention)(
-        p->rt, p->k, shape, p->mode, p->chunk, &ws->q, &ws->k, &ws->v, p->n, &p->m->decay, &ws->retention,
-        &ws->o, &p->s->state[l], scale_in, scale_out));
     return rn_op_group_norm_gate(p->rt, p->k, &ws->o, gate, head_norm, p->n, c->heads, p->eps, &ws->o);
 }
 
@@ -356,8 +360,8 @@ static rn_status project(const pass *p, const rn_matrix *W, rn_projection proj) 
 /* One layer for a few rows (decoding, a batch of sequences, a short prompt): the project
  * kernel reads every weight once for all rows, folds each RMSNorm into the product after it,
  * reads q, k, v and g from the stacked matrix and rotates q and k on the way out, and adds the
- * residual or applies the GLU as it writes. Five launches in decoding, where the retention step
- * applies the group norm and gate too; six for a short prompt. */
+ * residual or applies the GLU as it writes. Five launches in decoding where the retention step
+ * applies the group norm and gate too (rn_kernels.step_norm), else six, as for a short prompt. */
 static rn_status layer_few_rows(const pass *p, int64_t l) {
     const rn_config *c = p->c;
     const rn_layer_weights *w = &p->m->layers[l];
