@@ -216,23 +216,24 @@ inline void device_fence(void) {
 // The group norm and gate of one (token, head) at `base` (norms.cl's group_norm_gate says what),
 // by the whole work-group: the body of group_norm_gate, and of retention_step's last group of a
 // head, which reads o through a volatile pointer as other groups wrote it.
+// Each work-item reads its RN_DV_PER_ITEM values of o once and keeps them for the second pass.
+// The loops run the same trips in every work-item, the bound tested inside: PoCL 3.1 ran the
+// second loop past the row in two-dimensional groups when each work-item's start was its own.
 inline void head_norm_gate(__global const volatile float *o, __global const float *g, __global const float *w,
-                           __global float *y, size_t base, int dv, float eps, int has_weight, int has_gate,
+                           __global float *y, size_t base, float eps, int has_weight, int has_gate,
                            __local float *scratch) {
-    // The loops run the same trips in every work-item, the bound tested inside: PoCL 3.1 ran the
-    // second loop past dv in two-dimensional groups when each work-item's start was its own.
     const int lid = flat_local_id();
-    float sum_sq = 0.0f;
-    for (int i0 = 0; i0 < dv; i0 += RN_WG) {
-        const int i = i0 + lid;
-        const float v = i < dv ? o[base + i] : 0.0f;
-        sum_sq += v * v;
+    float held[RN_DV_PER_ITEM], sum_sq = 0.0f;
+    for (int j = 0; j < RN_DV_PER_ITEM; j++) {
+        const int i = j * RN_WG + lid;
+        held[j] = i < RN_DV ? o[base + i] : 0.0f;
+        sum_sq += held[j] * held[j];
     }
-    const float inv = rsqrt(group_sum(sum_sq, scratch) / dv + eps);
-    for (int i0 = 0; i0 < dv; i0 += RN_WG) {
-        const int i = i0 + lid;
-        if (i >= dv) break;
-        float v = o[base + i] * inv;
+    const float inv = rsqrt(group_sum(sum_sq, scratch) / RN_DV + eps);
+    for (int j = 0; j < RN_DV_PER_ITEM; j++) {
+        const int i = j * RN_WG + lid;
+        if (i >= RN_DV) break;
+        float v = held[j] * inv;
         if (has_weight) v *= w[i];
         if (has_gate) {
             const float gate = g[base + i];

@@ -26,8 +26,8 @@ __kernel void rms_norm(__global const float *x,   // [rows, dim]
 // shared by the heads. The gate is silu(g), or 1 without an output gate (has_gate 0).
 // One work-group per (token, head): global (RN_WG * n * H). o, g, y: [n, H * dv]; y may be o.
 __kernel void group_norm_gate(__global const float *o, __global const float *g,
-                              __global const float *w, __global float *y, int dv, float eps,
+                              __global const float *w, __global float *y, float eps,
                               int has_weight, int has_gate) {
     __local float scratch[RN_WG];
-    head_norm_gate(o, g, w, y, (size_t)get_group_id(0) * dv, dv, eps, has_weight, has_gate, scratch);
+    head_norm_gate(o, g, w, y, (size_t)get_group_id(0) * RN_DV, eps, has_weight, has_gate, scratch);
 }

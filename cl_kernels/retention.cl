@@ -281,7 +281,7 @@ __kernel void retention_step(__global const float *q, __global const float *k,
         barrier(CLK_LOCAL_MEM_FENCE);
         if (last) {
             device_fence();  // the count before the other groups' columns
-            head_norm_gate(o, g, w, o, (size_t)bh * RN_DV, RN_DV, eps, has_weight, has_gate,
+            head_norm_gate(o, g, w, o, (size_t)bh * RN_DV, eps, has_weight, has_gate,
                            (__local float *)shares);
         }
     }

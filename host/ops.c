@@ -305,10 +305,10 @@ rn_status rn_op_rms_norm(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x
 rn_status rn_op_group_norm_gate(rt_runtime *rt, const rn_kernels *k, const rt_buffer *o,
                                 const rt_buffer *g, const rt_buffer *w, int64_t n, int64_t H,
                                 float eps, rt_buffer *y) {
-    cl_int dv = (cl_int)k->dv, has_weight = w != NULL, has_gate = g != NULL;
+    cl_int has_weight = w != NULL, has_gate = g != NULL;
     /* Absent operands are never read; any valid buffer fills their slots. */
     rt_arg args[] = {RT_ARG_BUF(o), RT_ARG_BUF(g ? g : o), RT_ARG_BUF(w ? w : o), RT_ARG_BUF(y),
-                     RT_ARG_VAL(dv), RT_ARG_VAL(eps), RT_ARG_VAL(has_weight), RT_ARG_VAL(has_gate)};
+                     RT_ARG_VAL(eps), RT_ARG_VAL(has_weight), RT_ARG_VAL(has_gate)};
     size_t global = k->wg * (size_t)(n * H), local = k->wg;
     return rt_launch(rt, k->group_norm_gate, "group_norm_gate", args, N_ARGS(args), 1, &global, &local);
 }
@@ -831,8 +831,8 @@ static size_t decode_layer_local_bytes(const rn_kernels *k, int64_t D, int64_t D
 
 bool rn_decode_layer_takes(const rt_runtime *rt, const rn_kernels *k, int64_t D, int64_t Dv, int64_t F,
                            int64_t heads) {
-    return k->decode_layer && (k->weights == ST_F32 || k->weights == ST_F16 || k->weights == ST_BF16) && D % 8 == 0 && Dv % 8 == 0 &&
-           F % 8 == 0 && k->dv % 4 == 0 &&
+    return k->decode_layer && rn_block_elements(k->weights) == 1 && D % 8 == 0 && Dv % 8 == 0 && F % 8 == 0 &&
+           k->dv % 4 == 0 &&
            decode_layer_local_bytes(k, D, Dv, F, heads) + 64 <= rt->dev.info.local_mem_bytes;
 }
 

@@ -139,7 +139,7 @@ awk -v RS= -v out="$work/unexpected.txt" -v ordered="$work/ordered" '
   !/(^|\n)Oclgrind( -|:)|\tKernel: |\tEntity: |\tFunction: / { next }
   /Function: clBuildProgram/ && /CL_BUILD_PROGRAM_FAILURE/ && expected < 1 { expected++; next }
   /data race/ && /Kernel: retention_step\n/ && /\(o \+ \(size_t\)bh \* RN_DV\)\)\[c\] = sum;/ &&
-    /const float v = i < dv \? o\[base \+ i\] : 0\.0f;|  y\[base \+ i\] = v;/ { step++; next }
+    /held\[j\] = i < RN_DV \? o\[base \+ i\] : 0\.0f;|  y\[base \+ i\] = v;/ { step++; next }
   { n++; print $0 "\n" > out }
   END { print n + 0; print step + 0 > ordered }' "$work/oclgrind.log" "$work/out.txt" > "$work/count"
 count=$(cat "$work/count")
