@@ -150,6 +150,8 @@ struct rn_session {
 /* The bodies of rn_session_init/free/reset, for callers that already hold the context's lock
  * (state.c). */
 rn_status rn_session_init_locked(rn_model *model, rn_session **out);
+/* Whether a single sequence's decoding step runs each layer in one launch (decode_layer.cl). */
+bool rn_model_decodes_layer_in_one_launch(const rn_model *model);
 void rn_session_free_locked(rn_session *session);
 rn_status rn_session_reset_locked(rn_session *session);
 /* Empties row `row` (< batch): zero state and scales, position 0, no recent tokens, zero logits. */

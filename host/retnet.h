@@ -267,6 +267,9 @@ typedef struct rn_model_info {
                                  "BF16", "Q8_0" or "Q4_0" */
     int64_t kv_heads;         /* key/value heads (grouped when below heads) */
     int64_t key_embed_dim;    /* H * dk */
+    int one_launch_layers;    /* 1 where a single sequence's decoding step runs each layer in one
+                                 launch (rn_context_options.layer_groups asked for it and the
+                                 device and model allow it), 0 where it launches per product */
 } rn_model_info;
 
 /* Loads a checkpoint directory: config.json and model.safetensors, or the shards listed in

@@ -393,12 +393,11 @@ static rn_status layer_few_rows(const pass *p, int64_t l) {
     return RN_OK;
 }
 
-/* Whether one sequence's decoding step runs each layer in one launch (decode_layer.cl): pre-norm
- * layers whose matrices are each one piece, where the device and the shapes allow it. */
-static bool fused_layers(const rn_model *m, int64_t rows, rn_mode mode) {
+/* Pre-norm layers whose matrices are each one piece, where the device and the shapes allow it. */
+bool rn_model_decodes_layer_in_one_launch(const rn_model *m) {
     const rn_config *c = &m->cfg;
     const rn_layer_weights *w = &m->layers[0];
-    return mode == RN_MODE_RECURRENT && rows == 1 && c->normalize_before && w->qkvg.count == 1 &&
+    return c->normalize_before && w->qkvg.count == 1 &&
            w->out_proj.count == 1 && w->ffn_in.count == 1 && w->fc2.count == 1 &&
            rn_decode_layer_takes(&m->ctx->rt, &m->kernels, c->embed_dim, c->value_embed_dim, c->ffn_dim, c->heads);
 }
@@ -554,7 +553,7 @@ static rn_status forward(rn_session *s, rn_workspace *ws, int64_t n, rn_mode mod
                     .k_scale = (float)(1.0 / sqrt((double)c->key_head_dim)), .pre = c->normalize_before,
                     .mma = mma_rows(m, n)};
     const bool prompt = mode != RN_MODE_RECURRENT;
-    rn_status (*layer)(const pass *, int64_t) = fused_layers(m, p.n, mode) ? layer_fused
+    rn_status (*layer)(const pass *, int64_t) = mode == RN_MODE_RECURRENT && p.n == 1 && rn_model_decodes_layer_in_one_launch(m) ? layer_fused
                                                 : few_rows(m, p.n)           ? layer_few_rows
                                                                              : layer_prompt;
 

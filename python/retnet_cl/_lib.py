@@ -122,6 +122,7 @@ class rn_model_info(ctypes.Structure):
         ("device_dtype", ctypes.c_char_p),
         ("kv_heads", ctypes.c_int64),
         ("key_embed_dim", ctypes.c_int64),
+        ("one_launch_layers", ctypes.c_int),
     ]
 
 

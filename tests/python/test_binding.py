@@ -134,6 +134,9 @@ class ModelTest(unittest.TestCase):
         self.assertEqual(i["file_dtype"], "F16")
         self.assertEqual(i["device_dtype"], "F16")
         self.assertGreater(i["parameters"], 2_000_000)
+        # One launch per layer is asked for only on NVIDIA GPUs (rn_context_options.layer_groups).
+        if "NVIDIA" not in ctx.device["vendor"]:
+            self.assertIs(i["one_launch_layers"], False)
 
     def test_info_swish(self):
         i = swish.info

@@ -285,11 +285,12 @@ static void print_result(const bench_run *r, const char *test, long n, long batc
         printf("{\"test\":\"%s\",\"model\":\"%s\",\"weights\":\"%s\",\"precision\":\"%s\",\"device\":\"%s\",\"n\":%ld,\"batch\":%ld,"
                "\"context\":%ld,\"reps\":%d,\"tokens_per_s\":%.3f,\"tokens_per_s_sd\":%.3f,\"ms_per_token\":%.5f,"
                "\"ms_per_token_sd\":%.5f,\"%s\":%.6g,\"roofline\":%s,\"roofline_with_retention\":%s,"
-               "\"device_bytes\":%llu%s}\n",
+               "\"device_bytes\":%llu%s%s}\n",
                test, r->name, r->info.device_dtype, cli_precision_name(), r->device, n, batch, context, reps, mean, sd, ms_mean, ms_sd,
                decoding ? "bytes_per_step" : "flops", extra, json_fraction(roofline, json_a),
                json_fraction(roofline_all, json_b), (unsigned long long)device_bytes,
-               !decoding ? "" : r->o->read_logits ? ",\"step\":\"logits\"" : ",\"step\":\"greedy\"");
+               !decoding ? "" : r->o->read_logits ? ",\"step\":\"logits\"" : ",\"step\":\"greedy\"",
+               decoding && batch == 1 && r->info.one_launch_layers ? ",\"layer\":\"one launch\"" : "");
         fflush(stdout);
         return;
     }

@@ -335,6 +335,7 @@ static int cmd_info(const options *o) {
     info_line("file tensors", NULL, "%s, %s", buf, i.file_dtype);
     human_bytes(i.device_bytes, buf, sizeof buf);
     info_line("device weights", NULL, "%s, matrices as %s, norms as F32", buf, i.device_dtype);
+    info_line("decoding a layer", NULL, "%s", i.one_launch_layers ? "one launch (RETNET_LAYER_GROUPS)" : "a launch per product");
     rn_model_free(model);
     rn_context_free(ctx);
     return 0;
