@@ -162,6 +162,34 @@ class Protocol(unittest.TestCase):
         self.assertEqual(text, generate("-p", PROMPT, "-n", "40", "--seed", "3"))
         self.assertTrue(all(r[0] == 200 and r[2] for r in results.values()), "every other stream completes")
 
+    def test_greedy_rows_chosen_on_the_device(self):
+        # Greedy rows without a repeat penalty are stepped with the argmax on the device while
+        # every row is such (serve_scheduler.c); a sampled stream joining later turns the steps
+        # back into logits read for sampling, which must also read the greedy rows' logits left
+        # on the device. Each text must still be exactly `retnet generate`'s.
+        greedy = {"prompt": PROMPT, "max_tokens": 40, "temperature": 0, "repeat_penalty": 1}
+        want = generate("-p", PROMPT, "-n", "40", "--temp", "0", "--repeat-penalty", "1")
+        results = {}
+
+        def run(key, body):
+            results[key] = self.server.stream(body)
+
+        threads = [threading.Thread(target=run, args=(i, greedy)) for i in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+        late = threading.Thread(target=run, args=("sampled", {"prompt": PROMPT, "max_tokens": 24, "seed": 9}))
+        late.start()
+        for t in threads + [late]:
+            t.join()
+        for key, (status, events, done) in results.items():
+            self.assertEqual((status, done), (200, True), key)
+        # generate() drops the trailing newlines that `retnet generate` prints after the text.
+        texts = {k: "".join(e["choices"][0]["text"] for e in v[1]).rstrip("\n") for k, v in results.items()}
+        for i in range(4):
+            self.assertEqual(texts[i], want, "greedy stream %d" % i)
+        self.assertEqual(texts["sampled"], generate("-p", PROMPT, "-n", "24", "--seed", "9"))
+
     def test_options(self):
         s = self.server
         text = s.complete(max_tokens=40, seed=1)
