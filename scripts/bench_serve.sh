@@ -54,6 +54,9 @@ text = urllib.request.urlopen(sys.argv[1] + "/metrics").read().decode()
 print("   ", " ".join(l for l in text.splitlines() if l.startswith("retnet_step")))
 PY
 done
+echo "== 32 greedy streams (temperature 0, repeat penalty 1: the tokens chosen on the device)" >&2
+$py tools/serve_load.py --url "$url" --clients 32 --requests 64 --max-tokens $tokens --prompt-ids 16 --greedy \
+  --json --check | tag greedy-streams
 echo "== a 4096-token prompt arriving while 8 streams run" >&2
 $py tools/serve_load.py --url "$url" --clients 8 --requests 8 --max-tokens $((8 * tokens)) --prompt-ids 16 \
   --inject-prompt 4096 --json --check | tag stall

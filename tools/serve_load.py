@@ -82,6 +82,8 @@ def inject(url, args, totals):
 def one_request(url, args, index, totals):
     body = {"prompt": prompt_of(args, index), "max_tokens": args.max_tokens, "seed": index, "stream": True,
             "stream_options": {"include_usage": True}}
+    if args.greedy:  # the server then picks the tokens on the device while every row is greedy
+        body.update(temperature=0, repeat_penalty=1)
     headers = {"Content-Type": "application/json"}
     if args.api_key:
         headers["Authorization"] = "Bearer " + args.api_key
@@ -141,6 +143,7 @@ def main():
     ap.add_argument("--vocab", type=int, default=1000, help="ids are drawn below this")
     ap.add_argument("--inject-prompt", type=int, default=0, help="send one prompt of N ids meanwhile")
     ap.add_argument("--inject-after", type=float, default=1.0)
+    ap.add_argument("--greedy", action="store_true", help="temperature 0 without a repeat penalty")
     ap.add_argument("--api-key")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
