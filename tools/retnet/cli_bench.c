@@ -62,7 +62,8 @@ static const char *bench_usage =
     "to which products take the project kernel; default 32, or 4 where the small matrix-engine\n"
     "GEMM takes batches: f16/bf16 on NVIDIA), RETNET_MAX_ALLOC_MIB (the largest single buffer,\n"
     "when below the device's limit), RETNET_LAYER_GROUPS (one launch per layer at batch 1, on\n"
-    "that many work-groups: -1 one per compute unit on NVIDIA GPUs; default 0, off).\n"
+    "that many work-groups: -1 one per compute unit on NVIDIA GPUs; default 0, off; the JSON\n"
+    "lines of batch-1 decoding that ran so carry \"layer\":\"one launch\").\n"
     "docs/BENCHMARKS.md has what they measured.\n";
 
 typedef struct bench_options {
