@@ -42,21 +42,26 @@ stop() { kill -TERM $pid; wait $pid; pid=""; }
 tag() { sed "s/^{/{\"case\": \"$1\", \"served\": \"${model[1]##*/}\", \"args\": \"${SERVE_ARGS:-}\", /"; }
 
 mkdir -p "$work/state"
+# Where the server's steps went so far (sampling on the host, the batch's decoding call, the
+# steps whose tokens the device chose).
+step_metrics() {
+  $py - "$url" >&2 <<'PY'
+import sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1] + "/metrics").read().decode()
+print("   ", " ".join(l for l in text.splitlines() if l.startswith(("retnet_step", "retnet_greedy"))))
+PY
+}
 start
 for c in 1 8 32 64; do
   echo "== $c concurrent streams" >&2
   $py tools/serve_load.py --url "$url" --clients $c --requests $((c < 4 ? 4 : 2 * c)) --max-tokens $tokens \
     --prompt-ids 16 --json --check | tag streams
-  # Where the server's steps went so far (sampling on the host, the batch's decoding call).
-  $py - "$url" >&2 <<'PY'
-import sys, urllib.request
-text = urllib.request.urlopen(sys.argv[1] + "/metrics").read().decode()
-print("   ", " ".join(l for l in text.splitlines() if l.startswith("retnet_step")))
-PY
+  step_metrics
 done
 echo "== 32 greedy streams (temperature 0, repeat penalty 1: the tokens chosen on the device)" >&2
 $py tools/serve_load.py --url "$url" --clients 32 --requests 64 --max-tokens $tokens --prompt-ids 16 --greedy \
   --json --check | tag greedy-streams
+step_metrics
 echo "== a 4096-token prompt arriving while 8 streams run" >&2
 $py tools/serve_load.py --url "$url" --clients 8 --requests 8 --max-tokens $((8 * tokens)) --prompt-ids 16 \
   --inject-prompt 4096 --json --check | tag stall

@@ -170,6 +170,12 @@ class Protocol(unittest.TestCase):
         greedy = {"prompt": PROMPT, "max_tokens": 40, "temperature": 0, "repeat_penalty": 1}
         want = generate("-p", PROMPT, "-n", "40", "--temp", "0", "--repeat-penalty", "1")
         results = {}
+        # Sampled requests alone never take the device's choice; greedy ones alone do.
+        before = self.server.metric("retnet_greedy_steps_total")
+        self.server.complete(max_tokens=8, seed=1)
+        self.assertEqual(self.server.metric("retnet_greedy_steps_total"), before)
+        self.server.complete(max_tokens=8, temperature=0, repeat_penalty=1)
+        self.assertGreaterEqual(self.server.metric("retnet_greedy_steps_total"), before + 7)
 
         def run(key, body):
             results[key] = self.server.stream(body)

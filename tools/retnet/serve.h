@@ -123,6 +123,7 @@ typedef struct serve_metrics {
     atomic_int queued, active;
     _Atomic double tokens_per_second;  /* decoded, over the last second of steps */
     atomic_ullong steps, sample_ns, step_ns;  /* decoding steps: sampling, and the device's step */
+    atomic_ullong greedy_steps;                /* steps whose tokens the device chose */
 } serve_metrics;
 
 typedef struct serve_scheduler serve_scheduler;

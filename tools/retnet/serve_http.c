@@ -457,13 +457,15 @@ static enum MHD_Result metrics(serve_http_config *cfg, struct MHD_Connection *c)
              "# HELP retnet_step_sampling_seconds_total Host time sampling the rows' tokens.\n"
              "# TYPE retnet_step_sampling_seconds_total counter\nretnet_step_sampling_seconds_total %.6f\n"
              "# HELP retnet_step_device_seconds_total Time in the batch's decoding calls (device and logits).\n"
-             "# TYPE retnet_step_device_seconds_total counter\nretnet_step_device_seconds_total %.6f\n",
+             "# TYPE retnet_step_device_seconds_total counter\nretnet_step_device_seconds_total %.6f\n"
+             "# HELP retnet_greedy_steps_total Decoding steps whose tokens were chosen on the device (every row greedy).\n"
+             "# TYPE retnet_greedy_steps_total counter\nretnet_greedy_steps_total %llu\n",
              (unsigned long long)atomic_load(&m->requests), (unsigned long long)atomic_load(&m->errors),
              (unsigned long long)atomic_load(&m->rejected_busy), (unsigned long long)atomic_load(&m->prompt_tokens),
              (unsigned long long)atomic_load(&m->completion_tokens), atomic_load(&m->tokens_per_second),
              atomic_load(&m->queued), atomic_load(&m->active), device, host, disk,
              (unsigned long long)atomic_load(&m->steps), (double)atomic_load(&m->sample_ns) * 1e-9,
-             (double)atomic_load(&m->step_ns) * 1e-9);
+             (double)atomic_load(&m->step_ns) * 1e-9, (unsigned long long)atomic_load(&m->greedy_steps));
     return send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4", text, NULL);
 }
 

@@ -490,6 +490,7 @@ static void decode_step(serve_scheduler *s) {
     }
     atomic_fetch_add(&s->metrics->step_ns, serve_now_ns() - t1);
     atomic_fetch_add(&s->metrics->steps, 1);
+    if (greedy) atomic_fetch_add(&s->metrics->greedy_steps, 1);
     if (st != RN_OK) {
         char err[512];
         snprintf(err, sizeof err, "decoding: %s", rn_status_str(st));
