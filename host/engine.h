@@ -120,6 +120,10 @@ typedef struct rn_workspace {
 
 #define RN_RECENT_TOKENS 256
 
+/* Whether a single sequence's decoding step runs each layer in one launch (decode_layer.cl,
+ * session.c); rn_model_info reports it. */
+bool rn_model_decodes_layer_in_one_launch(const rn_model *model);
+
 /* A session is `batch` independent rows (1 for an ordinary session), each a sequence with its
  * own position, state, scale, recent tokens and last logits. */
 struct rn_session {
@@ -150,8 +154,6 @@ struct rn_session {
 /* The bodies of rn_session_init/free/reset, for callers that already hold the context's lock
  * (state.c). */
 rn_status rn_session_init_locked(rn_model *model, rn_session **out);
-/* Whether a single sequence's decoding step runs each layer in one launch (decode_layer.cl). */
-bool rn_model_decodes_layer_in_one_launch(const rn_model *model);
 void rn_session_free_locked(rn_session *session);
 rn_status rn_session_reset_locked(rn_session *session);
 /* Empties row `row` (< batch): zero state and scales, position 0, no recent tokens, zero logits. */

@@ -553,9 +553,10 @@ static rn_status forward(rn_session *s, rn_workspace *ws, int64_t n, rn_mode mod
                     .k_scale = (float)(1.0 / sqrt((double)c->key_head_dim)), .pre = c->normalize_before,
                     .mma = mma_rows(m, n)};
     const bool prompt = mode != RN_MODE_RECURRENT;
-    rn_status (*layer)(const pass *, int64_t) = mode == RN_MODE_RECURRENT && p.n == 1 && rn_model_decodes_layer_in_one_launch(m) ? layer_fused
-                                                : few_rows(m, p.n)           ? layer_few_rows
-                                                                             : layer_prompt;
+    const bool one_launch = mode == RN_MODE_RECURRENT && p.n == 1 && rn_model_decodes_layer_in_one_launch(m);
+    rn_status (*layer)(const pass *, int64_t) = one_launch         ? layer_fused
+                                                : few_rows(m, p.n) ? layer_few_rows
+                                                                   : layer_prompt;
 
     const float embed_scale = c->no_scale_embedding ? 1.0f : (float)sqrt((double)c->embed_dim);
     TRY(rn_matrix_embed(p.rt, p.k, &ws->tokens, p.n, &m->embed, embed_scale, &ws->x));
