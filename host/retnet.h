@@ -484,6 +484,10 @@ typedef struct rn_sampling {
 } rn_sampling;
 
 void rn_sampling_default(rn_sampling *sampling);
+/* 1 where rn_sampler_sample takes the plain argmax of the logits (temperature 0 without a repeat
+ * penalty: repeat_penalty 1 or repeat_last_n 0), the choice rn_session_decode_greedy makes on
+ * the device; 0 otherwise and for NULL. */
+int rn_sampling_is_argmax(const rn_sampling *sampling);
 
 typedef struct rn_sampler rn_sampler;
 /* Checks the settings (RN_ERR_INVALID_ARGUMENT naming the one out of range) and allocates

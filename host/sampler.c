@@ -46,6 +46,10 @@ void rn_sampling_default(rn_sampling *s) {
     s->seed = 0;
 }
 
+int rn_sampling_is_argmax(const rn_sampling *s) {
+    return s && s->temperature == 0.0f && (s->repeat_penalty == 1.0f || s->repeat_last_n == 0);
+}
+
 rn_status sampling_check(const rn_sampling *s, rn_error *err) {
     if (!s) return rn_fail(err, RN_ERR_INVALID_ARGUMENT, "sampling parameters: NULL");
     /* Each test is written so that NaN fails it (comparisons with NaN are false). */

@@ -231,6 +231,17 @@ static void test_defaults_and_check(void) {
     printf("defaults and parameter checks\n");
     rn_sampling s;
     rn_sampling_default(&s);
+    /* The argmax rule (what greedy steps on the device stand in for): temperature 0 and no
+     * repeat penalty, by either of its two off switches. */
+    rn_sampling t = s;
+    CHECK(!rn_sampling_is_argmax(&t) && !rn_sampling_is_argmax(NULL), "the defaults or NULL taken for argmax");
+    t.temperature = 0.0f;
+    CHECK(!rn_sampling_is_argmax(&t), "temperature 0 with a repeat penalty taken for argmax");
+    t.repeat_last_n = 0;
+    CHECK(rn_sampling_is_argmax(&t), "repeat_last_n 0 not taken for argmax");
+    t.repeat_last_n = 64;
+    t.repeat_penalty = 1.0f;
+    CHECK(rn_sampling_is_argmax(&t), "repeat_penalty 1 not taken for argmax");
     CHECK(s.temperature == 0.8f && s.top_k == 40 && s.top_p == 0.95f && s.min_p == 0.05f &&
               s.repeat_penalty == 1.1f && s.repeat_last_n == 64 && s.seed == 0,
           "defaults differ from llama.cpp's");

@@ -200,6 +200,7 @@ _PROTOTYPES = {
     "rn_detokenizer_flush": (_st, [_vp, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(_sz)]),
     "rn_detokenizer_free": (None, [_vp]),
     "rn_sampling_default": (None, [ctypes.POINTER(rn_sampling)]),
+    "rn_sampling_is_argmax": (ctypes.c_int, [ctypes.POINTER(rn_sampling)]),
     "rn_sampler_init": (_st, [ctypes.POINTER(rn_sampling), _sz, ctypes.POINTER(_vp)]),
     "rn_sampler_free": (None, [_vp]),
     "rn_sampler_sample": (_st, [_vp, _f32p, _i32p, _sz, ctypes.c_uint64, ctypes.POINTER(ctypes.c_int32)]),

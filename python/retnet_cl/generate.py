@@ -27,6 +27,7 @@ class Sampler:
         s.seed = int(seed)
         handle = ctypes.c_void_p()
         check(lib.rn_sampler_init(ctypes.byref(s), int(vocab_size), ctypes.byref(handle)))
+        self.is_argmax = bool(lib.rn_sampling_is_argmax(ctypes.byref(s)))
         self._handle = handle
         self._token = ctypes.c_int32()
 
@@ -95,8 +96,7 @@ class Generation:
         self._sampler = Sampler(model.vocab_size, **sampling)
         # As `retnet generate`: greedy without a repeat penalty takes the argmax on the device
         # (Session.decode_greedy) and reads back only the token; _next_token holds its choice.
-        self._device_greedy = float(sampling["temperature"]) == 0.0 and (
-            float(sampling["repeat_penalty"]) == 1.0 or int(sampling["repeat_last_n"]) == 0)
+        self._device_greedy = self._sampler.is_argmax
         self._next_token = None
         # The prompt: a BOS only at the start of a session, as the CLI encodes it.
         if prompt is None:

@@ -244,9 +244,7 @@ static int open_generator(const options *o, generator *g) {
     sampling.repeat_penalty = (float)o->repeat_penalty;
     sampling.repeat_last_n = (int32_t)o->repeat_last_n;
     sampling.seed = o->seed;
-    /* At temperature 0 the sampler takes the argmax after the repeat penalty, and nothing else
-     * applies: without a penalty the device's argmax is the same choice. */
-    g->device_greedy = sampling.temperature == 0.0f && (sampling.repeat_penalty == 1.0f || sampling.repeat_last_n == 0);
+    g->device_greedy = rn_sampling_is_argmax(&sampling);
     if (o->state_save && check_save_target(o->state_save)) return 1;
     /* Text in and out needs the model's tokenizer.json; token ids need nothing. A resumed
      * state without a prompt prints text when the model has a tokenizer, ids otherwise. */

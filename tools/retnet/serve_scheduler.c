@@ -334,10 +334,8 @@ static int admit(serve_scheduler *s, row *r) {
 /* The prompt is in r->session: set up sampling and move it into the next decoding row. */
 static int start_decoding(serve_scheduler *s, row *r, int index) {
     char err[512];
-    const rn_sampling *sampling = &r->job->req.sampling;
-    rn_status st = rn_sampler_init(sampling, s->vocab, &r->sampler);
-    /* What retnet generate decides on the device too (cli_generate.c). */
-    r->device_greedy = sampling->temperature == 0.0f && (sampling->repeat_penalty == 1.0f || sampling->repeat_last_n == 0);
+    rn_status st = rn_sampler_init(&r->job->req.sampling, s->vocab, &r->sampler);
+    r->device_greedy = rn_sampling_is_argmax(&r->job->req.sampling);
     if (st == RN_OK && s->tokenizer)
         st = rn_detokenizer_init(s->tokenizer, RN_DETOKENIZE_CONTINUE | RN_DETOKENIZE_SKIP_SPECIAL, &r->detok);
     if (st != RN_OK) {
