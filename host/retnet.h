@@ -151,9 +151,11 @@ typedef struct rn_context_options {
                                  launch of this many work-groups, which must all be resident on
                                  the device at once: 0 (the default) off, a launch per product;
                                  -1 one per compute unit on NVIDIA GPUs, off elsewhere; N > 0 N
-                                 groups (1 on any device: tests). Off by default until its speed
-                                 is measured on a GPU (docs/BENCHMARKS.md). (The retnet command
-                                 reads RETNET_LAYER_GROUPS.) */
+                                 groups (1 on any device: tests). Off by default: on the H100
+                                 NVIDIA's compiler refuses its groups of 1024 and the step keeps
+                                 a launch per product, so its speed is unmeasured
+                                 (docs/BENCHMARKS.md). (The retnet command reads
+                                 RETNET_LAYER_GROUPS.) */
 } rn_context_options;
 
 /* Sets `opts` to the defaults described above. */
