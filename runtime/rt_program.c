@@ -153,7 +153,8 @@ static void cache_store(const rt_runtime *rt, cl_program program, const char *pa
     free(binary);
 }
 
-static rn_status build_failure(rt_runtime *rt, cl_program program, cl_int rc, const char *options) {
+/* The program's build log, NUL-terminated (NULL without memory). */
+static char *build_log(rt_runtime *rt, cl_program program) {
     size_t log_size = 0;
     clGetProgramBuildInfo(program, rt->dev.device, CL_PROGRAM_BUILD_LOG, 0, NULL, &log_size);
     char *log = malloc(log_size + 1);
@@ -163,6 +164,11 @@ static rn_status build_failure(rt_runtime *rt, cl_program program, cl_int rc, co
             log_size = 0;
         log[log_size] = '\0';
     }
+    return log;
+}
+
+static rn_status build_failure(rt_runtime *rt, cl_program program, cl_int rc, const char *options) {
+    char *log = build_log(rt, program);
     rn_status st = rn_fail(rt->err, RN_ERR_BUILD,
                            "clBuildProgram failed: %s (%d) on '%s' with options \"%s\"; build log:\n%s",
                            rt_cl_error_name(rc), (int)rc, rt->dev.info.name, options,
@@ -196,12 +202,26 @@ rn_status rt_program_build(rt_runtime *rt, const char *preamble, const char *con
                            const size_t *lengths, size_t n, const char *options,
                            cl_program *out) {
     *out = NULL;
+    /* RETNET_BUILD_OPTIONS: options of the OpenCL compiler to add, for a look at what it makes
+     * of the kernels (NVIDIA's -cl-nv-verbose gives each kernel's registers and spills); each
+     * program is then compiled afresh and its build log goes to stderr. */
+    const char *extra = getenv("RETNET_BUILD_OPTIONS");
+    char *with_extra = NULL;
+    if (extra && *extra) {
+        with_extra = malloc(strlen(options) + strlen(extra) + 2);
+        if (!with_extra) return rn_fail(rt->err, RN_ERR_OUT_OF_HOST_MEMORY, "no memory for build options");
+        sprintf(with_extra, "%s %s", options, extra);
+        options = with_extra;
+    }
     size_t total = 0;
     char *source = concat_sources(preamble, sources, lengths, n, &total);
-    if (!source) return rn_fail(rt->err, RN_ERR_OUT_OF_HOST_MEMORY, "no memory for kernel sources");
+    if (!source) {
+        free(with_extra);
+        return rn_fail(rt->err, RN_ERR_OUT_OF_HOST_MEMORY, "no memory for kernel sources");
+    }
 
     char *key = NULL, *path = NULL;
-    if (rt->cache_mode == RT_CACHE_ON && rt->cache_dir) {
+    if (rt->cache_mode == RT_CACHE_ON && rt->cache_dir && !with_extra) {
         key = cache_key(rt, source, total, options);
         path = key ? cache_path(rt, key) : NULL;
         if (path) *out = try_cached(rt, path, key, options);
@@ -221,6 +241,11 @@ rn_status rt_program_build(rt_runtime *rt, const char *preamble, const char *con
                 clReleaseProgram(program);
             } else {
                 if (path) cache_store(rt, program, path, key);
+                if (with_extra) {
+                    char *log = build_log(rt, program);
+                    fprintf(stderr, "build log (options \"%s\"):\n%s\n", options, log ? log : "(no memory)");
+                    free(log);
+                }
                 *out = program;
             }
         }
@@ -228,6 +253,7 @@ rn_status rt_program_build(rt_runtime *rt, const char *preamble, const char *con
     free(path);
     free(key);
     free(source);
+    free(with_extra);
     return st;
 }
 
