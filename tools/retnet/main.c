@@ -90,7 +90,9 @@ static const char *usage =
     "engine's own kernel instead of SGEMM; default 32); RETNET_MAX_ALLOC_MIB (the largest single\n"
     "buffer to allocate, in MiB, when below the device's own limit: larger weight matrices are\n"
     "held in pieces); RETNET_LAYER_GROUPS (one launch per layer when decoding a single sequence,\n"
-    "on that many work-groups: -1 one per compute unit on NVIDIA GPUs; default 0, off).\n";
+    "on that many work-groups: -1 one per compute unit on NVIDIA GPUs; default 0, off);\n"
+    "RETNET_BUILD_OPTIONS (OpenCL compiler options to add: every program is compiled afresh and\n"
+    "its build log printed on standard error).\n";
 
 static int parse_double(const char *s, double lo, double hi, double *out) {
     char *end;
