@@ -68,6 +68,14 @@ if [ -n "$entry" ]; then
     "$retnet" logits --model "$model" --tokens $tokens --mode chunkwise --chunk-size 4 --output "$tmp/c.json"
 fi
 expect "--no-cache" 0 "" -- "$retnet" logits --model "$model" --tokens $tokens --mode parallel --no-cache --output "$tmp/d.json"
+# RETNET_BUILD_OPTIONS: the options reach the compiler (a bad one is its named error), the log
+# comes on stderr, and such a build neither reads nor writes the cache.
+entries=$(ls "$tmp/cache"/*.clbin 2>/dev/null | wc -l)
+expect "build options: the log" 0 'build log (options ".* -w")' -- env RETNET_BUILD_OPTIONS=-w "$retnet" info --model "$model"
+expect "build options: a bad one" 1 "RN_ERR_BUILD.*-no-such-option" -- \
+  env RETNET_BUILD_OPTIONS=-no-such-option "$retnet" info --model "$model"
+if [ "$(ls "$tmp/cache"/*.clbin 2>/dev/null | wc -l)" -eq "$entries" ]; then echo "  pass  build options bypass the cache"; else
+  echo "  FAIL  a build with options wrote the cache"; failures=$((failures + 1)); fi
 
 # Text: the shipped demo model has a tokenizer.json.
 kjv=$(cd "$(dirname "$0")/../examples/kjv-retnet" && pwd)
