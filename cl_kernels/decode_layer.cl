@@ -31,7 +31,7 @@
 // global (RN_LAYER_WG * groups), local RN_LAYER_WG; the preamble gives RN_LAYER_WG and RN_TEAM.
 // x [D]; q [H*dk]; k [kv_heads*dk]; v [kv_heads*dv]; g, o [H*dv]; a [F]; state [H, dk, dv];
 // `sync` 3 uints, zero before the first launch and left with sync[0] zero. `local_mem` holds
-// 2 RN_LAYER_WG + (H rounded up to 8) + max(D, Dv, F, 2 dk + 4 + 4 RN_LAYER_WG) floats.
+// 2 RN_LAYER_WG + (H rounded up to 8) + max(D, Dv, F, 2 dk + 4 RN_LAYER_WG) floats.
 
 #define RN_TEAMS (RN_LAYER_WG / RN_TEAM)
 #define RN_STEP_COLS 8  // float4 columns of the state per work-group unit of phase 2
@@ -157,13 +157,17 @@ inline void layer_product(__global const weight_t *W, int rows, int cols, __loca
 
 // Phase 2: the recurrent step of every head. A unit is RN_STEP_COLS float4 columns of one
 // head's state, the work-group's RN_STEP_PARTS parts of the key rows each taking every
-// RN_STEP_PARTS-th row; the parts' shares of o are summed in local memory.
+// RN_STEP_PARTS-th row; the parts' shares of o are summed in local memory. The shares go
+// through vload4/vstore4, not float4 pointers: `scratch` lies in the kernel's local-memory
+// argument, whose start NVIDIA's driver need not align to 16 bytes (after the kernel's own
+// `failed`), and a misaligned 16-byte local access faults there where PoCL and Oclgrind let it
+// pass.
 inline void layer_step(__global const volatile float *q, __global const volatile float *k,
                        __global const volatile float *v, __global const float *decays, int H, int kv_heads,
                        int plain, __global float *state, __global const int *positions, __global float *scale0,
                        __global float *scale1, __global float *o, __local float *scratch) {
     __local float *q_local = scratch, *k_local = scratch + RN_DK;
-    __local float4 *shares = (__local float4 *)(scratch + 2 * RN_DK + (4 - (2 * RN_DK) % 4) % 4);
+    __local float *shares = scratch + 2 * RN_DK;
     const int lid = get_local_id(0), column = lid % RN_STEP_COLS, part = lid / RN_STEP_COLS;
     const int tiles = (RN_DV / 4 + RN_STEP_COLS - 1) / RN_STEP_COLS;
     const int odd = positions[0] & 1;
@@ -192,13 +196,13 @@ inline void layer_step(__global const volatile float *q, __global const volatile
                 out += q_local[a] * entry;
             }
         }
-        shares[lid] = out;
+        vstore4(out, lid, shares);
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int stride = RN_STEP_PARTS / 2; stride > 0; stride >>= 1) {
-            if (part < stride) shares[lid] += shares[lid + stride * RN_STEP_COLS];
+            if (part < stride) vstore4(vload4(lid, shares) + vload4(lid + stride * RN_STEP_COLS, shares), lid, shares);
             barrier(CLK_LOCAL_MEM_FENCE);
         }
-        if (part == 0 && live) vstore4(shares[lid], c, o + h * RN_DV);
+        if (part == 0 && live) vstore4(vload4(lid, shares), c, o + h * RN_DV);
         if (lid == 0 && unit % tiles == 0) (odd ? scale1 : scale0)[h] = s;
         barrier(CLK_LOCAL_MEM_FENCE);  // q_local, k_local and shares are reused by the next unit
     }

@@ -824,7 +824,7 @@ rn_status rn_op_retention_step(rt_runtime *rt, const rn_kernels *k, rn_retention
 static size_t decode_layer_local_bytes(const rn_kernels *k, int64_t D, int64_t Dv, int64_t F, int64_t H) {
     int64_t staged = D > Dv ? D : Dv;
     if (F > staged) staged = F;
-    const int64_t step = 2 * k->dk + 4 + 4 * (int64_t)k->layer_wg;
+    const int64_t step = 2 * k->dk + 4 * (int64_t)k->layer_wg;
     if (step > staged) staged = step;
     return (size_t)(2 * (int64_t)k->layer_wg + (H + 7) / 8 * 8 + staged) * sizeof(float);
 }
