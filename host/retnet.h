@@ -126,6 +126,9 @@ typedef enum rn_precision {
  * *count to the number of devices present (which may be larger). */
 rn_status rn_devices_list(rn_device_info *infos, size_t capacity, size_t *count);
 
+/* A program's compiler options and build log (rn_context_options.build_log). */
+typedef void (*rn_build_log_fn)(void *user, const char *options, const char *log);
+
 typedef struct rn_context_options {
     const char *device;      /* "P:D", a name substring, or NULL for $RETNET_DEVICE, else the
                                 first GPU, else the first device */
@@ -156,6 +159,14 @@ typedef struct rn_context_options {
                                  a launch per product, so its speed is unmeasured
                                  (docs/BENCHMARKS.md). (The retnet command reads
                                  RETNET_LAYER_GROUPS.) */
+    const char *build_options; /* OpenCL compiler options added to every program the library
+                                 builds, to see what the compiler makes of the kernels (NVIDIA's
+                                 -cl-nv-verbose: registers and spills per kernel); such builds
+                                 neither read nor write the program cache. NULL: none. (The
+                                 retnet command reads RETNET_BUILD_OPTIONS.) */
+    rn_build_log_fn build_log; /* with build_options: called with each program's options and
+                                 build log once it is built (NULL: none) */
+    void *build_log_user;
 } rn_context_options;
 
 /* Sets `opts` to the defaults described above. */

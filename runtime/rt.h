@@ -95,6 +95,9 @@ typedef struct rt_runtime {
     cl_command_queue queue;
     rt_cache_mode cache_mode;
     char *cache_dir;         /* NULL: caching off */
+    char *build_options;     /* added to every build, which then skips the cache; NULL: none */
+    void (*build_log)(void *user, const char *options, const char *log);  /* with build_options */
+    void *build_log_user;
     uint64_t bytes_current;  /* device bytes allocated through rt_buffer_alloc */
     uint64_t bytes_peak;
     rn_error *err;           /* owned by the caller (the host context) */

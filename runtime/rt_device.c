@@ -237,6 +237,7 @@ void rt_release(rt_runtime *rt) {
     }
     if (rt->context) clReleaseContext(rt->context);
     free(rt->cache_dir);
+    free(rt->build_options);
     memset(rt, 0, sizeof *rt);
 }
 

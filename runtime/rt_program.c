@@ -202,15 +202,13 @@ rn_status rt_program_build(rt_runtime *rt, const char *preamble, const char *con
                            const size_t *lengths, size_t n, const char *options,
                            cl_program *out) {
     *out = NULL;
-    /* RETNET_BUILD_OPTIONS: options of the OpenCL compiler to add, for a look at what it makes
-     * of the kernels (NVIDIA's -cl-nv-verbose gives each kernel's registers and spills); each
-     * program is then compiled afresh and its build log goes to stderr. */
-    const char *extra = getenv("RETNET_BUILD_OPTIONS");
+    /* The caller's own options (rn_context_options.build_options), to see what the compiler
+     * makes of the kernels: the program is compiled afresh and its log handed back. */
     char *with_extra = NULL;
-    if (extra && *extra) {
-        with_extra = malloc(strlen(options) + strlen(extra) + 2);
+    if (rt->build_options) {
+        with_extra = malloc(strlen(options) + strlen(rt->build_options) + 2);
         if (!with_extra) return rn_fail(rt->err, RN_ERR_OUT_OF_HOST_MEMORY, "no memory for build options");
-        sprintf(with_extra, "%s %s", options, extra);
+        sprintf(with_extra, "%s %s", options, rt->build_options);
         options = with_extra;
     }
     size_t total = 0;
@@ -241,9 +239,9 @@ rn_status rt_program_build(rt_runtime *rt, const char *preamble, const char *con
                 clReleaseProgram(program);
             } else {
                 if (path) cache_store(rt, program, path, key);
-                if (with_extra) {
+                if (with_extra && rt->build_log) {
                     char *log = build_log(rt, program);
-                    fprintf(stderr, "build log (options \"%s\"):\n%s\n", options, log ? log : "(no memory)");
+                    rt->build_log(rt->build_log_user, options, log ? log : "(no memory for the build log)");
                     free(log);
                 }
                 *out = program;

@@ -84,6 +84,9 @@ class rn_context_options(ctypes.Structure):
         ("precision", ctypes.c_int),  # rn_precision
         ("max_allocation", ctypes.c_uint64),
         ("layer_groups", ctypes.c_int),
+        ("build_options", ctypes.c_char_p),
+        ("build_log", ctypes.c_void_p),  # rn_build_log_fn; the binding sets none
+        ("build_log_user", ctypes.c_void_p),
     ]
 
 

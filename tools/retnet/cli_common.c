@@ -163,6 +163,12 @@ const char *cli_precision_name(void) {
     return precisions[precision_chosen].name;
 }
 
+/* RETNET_BUILD_OPTIONS: each program's build log on standard error. */
+static void print_build_log(void *user, const char *build_options, const char *log) {
+    (void)user;
+    fprintf(stderr, "build log (options \"%s\"):\n%s\n", build_options, log);
+}
+
 void cli_context_options(const char *device, int no_cache, rn_context_options *opts) {
     rn_context_options_default(opts);
     opts->device = device;
@@ -175,6 +181,11 @@ void cli_context_options(const char *device, int no_cache, rn_context_options *o
     if (rows && atol(rows) > 0) opts->project_max_rows = (size_t)atol(rows);
     if (alloc && atof(alloc) > 0) opts->max_allocation = (uint64_t)(atof(alloc) * 1048576.0);
     if (groups && *groups) opts->layer_groups = atoi(groups);
+    const char *build = getenv("RETNET_BUILD_OPTIONS");
+    if (build && *build) {
+        opts->build_options = build;
+        opts->build_log = print_build_log;
+    }
 }
 
 int cli_open_context(const char *device, int no_cache, rn_context **ctx) {
