@@ -134,12 +134,12 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
                          : opts->program_cache ? RT_CACHE_ON : RT_CACHE_OFF;
     rn_status st = rt_init(&ctx->rt, opts->device, mode, opts->cache_dir, &ctx->err);
     if (st == RN_OK && opts->build_options && *opts->build_options) {
+        ctx->rt.build_log = opts->build_log;
+        ctx->rt.build_log_user = opts->build_log_user;
         if (!(ctx->rt.build_options = strdup(opts->build_options))) {
             rt_release(&ctx->rt);
             st = rn_fail(&ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no memory for the build options");
         }
-        ctx->rt.build_log = opts->build_log;
-        ctx->rt.build_log_user = opts->build_log_user;
     }
     if (st != RN_OK) {
         if (error_message && error_capacity)
