@@ -159,9 +159,8 @@ inline void layer_product(__global const weight_t *W, int rows, int cols, __loca
 // head's state, the work-group's RN_STEP_PARTS parts of the key rows each taking every
 // RN_STEP_PARTS-th row; the parts' shares of o are summed in local memory. The shares go
 // through vload4/vstore4, not float4 pointers: `scratch` lies in the kernel's local-memory
-// argument, whose start NVIDIA's driver need not align to 16 bytes (after the kernel's own
-// `failed`), and a misaligned 16-byte local access faults there where PoCL and Oclgrind let it
-// pass.
+// argument, whose start NVIDIA's driver need not align to 16 bytes, and a misaligned 16-byte
+// local access faults there where PoCL and Oclgrind let it pass.
 inline void layer_step(__global const volatile float *q, __global const volatile float *k,
                        __global const volatile float *v, __global const float *decays, int H, int kv_heads,
                        int plain, __global float *state, __global const int *positions, __global float *scale0,

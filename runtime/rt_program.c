@@ -154,7 +154,7 @@ static void cache_store(const rt_runtime *rt, cl_program program, const char *pa
 }
 
 /* The program's build log, NUL-terminated (NULL without memory). */
-static char *build_log(rt_runtime *rt, cl_program program) {
+static char *program_build_log(rt_runtime *rt, cl_program program) {
     size_t log_size = 0;
     clGetProgramBuildInfo(program, rt->dev.device, CL_PROGRAM_BUILD_LOG, 0, NULL, &log_size);
     char *log = malloc(log_size + 1);
@@ -168,7 +168,7 @@ static char *build_log(rt_runtime *rt, cl_program program) {
 }
 
 static rn_status build_failure(rt_runtime *rt, cl_program program, cl_int rc, const char *options) {
-    char *log = build_log(rt, program);
+    char *log = program_build_log(rt, program);
     rn_status st = rn_fail(rt->err, RN_ERR_BUILD,
                            "clBuildProgram failed: %s (%d) on '%s' with options \"%s\"; build log:\n%s",
                            rt_cl_error_name(rc), (int)rc, rt->dev.info.name, options,
@@ -240,7 +240,7 @@ rn_status rt_program_build(rt_runtime *rt, const char *preamble, const char *con
             } else {
                 if (path) cache_store(rt, program, path, key);
                 if (with_extra && rt->build_log) {
-                    char *log = build_log(rt, program);
+                    char *log = program_build_log(rt, program);
                     rt->build_log(rt->build_log_user, options, log ? log : "(no memory for the build log)");
                     free(log);
                 }
