@@ -416,7 +416,7 @@ rn_status rn_op_linear_mma(rt_runtime *rt, const rn_kernels *k, const rt_buffer 
  * the 2.6 GB of weights. Two per compute unit decoded batch 32 3.8 % faster (1.3B) and 5.7 %
  * (6.7B) on an H100, one slower than four (docs/bench-splits-h100.jsonl). */
 #define MS_BN 128
-static int64_t mma_splits(const rn_kernels *k, int64_t in, int64_t width, int64_t *kper) {
+int64_t rn_mma_slices(const rn_kernels *k, int64_t in, int64_t width, int64_t *kper) {
     const int64_t blocks = (width + MS_BN - 1) / MS_BN, steps = (in + 31) / 32;
     int64_t splits = (2 * (int64_t)k->compute_units + blocks - 1) / blocks;
     if (splits > (in + 255) / 256) splits = (in + 255) / 256;
@@ -428,7 +428,7 @@ static int64_t mma_splits(const rn_kernels *k, int64_t in, int64_t width, int64_
 
 uint64_t rn_mma_partial_bytes(const rn_kernels *k, int64_t n, int64_t in, int64_t width) {
     int64_t kper;
-    return (uint64_t)mma_splits(k, in, width, &kper) * (uint64_t)n * (uint64_t)width * sizeof(float);
+    return (uint64_t)rn_mma_slices(k, in, width, &kper) * (uint64_t)n * (uint64_t)width * sizeof(float);
 }
 
 /* What a projection does with its output (rn_projection: plain with q/k rotation into up to
@@ -477,7 +477,7 @@ rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projec
                        "the small matrix-engine GEMM cannot take %lld rows x %lld -> %lld%s",
                        (long long)p->n, (long long)p->cols, (long long)width, p->normalize ? " with a norm" : "");
     int64_t kper64;
-    const cl_int splits = (cl_int)mma_splits(k, p->cols, width, &kper64);
+    const cl_int splits = (cl_int)rn_mma_slices(k, p->cols, width, &kper64);
     cl_int M = (cl_int)p->n, K = (cl_int)p->cols, N = (cl_int)width, kper = (cl_int)kper64;
     cl_ulong first = 0;
     rt_arg gemm_args[] = {RT_ARG_BUF(p->x), RT_ARG_VAL(M), RT_ARG_VAL(K), RT_ARG_BUF(p->W), RT_ARG_VAL(first),

@@ -193,6 +193,9 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
  * GLU mode); gemm_mma_reduce adds them up and applies the epilogue. */
 rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projection *p, rt_buffer *partial);
 uint64_t rn_mma_partial_bytes(const rn_kernels *k, int64_t n, int64_t in, int64_t width);
+/* How many slices of K (each `kper` wide) gemm_mma_small cuts a product of `in` columns of x into
+ * `width` outputs into: from k->compute_units. */
+int64_t rn_mma_slices(const rn_kernels *k, int64_t in, int64_t width, int64_t *kper);
 
 /* w = uniform random in [-scale, scale) from (seed, element index), over `count` elements of a
  * matrix in the kernels' weight type: elements [from, from + count) of the matrix, stored from

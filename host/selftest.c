@@ -209,8 +209,10 @@ static void test_embed(rt_runtime *rt, const rn_kernels *k) {
 }
 
 static void test_rms_norm(rt_runtime *rt, const rn_kernels *k) {
-    const int64_t dims[] = {40, 129, 1000};
-    for (size_t d = 0; d < 3; d++)
+    /* Row lengths with and without a scalar tail, and 4103: past the pieces a GPU's group keeps
+     * (64 work-items x 8 x 4 floats), so the second pass reads x again. */
+    const int64_t dims[] = {40, 129, 1000, 4103};
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
         for (int weighted = 0; weighted < 2; weighted++) {
             const int64_t rows = 5, dim = dims[d];
             size_t count = (size_t)(rows * dim);
@@ -434,17 +436,22 @@ static void test_linear_mma(rt_runtime *rt, const rn_kernels *k) {
  * times it where the epilogue combines two sums), at least the project kernel's 1e-5. */
 static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *angle) {
     const int64_t dk = k->dk;
-    const struct { int64_t n, cols, rows; rn_project_mode mode; int rotate; rn_activation act; } cases[] = {
-        {1, 40, 13, RN_PROJECT_PLAIN, 0, RN_ACT_GELU},       {3, 264, 70, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU},
-        {8, 520, 3 * 16 + 5, RN_PROJECT_PLAIN, 1, RN_ACT_GELU}, {17, 600, 200, RN_PROJECT_GLU, 0, RN_ACT_SWISH},
-        {32, 96, 3 * 16 + 5, RN_PROJECT_PLAIN, 2, RN_ACT_GELU}, {64, 328, 70, RN_PROJECT_GLU, 0, RN_ACT_GELU},
-        {64, 1032, 136, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU},  {33, 16, 9, RN_PROJECT_PLAIN, 0, RN_ACT_GELU},
+    /* units: the compute units the slices of K are cut for, if not the device's. At 4, 9 x 1704
+     * -> 20 is cut into 7 slices: the reduction's loop of four slices and the three after it. */
+    const struct { int64_t n, cols, rows; rn_project_mode mode; int rotate; rn_activation act; uint32_t units; } cases[] = {
+        {1, 40, 13, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 0},       {3, 264, 70, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0},
+        {8, 520, 3 * 16 + 5, RN_PROJECT_PLAIN, 1, RN_ACT_GELU, 0}, {17, 600, 200, RN_PROJECT_GLU, 0, RN_ACT_SWISH, 0},
+        {32, 96, 3 * 16 + 5, RN_PROJECT_PLAIN, 2, RN_ACT_GELU, 0}, {64, 328, 70, RN_PROJECT_GLU, 0, RN_ACT_GELU, 0},
+        {64, 1032, 136, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0},  {33, 16, 9, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 0},
+        {9, 1704, 20, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 4},
     };
     const float alpha = 1.3f, k_scale = (float)(1.0 / sqrt((double)dk));
     const double u = ldexp(1.0, -23);
     for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
         const int64_t n = cases[s].n, cols = cases[s].cols;
         const bool glu = cases[s].mode == RN_PROJECT_GLU, rot = cases[s].rotate != 0;
+        rn_kernels cut = *k;  /* the same kernels; only how the host cuts K differs */
+        if (cases[s].units) cut.compute_units = cases[s].units;
         /* Rotated cases: two q heads and one k head of dk rows, then five plain rows. */
         const int64_t rows = rot ? 3 * dk + 5 : cases[s].rows, q_rows = 2 * dk, rotated = rot ? 3 * dk : 0;
         const int64_t w_rows = glu ? 2 * rows : rows;
@@ -497,7 +504,7 @@ static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *a
             gy[o] = cases[s].mode == RN_PROJECT_RESIDUAL ? guarded_from(rt, y0, out_count * sizeof *y0)
                                                          : guarded_alloc(rt, (size_t)(n * width) * sizeof(float));
         }
-        const uint64_t partial_bytes = rn_mma_partial_bytes(k, n, cols, w_rows);
+        const uint64_t partial_bytes = rn_mma_partial_bytes(&cut, n, cols, w_rows);
         guarded gpart = guarded_alloc(rt, (size_t)partial_bytes);
         rn_projection p = {.W = &gw.view, .rows = rows, .cols = cols, .x = &gx.view, .n = n, .mode = cases[s].mode,
                            .alpha = alpha, .activation = cases[s].act, .ends = {ends[0], ends[1], ends[2]},
@@ -505,7 +512,7 @@ static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *a
                            .positions = rot ? &gp.view : NULL, .angle = &ga.view, .k_scale = k_scale,
                            .half_split = cases[s].rotate == 2};
         for (int o = 0; o < outputs; o++) p.y[o] = &gy[o].view;
-        must(rn_op_project_mma(rt, k, &p, &gpart.view), rt, "project_mma");
+        must(rn_op_project_mma(rt, &cut, &p, &gpart.view), rt, "project_mma");
         bool intact = guarded_read(rt, &gpart, NULL);
         float *part = malloc(out_count * sizeof *part);
         for (int o = 0; o < outputs; o++) {
@@ -517,11 +524,13 @@ static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *a
         if (cases[s].mode == RN_PROJECT_RESIDUAL) tol += 4.0 * u;
         if (tol < 1e-5) tol = 1e-5;
         char shape[80];
-        snprintf(shape, sizeof shape, "%lld x %lld -> %lld %s (%s)", (long long)n, (long long)cols, (long long)rows,
+        int64_t kper;
+        snprintf(shape, sizeof shape, "%lld x %lld -> %lld %s, %lld slices (%s)", (long long)n, (long long)cols,
+                 (long long)rows,
                  glu ? (cases[s].act == RN_ACT_SWISH ? "glu swish" : "glu gelu")
                      : cases[s].mode == RN_PROJECT_RESIDUAL ? "+res"
                      : rot ? (cases[s].rotate == 2 ? "rot halves" : "rot pairs") : "plain",
-                 k->mma_variant);
+                 (long long)rn_mma_slices(&cut, cols, w_rows, &kper), k->mma_variant);
         check("project_mma", shape, ref, got, out_count, tol, intact);
         for (int o = 0; o < outputs; o++) guarded_free(&gy[o]);
         guarded_free(&gw), guarded_free(&gx), guarded_free(&ga), guarded_free(&gp), guarded_free(&gpart);
