@@ -277,11 +277,9 @@ inline void ms_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b
 /* The RMSNorm folded in (gemm_mma_small_norm). The product is linear in each row of x, so
  * norm(x) W^T = inv(x) * ((x * w) W^T) with inv(x) = 1 / sqrt(mean(x^2) + eps): the kernel stages
  * x * w (w the norm's weight, or 1) instead of x, and the reduction multiplies each row's sum by
- * inv. mean(x^2) is a sum over all of K, which no work-group sees: in the work-groups of the
- * first column block, each work-item adds up the squares of the fp32 values it stages (rows
- * tid / (MS_KC / 4) + MS_ROWS_PASS p, the same in every chunk) in its own slots of local memory
- * (in registers they cost the kernel its third work-group per compute unit: 1.3B batch 32 3 %
- * and 6.7B 17 % slower on an H100), and those work-groups write their slice's sums to
+ * inv. mean(x^2) is a sum over all of K, which no work-group sees: each work-item adds up the
+ * squares of the fp32 values it stages (rows tid / (MS_KC / 4) + MS_ROWS_PASS p, the same in
+ * every chunk), and the work-groups of the first column block write their slice's sums to
  * sumsq[split][M], which gemm_mma_reduce adds in slice order. The separate rms_norm launch this
  * replaces cost 8 us at 1.3B batch 32 on an H100, 49 times a step. What is rounded to half is
  * x * w rather than x * w * inv: the same relative rounding, but x * w must stay inside half's
@@ -294,14 +292,13 @@ inline void ms_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b
  * go (norm only; gemm_mma_small_norm puts them in `part` after the partial products). */
 inline void ms_product(__global const float *x, int M, int K, __global const ushort *w, ulong w_first, int N,
                        int kper, __global float *part, const int norm, __global const float *norm_w,
-                       __global float *sumsq, __local uint *Xs, __local uint *Eall, __local float *squares) {
+                       __global float *sumsq, __local uint *Xs, __local uint *Eall) {
     const int tid = (int)get_local_id(0), lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
 #ifdef RN_MMA_EMULATE
     __local uint *E = Eall + warp * 32 * 6;
 #endif
-    const bool summing = norm && get_group_id(0) == 0;  /* this work-group adds up squares */
-    if (summing)
-        for (int p = 0; p < MS_PASSES; p++) squares[p * MS_WARPS * 32 + tid] = 0.0f;
+    float squares[MS_PASSES];  /* norm: this work-item's share of its rows' sums of squares */
+    for (int p = 0; p < MS_PASSES; p++) squares[p] = 0.0f;
     const int n0 = (int)get_group_id(0) * MS_BN + warp * (MS_NF * 8);
     const int split = (int)get_group_id(1), m0 = (int)get_group_id(2) * (MS_MF * 16);
     const int k_begin = split * kper, k_end = min(K, k_begin + kper);
@@ -323,15 +320,16 @@ inline void ms_product(__global const float *x, int M, int K, __global const ush
                                                 : (uint4)(0u);
             }
         /* x's rows [m0, m0 + 16 mf) for the chunk, as halves (zeros past M and past the slice). */
-        const int w_col = kc + 4 * (tid % (MS_KC / 4));  /* the columns this work-item stages */
-        const float4 scale = norm == 2 && w_col < k_end ? vload4(0, norm_w + w_col) : (float4)(1.0f);
+#pragma unroll
         for (int p = 0; p < MS_PASSES; p++) {
             const int r = MS_ROWS_PASS * p + tid / (MS_KC / 4), q = tid % (MS_KC / 4), col = kc + 4 * q;
             if (MS_ROWS_PASS * p >= mf * 16) break;  /* the same for the whole group */
             const bool inside = r < rows && col < k_end;
             float4 v = inside ? vload4(0, x + (size_t)(m0 + r) * (size_t)K + (size_t)col) : (float4)(0.0f);
-            if (summing) squares[p * MS_WARPS * 32 + tid] += dot(v, v);
-            if (norm == 2) v *= scale;
+            if (norm) {
+                squares[p] += dot(v, v);
+                if (norm == 2 && inside) v *= vload4(0, norm_w + col);
+            }
             mma_store4(v, Xs + (r * MS_LD + 4 * q) / 2);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
@@ -360,13 +358,16 @@ inline void ms_product(__global const float *x, int M, int K, __global const ush
                 if (row < M && n < N) out[(size_t)row * (size_t)N + (size_t)n] = c[i][j][e];
             }
 
-    /* The slice's sums of squares of rows [m0, m0 + rows): MS_KC / 4 work-items shared each row. */
-    if (summing) {
+    /* The slice's sums of squares of rows [m0, m0 + rows): MS_KC / 4 work-items shared each row
+     * (the chunk loop's last barrier leaves Xs free for their shares). */
+    if (norm && get_group_id(0) == 0) {
+        __local float *shares = (__local float *)Xs;
+        for (int p = 0; p < MS_PASSES; p++) shares[p * MS_WARPS * 32 + tid] = squares[p];
         barrier(CLK_LOCAL_MEM_FENCE);
         if (tid < rows) {
             const int p = tid / MS_ROWS_PASS, first = p * MS_WARPS * 32 + (tid % MS_ROWS_PASS) * (MS_KC / 4);
             float sum = 0.0f;
-            for (int i = 0; i < MS_KC / 4; i++) sum += squares[first + i];
+            for (int i = 0; i < MS_KC / 4; i++) sum += shares[first + i];
             sumsq[(size_t)split * (size_t)M + (size_t)(m0 + tid)] = sum;
         }
     }
@@ -381,7 +382,7 @@ void gemm_mma_small(__global const float *x, int M, int K, __global const ushort
 #else
     __local uint *Eall = 0;
 #endif
-    ms_product(x, M, K, w, w_first, N, kper, part, 0, 0, 0, Xs, Eall, 0);
+    ms_product(x, M, K, w, w_first, N, kper, part, 0, 0, 0, Xs, Eall);
 }
 
 __kernel __attribute__((reqd_work_group_size(128, 1, 1)))
@@ -395,9 +396,8 @@ void gemm_mma_small_norm(__global const float *x, int M, int K, __global const u
 #else
     __local uint *Eall = 0;
 #endif
-    __local float squares[MS_PASSES * MS_WARPS * 32];
-    if (has_weight) ms_product(x, M, K, w, w_first, N, kper, part, 2, norm_w, sumsq, Xs, Eall, squares);
-    else ms_product(x, M, K, w, w_first, N, kper, part, 1, norm_w, sumsq, Xs, Eall, squares);
+    if (has_weight) ms_product(x, M, K, w, w_first, N, kper, part, 2, norm_w, sumsq, Xs, Eall);
+    else ms_product(x, M, K, w, w_first, N, kper, part, 1, norm_w, sumsq, Xs, Eall);
 }
 
 /* The sum over the splits of gemm_mma_small's partial products, part[splits][M][N], with the
