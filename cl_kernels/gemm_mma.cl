@@ -274,31 +274,18 @@ inline void ms_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b
 #define MS_MMA MMA_SYNC
 #endif
 
-/* The RMSNorm folded in (gemm_mma_small_norm). The product is linear in each row of x, so
- * norm(x) W^T = inv(x) * ((x * w) W^T) with inv(x) = 1 / sqrt(mean(x^2) + eps): the kernel stages
- * x * w (w the norm's weight, or 1) instead of x, and the reduction multiplies each row's sum by
- * inv. mean(x^2) is a sum over all of K, which no work-group sees: each work-item adds up the
- * squares of the fp32 values it stages (rows tid / (MS_KC / 4) + MS_ROWS_PASS p, the same in
- * every chunk), and the work-groups of the first column block write their slice's sums to
- * sumsq[split][M], which gemm_mma_reduce adds in slice order. The separate rms_norm launch this
- * replaces cost 8 us at 1.3B batch 32 on an H100, 49 times a step. What is rounded to half is
- * x * w rather than x * w * inv: the same relative rounding, but x * w must stay inside half's
- * range (bf16 has float's). */
-#define MS_ROWS_PASS (MS_WARPS * 32 / (MS_KC / 4))  /* rows of x one pass of the group stages */
-#define MS_PASSES (MS_MF * 16 / MS_ROWS_PASS)
-
-/* global (ceil(N / 128) * 128, splits, ceil(M / 64)), local (128, 1, 1); kper a multiple of 32.
- * norm: 0 none, 1 without a weight, 2 with norm_w [K]; sumsq: where the slices' sums of squares
- * go (norm only; gemm_mma_small_norm puts them in `part` after the partial products). */
-inline void ms_product(__global const float *x, int M, int K, __global const ushort *w, ulong w_first, int N,
-                       int kper, __global float *part, const int norm, __global const float *norm_w,
-                       __global float *sumsq, __local uint *Xs, __local uint *Eall) {
+/* global (ceil(N / 64) * 128, splits, ceil(M / 64)), local (128, 1, 1); kper a multiple of 32. */
+__kernel __attribute__((reqd_work_group_size(128, 1, 1)))
+void gemm_mma_small(__global const float *x, int M, int K, __global const ushort *w, ulong w_first, int N,
+                    int kper, __global float *part) {
+    __local uint Xs[MS_MF * 16 * MS_LD / 2] __attribute__((aligned(16)));
+#ifdef RN_MMA_EMULATE
+    __local uint Eall[MS_WARPS * 32 * 6];
+#endif
     const int tid = (int)get_local_id(0), lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
 #ifdef RN_MMA_EMULATE
     __local uint *E = Eall + warp * 32 * 6;
 #endif
-    float squares[MS_PASSES];  /* norm: this work-item's share of its rows' sums of squares */
-    for (int p = 0; p < MS_PASSES; p++) squares[p] = 0.0f;
     const int n0 = (int)get_group_id(0) * MS_BN + warp * (MS_NF * 8);
     const int split = (int)get_group_id(1), m0 = (int)get_group_id(2) * (MS_MF * 16);
     const int k_begin = split * kper, k_end = min(K, k_begin + kper);
@@ -320,16 +307,10 @@ inline void ms_product(__global const float *x, int M, int K, __global const ush
                                                 : (uint4)(0u);
             }
         /* x's rows [m0, m0 + 16 mf) for the chunk, as halves (zeros past M and past the slice). */
-#pragma unroll
-        for (int p = 0; p < MS_PASSES; p++) {
-            const int r = MS_ROWS_PASS * p + tid / (MS_KC / 4), q = tid % (MS_KC / 4), col = kc + 4 * q;
-            if (MS_ROWS_PASS * p >= mf * 16) break;  /* the same for the whole group */
-            const bool inside = r < rows && col < k_end;
-            float4 v = inside ? vload4(0, x + (size_t)(m0 + r) * (size_t)K + (size_t)col) : (float4)(0.0f);
-            if (norm) {
-                squares[p] += dot(v, v);
-                if (norm == 2 && inside) v *= vload4(0, norm_w + col);
-            }
+        for (int i = tid; i < mf * 16 * (MS_KC / 4); i += MS_WARPS * 32) {
+            const int r = i / (MS_KC / 4), q = i % (MS_KC / 4), col = kc + 4 * q;
+            const float4 v = r < rows && col < k_end ? vload4(0, x + (size_t)(m0 + r) * (size_t)K + (size_t)col)
+                                                     : (float4)(0.0f);
             mma_store4(v, Xs + (r * MS_LD + 4 * q) / 2);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
@@ -357,61 +338,18 @@ inline void ms_product(__global const float *x, int M, int K, __global const ush
                 const int row = m0 + 16 * i + g + 8 * (e >> 1), n = n0 + 8 * j + 2 * t + (e & 1);
                 if (row < M && n < N) out[(size_t)row * (size_t)N + (size_t)n] = c[i][j][e];
             }
-
-    /* The slice's sums of squares of rows [m0, m0 + rows): MS_KC / 4 work-items shared each row
-     * (the chunk loop's last barrier leaves Xs free for their shares). */
-    if (norm && get_group_id(0) == 0) {
-        __local float *shares = (__local float *)Xs;
-        for (int p = 0; p < MS_PASSES; p++) shares[p * MS_WARPS * 32 + tid] = squares[p];
-        barrier(CLK_LOCAL_MEM_FENCE);
-        if (tid < rows) {
-            const int p = tid / MS_ROWS_PASS, first = p * MS_WARPS * 32 + (tid % MS_ROWS_PASS) * (MS_KC / 4);
-            float sum = 0.0f;
-            for (int i = 0; i < MS_KC / 4; i++) sum += shares[first + i];
-            sumsq[(size_t)split * (size_t)M + (size_t)(m0 + tid)] = sum;
-        }
-    }
-}
-
-__kernel __attribute__((reqd_work_group_size(128, 1, 1)))
-void gemm_mma_small(__global const float *x, int M, int K, __global const ushort *w, ulong w_first, int N,
-                    int kper, __global float *part) {
-    __local uint Xs[MS_MF * 16 * MS_LD / 2] __attribute__((aligned(16)));
-#ifdef RN_MMA_EMULATE
-    __local uint Eall[MS_WARPS * 32 * 6];
-#else
-    __local uint *Eall = 0;
-#endif
-    ms_product(x, M, K, w, w_first, N, kper, part, 0, 0, 0, Xs, Eall);
-}
-
-__kernel __attribute__((reqd_work_group_size(128, 1, 1)))
-void gemm_mma_small_norm(__global const float *x, int M, int K, __global const ushort *w, ulong w_first, int N,
-                         int kper, __global float *part, ulong sumsq_first, int has_weight,
-                         __global const float *norm_w) {
-    __global float *sumsq = part + sumsq_first;
-    __local uint Xs[MS_MF * 16 * MS_LD / 2] __attribute__((aligned(16)));
-#ifdef RN_MMA_EMULATE
-    __local uint Eall[MS_WARPS * 32 * 6];
-#else
-    __local uint *Eall = 0;
-#endif
-    if (has_weight) ms_product(x, M, K, w, w_first, N, kper, part, 2, norm_w, sumsq, Xs, Eall);
-    else ms_product(x, M, K, w, w_first, N, kper, part, 1, norm_w, sumsq, Xs, Eall);
 }
 
 /* The sum over the splits of gemm_mma_small's partial products, part[splits][M][N], with the
  * project kernel's epilogue (matvec.cl: plain into up to four outputs with q and k rotated,
- * residual, GLU); norm_dim > 0 after gemm_mma_small_norm, whose sums of squares are at
- * part + sumsq_first ([splits][M]), norm_dim the width of x. One
+ * residual, GLU) except its norm, which the caller applies to x before the product. One
  * work-item per output pair (GLU: per output) and input row: global (pairs, M). Here N is the
  * product's width: `held` (the rows [row0, row0 + held) of W it covered), or 2 `held` in GLU mode. */
 __kernel void gemm_mma_reduce(__global const float *part, int splits, int M, int N, int rows, int mode, float alpha,
                               int activation, __global float *y0, __global float *y1, __global float *y2,
                               __global float *y3, int end0, int end1, int end2, int rotated, int q_rows,
                               __global const float *angle, int pos0, int pos_step, __global const int *positions,
-                              int per_row, float k_scale, int half_split, int row0, int held, ulong sumsq_first,
-                              int norm_dim, float eps) {
+                              int per_row, float k_scale, int half_split, int row0, int held) {
     const int glu = mode == RN_PROJECT_GLU;
     const int block = row0 / (glu ? 1 : 2) + (int)get_global_id(0), row = (int)get_global_id(1);
     const int end = min(rows, row0 + held);  // the product covered output rows [row0, end)
@@ -440,12 +378,6 @@ __kernel void gemm_mma_reduce(__global const float *part, int splits, int M, int
     for (; s < splits; s++) {
         v0 += p[(size_t)s * slice + col0];
         if (second) v1 += p[(size_t)s * slice + col1];
-    }
-    if (norm_dim) {  /* gemm_mma_small_norm: the row's RMSNorm, from its slices' sums of squares */
-        float squares = 0.0f;
-        for (s = 0; s < splits; s++) squares += part[sumsq_first + (size_t)s * (size_t)M + (size_t)row];
-        const float inv = rsqrt(squares / (float)norm_dim + eps);
-        v0 *= inv, v1 *= inv;
     }
     write_outputs(v0, v1, out0, out1, end, pair, (size_t)row, rows, mode, alpha, activation, y0, y1, y2, y3, end0,
                   end1, end2, q_rows, angle, pos0, pos_step, positions, per_row, k_scale);

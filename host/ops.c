@@ -38,8 +38,7 @@ void rn_kernels_release(rn_kernels *k) {
                         &k->split_columns,
                         &k->retention_scan,  &k->retention_sigma,  &k->retention_output,
                         &k->retention_step,  &k->gemm_mma,       &k->gemm_mma_operand,
-                        &k->gemm_mma_small, &k->gemm_mma_small_norm, &k->gemm_mma_reduce,
-                        &k->gemm_mma_batched,
+                        &k->gemm_mma_small, &k->gemm_mma_reduce, &k->gemm_mma_batched,
                         &k->argmax_rows,     &k->decode_layer};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (*all[i]) clReleaseKernel(*all[i]);
@@ -210,7 +209,6 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
             return st;
         }
         if ((st = rt_kernel_create(rt, k->program, "gemm_mma_small", &k->gemm_mma_small)) != RN_OK ||
-            (st = rt_kernel_create(rt, k->program, "gemm_mma_small_norm", &k->gemm_mma_small_norm)) != RN_OK ||
             (st = rt_kernel_create(rt, k->program, "gemm_mma_reduce", &k->gemm_mma_reduce)) != RN_OK ||
             (st = rt_kernel_create(rt, k->program, "gemm_mma_batched", &k->gemm_mma_batched)) != RN_OK) {
             rn_kernels_release(k);
@@ -229,12 +227,10 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
             clReleaseKernel(k->gemm_mma_batched);  /* it serves the batched-GEMM retention only */
             k->gemm_mma_batched = NULL;
         }
-        if (!k->gemm_mma || rt_kernel_max_group(rt, k->gemm_mma_small) < 128 ||
-            rt_kernel_max_group(rt, k->gemm_mma_small_norm) < 128) {
+        if (!k->gemm_mma || rt_kernel_max_group(rt, k->gemm_mma_small) < 128) {
             clReleaseKernel(k->gemm_mma_small);
-            clReleaseKernel(k->gemm_mma_small_norm);
             clReleaseKernel(k->gemm_mma_reduce);
-            k->gemm_mma_small = k->gemm_mma_small_norm = k->gemm_mma_reduce = NULL;
+            k->gemm_mma_small = k->gemm_mma_reduce = NULL;
         }
     }
     return RN_OK;
@@ -431,8 +427,8 @@ int64_t rn_mma_slices(const rn_kernels *k, int64_t in, int64_t width, int64_t *k
 }
 
 uint64_t rn_mma_partial_bytes(const rn_kernels *k, int64_t n, int64_t in, int64_t width) {
-    int64_t kper;  /* each slice's [n, width] partial products, then its [n] sums of squares */
-    return (uint64_t)rn_mma_slices(k, in, width, &kper) * (uint64_t)n * ((uint64_t)width + 1) * sizeof(float);
+    int64_t kper;
+    return (uint64_t)rn_mma_slices(k, in, width, &kper) * (uint64_t)n * (uint64_t)width * sizeof(float);
 }
 
 /* What a projection does with its output (rn_projection: plain with q/k rotation into up to
@@ -475,27 +471,19 @@ static rn_status epilogue_of(rt_runtime *rt, const rn_kernels *k, const rn_proje
 rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projection *p, rt_buffer *partial) {
     const int64_t held = p->held ? p->held : p->rows - p->row0;
     const int64_t width = p->mode == RN_PROJECT_GLU ? 2 * held : held;
-    if (!k->gemm_mma_small || !rn_mma_takes(k, p->cols) || p->n < 1 || p->n > RN_MMA_SMALL_ROWS ||
+    if (!k->gemm_mma_small || !rn_mma_takes(k, p->cols) || p->normalize || p->n < 1 || p->n > RN_MMA_SMALL_ROWS ||
         width > INT32_MAX || !partial || partial->bytes < rn_mma_partial_bytes(k, p->n, p->cols, width))
         return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT,
-                       "the small matrix-engine GEMM cannot take %lld rows x %lld -> %lld", (long long)p->n,
-                       (long long)p->cols, (long long)width);
+                       "the small matrix-engine GEMM cannot take %lld rows x %lld -> %lld%s",
+                       (long long)p->n, (long long)p->cols, (long long)width, p->normalize ? " with a norm" : "");
     int64_t kper64;
     const cl_int splits = (cl_int)rn_mma_slices(k, p->cols, width, &kper64);
     cl_int M = (cl_int)p->n, K = (cl_int)p->cols, N = (cl_int)width, kper = (cl_int)kper64;
-    cl_int has_weight = p->norm != NULL, norm_dim = p->normalize ? K : 0;
-    cl_ulong first = 0, sumsq_first = (cl_ulong)splits * (cl_ulong)M * (cl_ulong)N;
-    float eps = p->eps;
-    rt_arg gemm_args[] = {RT_ARG_BUF(p->x),     RT_ARG_VAL(M),     RT_ARG_VAL(K),
-                          RT_ARG_BUF(p->W),     RT_ARG_VAL(first), RT_ARG_VAL(N),
-                          RT_ARG_VAL(kper),     RT_ARG_BUF(partial), RT_ARG_VAL(sumsq_first),
-                          RT_ARG_VAL(has_weight), RT_ARG_BUF(p->norm ? p->norm : p->x)};
+    cl_ulong first = 0;
+    rt_arg gemm_args[] = {RT_ARG_BUF(p->x), RT_ARG_VAL(M), RT_ARG_VAL(K), RT_ARG_BUF(p->W), RT_ARG_VAL(first),
+                          RT_ARG_VAL(N), RT_ARG_VAL(kper), RT_ARG_BUF(partial)};
     size_t global[3] = {(size_t)((width + MS_BN - 1) / MS_BN) * 128, (size_t)splits, 1}, local[3] = {128, 1, 1};
-    /* With the norm, the kernel's three extra arguments (gemm_mma.cl: gemm_mma_small_norm). */
-    rn_status st = p->normalize ? rt_launch(rt, k->gemm_mma_small_norm, "gemm_mma_small_norm", gemm_args,
-                                            N_ARGS(gemm_args), 3, global, local)
-                                : rt_launch(rt, k->gemm_mma_small, "gemm_mma_small", gemm_args,
-                                            N_ARGS(gemm_args) - 3, 3, global, local);
+    rn_status st = rt_launch(rt, k->gemm_mma_small, "gemm_mma_small", gemm_args, N_ARGS(gemm_args), 3, global, local);
     if (st != RN_OK) return st;
 
     epilogue e;
@@ -506,8 +494,7 @@ rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projec
                      RT_ARG_VAL(e.ends[0]),  RT_ARG_VAL(e.ends[1]),  RT_ARG_VAL(e.ends[2]),  RT_ARG_VAL(e.rotated),
                      RT_ARG_VAL(e.q_rows),   RT_ARG_BUF(e.angle),    RT_ARG_VAL(e.pos0),     RT_ARG_VAL(e.pos_step),
                      RT_ARG_BUF(e.positions), RT_ARG_VAL(e.per_row), RT_ARG_VAL(e.k_scale),  RT_ARG_VAL(e.half_split),
-                     RT_ARG_VAL(e.row0),     RT_ARG_VAL(e.held),     RT_ARG_VAL(sumsq_first), RT_ARG_VAL(norm_dim),
-                     RT_ARG_VAL(eps)};
+                     RT_ARG_VAL(e.row0),     RT_ARG_VAL(e.held)};
     size_t rglobal[2] = {p->mode == RN_PROJECT_GLU ? (size_t)held : ((size_t)held + 1) / 2, (size_t)p->n};
     return rt_launch(rt, k->gemm_mma_reduce, "gemm_mma_reduce", args, N_ARGS(args), 2, rglobal, NULL);
 }

@@ -34,10 +34,9 @@ typedef struct rn_kernels {
      * (gemm_mma_operand), built when the precision, the device and the weight type allow it
      * (rn_kernels_build); NULL otherwise. */
     cl_kernel gemm_mma, gemm_mma_operand;
-    /* Its variant for few rows (gemm_mma_small, split K; gemm_mma_small_norm with the RMSNorm
-     * folded in) and the sum of its slices with the project kernel's epilogue (gemm_mma_reduce);
-     * built with gemm_mma, NULL without. */
-    cl_kernel gemm_mma_small, gemm_mma_small_norm, gemm_mma_reduce;
+    /* Its variant for few rows (gemm_mma_small, split K) and the sum of its slices with the
+     * project kernel's epilogue (gemm_mma_reduce); built with gemm_mma, NULL without. */
+    cl_kernel gemm_mma_small, gemm_mma_reduce;
     /* The products of a prompt's retention on the engine (gemm_mma_batched, fp32 operands
      * rounded to half as staged): built with gemm_mma, NULL without. */
     cl_kernel gemm_mma_batched;
@@ -188,11 +187,10 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
 #define RN_MMA_SMALL_ROWS 64
 
 /* The same projection on the matrix engine, for n rows up to RN_MMA_SMALL_ROWS (where
- * rn_mma_takes(k, p->cols) and gemm_mma_small is built), the norm included (gemm_mma_small_norm:
- * x times the norm's weight is what gets rounded to half, so it must stay within half's range).
- * gemm_mma_small writes its slices of K into `partial` (at least rn_mma_partial_bytes(k, n,
- * p->cols, width) bytes, width = p->rows, or 2 p->rows in GLU mode); gemm_mma_reduce adds them up
- * and applies the norm and the epilogue. */
+ * rn_mma_takes(k, p->cols) and gemm_mma_small is built), except the norm: p->normalize must be
+ * false (the caller normalizes x first). gemm_mma_small writes its slices of K into `partial`
+ * (at least rn_mma_partial_bytes(k, n, p->cols, width) bytes, width = p->rows, or 2 p->rows in
+ * GLU mode); gemm_mma_reduce adds them up and applies the epilogue. */
 rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projection *p, rt_buffer *partial);
 uint64_t rn_mma_partial_bytes(const rn_kernels *k, int64_t n, int64_t in, int64_t width);
 /* How many slices of K (each `kper` wide) gemm_mma_small cuts a product of `in` columns of x into

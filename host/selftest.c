@@ -437,17 +437,13 @@ static void test_linear_mma(rt_runtime *rt, const rn_kernels *k) {
 static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *angle) {
     const int64_t dk = k->dk;
     /* units: the compute units the slices of K are cut for, if not the device's. At 4, 9 x 1704
-     * -> 20 is cut into 7 slices: the reduction's loop of four slices and the three after it.
-     * norm: the RMSNorm folded in (gemm_mma_small_norm), 1 without a weight, 2 with one. */
-    const struct { int64_t n, cols, rows; rn_project_mode mode; int rotate; rn_activation act; uint32_t units; int norm; } cases[] = {
-        {1, 40, 13, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 0, 0},       {3, 264, 70, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0, 0},
-        {8, 520, 3 * 16 + 5, RN_PROJECT_PLAIN, 1, RN_ACT_GELU, 0, 0}, {17, 600, 200, RN_PROJECT_GLU, 0, RN_ACT_SWISH, 0, 0},
-        {32, 96, 3 * 16 + 5, RN_PROJECT_PLAIN, 2, RN_ACT_GELU, 0, 0}, {64, 328, 70, RN_PROJECT_GLU, 0, RN_ACT_GELU, 0, 0},
-        {64, 1032, 136, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0, 0},  {33, 16, 9, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 0, 0},
-        {9, 1704, 20, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 4, 0},
-        {1, 40, 13, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 0, 2},       {8, 520, 3 * 16 + 5, RN_PROJECT_PLAIN, 1, RN_ACT_GELU, 0, 2},
-        {17, 600, 200, RN_PROJECT_GLU, 0, RN_ACT_SWISH, 0, 1},     {64, 264, 3 * 16 + 5, RN_PROJECT_PLAIN, 2, RN_ACT_GELU, 0, 2},
-        {33, 1704, 20, RN_PROJECT_GLU, 0, RN_ACT_GELU, 4, 2},
+     * -> 20 is cut into 7 slices: the reduction's loop of four slices and the three after it. */
+    const struct { int64_t n, cols, rows; rn_project_mode mode; int rotate; rn_activation act; uint32_t units; } cases[] = {
+        {1, 40, 13, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 0},       {3, 264, 70, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0},
+        {8, 520, 3 * 16 + 5, RN_PROJECT_PLAIN, 1, RN_ACT_GELU, 0}, {17, 600, 200, RN_PROJECT_GLU, 0, RN_ACT_SWISH, 0},
+        {32, 96, 3 * 16 + 5, RN_PROJECT_PLAIN, 2, RN_ACT_GELU, 0}, {64, 328, 70, RN_PROJECT_GLU, 0, RN_ACT_GELU, 0},
+        {64, 1032, 136, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0},  {33, 16, 9, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 0},
+        {9, 1704, 20, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 4},
     };
     const float alpha = 1.3f, k_scale = (float)(1.0 / sqrt((double)dk));
     const double u = ldexp(1.0, -23);
@@ -468,18 +464,6 @@ static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *a
         for (int64_t b = 0; b < n; b++) at[b] = (cl_int)(b % 3 == 1 ? 3 + b : 70000 + 17 * b);
         guarded gw = stored_weights(rt, k, W, (size_t)(w_rows * cols));
         guarded gx = guarded_from(rt, x, in_count * sizeof *x);  /* the device rounds it itself */
-        /* With the norm, the device rounds x times the norm's weight and scales each row's sums
-         * by inv = 1 / sqrt(mean(x^2) + eps) of the unrounded x. */
-        const float eps = 1e-5f;
-        float *norm_w = random_floats((size_t)cols, 2.0);
-        double *inv = malloc((size_t)n * sizeof *inv);
-        for (int64_t b = 0; b < n; b++) {
-            double squares = 0.0;
-            for (int64_t i = 0; i < cols; i++) squares += (double)x[b * cols + i] * (double)x[b * cols + i];
-            inv[b] = cases[s].norm ? 1.0 / sqrt(squares / (double)cols + (double)eps) : 1.0;
-            if (cases[s].norm == 2)
-                for (int64_t i = 0; i < cols; i++) x[b * cols + i] *= norm_w[i];
-        }
         uint16_t *bits = malloc(in_count * sizeof *bits);
         rn_convert(ST_F32, x, in_count, k->weights, bits, NULL);
         rn_convert(k->weights, bits, in_count, ST_F32, x, NULL);
@@ -490,10 +474,8 @@ static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *a
             for (int64_t r = 0; r < w_rows; r++) {
                 double sum = 0.0;
                 for (int64_t i = 0; i < cols; i++) sum += fabs((double)x[b * cols + i] * (double)W[r * cols + i]);
-                /* the norm's fp32 sum of cols squares and its scaling add about (cols + 2) u */
-                bound[b * w_rows + r] = (float)(sum * inv[b] * (double)(cases[s].norm ? 2 * cols + 2 : cols) * u);
+                bound[b * w_rows + r] = (float)(sum * (double)cols * u);
                 if (bound[b * w_rows + r] > max_bound) max_bound = bound[b * w_rows + r];
-                full[b * w_rows + r] = (float)((double)full[b * w_rows + r] * inv[b]);
             }
         for (int64_t b = 0; b < n; b++) {
             for (int64_t r = 0; r < rows; r++) {
@@ -516,7 +498,6 @@ static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *a
         const int outputs = rot ? 4 : 1;
         guarded ga = guarded_from(rt, angle, (size_t)dk * sizeof *angle);
         guarded gp = guarded_from(rt, at, (size_t)n * sizeof *at);
-        guarded gn = guarded_from(rt, norm_w, (size_t)cols * sizeof *norm_w);
         guarded gy[4] = {{0}};
         for (int o = 0; o < outputs; o++) {
             const int64_t width = rot ? ends[o] - (o ? ends[o - 1] : 0) : rows;
@@ -529,8 +510,7 @@ static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *a
                            .alpha = alpha, .activation = cases[s].act, .ends = {ends[0], ends[1], ends[2]},
                            .rotated = rotated, .q_rows = q_rows, .pos0 = 0, .pos_step = 1,
                            .positions = rot ? &gp.view : NULL, .angle = &ga.view, .k_scale = k_scale,
-                           .half_split = cases[s].rotate == 2, .normalize = cases[s].norm != 0,
-                           .norm = cases[s].norm == 2 ? &gn.view : NULL, .eps = eps};
+                           .half_split = cases[s].rotate == 2};
         for (int o = 0; o < outputs; o++) p.y[o] = &gy[o].view;
         must(rn_op_project_mma(rt, &cut, &p, &gpart.view), rt, "project_mma");
         bool intact = guarded_read(rt, &gpart, NULL);
@@ -545,19 +525,16 @@ static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *a
         if (tol < 1e-5) tol = 1e-5;
         char shape[80];
         int64_t kper;
-        snprintf(shape, sizeof shape, "%lld x %lld -> %lld %s%s, %lld slices (%s)", (long long)n, (long long)cols,
+        snprintf(shape, sizeof shape, "%lld x %lld -> %lld %s, %lld slices (%s)", (long long)n, (long long)cols,
                  (long long)rows,
                  glu ? (cases[s].act == RN_ACT_SWISH ? "glu swish" : "glu gelu")
                      : cases[s].mode == RN_PROJECT_RESIDUAL ? "+res"
                      : rot ? (cases[s].rotate == 2 ? "rot halves" : "rot pairs") : "plain",
-                 cases[s].norm == 2 ? ", norm w" : cases[s].norm ? ", norm" : "",
                  (long long)rn_mma_slices(&cut, cols, w_rows, &kper), k->mma_variant);
         check("project_mma", shape, ref, got, out_count, tol, intact);
         for (int o = 0; o < outputs; o++) guarded_free(&gy[o]);
         guarded_free(&gw), guarded_free(&gx), guarded_free(&ga), guarded_free(&gp), guarded_free(&gpart);
-        guarded_free(&gn);
         free(x), free(W), free(y0), free(full), free(bound), free(ref), free(got), free(at), free(part);
-        free(norm_w), free(inv);
     }
 }
 
@@ -958,17 +935,14 @@ static void test_pieces_mma(rt_runtime *rt, const rn_kernels *k) {
     guarded gx = guarded_from(rt, x, (size_t)(n * cols) * sizeof *x);
     guarded gr = guarded_alloc(rt, sizeof ref), gg = guarded_alloc(rt, sizeof got);
     guarded part = guarded_alloc(rt, (size_t)rn_mma_partial_bytes(k, n, cols, 2 * F));
-    float *norm = random_floats((size_t)cols, 2.0);
-    guarded gn = guarded_from(rt, norm, (size_t)cols * sizeof *norm);
     rn_projection p = {.rows = F, .cols = cols, .x = &gx.view, .n = n, .mode = RN_PROJECT_GLU,
-                       .activation = RN_ACT_SWISH, .y = {&gr.view}, .normalize = true, .norm = &gn.view, .eps = 1e-5f};
+                       .activation = RN_ACT_SWISH, .y = {&gr.view}};
     must(rn_matrix_project(rt, k, &one, p, true, &part.view), rt, "matrix project mma");
     p.y[0] = &gg.view;
     must(rn_matrix_project(rt, k, &pw.m, p, true, &part.view), rt, "matrix project mma");
     bool intact = guarded_read(rt, &gr, ref) & guarded_read(rt, &gg, got) & guarded_read(rt, &part, NULL);
-    check("project_mma pieces", "6 x 64 -> glu 40 in 3 pieces, norm w", ref, got, (size_t)(n * F), 0.0, intact);
-    guarded_free(&gr), guarded_free(&gg), guarded_free(&part), guarded_free(&gn);
-    free(norm);
+    check("project_mma pieces", "6 x 64 -> glu 40 in 3 pieces", ref, got, (size_t)(n * F), 0.0, intact);
+    guarded_free(&gr), guarded_free(&gg), guarded_free(&part);
 
     const int64_t ldy = 45, m = 6;
     float wide_ref[6 * 45], wide_got[6 * 45], zero[6 * 45] = {0};

@@ -348,8 +348,13 @@ static rn_status retention(const pass *p, int64_t l) {
 }
 
 /* A projection of layer_few_rows by W: the project kernel, or with p->mma the small
- * matrix-engine GEMM and its reduction; both fold the norm (if any) in. */
+ * matrix-engine GEMM and its reduction, the norm (if any) first into ws->h. */
 static rn_status project(const pass *p, const rn_matrix *W, rn_projection proj) {
+    if (p->mma && proj.normalize) {
+        TRY(rn_op_rms_norm(p->rt, p->k, proj.x, proj.norm, proj.n, proj.cols, proj.eps, &p->ws->h));
+        proj.x = &p->ws->h;
+        proj.normalize = false;
+    }
     return rn_matrix_project(p->rt, p->k, W, proj, p->mma, &p->ws->partial);
 }
 
