@@ -24,11 +24,10 @@ inline void argmax_take(float v, int i, float *value, int *index, int *bad) {
     if (*bad < 0 && !isfinite(v)) *bad = i;
 }
 
-// out[row] = index of the row's largest logit, out[rows + row] = its lowest non-finite column
-// or -1: the ids first, so that they can be the next step's tokens as they lie. One work-group of
-// RN_WG work-items per row: global (RN_WG * rows). Any V >= 1.
+// out[row] = {index of the row's largest logit, its lowest non-finite column or -1}. One
+// work-group of RN_WG work-items per row: global (RN_WG * rows). Any V >= 1.
 __kernel void argmax_rows(__global const float *logits,  // [rows, V]
-                          __global int *out,             // [2, rows]
+                          __global int *out,             // [rows, 2]
                           int V) {
     __local float best_value[RN_WG];
     __local int best_index[RN_WG], first_bad[RN_WG];
@@ -73,7 +72,7 @@ __kernel void argmax_rows(__global const float *logits,  // [rows, V]
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (lid == 0) {
-        out[row] = best_index[0];
-        out[get_num_groups(0) + row] = first_bad[0];
+        out[2 * row] = best_index[0];
+        out[2 * row + 1] = first_bad[0];
     }
 }

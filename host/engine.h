@@ -140,7 +140,7 @@ struct rn_session {
                                           (rn_session_fetch_logits_locked); nothing but a step
                                           writes those rows */
     int64_t rows_on_device;            /* how many rows logits_on_device marks */
-    cl_int *step_choice;               /* [2, rows] a greedy step's choices and non-finite columns */
+    cl_int *step_choice;               /* [batch, 2] a greedy step's choices read back */
     int32_t *recent;                   /* [batch][RN_RECENT_TOKENS] each row's last tokens, a ring
                                           ending at its position - 1 */
     rt_buffer *state;                  /* [L] each [batch*H, dk, dv] */

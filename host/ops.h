@@ -105,10 +105,10 @@ rn_status rn_op_theta_shift(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, i
 /* c = act(a) * b over `count` elements. */
 rn_status rn_op_glu(rt_runtime *rt, const rn_kernels *k, const rt_buffer *a, const rt_buffer *b,
                     int64_t count, rn_activation act, rt_buffer *c);
-/* The greedy choice of each of `rows` rows of logits [rows, V] (V >= 1): choice [2, rows] ints
- * gets first every row's index of its largest logit, the lowest index among equal ones (the
- * host sampler's choice at temperature 0), then every row's lowest column holding a NaN or an
- * infinity, or -1. A choice is meaningless where its column is not -1. */
+/* The greedy choice of each of `rows` rows of logits [rows, V] (V >= 1): choice [rows, 2] ints
+ * gets {the index of the row's largest logit, the lowest index among equal ones (the host
+ * sampler's choice at temperature 0); the row's lowest column holding a NaN or an infinity, or
+ * -1}. The first is meaningless where the second is not -1. */
 rn_status rn_op_argmax(rt_runtime *rt, const rn_kernels *k, const rt_buffer *logits, int64_t rows, int64_t V,
                        rt_buffer *choice);
 /* x = alpha * x + y over `count` elements. */

@@ -389,20 +389,6 @@ rn_status rn_session_decode_rows(rn_session *session, size_t rows, const int32_t
  * they never see older logits. Feeding the returned tokens back step after step is a greedy
  * generation that reads no logits at all. */
 rn_status rn_session_decode_greedy(rn_session *session, size_t rows, const int32_t *tokens, int32_t *next);
-/* `steps` greedy steps in one call: rn_session_decode_greedy `steps` times, each step after the
- * first taking the choices of the step before, except that those never come back to the host
- * between steps: every step is enqueued before any is waited for (the choices are copied on
- * the device and read back as the steps finish), so the device does not idle while the host
- * reads one step's tokens and enqueues the next, as with a CUDA graph replayed step after step.
- * next gets every step's choices, [steps][rows]. Every row is stepped `steps` times: one that
- * produces an end-of-text token goes on past it (its state and position with it), so a caller
- * that must stop there takes fewer steps per call. A non-finite logit in any step fails the call
- * with RN_ERR_NUMERIC and leaves the session reset, as a failed step does. A cancellation
- * request (rn_context_cancel) stops the steps not yet enqueued: RN_ERR_CANCELLED, with the steps
- * that ran accounted for (positions, recent tokens) and their choices in next. steps_done (may
- * be NULL) gets how many steps ran: `steps` on success. */
-rn_status rn_session_decode_greedy_steps(rn_session *session, size_t rows, const int32_t *tokens, size_t steps,
-                                         int32_t *next, size_t *steps_done);
 size_t rn_session_batch(const rn_session *session);
 /* The tokens row `row` has consumed (0 for a row out of range). */
 uint64_t rn_session_row_position(const rn_session *session, size_t row);

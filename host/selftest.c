@@ -619,8 +619,8 @@ static void test_argmax(rt_runtime *rt, const rn_kernels *k) {
         cl_int choice[2 * KINDS];
         bool intact = guarded_read(rt, &gc, choice);
         for (int64_t r = 0; r < rows; r++) {
-            got[2 * r] = (float)choice[r];  /* the ids, then the non-finite columns */
-            got[2 * r + 1] = (float)choice[rows + r];
+            got[2 * r] = (float)choice[2 * r];
+            got[2 * r + 1] = (float)choice[2 * r + 1];
             if (want[2 * r + 1] >= 0) want[2 * r] = got[2 * r];  /* a refused row's choice means nothing */
         }
         char shape[64];

@@ -662,14 +662,14 @@ static rn_status read_choices(rn_session *s, int64_t rows, int32_t *next) {
         st = rt_buffer_read(rt, &s->step.choice, 0, s->step_choice, (size_t)rows * 2 * sizeof *s->step_choice);
     if (st != RN_OK) return st;
     for (int64_t b = 0; b < rows; b++) {
-        const cl_int column = s->step_choice[rows + b];
+        const cl_int column = s->step_choice[2 * b + 1];
         if (column < 0) continue;
         float value = NAN;  /* stays NaN if even this read fails: the step fails either way */
         rt_buffer_read(rt, &s->step.logits, ((size_t)b * (size_t)V + (size_t)column) * sizeof value, &value,
                        sizeof value);
         return non_finite_logit(s, value, b, column);
     }
-    for (int64_t b = 0; b < rows; b++) next[b] = s->step_choice[b];
+    for (int64_t b = 0; b < rows; b++) next[b] = s->step_choice[2 * b];
     return RN_OK;
 }
 
@@ -708,82 +708,6 @@ static rn_status decode_step(rn_session *s, int64_t rows, const int32_t *tokens,
         if (next) rn_session_logits_on_device(s, b, true);
     }
     return RN_OK;
-}
-
-/* `steps` greedy steps of rows [0, rows) enqueued back to back (rn_session_decode_greedy_steps):
- * after the first, a step's tokens are the step before's choices, copied on the device (the
- * choices come first in s->step.choice), and every step's choices and non-finite columns come
- * back through reads that nothing waits for until all the steps are enqueued. `at` and
- * `choices` are host memory the queue writes and reads until the final wait. */
-static rn_status decode_greedy_steps(rn_session *s, int64_t rows, const int32_t *tokens, size_t steps, int32_t *next,
-                                     size_t *steps_done) {
-    rn_context *ctx = s->model->ctx;
-    rt_runtime *rt = &ctx->rt;
-    const int64_t V = s->model->cfg.vocab_size;
-    rn_status st = check_tokens(s, tokens, (size_t)rows);
-    if (st != RN_OK) return st;
-    if (steps > (size_t)INT32_MAX)
-        return rn_fail(&ctx->err, RN_ERR_INVALID_ARGUMENT, "%zu greedy steps in one call; at most %d", steps,
-                       INT32_MAX);
-    for (int64_t b = 0; b < rows; b++)
-        if (s->positions[b] + steps > (uint64_t)INT32_MAX)
-            return rn_fail(&ctx->err, RN_ERR_LIMIT,
-                           "row %lld is at position %llu: %zu more steps pass %d, the last position the kernels take",
-                           (long long)b, (unsigned long long)s->positions[b], steps, INT32_MAX);
-    const size_t per_step = (size_t)rows;
-    cl_int *at = malloc(steps * per_step * sizeof *at), *choices = malloc(steps * 2 * per_step * sizeof *choices);
-    if (!at || !choices) {
-        free(at), free(choices);
-        return rn_fail(&ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for %zu steps of %lld rows", steps,
-                       (long long)rows);
-    }
-    for (size_t i = 0; i < steps; i++)
-        for (int64_t b = 0; b < rows; b++) at[i * per_step + (size_t)b] = (cl_int)(s->positions[b] + i);
-    cl_int *ids = s->step_input;
-    for (int64_t b = 0; b < rows; b++) ids[b] = tokens[b];
-    st = rt_buffer_write_async(rt, &s->step.tokens, 0, ids, per_step * sizeof *ids);
-    size_t done = 0;
-    for (size_t i = 0; st == RN_OK && i < steps; i++) {
-        if (rn_context_cancelled(ctx, "decoding")) {
-            st = RN_ERR_CANCELLED;
-            break;
-        }
-        if (i > 0) st = rt_buffer_copy_at(rt, &s->step.choice, 0, &s->step.tokens, 0, per_step * sizeof(cl_int));
-        if (st == RN_OK)
-            st = rt_buffer_write_async(rt, &s->step.positions, 0, at + i * per_step, per_step * sizeof *at);
-        if (st == RN_OK) st = forward(s, &s->step, rows, RN_MODE_RECURRENT, 1, 0, rows);
-        if (st == RN_OK) st = rn_op_argmax(rt, &s->model->kernels, &s->step.logits, rows, V, &s->step.choice);
-        if (st == RN_OK)
-            st = rt_buffer_read_async(rt, &s->step.choice, 0, choices + i * 2 * per_step,
-                                      2 * per_step * sizeof *choices);
-        if (st == RN_OK) st = rt_flush(rt);
-        if (st == RN_OK) done = i + 1;
-    }
-    const rn_status waited = rt_finish(rt);  /* every enqueued step has run, or the queue failed */
-    if (st == RN_OK || (st == RN_ERR_CANCELLED && waited != RN_OK)) st = waited;
-    for (size_t i = 0; st == RN_OK && i < done; i++)
-        for (int64_t b = 0; b < rows; b++) {
-            const cl_int column = choices[(2 * i + 1) * per_step + (size_t)b];
-            if (column >= 0) {
-                st = rn_fail(&ctx->err, RN_ERR_NUMERIC, "non-finite logit at row %lld, column %d, in greedy step %zu",
-                             (long long)b, column, i);
-                break;
-            }
-        }
-    if (st != RN_OK && st != RN_ERR_CANCELLED) {
-        free(at), free(choices);
-        return fail_pass(s, st);
-    }
-    for (size_t i = 0; i < done; i++)
-        for (int64_t b = 0; b < rows; b++) {
-            const int32_t consumed = i == 0 ? tokens[b] : choices[2 * (i - 1) * per_step + (size_t)b];
-            advance_row(s, b, &consumed, 1);
-            next[i * per_step + (size_t)b] = choices[2 * i * per_step + (size_t)b];
-        }
-    for (int64_t b = 0; done > 0 && b < rows; b++) rn_session_logits_on_device(s, b, true);
-    if (steps_done) *steps_done = done;
-    free(at), free(choices);
-    return st;
 }
 
 static rn_status refuse_batch(const rn_session *s, const char *what) {
@@ -1015,20 +939,6 @@ rn_status rn_session_decode_greedy(rn_session *s, size_t rows, const int32_t *to
                        ? decode_step(s, (int64_t)rows, tokens, NULL, next)
                        : rn_fail(&ctx->err, RN_ERR_INVALID_ARGUMENT, "%zu rows to step greedily; the batch has %lld",
                                  rows, (long long)s->batch);
-    return rn_context_unlock(ctx, st);
-}
-
-rn_status rn_session_decode_greedy_steps(rn_session *s, size_t rows, const int32_t *tokens, size_t steps,
-                                         int32_t *next, size_t *steps_done) {
-    if (steps_done) *steps_done = 0;
-    if (!s || !tokens || !next) return RN_ERR_INVALID_ARGUMENT;
-    rn_context *ctx = s->model->ctx;
-    rn_context_lock(ctx);
-    rn_status st = rows >= 1 && rows <= (size_t)s->batch && steps >= 1
-                       ? decode_greedy_steps(s, (int64_t)rows, tokens, steps, next, steps_done)
-                       : rn_fail(&ctx->err, RN_ERR_INVALID_ARGUMENT,
-                                 "%zu steps of %zu rows to step greedily; the batch has %lld", steps, rows,
-                                 (long long)s->batch);
     return rn_context_unlock(ctx, st);
 }
 

@@ -112,9 +112,6 @@ rn_status rt_init(rt_runtime *rt, const char *device_spec, rt_cache_mode cache_m
 void rt_release(rt_runtime *rt);
 /* Waits for the queue; reports a failure of anything enqueued before. */
 rn_status rt_finish(rt_runtime *rt);
-/* Hands what is enqueued to the device without waiting for it: a driver may hold commands back
- * until a wait, which would leave the device idle while the host enqueues more. */
-rn_status rt_flush(rt_runtime *rt);
 
 /* ---- programs -------------------------------------------------------------------------------- */
 
@@ -147,9 +144,6 @@ rn_status rt_buffer_read(rt_runtime *rt, const rt_buffer *buf, size_t offset, vo
 /* The same write without waiting for it: `src` must stay as it is until the queue has run the
  * write (a later blocking read or rt_finish). */
 rn_status rt_buffer_write_async(rt_runtime *rt, rt_buffer *buf, size_t offset, const void *src, size_t bytes);
-/* The read without waiting for it: `dst` holds the bytes only after rt_finish (or a later
- * blocking read), and must stay valid until then. */
-rn_status rt_buffer_read_async(rt_runtime *rt, const rt_buffer *buf, size_t offset, void *dst, size_t bytes);
 rn_status rt_buffer_zero(rt_runtime *rt, rt_buffer *buf);
 /* Zeroes `bytes` at `offset` (bytes). */
 rn_status rt_buffer_zero_at(rt_runtime *rt, rt_buffer *buf, size_t offset, size_t bytes);

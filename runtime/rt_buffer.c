@@ -70,21 +70,12 @@ rn_status rt_buffer_write_async(rt_runtime *rt, rt_buffer *buf, size_t offset, c
     return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clEnqueueWriteBuffer");
 }
 
-static rn_status read_buffer(rt_runtime *rt, const rt_buffer *buf, size_t offset, void *dst, size_t bytes,
-                             cl_bool wait) {
-    rn_status st = check_range(rt, buf, offset, bytes, "clEnqueueReadBuffer");
-    if (st != RN_OK || bytes == 0) return st;
-    cl_int rc = clEnqueueReadBuffer(rt->queue, buf->mem, wait, offset, bytes, dst, 0, NULL, NULL);
-    return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clEnqueueReadBuffer");
-}
-
 rn_status rt_buffer_read(rt_runtime *rt, const rt_buffer *buf, size_t offset, void *dst,
                          size_t bytes) {
-    return read_buffer(rt, buf, offset, dst, bytes, CL_TRUE);
-}
-
-rn_status rt_buffer_read_async(rt_runtime *rt, const rt_buffer *buf, size_t offset, void *dst, size_t bytes) {
-    return read_buffer(rt, buf, offset, dst, bytes, CL_FALSE);
+    rn_status st = check_range(rt, buf, offset, bytes, "clEnqueueReadBuffer");
+    if (st != RN_OK || bytes == 0) return st;
+    cl_int rc = clEnqueueReadBuffer(rt->queue, buf->mem, CL_TRUE, offset, bytes, dst, 0, NULL, NULL);
+    return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clEnqueueReadBuffer");
 }
 
 rn_status rt_buffer_fill(rt_runtime *rt, rt_buffer *buf, const void *pattern, size_t pattern_size) {

@@ -10,10 +10,7 @@
  *      copied (rn_session_copy, rn_session_copy_row), each holding the current logits;
  *   3. refusals (rows 0 or above the batch, a token outside the vocabulary, NULL next) and a
  *      cancellation leave the session as it was; a model whose logits are NaN fails the step
- *      with RN_ERR_NUMERIC and empties the session, as rn_session_decode_rows does;
- *   4. rn_session_decode_greedy_steps (the steps enqueued back to back, the choices fed back on
- *      the device) against the same steps one call each: the same tokens, positions, logits
- *      (bitwise) and state; its refusals, a cancellation before any step, and NaN logits.
+ *      with RN_ERR_NUMERIC and empties the session, as rn_session_decode_rows does.
  */
 #include <math.h>
 #include <stdio.h>
@@ -219,54 +216,6 @@ static void run_refusals(rn_context *ctx, rn_model *model) {
     rn_session_free(greedy), rn_session_free(rows);
 }
 
-/* ---- 4. steps in one call -------------------------------------------------------------------- */
-
-static void run_steps(rn_context *ctx, rn_model *model) {
-    enum { STEPS = 6 };
-    printf("  %d greedy steps of %d rows in one call\n", STEPS, B);
-    rn_session *batched = NULL, *single = NULL;
-    rn_status st = two_batches(model, &batched, &single);
-    int32_t first[B], tokens[B], want[STEPS * B], got[STEPS * B];
-    for (int b = 0; b < B; b++) first[b] = tokens[b] = token_at(60, b);
-    for (int t = 0; t < STEPS && st == RN_OK; t++) {
-        st = rn_session_decode_greedy(single, B, tokens, want + t * B);
-        memcpy(tokens, want + t * B, sizeof tokens);
-    }
-    size_t done = 99;
-    if (st == RN_OK) st = rn_session_decode_greedy_steps(batched, B, first, STEPS, got, &done);
-    expect_status("6 steps in one call", st, RN_OK, ctx);
-    expect_true("every step ran, each row's choices those of one step per call",
-                st == RN_OK && done == STEPS && !memcmp(want, got, sizeof want));
-    bool same_positions = true;
-    for (size_t b = 0; b < B; b++)
-        same_positions = same_positions && rn_session_row_position(batched, b) == b + 1 + STEPS &&
-                         rn_session_row_position(single, b) == b + 1 + STEPS;
-    expect_true("each row's position: its prompt + 6", same_positions);
-    const float *g = rn_session_logits(batched), *r = rn_session_logits(single);
-    expect_true("the last step's logits (bitwise)", g && r && !memcmp(g, r, (size_t)B * V * sizeof(float)));
-    float a[B * V], c[B * V];
-    for (int b = 0; b < B; b++) tokens[b] = token_at(95, b);
-    st = rn_session_decode_batch(single, tokens, a);
-    if (st == RN_OK) st = rn_session_decode_batch(batched, tokens, c);
-    expect_true("the next step's logits are equal (bitwise): the same state", st == RN_OK && !memcmp(a, c, sizeof a));
-
-    expect_status("0 steps", rn_session_decode_greedy_steps(batched, B, first, 0, got, &done), RN_ERR_INVALID_ARGUMENT,
-                  ctx);
-    expect_status("6 rows of a batch of 5", rn_session_decode_greedy_steps(batched, B + 1, first, 2, got, &done),
-                  RN_ERR_INVALID_ARGUMENT, ctx);
-    const int32_t bad[B] = {1, 2, V, 4, 5};
-    expect_status("a token outside the vocabulary", rn_session_decode_greedy_steps(batched, B, bad, 2, got, &done),
-                  RN_ERR_INVALID_ARGUMENT, ctx);
-    const uint64_t before = rn_session_row_position(batched, 0);
-    rn_context_cancel(ctx, 1);
-    got[0] = -7;
-    expect_status("cancelled before the first step", rn_session_decode_greedy_steps(batched, B, first, 3, got, &done),
-                  RN_ERR_CANCELLED, ctx);
-    expect_true("no step ran: done 0, next and position untouched",
-                done == 0 && got[0] == -7 && rn_session_row_position(batched, 0) == before);
-    rn_session_free(batched), rn_session_free(single);
-}
-
 /* Overwrites every value of the safetensors tensor whose name ends in `suffix` outside the
  * layers (the final norm) with NaN. */
 static bool poison_tensor(const char *path, const char *suffix) {
@@ -322,13 +271,6 @@ static void run_non_finite(rn_context *ctx, const char *dir) {
                         rn_session_logits(s) && rn_session_logits(s)[0] == 0.0f);
         expect_status("rn_session_decode_rows over NaN logits", rn_session_decode_rows(s, 2, prompt, NULL),
                       RN_ERR_NUMERIC, ctx);
-        int32_t many[3 * 2] = {-7, -7, -7, -7, -7, -7};
-        size_t done = 99;
-        expect_status("greedy steps in one call over NaN logits", rn_session_decode_greedy_steps(s, 2, prompt, 3, many, &done),
-                      RN_ERR_NUMERIC, ctx);
-        expect_true("the message names the step; next untouched, the session emptied",
-                    strstr(rn_context_last_error(ctx), "in greedy step 0") && many[0] == -7 &&
-                        rn_session_row_position(s, 0) == 0 && done == 0);
     } else if (st != RN_OK) {
         printf("    setting up: %s: %s  FAIL\n", rn_status_str(st), err.message[0] ? err.message : rn_context_last_error(ctx));
         failures++;
@@ -369,7 +311,6 @@ int main(void) {
     run_batch(ctx, model);
     run_single(ctx, model);
     run_refusals(ctx, model);
-    run_steps(ctx, model);
     run_non_finite(ctx, dir);
     rn_model_free(model);
     uint64_t current, peak;

@@ -3,11 +3,9 @@
  * In the manner of llama-bench: each test runs once untimed (kernel compilation, CLBlast's
  * first-call tuning), then `reps` times; rates are the mean and standard deviation over the
  * repetitions. Decoding is greedy generation as the PyTorch peers run it: each step takes the
- * argmax on the device and feeds it to the next step there, all the steps of a run enqueued by
- * one rn_session_decode_greedy_steps, which reads the ids back as they come; --step-sync makes
- * it one rn_session_decode_greedy call per step, each reading its ids back before the next is
- * enqueued, and --read-logits one call per step reading every row's logits back to the host
- * (and checking them), as sampling on the host needs. Ceilings are measured in the same process: a copy
+ * argmax on the device, reads back one token id per sequence (the step's one synchronisation)
+ * and feeds it to the next step; --read-logits times steps that read every row's logits back
+ * to the host instead (and check them), as sampling on the host needs. Ceilings are measured in the same process: a copy
  * kernel for bandwidth, one large SGEMM for compute; decode is quoted as bytes read per step
  * over time against the bandwidth, prefill as projection FLOPs over time against the SGEMM
  * rate. */
@@ -49,10 +47,6 @@ static const char *bench_usage =
     "                     sampling on the host needs; tests tgN+logits) instead of the default\n"
     "                     greedy steps, which take the argmax on the device, read back one\n"
     "                     token id per sequence and feed it to the next step\n"
-    "  --step-sync        greedy steps one call each (rn_session_decode_greedy), each waiting for\n"
-    "                     its token ids before the next is enqueued (tests tgN+sync), instead of\n"
-    "                     the default: a run's steps in one call (rn_session_decode_greedy_steps),\n"
-    "                     enqueued back to back with the ids fed back on the device\n"
     "  -r N               repetitions (default 5)\n"
     "  --startup          also time context + model + first token with an empty and a warm\n"
     "                     program cache\n"
@@ -80,7 +74,6 @@ typedef struct bench_options {
     unsigned long long seed;
     int startup, profile, no_ceilings, json, no_cache;
     int read_logits;  /* decode steps read the logits back instead of greedy ids */
-    int step_sync;    /* one greedy call per step instead of a run's steps in one call */
 } bench_options;
 
 /* What every result line shares. */
@@ -123,7 +116,7 @@ static int parse_bench(int argc, char **argv, bench_options *o) {
         int *flag = !strcmp(a, "--startup") ? &o->startup : !strcmp(a, "--profile") ? &o->profile
                   : !strcmp(a, "--no-ceilings") ? &o->no_ceilings : !strcmp(a, "--json") ? &o->json
                   : !strcmp(a, "--no-cache") ? &o->no_cache : !strcmp(a, "--read-logits") ? &o->read_logits
-                  : !strcmp(a, "--step-sync") ? &o->step_sync : NULL;
+                  : NULL;
         if (flag) {
             *flag = 1;
             continue;
@@ -297,15 +290,13 @@ static void print_result(const bench_run *r, const char *test, long n, long batc
                test, r->name, r->info.device_dtype, cli_precision_name(), r->device, n, batch, context, reps, mean, sd, ms_mean, ms_sd,
                decoding ? "bytes_per_step" : "flops", extra, json_fraction(roofline, json_a),
                json_fraction(roofline_all, json_b), (unsigned long long)device_bytes,
-               !decoding ? "" : r->o->read_logits ? ",\"step\":\"logits\""
-                              : r->o->step_sync ? ",\"step\":\"greedy\"" : ",\"step\":\"greedy-queued\"",
+               !decoding ? "" : r->o->read_logits ? ",\"step\":\"logits\"" : ",\"step\":\"greedy\"",
                decoding && batch == 1 && r->info.one_launch_layers ? ",\"layer\":\"one launch\"" : "");
         fflush(stdout);
         return;
     }
     char name[32], rate[32], roof[16];
-    snprintf(name, sizeof name, "%s%ld%s", test, n,
-             !decoding ? "" : r->o->read_logits ? "+logits" : r->o->step_sync ? "+sync" : "");
+    snprintf(name, sizeof name, "%s%ld%s", test, n, decoding && r->o->read_logits ? "+logits" : "");
     snprintf(rate, sizeof rate, "%.1f +- %.1f", mean, sd);
     if (roofline > 0 && roofline_all > 0)
         snprintf(roof, sizeof roof, "%.1f/%.1f%%", 100.0 * roofline, 100.0 * roofline_all);
@@ -355,25 +346,13 @@ static int bench_prefill(bench_run *r, long n) {
     return 0;
 }
 
-/* `steps` decode steps of `batch` sequences from step[batch] (next: scratch of steps * batch
- * ids): greedy, all in one call; with --step-sync one greedy call per step, the device's choices
- * fed back through `step`; with --read-logits one call per step reading every row's logits
- * back to the session, the tokens kept. */
-static rn_status decode_steps(const bench_run *r, rn_session *s, long batch, long steps, int32_t *step, int32_t *next) {
-    rn_status st = RN_OK;
-    if (!r->o->read_logits && !r->o->step_sync) {
-        st = rn_session_decode_greedy_steps(s, (size_t)batch, step, (size_t)steps, next, NULL);
-        if (st == RN_OK) memcpy(step, next + (steps - 1) * batch, (size_t)batch * sizeof *step);
-        return st;
-    }
-    for (long i = 0; st == RN_OK && i < steps; i++) {
-        if (r->o->read_logits) {
-            st = rn_session_decode_rows(s, (size_t)batch, step, NULL);
-            continue;
-        }
-        st = rn_session_decode_greedy(s, (size_t)batch, step, next);
-        if (st == RN_OK) memcpy(step, next, (size_t)batch * sizeof *step);
-    }
+/* One decode step of `batch` sequences from step[batch]: greedy, the device's choices then fed
+ * back through `step` (next: scratch of batch ids), or with --read-logits every row's logits
+ * read back to the session, the tokens kept. */
+static rn_status decode_one(const bench_run *r, rn_session *s, long batch, int32_t *step, int32_t *next) {
+    if (r->o->read_logits) return rn_session_decode_rows(s, (size_t)batch, step, NULL);
+    rn_status st = rn_session_decode_greedy(s, (size_t)batch, step, next);
+    if (st == RN_OK) memcpy(step, next, (size_t)batch * sizeof *step);
     return st;
 }
 
@@ -381,7 +360,7 @@ static rn_status decode_steps(const bench_run *r, rn_session *s, long batch, lon
 static int bench_decode(bench_run *r, long n, long batch, long context) {
     rn_session *s = NULL;
     int32_t *tokens = make_tokens(context > batch ? context : batch, r->info.vocab_size);
-    int32_t *step = malloc((size_t)batch * sizeof *step), *next = malloc((size_t)(n * batch) * sizeof *next);
+    int32_t *step = malloc((size_t)batch * sizeof *step), *next = malloc((size_t)batch * sizeof *next);
     double rates[1000];
     uint64_t during = 0;
     rn_status st = !tokens || !step || !next ? RN_ERR_OUT_OF_HOST_MEMORY
@@ -394,7 +373,7 @@ static int bench_decode(bench_run *r, long n, long batch, long context) {
         long steps = rep < 0 && n > 8 ? 8 : n;  /* the warm-up only needs every kernel once */
         if (st == RN_OK) memcpy(step, tokens, (size_t)batch * sizeof *step);
         double t0 = cli_seconds();
-        if (st == RN_OK) st = decode_steps(r, s, batch, steps, step, next);
+        for (long i = 0; st == RN_OK && i < steps; i++) st = decode_one(r, s, batch, step, next);
         if (rep >= 0) rates[rep] = (double)batch * steps / (cli_seconds() - t0);
         if (st == RN_OK) rn_context_memory(r->ctx, &during, NULL);
     }
@@ -461,19 +440,18 @@ static int bench_profile(bench_run *r) {
     for (int i = 0; i < r->o->n_batch; i++)
         if (r->o->batch[i] > batch) batch = r->o->batch[i];
     const long count = n > steps * batch ? n : steps * batch;
-    int32_t *tokens = make_tokens(count, r->info.vocab_size), *next = malloc((size_t)(steps * batch) * sizeof *next);
+    int32_t *tokens = make_tokens(count, r->info.vocab_size), *next = malloc((size_t)batch * sizeof *next);
     if (st == RN_OK) st = tokens && next ? rn_session_init_batch(r->model, (size_t)batch, &s) : RN_ERR_OUT_OF_HOST_MEMORY;
-    /* The steps the decode rates time (decode_steps). */
-    if (st == RN_OK) st = decode_steps(r, s, batch, 1, tokens, next);  /* warm */
+    /* The steps the decode rates time (decode_one): greedy, or with --read-logits reading them. */
+    if (st == RN_OK) st = decode_one(r, s, batch, tokens, next);  /* warm */
     if (st == RN_OK) st = rn_context_profile_drain(r->ctx, NULL, NULL);
     profile_table decode = {.layers = r->info.layers}, prefill = {.layers = r->info.layers};
     double t0 = cli_seconds();
-    if (st == RN_OK) st = decode_steps(r, s, batch, steps, tokens, next);
+    for (long i = 0; st == RN_OK && i < steps; i++) st = decode_one(r, s, batch, tokens, next);
     double wall = cli_seconds() - t0;
     if (st == RN_OK) st = rn_context_profile_drain(r->ctx, profile_sink, &decode);
     char what[64];
-    snprintf(what, sizeof what, "decoding, batch %ld, %s steps", batch,
-             r->o->read_logits ? "logits" : r->o->step_sync ? "greedy" : "queued greedy");
+    snprintf(what, sizeof what, "decoding, batch %ld, %s steps", batch, r->o->read_logits ? "logits" : "greedy");
     if (st == RN_OK) print_profile(r, what, &decode, wall, steps);
     if (st == RN_OK && n > 0 && batch > 1) {
         rn_session_free(s);
