@@ -359,25 +359,11 @@ __kernel void gemm_mma_reduce(__global const float *part, int splits, int M, int
     // Columns of the product: the piece's rows from row0, in GLU mode fc1's then the gate's.
     const int col0 = out0 - row0, col1 = glu ? held + col0 : out1 - row0;
     const bool second = glu || out1 < end;
-    /* Four slices' loads issued before their adds (in the slices' order, so the sums are those of
-     * a plain loop): a loop that waits for each load before the next costs a memory round trip
-     * per slice, and out_proj and fc2 are cut into up to 16 slices. */
-    const size_t slice = (size_t)M * (size_t)N;
-    __global const float *p = part + (size_t)row * (size_t)N;
     float v0 = 0.0f, v1 = 0.0f;
-    int s = 0;
-    for (; s + 4 <= splits; s += 4) {
-        __global const float *q = p + (size_t)s * slice;
-        const float a0 = q[col0], a1 = q[slice + col0], a2 = q[2 * slice + col0], a3 = q[3 * slice + col0];
-        v0 += a0, v0 += a1, v0 += a2, v0 += a3;
-        if (second) {
-            const float b0 = q[col1], b1 = q[slice + col1], b2 = q[2 * slice + col1], b3 = q[3 * slice + col1];
-            v1 += b0, v1 += b1, v1 += b2, v1 += b3;
-        }
-    }
-    for (; s < splits; s++) {
-        v0 += p[(size_t)s * slice + col0];
-        if (second) v1 += p[(size_t)s * slice + col1];
+    for (int s = 0; s < splits; s++) {
+        __global const float *p = part + ((size_t)s * (size_t)M + (size_t)row) * (size_t)N;
+        v0 += p[col0];
+        if (second) v1 += p[col1];
     }
     write_outputs(v0, v1, out0, out1, end, pair, (size_t)row, rows, mode, alpha, activation, y0, y1, y2, y3, end0,
                   end1, end2, q_rows, angle, pos0, pos_step, positions, per_row, k_scale);

@@ -436,8 +436,8 @@ static void test_linear_mma(rt_runtime *rt, const rn_kernels *k) {
  * times it where the epilogue combines two sums), at least the project kernel's 1e-5. */
 static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *angle) {
     const int64_t dk = k->dk;
-    /* units: the compute units the slices of K are cut for, if not the device's. At 4, 9 x 1704
-     * -> 20 is cut into 7 slices: the reduction's loop of four slices and the three after it. */
+    /* units: the compute units the slices of K are cut for, if not the device's: at 4, 9 x 1704
+     * -> 20 is cut into 7 slices, more than the device's own count gives on a 2-core CPU. */
     const struct { int64_t n, cols, rows; rn_project_mode mode; int rotate; rn_activation act; uint32_t units; } cases[] = {
         {1, 40, 13, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 0},       {3, 264, 70, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0},
         {8, 520, 3 * 16 + 5, RN_PROJECT_PLAIN, 1, RN_ACT_GELU, 0}, {17, 600, 200, RN_PROJECT_GLU, 0, RN_ACT_SWISH, 0},
