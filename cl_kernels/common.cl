@@ -213,6 +213,19 @@ inline void device_fence(void) {
 #endif
 }
 
+// *p += v as one indivisible update, for sums whose terms come from several work-groups at once
+// (gemm_mma_small's slices of K adding into a residual). The order of the terms is whatever the
+// groups' order is, so the last bit of such a sum can differ from run to run.
+inline void add_to_global(__global float *p, float v) {
+#ifdef RN_NV_PTX
+    asm volatile("red.global.add.f32 [%0], %1;" ::"l"(p), "f"(v) : "memory");
+#else
+    volatile __global int *bits = (volatile __global int *)p;
+    int old = *bits, seen;
+    while ((seen = atomic_cmpxchg(bits, old, as_int(as_float(old) + v))) != old) old = seen;
+#endif
+}
+
 // The group norm and gate of one (token, head) at `base` (norms.cl's group_norm_gate says what),
 // by the whole work-group: the body of group_norm_gate, and of retention_step's last group of a
 // head, which reads o through a volatile pointer as other groups wrote it.

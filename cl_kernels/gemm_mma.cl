@@ -217,17 +217,20 @@ void gemm_mma(__global const ushort *x, int M, int K, __global const ushort *w, 
 }
 
 /*
- * gemm_mma_small: the same product for few rows of x (decoding batches, short prompts: M <= 64
- * per work-group), where 128 x 128 tiles leave most of the device idle and the time goes into
- * reading W once. A work-group of 4 warps owns 128 columns of y (32 per warp: four 8-column
- * fragments; with 64 columns every work-group staged x once for half as many weights, and
- * decoding a 6.7B batch of 32 on an H100 ran at 1,461 tokens/s against 1,605 now) and one slice [split * kper, +kper) of K (split-K: grid dimension 1), so that even
- * N = 2048 gives hundreds of work-groups; its partial sums go to part[split][M][N] and
- * gemm_mma_reduce adds the slices in order and applies the epilogue. Each warp reads its W
- * straight from global memory into registers, a chunk of MS_KC columns of K at a time (16-byte
- * loads, 8 rows x 64 contiguous bytes per warp load: every weight byte is used by exactly one
- * warp, so local memory would only add a copy), all of a chunk's loads issued before any
- * product. x (tiny) is rounded to half into local memory once per chunk and shared by the warps.
+ * gemm_mma_small: the same product for few rows of x (decoding batches, short prompts: M <= 64 per
+ * work-group), where 128 x 128 tiles leave most of the device idle and the time goes into reading W
+ * once. A work-group of 4 warps owns 128 columns of y (32 per warp: four 8-column fragments; with
+ * 64 columns every work-group staged x once for half as many weights, and decoding a 6.7B batch of
+ * 32 on an H100 ran at 1,461 tokens/s against 1,605 now) and one slice [split * kper, +kper) of K
+ * (split-K: grid dimension 1), so that even N = 2048 gives hundreds of work-groups; its partial
+ * sums go to part[split][M][N] and gemm_mma_reduce adds the slices in order and applies the
+ * epilogue (a residual of alpha 1 is added into y by atomic adds instead: that saved a launch of
+ * 6-7 us at each out_proj and fc2 of a step, +7 % tokens/s at batch 8 and +4 % at batch 32 on an
+ * H100, docs/BENCHMARKS.md). Each warp reads its W straight from global memory into registers, a
+ * chunk of MS_KC columns of K at a time (16-byte loads, 8 rows x 64 contiguous bytes per warp load:
+ * every weight byte is used by exactly one warp, so local memory would only add a copy), all of a
+ * chunk's loads issued before any product. x (tiny) is rounded to half into local memory once per
+ * chunk and shared by the warps.
  *
  * Fragments without ldmatrix. A dot product does not care in which order its k terms come, so
  * long as x and W agree: lane (g, t) loads W[n + g][k + 8t .. 8t + 7] as one uint4 {w0, w1, w2,
@@ -274,10 +277,13 @@ inline void ms_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b
 #define MS_MMA MMA_SYNC
 #endif
 
-/* global (ceil(N / 64) * 128, splits, ceil(M / 64)), local (128, 1, 1); kper a multiple of 32. */
+/* global (ceil(N / 64) * 128, splits, ceil(M / 64)), local (128, 1, 1); kper a multiple of 32.
+ * add_into: each slice adds its sums straight into y ([M] rows y_ld apart, columns from y_col0) by
+ * atomic adds instead of writing part: a residual y += x W^T, whose epilogue is only that sum,
+ * then needs no gemm_mma_reduce launch. */
 __kernel __attribute__((reqd_work_group_size(128, 1, 1)))
 void gemm_mma_small(__global const float *x, int M, int K, __global const ushort *w, ulong w_first, int N,
-                    int kper, __global float *part) {
+                    int kper, __global float *part, int add_into, __global float *y, int y_ld, int y_col0) {
     __local uint Xs[MS_MF * 16 * MS_LD / 2] __attribute__((aligned(16)));
 #ifdef RN_MMA_EMULATE
     __local uint Eall[MS_WARPS * 32 * 6];
@@ -336,7 +342,9 @@ void gemm_mma_small(__global const float *x, int M, int K, __global const ushort
         for (int j = 0; j < MS_NF; j++)
             for (int e = 0; e < 4; e++) {
                 const int row = m0 + 16 * i + g + 8 * (e >> 1), n = n0 + 8 * j + 2 * t + (e & 1);
-                if (row < M && n < N) out[(size_t)row * (size_t)N + (size_t)n] = c[i][j][e];
+                if (row >= M || n >= N) continue;
+                if (add_into) add_to_global(y + (size_t)row * (size_t)y_ld + (size_t)(y_col0 + n), c[i][j][e]);
+                else out[(size_t)row * (size_t)N + (size_t)n] = c[i][j][e];
             }
 }
 

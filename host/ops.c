@@ -480,14 +480,18 @@ rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projec
     const cl_int splits = (cl_int)rn_mma_slices(k, p->cols, width, &kper64);
     cl_int M = (cl_int)p->n, K = (cl_int)p->cols, N = (cl_int)width, kper = (cl_int)kper64;
     cl_ulong first = 0;
-    rt_arg gemm_args[] = {RT_ARG_BUF(p->x), RT_ARG_VAL(M), RT_ARG_VAL(K), RT_ARG_BUF(p->W), RT_ARG_VAL(first),
-                          RT_ARG_VAL(N), RT_ARG_VAL(kper), RT_ARG_BUF(partial)};
+    /* A residual with alpha 1 is only the sum: the slices add into y themselves, no reduction. */
+    const cl_int add_into = p->mode == RN_PROJECT_RESIDUAL && p->alpha == 1.0f;
+    cl_int y_ld = (cl_int)p->rows, y_col0 = (cl_int)p->row0;
+    rt_arg gemm_args[] = {RT_ARG_BUF(p->x),     RT_ARG_VAL(M),        RT_ARG_VAL(K),        RT_ARG_BUF(p->W),
+                          RT_ARG_VAL(first),    RT_ARG_VAL(N),        RT_ARG_VAL(kper),     RT_ARG_BUF(partial),
+                          RT_ARG_VAL(add_into), RT_ARG_BUF(p->y[0]),  RT_ARG_VAL(y_ld),     RT_ARG_VAL(y_col0)};
     size_t global[3] = {(size_t)((width + MS_BN - 1) / MS_BN) * 128, (size_t)splits, 1}, local[3] = {128, 1, 1};
-    rn_status st = rt_launch(rt, k->gemm_mma_small, "gemm_mma_small", gemm_args, N_ARGS(gemm_args), 3, global, local);
-    if (st != RN_OK) return st;
-
     epilogue e;
-    if ((st = epilogue_of(rt, k, p, &e)) != RN_OK) return st;
+    rn_status st = epilogue_of(rt, k, p, &e);
+    if (st == RN_OK)
+        st = rt_launch(rt, k->gemm_mma_small, "gemm_mma_small", gemm_args, N_ARGS(gemm_args), 3, global, local);
+    if (st != RN_OK || add_into) return st;
     rt_arg args[] = {RT_ARG_BUF(partial),    RT_ARG_VAL(splits),     RT_ARG_VAL(M),          RT_ARG_VAL(N),
                      RT_ARG_VAL(e.rows),     RT_ARG_VAL(e.mode),     RT_ARG_VAL(e.alpha),    RT_ARG_VAL(e.activation),
                      RT_ARG_BUF(e.y[0]),     RT_ARG_BUF(e.y[1]),     RT_ARG_BUF(e.y[2]),     RT_ARG_BUF(e.y[3]),

@@ -190,7 +190,9 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
  * rn_mma_takes(k, p->cols) and gemm_mma_small is built), except the norm: p->normalize must be
  * false (the caller normalizes x first). gemm_mma_small writes its slices of K into `partial`
  * (at least rn_mma_partial_bytes(k, n, p->cols, width) bytes, width = p->rows, or 2 p->rows in
- * GLU mode); gemm_mma_reduce adds them up and applies the epilogue. */
+ * GLU mode); gemm_mma_reduce adds them up and applies the epilogue. A residual with alpha 1 is
+ * the exception: the slices add into y themselves (atomic adds, in no fixed order, so the last
+ * bit of such a sum may differ from run to run) and there is no reduction. */
 rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projection *p, rt_buffer *partial);
 uint64_t rn_mma_partial_bytes(const rn_kernels *k, int64_t n, int64_t in, int64_t width);
 /* How many slices of K (each `kper` wide) gemm_mma_small cuts a product of `in` columns of x into

@@ -438,17 +438,19 @@ static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *a
     const int64_t dk = k->dk;
     /* units: the compute units the slices of K are cut for, if not the device's: at 4, 9 x 1704
      * -> 20 is cut into 7 slices, more than the device's own count gives on a 2-core CPU. */
-    const struct { int64_t n, cols, rows; rn_project_mode mode; int rotate; rn_activation act; uint32_t units; } cases[] = {
-        {1, 40, 13, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 0},       {3, 264, 70, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0},
-        {8, 520, 3 * 16 + 5, RN_PROJECT_PLAIN, 1, RN_ACT_GELU, 0}, {17, 600, 200, RN_PROJECT_GLU, 0, RN_ACT_SWISH, 0},
-        {32, 96, 3 * 16 + 5, RN_PROJECT_PLAIN, 2, RN_ACT_GELU, 0}, {64, 328, 70, RN_PROJECT_GLU, 0, RN_ACT_GELU, 0},
-        {64, 1032, 136, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0},  {33, 16, 9, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 0},
-        {9, 1704, 20, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 4},
+    /* alpha: a residual of alpha 1 is added into y by the slices themselves (no reduction). */
+    const struct { int64_t n, cols, rows; rn_project_mode mode; int rotate; rn_activation act; uint32_t units; float alpha; } cases[] = {
+        {1, 40, 13, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 0, 1.3f},       {3, 264, 70, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0, 1.3f},
+        {8, 520, 3 * 16 + 5, RN_PROJECT_PLAIN, 1, RN_ACT_GELU, 0, 1.3f}, {17, 600, 200, RN_PROJECT_GLU, 0, RN_ACT_SWISH, 0, 1.3f},
+        {32, 96, 3 * 16 + 5, RN_PROJECT_PLAIN, 2, RN_ACT_GELU, 0, 1.3f}, {64, 328, 70, RN_PROJECT_GLU, 0, RN_ACT_GELU, 0, 1.3f},
+        {64, 1032, 136, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0, 1.0f},  {33, 16, 9, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 0, 1.3f},
+        {9, 1704, 20, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 4, 1.0f},    {5, 264, 70, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0, 1.0f},
     };
-    const float alpha = 1.3f, k_scale = (float)(1.0 / sqrt((double)dk));
+    const float k_scale = (float)(1.0 / sqrt((double)dk));
     const double u = ldexp(1.0, -23);
     for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
         const int64_t n = cases[s].n, cols = cases[s].cols;
+        const float alpha = cases[s].alpha;
         const bool glu = cases[s].mode == RN_PROJECT_GLU, rot = cases[s].rotate != 0;
         rn_kernels cut = *k;  /* the same kernels; only how the host cuts K differs */
         if (cases[s].units) cut.compute_units = cases[s].units;
@@ -528,7 +530,7 @@ static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *a
         snprintf(shape, sizeof shape, "%lld x %lld -> %lld %s, %lld slices (%s)", (long long)n, (long long)cols,
                  (long long)rows,
                  glu ? (cases[s].act == RN_ACT_SWISH ? "glu swish" : "glu gelu")
-                     : cases[s].mode == RN_PROJECT_RESIDUAL ? "+res"
+                     : cases[s].mode == RN_PROJECT_RESIDUAL ? (alpha == 1.0f ? "+res added" : "+res")
                      : rot ? (cases[s].rotate == 2 ? "rot halves" : "rot pairs") : "plain",
                  (long long)rn_mma_slices(&cut, cols, w_rows, &kper), k->mma_variant);
         check("project_mma", shape, ref, got, out_count, tol, intact);
@@ -956,7 +958,28 @@ static void test_pieces_mma(rt_runtime *rt, const rn_kernels *k) {
     intact = guarded_read(rt, &yr, wide_ref) & guarded_read(rt, &yg, wide_got) & pieced_free(rt, &pw);
     check("linear_mma pieces", "rows 30.. +40 of glu 80 in 3, cols 5..", wide_ref, wide_got, (size_t)(m * ldy), 0.0,
           intact);
-    guarded_free(&yr), guarded_free(&yg), guarded_free(&gx), guarded_free(&gh), guarded_free(&whole);
+    guarded_free(&yr), guarded_free(&yg), guarded_free(&gh), guarded_free(&whole);
+
+    /* A residual of alpha 1, which the slices add into y themselves: each piece's sums must land
+     * in its own columns (from its row0). One slice of K, so each output is one addition and the
+     * two agree exactly. */
+    float y0[6 * 40];
+    for (size_t i = 0; i < sizeof y0 / sizeof y0[0]; i++) y0[i] = (float)((int)(i % 7) - 3);
+    pieced_init(&pw, rt, k, W, F, cols, false, 16);
+    guarded rows_whole = stored_weights(rt, k, W, (size_t)(F * cols));
+    rn_matrix plain = {.pieces = &rows_whole.view, .count = 1, .rows = F, .cols = cols, .piece_rows = F,
+                       .what = "test matrix"};
+    gr = guarded_from(rt, y0, sizeof y0), gg = guarded_from(rt, y0, sizeof y0);
+    part = guarded_alloc(rt, (size_t)rn_mma_partial_bytes(k, n, cols, F));
+    p = (rn_projection){.rows = F, .cols = cols, .x = &gx.view, .n = n, .mode = RN_PROJECT_RESIDUAL, .alpha = 1.0f,
+                        .y = {&gr.view}};
+    must(rn_matrix_project(rt, k, &plain, p, true, &part.view), rt, "matrix project mma");
+    p.y[0] = &gg.view;
+    must(rn_matrix_project(rt, k, &pw.m, p, true, &part.view), rt, "matrix project mma");
+    intact = guarded_read(rt, &gr, ref) & guarded_read(rt, &gg, got) & guarded_read(rt, &part, NULL) &
+             pieced_free(rt, &pw);
+    check("project_mma pieces", "6 x 64 -> +res added 40 in 3 pieces", ref, got, (size_t)(n * F), 0.0, intact);
+    guarded_free(&gr), guarded_free(&gg), guarded_free(&part), guarded_free(&rows_whole), guarded_free(&gx);
     free(W), free(x);
 }
 
