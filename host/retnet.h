@@ -114,7 +114,10 @@ typedef enum rn_matrix_engine {
  *   BF16  the same for weights stored as BF16, activations rounded to bf16.
  *   AUTO  the matrix engine where the device has one, in the precision of the stored weights
  *         (F16 or BF16); fp32 elsewhere. On devices without one (CPUs, PoCL) AUTO is F32:
- *         same results, same speed. */
+ *         same results, same speed.
+ * On the engine, a batch's products are cut into slices of K, and the slices of a residual
+ * product are added into the residual stream in no fixed order: two runs of the same step may
+ * differ in the last bit. F32 is bit for bit reproducible. */
 typedef enum rn_precision {
     RN_PRECISION_F32 = 0,
     RN_PRECISION_F16 = 1,
@@ -365,7 +368,9 @@ rn_status rn_session_decode(rn_session *session, int32_t token, float *logits);
  * (continuous batching keeps its running sequences in the first rows). Each row's logits are
  * what rn_session_decode would give its sequence alone (bit for bit where the device runs
  * the same kernels the same way for one row and for several: PoCL does; steps of more rows
- * than rn_context_options.project_max_rows take SGEMM instead and agree to rounding).
+ * than rn_context_options.project_max_rows take SGEMM instead and agree to rounding; so do
+ * steps on a matrix engine, whose slices of each residual product are added in no fixed order,
+ * so that two runs of the same step may differ in the last bit).
  * rn_session_decode_rows refuses 0 rows or more than the batch with RN_ERR_INVALID_ARGUMENT; on
  * an ordinary session it takes rows = 1. A batch session also takes rn_session_reset (every
  * row), rn_session_position (row 0), rn_session_logits (every row's: see there),

@@ -38,7 +38,8 @@ const char *cli_precision_name(void);
     "                     layers of prompts and batches and a prompt's retention products on the\n" \
     "                     matrix engine, NVIDIA tensor cores, where the weights are stored in\n"   \
     "                     that type; inputs rounded once, fp32 accumulation), or auto (the\n"     \
-    "                     engine where the device has one, else f32)\n"
+    "                     engine where the device has one, else f32); the engine adds some\n"   \
+    "                     sums in no fixed order, so two runs may differ in the last bit\n"
 /* Context options for --device/--no-cache/--precision, with the tuning knobs from the environment. */
 void cli_context_options(const char *device, int no_cache, rn_context_options *opts);
 /* Opens the device; prints the reason and returns an exit code on failure. */
