@@ -117,7 +117,7 @@ typedef enum rn_matrix_engine {
  *         same results, same speed.
  * On the engine, a batch's products are cut into slices of K, and the slices of a residual
  * product are added into the residual stream in no fixed order: two runs of the same step may
- * differ in the last bit. F32 is bit for bit reproducible. */
+ * differ in the last bit. The F32 path adds nothing in an unfixed order. */
 typedef enum rn_precision {
     RN_PRECISION_F32 = 0,
     RN_PRECISION_F16 = 1,
