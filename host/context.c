@@ -106,6 +106,13 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
         rn_context_options_default(&defaults);
         opts = &defaults;
     }
+    if (opts->batch_work_group < -1 || opts->batch_work_group > 256 ||
+        (opts->batch_work_group > 0 && (opts->batch_work_group & (opts->batch_work_group - 1)) != 0)) {
+        rn_fail(&err, RN_ERR_INVALID_ARGUMENT, "batch_work_group must be -1, 0 or a power of two up to 256, not %d",
+                opts->batch_work_group);
+        if (error_message && error_capacity) snprintf(error_message, error_capacity, "%s", err.message);
+        return rn_thread_fail(RN_ERR_INVALID_ARGUMENT, &err);
+    }
     if (opts->work_group > 256 || (opts->work_group & (opts->work_group - 1)) != 0) {
         rn_fail(&err, RN_ERR_INVALID_ARGUMENT, "work_group must be 0 or a power of two up to 256, not %zu",
                 opts->work_group);
@@ -128,6 +135,7 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
     ctx->tuning.project_rows = (int64_t)opts->project_max_rows;
     ctx->tuning.precision = opts->precision;
     ctx->tuning.layer_groups = opts->layer_groups;
+    ctx->tuning.batch_work_group = opts->batch_work_group;
     atomic_init(&ctx->cancel, 0);
     ctx->id = atomic_fetch_add(&next_context_id, 1);
     rt_cache_mode mode = opts->program_cache < 0 ? RT_CACHE_AUTO

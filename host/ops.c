@@ -44,6 +44,10 @@ void rn_kernels_release(rn_kernels *k) {
         if (*all[i]) clReleaseKernel(*all[i]);
     if (k->program) clReleaseProgram(k->program);
     if (k->layer_program) clReleaseProgram(k->layer_program);
+    if (k->batch) {
+        rn_kernels_release(k->batch);
+        free(k->batch);
+    }
     memset(k, 0, sizeof *k);
 }
 
@@ -236,6 +240,43 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
     return RN_OK;
 }
 
+/* k->batch (ops.h): the kernels again with groups of rn_tuning.batch_work_group, for batches on
+ * the matrix engine. Only its rms_norm, retention_step and argmax_rows are used; a device that
+ * cannot run those at that size, or fit their local memory, does without (NULL). */
+static rn_status build_batch_set(rt_runtime *rt, rn_tuning tuning, int64_t project_rows, int64_t dk, int64_t dv,
+                                 st_dtype weights, rn_kernels *k) {
+    size_t wg = tuning.batch_work_group > 0 ? (size_t)tuning.batch_work_group
+                : tuning.batch_work_group == 0 && rt->dev.info.is_gpu && k->gemm_mma_small ? RN_MAX_WG
+                                                                                           : 0;
+    if (wg > rt->dev.info.max_work_group) wg = floor_pow2(rt->dev.info.max_work_group);
+    if (wg == 0 || wg == k->wg ||
+        (uint64_t)(2 * dk + 4 * (int64_t)wg) * sizeof(float) > rt->dev.info.local_mem_bytes)
+        return RN_OK;
+    rn_kernels *batch = calloc(1, sizeof *batch);
+    if (!batch) return rn_fail(rt->err, RN_ERR_OUT_OF_HOST_MEMORY, "the batch kernels' table");
+    rn_tuning plain = tuning;  /* no matrix-engine kernels, no decode_layer, no set of its own */
+    plain.precision = RN_PRECISION_F32;
+    plain.mma_emulate = false;
+    plain.layer_groups = 0;
+    plain.batch_work_group = -1;
+    rn_status st = build_with_group(rt, plain, project_rows, dk, dv, weights, wg, batch);
+    if (st != RN_OK) {
+        free(batch);
+        rn_kernels_release(k);
+        return st;
+    }
+    const cl_kernel used[] = {batch->rms_norm, batch->retention_step, batch->argmax_rows};
+    bool fits = true;
+    for (size_t i = 0; i < sizeof used / sizeof used[0]; i++) fits &= rt_kernel_max_group(rt, used[i]) >= wg;
+    if (fits) {
+        k->batch = batch;
+    } else {
+        rn_kernels_release(batch);
+        free(batch);
+    }
+    return RN_OK;
+}
+
 rn_status rn_kernels_build(rt_runtime *rt, rn_tuning tuning, int64_t dk, int64_t dv, st_dtype weights,
                            rn_kernels *out) {
     /* Local memory per group: retention_output keeps one query and two RN_WG arrays,
@@ -263,7 +304,7 @@ rn_status rn_kernels_build(rt_runtime *rt, rn_tuning tuning, int64_t dk, int64_t
     for (;;) {
         rn_status st = build_with_group(rt, tuning, project_rows, dk, dv, weights, wg, out);
         if (st != RN_OK) return st;
-        if (group_fits(rt, out)) return RN_OK;
+        if (group_fits(rt, out)) return build_batch_set(rt, tuning, project_rows, dk, dv, weights, out);
         rn_kernels_release(out);
         if (wg == 1)
             return rn_fail(rt->err, RN_ERR_OPENCL, "'%s' cannot run the reducing kernels even with one work-item",

@@ -56,7 +56,17 @@ typedef struct rn_kernels {
     uint32_t layer_groups;
     const char *mma_variant; /* "nvidia-mma f16", "nvidia-mma bf16", "emulated f16", ...: NULL
                                 without gemm_mma */
+    /* The same kernels built with wider work-groups (rn_tuning.batch_work_group), whose
+     * rms_norm, retention_step and argmax_rows serve batches on the matrix engine
+     * (RN_BATCH_GROUP_ROWS rows or more); NULL where none is asked for or the device cannot run
+     * them. It has no matrix-engine kernels and no batch set of its own. */
+    struct rn_kernels *batch;
 } rn_kernels;
+
+/* Batches of at least this many rows on the matrix engine take rn_kernels.batch's norms,
+ * retention step and argmax: at 8 and 32 rows on an H100 their work-groups of 256 decoded 5-6 %
+ * faster than 64, which a single sequence's kernels keep (docs/BENCHMARKS.md). */
+#define RN_BATCH_GROUP_ROWS 8
 
 /* The context's tuning knobs (rn_context_options); 0 takes the default. */
 typedef struct rn_tuning {
@@ -69,6 +79,8 @@ typedef struct rn_tuning {
     int layer_groups;        /* decode_layer's work-groups: 0 off, -1 one per compute unit on
                                 NVIDIA GPUs and off elsewhere, N > 0 that many (1 on devices
                                 that may not hold several groups at once: tests) */
+    int batch_work_group;    /* rn_kernels.batch's RN_WG: 0 256 on GPUs with gemm_mma_small,
+                                -1 none, N > 0 that (rn_context_options.batch_work_group) */
 } rn_tuning;
 
 /* Compiles the embedded cl_kernels sources for heads of dk key and dv value dimensions and

@@ -170,6 +170,14 @@ typedef struct rn_context_options {
     rn_build_log_fn build_log; /* with build_options: called with each program's options and
                                  build log once it is built (NULL: none) */
     void *build_log_user;
+    int batch_work_group;     /* work-items of the norms, retention step and argmax of batches
+                                 of 8 rows or more on the matrix engine: 0 (the default) 256 on
+                                 GPUs where the engine's small GEMM is built, none elsewhere;
+                                 -1 none (those kernels keep work_group's size); N, a power of
+                                 two up to 256, N on any device (tests). Wider groups stream the
+                                 batch's state and rows faster, but slow a single sequence's
+                                 kernels, which keep work_group's (docs/BENCHMARKS.md). (The
+                                 retnet command reads RETNET_BATCH_WORK_GROUP.) */
 } rn_context_options;
 
 /* Sets `opts` to the defaults described above. */

@@ -309,6 +309,12 @@ typedef struct pass {
     bool mma;                          /* layer_few_rows's products on the small matrix-engine GEMM */
 } pass;
 
+/* The kernels of a step's norms, retention step and argmax: rn_kernels.batch's wider groups for
+ * batches of RN_BATCH_GROUP_ROWS rows or more on the matrix engine, else the usual ones. */
+static const rn_kernels *group_kernels(const rn_kernels *k, bool mma, int64_t rows) {
+    return mma && rows >= RN_BATCH_GROUP_ROWS && k->batch ? k->batch : k;
+}
+
 #define TRY(call)                              \
     do {                                       \
         rn_status st_ = (call);                \
@@ -326,10 +332,11 @@ static rn_status retention(const pass *p, int64_t l) {
     const rt_buffer *head_norm = c->head_norm_weight ? &p->m->layers[l].head_norm : NULL;
     if (p->mode == RN_MODE_RECURRENT) {  /* the group norm and gate in the same launch where it can */
         const rn_step_norm norm = {.gate = gate, .weight = head_norm, .eps = p->eps, .done = &ws->step_done};
-        TRY(rn_op_retention_step(p->rt, p->k, shape, p->n, &ws->q, &ws->k, &ws->v, &p->m->decay, &ws->positions,
+        const rn_kernels *k = group_kernels(p->k, p->mma, p->n);
+        TRY(rn_op_retention_step(p->rt, k, shape, p->n, &ws->q, &ws->k, &ws->v, &p->m->decay, &ws->positions,
                                  &p->s->state[l], &p->s->scale[2 * l], &p->s->scale[2 * l + 1], &ws->o,
-                                 p->k->step_norm ? &norm : NULL));
-        if (p->k->step_norm) return RN_OK;
+                                 k->step_norm ? &norm : NULL));
+        if (k->step_norm) return RN_OK;
     } else {
         /* The scale of position p lives in slot p & 1. A continued prompt enters with that of
          * pos0 - 1, copied aside: its own slot may be the one the prompt's last token writes. */
@@ -351,7 +358,8 @@ static rn_status retention(const pass *p, int64_t l) {
  * matrix-engine GEMM and its reduction, the norm (if any) first into ws->h. */
 static rn_status project(const pass *p, const rn_matrix *W, rn_projection proj) {
     if (p->mma && proj.normalize) {
-        TRY(rn_op_rms_norm(p->rt, p->k, proj.x, proj.norm, proj.n, proj.cols, proj.eps, &p->ws->h));
+        TRY(rn_op_rms_norm(p->rt, group_kernels(p->k, true, proj.n), proj.x, proj.norm, proj.n, proj.cols, proj.eps,
+                           &p->ws->h));
         proj.x = &p->ws->h;
         proj.normalize = false;
     }
@@ -657,7 +665,8 @@ static rn_status read_logits(rn_session *s, rn_workspace *ws, int64_t rows, int6
 static rn_status read_choices(rn_session *s, int64_t rows, int32_t *next) {
     rt_runtime *rt = &s->model->ctx->rt;
     const int64_t V = s->model->cfg.vocab_size;
-    rn_status st = rn_op_argmax(rt, &s->model->kernels, &s->step.logits, rows, V, &s->step.choice);
+    const rn_kernels *k = group_kernels(&s->model->kernels, mma_rows(s->model, rows), rows);
+    rn_status st = rn_op_argmax(rt, k, &s->step.logits, rows, V, &s->step.choice);
     if (st == RN_OK)
         st = rt_buffer_read(rt, &s->step.choice, 0, s->step_choice, (size_t)rows * 2 * sizeof *s->step_choice);
     if (st != RN_OK) return st;

@@ -438,6 +438,15 @@ static void run_mma_rows(const char *path, rn_precision precision, double tol) {
     char message[1024];
     rn_status st = rn_context_init(&exact, &options, message, sizeof message);
     options.precision = precision;
+    /* A size that is not a power of two is refused, naming the option. */
+    options.batch_work_group = 3;
+    rn_context *refused = NULL;
+    const rn_status bad = rn_context_init(&refused, &options, message, sizeof message);
+    expect_true("batch_work_group 3 refused by name",
+                bad == RN_ERR_INVALID_ARGUMENT && !refused && strstr(message, "batch_work_group") != NULL);
+    /* Batches of 8 rows and more take the norms, retention step and argmax built with groups of
+     * 16 (GPUs default to 256 where the engine runs): the cases below check their results. */
+    options.batch_work_group = 16;
     if (st == RN_OK) st = rn_context_init(&engine, &options, message, sizeof message);
     if (st != RN_OK) {
         printf("    contexts: %s: %s  FAIL\n", rn_status_str(st), message);
@@ -451,6 +460,8 @@ static void run_mma_rows(const char *path, rn_precision precision, double tol) {
     if (st == RN_OK) st = rn_model_load(engine, path, NULL, &b);
     expect_true("model loaded at f32 and with the engine", st == RN_OK && b->kernels.gemm_mma_small &&
                                                             b->kernels.gemm_mma_batched);
+    expect_true("the batch kernels built with groups of 16", st == RN_OK && b->kernels.batch &&
+                                                              b->kernels.batch->wg == 16);
     /* Batches below, at and above the project kernel's rows; prompts of 20 (engine) and 40 tokens. */
     const struct { int B; size_t len; } cases[] = {{2, 3}, {8, 20}, {33, 40}, {64, 5}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0] && st == RN_OK; i++) {

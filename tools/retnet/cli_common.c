@@ -181,6 +181,8 @@ void cli_context_options(const char *device, int no_cache, rn_context_options *o
     if (rows && atol(rows) > 0) opts->project_max_rows = (size_t)atol(rows);
     if (alloc && atof(alloc) > 0) opts->max_allocation = (uint64_t)(atof(alloc) * 1048576.0);
     if (groups && *groups) opts->layer_groups = atoi(groups);
+    const char *batch_wg = getenv("RETNET_BATCH_WORK_GROUP");
+    if (batch_wg && *batch_wg) opts->batch_work_group = atoi(batch_wg);
     const char *build = getenv("RETNET_BUILD_OPTIONS");
     if (build && *build) {
         opts->build_options = build;

@@ -91,6 +91,8 @@ static const char *usage =
     "buffer to allocate, in MiB, when below the device's own limit: larger weight matrices are\n"
     "held in pieces); RETNET_LAYER_GROUPS (one launch per layer when decoding a single sequence,\n"
     "on that many work-groups: -1 one per compute unit on NVIDIA GPUs; default 0, off);\n"
+    "RETNET_BATCH_WORK_GROUP (work-items of the norms, retention step and argmax of batches of 8\n"
+    "or more on the matrix engine: -1 as RETNET_WORK_GROUP; default 256 on such GPUs);\n"
     "RETNET_BUILD_OPTIONS (OpenCL compiler options to add: every program is compiled afresh and\n"
     "its build log printed on standard error).\n";
 
