@@ -64,8 +64,9 @@ typedef struct rn_kernels {
 } rn_kernels;
 
 /* Batches of at least this many rows on the matrix engine take rn_kernels.batch's norms,
- * retention step and argmax: at 8 and 32 rows on an H100 their work-groups of 256 decoded 5-6 %
- * faster than 64, which a single sequence's kernels keep (docs/BENCHMARKS.md). */
+ * retention step and argmax. With every kernel in groups of 256 instead of 64
+ * (RETNET_WORK_GROUP), batches of 8 and 32 decoded 5-6 % faster on an H100, the time saved in
+ * those three kernels, while a single sequence decoded 35 % slower (docs/BENCHMARKS.md). */
 #define RN_BATCH_GROUP_ROWS 8
 
 /* The context's tuning knobs (rn_context_options); 0 takes the default. */

@@ -174,10 +174,11 @@ typedef struct rn_context_options {
                                  of 8 rows or more on the matrix engine: 0 (the default) 256 on
                                  GPUs where the engine's small GEMM is built, none elsewhere;
                                  -1 none (those kernels keep work_group's size); N, a power of
-                                 two up to 256, N on any device (tests). Wider groups stream the
-                                 batch's state and rows faster, but slow a single sequence's
-                                 kernels, which keep work_group's (docs/BENCHMARKS.md). (The
-                                 retnet command reads RETNET_BATCH_WORK_GROUP.) */
+                                 two up to 256, N on any device (tests). On an H100 groups of
+                                 256 made these kernels faster for batches of 8 and 32 and a
+                                 single sequence's slower, which keeps work_group's
+                                 (docs/BENCHMARKS.md). (The retnet command reads
+                                 RETNET_BATCH_WORK_GROUP.) */
 } rn_context_options;
 
 /* Sets `opts` to the defaults described above. */
