@@ -95,8 +95,19 @@ static const char *mma_select(const rt_runtime *rt, rn_tuning t, st_dtype weight
     }
 }
 
+/* The files and kernels of rn_kernels.batch: all it uses. */
+static const char *const batch_files[] = {"norms.cl", "retention.cl", "argmax.cl"};
+static const char *const batch_kernel_names[] = {"rms_norm", "retention_step", "argmax_rows"};
+
+static bool named_in(const char *name, const char *const *names, size_t count) {
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(name, names[i]) == 0) return true;
+    return false;
+}
+
+/* Every kernel with groups of `wg`, or with `batch_only` those of rn_kernels.batch only. */
 static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t project_rows, int64_t dk, int64_t dv,
-                                  st_dtype weights, size_t wg, rn_kernels *k) {
+                                  st_dtype weights, size_t wg, bool batch_only, rn_kernels *k) {
     memset(k, 0, sizeof *k);
     k->wg = wg;
     k->dk = dk;
@@ -154,6 +165,7 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
             bool is_common = strcmp(rn_embedded_kernels[i].name, "common.cl") == 0;
             if (is_common != (pass == 0)) continue;
             if (strcmp(rn_embedded_kernels[i].name, "decode_layer.cl") == 0) continue;  /* a program of its own */
+            if (batch_only && !is_common && !named_in(rn_embedded_kernels[i].name, batch_files, 3)) continue;
             sources[n] = rn_embedded_kernels[i].source;
             lengths[n++] = rn_embedded_kernels[i].size;
         }
@@ -177,6 +189,7 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
         {&k->retention_step, "retention_step"},   {&k->argmax_rows, "argmax_rows"},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        if (batch_only && !named_in(table[i].name, batch_kernel_names, 3)) continue;
         st = rt_kernel_create(rt, k->program, table[i].name, table[i].slot);
         if (st != RN_OK) {
             rn_kernels_release(k);
@@ -240,9 +253,10 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
     return RN_OK;
 }
 
-/* k->batch (ops.h): the kernels again with groups of rn_tuning.batch_work_group, for batches on
- * the matrix engine. Only its rms_norm, retention_step and argmax_rows are used; a device that
- * cannot run those at that size, or fit their local memory, does without (NULL). */
+/* k->batch (ops.h): rms_norm, retention_step and argmax_rows again, with groups of
+ * rn_tuning.batch_work_group, for batches on the matrix engine (a program of their three files
+ * only); a device that cannot run them at that size, or fit their local memory, does without
+ * (NULL). */
 static rn_status build_batch_set(rt_runtime *rt, rn_tuning tuning, int64_t project_rows, int64_t dk, int64_t dv,
                                  st_dtype weights, rn_kernels *k) {
     size_t wg = tuning.batch_work_group > 0 ? (size_t)tuning.batch_work_group
@@ -259,7 +273,7 @@ static rn_status build_batch_set(rt_runtime *rt, rn_tuning tuning, int64_t proje
     plain.mma_emulate = false;
     plain.layer_groups = 0;
     plain.batch_work_group = -1;
-    rn_status st = build_with_group(rt, plain, project_rows, dk, dv, weights, wg, batch);
+    rn_status st = build_with_group(rt, plain, project_rows, dk, dv, weights, wg, true, batch);
     if (st != RN_OK) {
         free(batch);
         rn_kernels_release(k);
@@ -302,7 +316,7 @@ rn_status rn_kernels_build(rt_runtime *rt, rn_tuning tuning, int64_t dk, int64_t
                        (long long)dk, (unsigned long long)local_needed, rt->dev.info.name,
                        (unsigned long long)local_bytes);
     for (;;) {
-        rn_status st = build_with_group(rt, tuning, project_rows, dk, dv, weights, wg, out);
+        rn_status st = build_with_group(rt, tuning, project_rows, dk, dv, weights, wg, false, out);
         if (st != RN_OK) return st;
         if (group_fits(rt, out)) return build_batch_set(rt, tuning, project_rows, dk, dv, weights, out);
         rn_kernels_release(out);

@@ -56,10 +56,10 @@ typedef struct rn_kernels {
     uint32_t layer_groups;
     const char *mma_variant; /* "nvidia-mma f16", "nvidia-mma bf16", "emulated f16", ...: NULL
                                 without gemm_mma */
-    /* The same kernels built with wider work-groups (rn_tuning.batch_work_group), whose
-     * rms_norm, retention_step and argmax_rows serve batches on the matrix engine
-     * (RN_BATCH_GROUP_ROWS rows or more); NULL where none is asked for or the device cannot run
-     * them. It has no matrix-engine kernels and no batch set of its own. */
+    /* rms_norm, retention_step and argmax_rows built again with wider work-groups
+     * (rn_tuning.batch_work_group), for batches on the matrix engine (RN_BATCH_GROUP_ROWS rows
+     * or more); its other kernels are NULL. NULL where none is asked for or the device cannot
+     * run them. */
     struct rn_kernels *batch;
 } rn_kernels;
 
