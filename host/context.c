@@ -106,9 +106,9 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
         rn_context_options_default(&defaults);
         opts = &defaults;
     }
-    if (opts->batch_work_group < -1 || opts->batch_work_group > 256 ||
-        (opts->batch_work_group > 0 && (opts->batch_work_group & (opts->batch_work_group - 1)) != 0)) {
-        rn_fail(&err, RN_ERR_INVALID_ARGUMENT, "batch_work_group must be -1, 0 or a power of two up to 256, not %d",
+    if (opts->batch_work_group < 0 || opts->batch_work_group > 256 ||
+        (opts->batch_work_group & (opts->batch_work_group - 1)) != 0) {
+        rn_fail(&err, RN_ERR_INVALID_ARGUMENT, "batch_work_group must be 0 or a power of two up to 256, not %d",
                 opts->batch_work_group);
         if (error_message && error_capacity) snprintf(error_message, error_capacity, "%s", err.message);
         return rn_thread_fail(RN_ERR_INVALID_ARGUMENT, &err);

@@ -254,16 +254,14 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
 }
 
 /* k->batch (ops.h): rms_norm, retention_step and argmax_rows again, with groups of
- * rn_tuning.batch_work_group, for batches on the matrix engine (a program of their three files
- * only); a device that cannot run them at that size, or fit their local memory, does without
- * (NULL). */
+ * rn_tuning.batch_work_group where it asks for them, for batches on the matrix engine (a program
+ * of their three files only); a device that cannot run them at that size, or fit their local
+ * memory, does without (NULL). */
 static rn_status build_batch_set(rt_runtime *rt, rn_tuning tuning, int64_t project_rows, int64_t dk, int64_t dv,
                                  st_dtype weights, rn_kernels *k) {
-    size_t wg = tuning.batch_work_group > 0 ? (size_t)tuning.batch_work_group
-                : tuning.batch_work_group == 0 && rt->dev.info.is_gpu && k->gemm_mma_small ? RN_MAX_WG
-                                                                                           : 0;
+    size_t wg = tuning.batch_work_group > 0 ? (size_t)tuning.batch_work_group : 0;
     if (wg > rt->dev.info.max_work_group) wg = floor_pow2(rt->dev.info.max_work_group);
-    if (wg == 0 || wg == k->wg ||
+    if (wg == 0 || wg == k->wg || !k->gemm_mma_small ||  /* only batches on the engine take it */
         (uint64_t)(2 * dk + 4 * (int64_t)wg) * sizeof(float) > rt->dev.info.local_mem_bytes)
         return RN_OK;
     rn_kernels *batch = calloc(1, sizeof *batch);
@@ -272,7 +270,7 @@ static rn_status build_batch_set(rt_runtime *rt, rn_tuning tuning, int64_t proje
     plain.precision = RN_PRECISION_F32;
     plain.mma_emulate = false;
     plain.layer_groups = 0;
-    plain.batch_work_group = -1;
+    plain.batch_work_group = 0;
     rn_status st = build_with_group(rt, plain, project_rows, dk, dv, weights, wg, true, batch);
     if (st != RN_OK) {
         free(batch);

@@ -64,7 +64,7 @@ typedef struct rn_kernels {
 } rn_kernels;
 
 /* Batches of at least this many rows on the matrix engine take rn_kernels.batch's norms,
- * retention step and argmax. With every kernel in groups of 256 instead of 64
+ * retention step and argmax where it is built. With every kernel in groups of 256 instead of 64
  * (RETNET_WORK_GROUP), batches of 8 and 32 decoded 5-6 % faster on an H100, the time saved in
  * those three kernels, while a single sequence decoded 35 % slower (docs/BENCHMARKS.md). */
 #define RN_BATCH_GROUP_ROWS 8
@@ -80,8 +80,8 @@ typedef struct rn_tuning {
     int layer_groups;        /* decode_layer's work-groups: 0 off, -1 one per compute unit on
                                 NVIDIA GPUs and off elsewhere, N > 0 that many (1 on devices
                                 that may not hold several groups at once: tests) */
-    int batch_work_group;    /* rn_kernels.batch's RN_WG: 0 256 on GPUs with gemm_mma_small,
-                                -1 none, N > 0 that (rn_context_options.batch_work_group) */
+    int batch_work_group;    /* rn_kernels.batch's RN_WG: 0 none, N > 0 N
+                                (rn_context_options.batch_work_group) */
 } rn_tuning;
 
 /* Compiles the embedded cl_kernels sources for heads of dk key and dv value dimensions and

@@ -92,7 +92,7 @@ static const char *usage =
     "held in pieces); RETNET_LAYER_GROUPS (one launch per layer when decoding a single sequence,\n"
     "on that many work-groups: -1 one per compute unit on NVIDIA GPUs; default 0, off);\n"
     "RETNET_BATCH_WORK_GROUP (work-items of the norms, retention step and argmax of batches of 8\n"
-    "or more on the matrix engine: -1 as RETNET_WORK_GROUP; default 256 on such GPUs);\n"
+    "or more on the matrix engine, a power of two up to 256; default: as RETNET_WORK_GROUP);\n"
     "RETNET_BUILD_OPTIONS (OpenCL compiler options to add: every program is compiled afresh and\n"
     "its build log printed on standard error).\n";
 
