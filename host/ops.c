@@ -98,6 +98,7 @@ static const char *mma_select(const rt_runtime *rt, rn_tuning t, st_dtype weight
 /* The files and kernels of rn_kernels.batch: all it uses. */
 static const char *const batch_files[] = {"norms.cl", "retention.cl", "argmax.cl"};
 static const char *const batch_kernel_names[] = {"rms_norm", "retention_step", "argmax_rows"};
+#define N_NAMES(a) (sizeof(a) / sizeof((a)[0]))
 
 static bool named_in(const char *name, const char *const *names, size_t count) {
     for (size_t i = 0; i < count; i++)
@@ -165,7 +166,9 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
             bool is_common = strcmp(rn_embedded_kernels[i].name, "common.cl") == 0;
             if (is_common != (pass == 0)) continue;
             if (strcmp(rn_embedded_kernels[i].name, "decode_layer.cl") == 0) continue;  /* a program of its own */
-            if (batch_only && !is_common && !named_in(rn_embedded_kernels[i].name, batch_files, 3)) continue;
+            if (batch_only && !is_common &&
+                !named_in(rn_embedded_kernels[i].name, batch_files, N_NAMES(batch_files)))
+                continue;
             sources[n] = rn_embedded_kernels[i].source;
             lengths[n++] = rn_embedded_kernels[i].size;
         }
@@ -189,7 +192,7 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
         {&k->retention_step, "retention_step"},   {&k->argmax_rows, "argmax_rows"},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
-        if (batch_only && !named_in(table[i].name, batch_kernel_names, 3)) continue;
+        if (batch_only && !named_in(table[i].name, batch_kernel_names, N_NAMES(batch_kernel_names))) continue;
         st = rt_kernel_create(rt, k->program, table[i].name, table[i].slot);
         if (st != RN_OK) {
             rn_kernels_release(k);
