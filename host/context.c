@@ -95,6 +95,11 @@ rn_status rn_devices_list(rn_device_info *infos, size_t capacity, size_t *count)
     return RN_OK;
 }
 
+/* A work-group size option: 0 (the default) or a power of two up to 256. */
+static bool group_size_ok(size_t size) {
+    return size <= 256 && (size & (size - 1)) == 0;
+}
+
 rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
                           char *error_message, size_t error_capacity) {
     if (error_message && error_capacity) error_message[0] = '\0';
@@ -106,21 +111,15 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
         rn_context_options_default(&defaults);
         opts = &defaults;
     }
-    if (opts->batch_work_group < 0 || opts->batch_work_group > 256 ||
-        (opts->batch_work_group & (opts->batch_work_group - 1)) != 0) {
-        rn_fail(&err, RN_ERR_INVALID_ARGUMENT, "batch_work_group must be 0 or a power of two up to 256, not %d",
-                opts->batch_work_group);
-        if (error_message && error_capacity) snprintf(error_message, error_capacity, "%s", err.message);
-        return rn_thread_fail(RN_ERR_INVALID_ARGUMENT, &err);
-    }
-    if (opts->work_group > 256 || (opts->work_group & (opts->work_group - 1)) != 0) {
+    if (!group_size_ok(opts->work_group))
         rn_fail(&err, RN_ERR_INVALID_ARGUMENT, "work_group must be 0 or a power of two up to 256, not %zu",
                 opts->work_group);
-        if (error_message && error_capacity) snprintf(error_message, error_capacity, "%s", err.message);
-        return rn_thread_fail(RN_ERR_INVALID_ARGUMENT, &err);
-    }
-    if ((int)opts->precision < RN_PRECISION_F32 || (int)opts->precision > RN_PRECISION_AUTO) {
+    else if (opts->batch_work_group < 0 || !group_size_ok((size_t)opts->batch_work_group))
+        rn_fail(&err, RN_ERR_INVALID_ARGUMENT, "batch_work_group must be 0 or a power of two up to 256, not %d",
+                opts->batch_work_group);
+    else if ((int)opts->precision < RN_PRECISION_F32 || (int)opts->precision > RN_PRECISION_AUTO)
         rn_fail(&err, RN_ERR_INVALID_ARGUMENT, "unknown precision %d", (int)opts->precision);
+    if (err.message[0]) {
         if (error_message && error_capacity) snprintf(error_message, error_capacity, "%s", err.message);
         return rn_thread_fail(RN_ERR_INVALID_ARGUMENT, &err);
     }

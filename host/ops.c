@@ -51,14 +51,20 @@ void rn_kernels_release(rn_kernels *k) {
     memset(k, 0, sizeof *k);
 }
 
+/* Whether the device runs each of `kernels` with groups of `wg` (its own limit, registers,
+ * can be below the device's). */
+static bool kernels_fit(rt_runtime *rt, const cl_kernel *kernels, size_t count, size_t wg) {
+    for (size_t i = 0; i < count; i++)
+        if (rt_kernel_max_group(rt, kernels[i]) < wg) return false;
+    return true;
+}
+
 /* The kernels that reduce in local memory, which must run with RN_WG work-items. */
 static bool group_fits(rt_runtime *rt, const rn_kernels *k) {
     const cl_kernel reducing[] = {k->rms_norm,        k->group_norm_gate,  k->project,
                                   k->retention_sigma, k->retention_output, k->retention_step,
                                   k->retention_scores, k->argmax_rows};
-    for (size_t i = 0; i < sizeof reducing / sizeof reducing[0]; i++)
-        if (rt_kernel_max_group(rt, reducing[i]) < k->wg) return false;
-    return true;
+    return kernels_fit(rt, reducing, sizeof reducing / sizeof reducing[0], k->wg);
 }
 
 /* Constants the kernels share with this file, written into every program's preamble from the
@@ -281,9 +287,7 @@ static rn_status build_batch_set(rt_runtime *rt, rn_tuning tuning, int64_t proje
         return st;
     }
     const cl_kernel used[] = {batch->rms_norm, batch->retention_step, batch->argmax_rows};
-    bool fits = true;
-    for (size_t i = 0; i < sizeof used / sizeof used[0]; i++) fits &= rt_kernel_max_group(rt, used[i]) >= wg;
-    if (fits) {
+    if (kernels_fit(rt, used, sizeof used / sizeof used[0], wg)) {
         k->batch = batch;
     } else {
         rn_kernels_release(batch);
