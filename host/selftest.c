@@ -1403,6 +1403,25 @@ static void rel_pos(int64_t H, int64_t dk, float *angle, float *decay) {
     for (int64_t h = 0; h < H; h++) decay[h] = logf(1.0f - exp2f(-5.0f - (float)h));
 }
 
+/* The norms, retention step and argmax that batches on the matrix engine take, built again with
+ * their own work-groups (rn_kernels.batch), on the same cases as the main set's; the steps
+ * continue a random state (any state and scale: the reference continues the same one). */
+static void test_batch_set(rt_runtime *rt, const rn_kernels *batch, const float *decay, const float *angle) {
+    emit("  batch work-group %zu", batch->wg);
+    test_rms_norm(rt, batch);
+    test_argmax(rt, batch);
+    const rn_retention_shape shapes[] = {{4, 2, false}, {4, 1, true}};
+    const float scale[4] = {1.5f, 2.0f, 3.0f, 5.0f};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        float *state = random_floats((size_t)(shapes[i].heads * batch->dk * batch->dv), 1.0);
+        char heads[64];
+        snprintf(heads, sizeof heads, "H 4/%lld%s, dk %lld, dv %lld, batch set", (long long)shapes[i].kv_heads,
+                 shapes[i].plain ? " plain" : "", (long long)batch->dk, (long long)batch->dv);
+        test_retention_steps(rt, batch, shapes[i], decay, angle, state, scale, 13, heads);
+        free(state);
+    }
+}
+
 /* The checks keep their counters in this file's statics: one run at a time per process. */
 static pthread_mutex_t selftest_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -1481,6 +1500,7 @@ static void run_all(rt_runtime *rt, rn_tuning tuning, bool quick_shapes) {
             }
             else emit("  %-18s %s: the device cannot run its 256 work-items  skipped", "linear_mma",
                       st_dtype_name(builds[s].weights));
+            if (k.batch) test_batch_set(rt, k.batch, decay, angle);
             rn_kernels_release(&k);
         }
     }
