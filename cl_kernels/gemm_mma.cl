@@ -404,8 +404,11 @@ __kernel void gemm_mma_reduce(__global const float *part, int splits, int M, int
  * (A is lower triangular: the masked scores times the values).
  *
  * b_bound_at >= 0: B's entries are at most b_bound[b_bound_at + chunk * H + h] in magnitude, beyond
- * half's range perhaps (the states entering the chunks grow with the context): B is staged divided by
- * that bound and the product multiplied by it, so that every staged entry is at most 1.
+ * half's range perhaps (the states entering the chunks grow with the context): B is staged times
+ * 2^-e, 2^e the power of two at or above that bound, and the product multiplied by 2^e, so that
+ * every staged entry is at most 1. A power of two scales exactly: the staged entries round to half
+ * as B's own would (dividing by the bound itself rounded twice, on NVIDIA through an approximate
+ * reciprocal).
  * global (ceil(N / 128) * 256, ceil(M / 128), batches), local (256, 1, 1).
  */
 #define MMA_BM 128
@@ -472,7 +475,9 @@ void gemm_mma_batched(__global const float *a, ulong a_base, ulong a_chunk, ulon
     c += c_base + (ulong)chunk * c_chunk + (ulong)h * c_head;
     const int steps = (K + MMA_BK - 1) / MMA_BK;
     const float bound = b_bound_at >= 0 ? b_bound[b_bound_at + chunk * H + h] : 0.0f;
-    const float b_in = bound > 0.0f ? 1.0f / bound : 1.0f, b_out = bound > 0.0f ? bound : 1.0f;
+    int bound_exp = 0;
+    if (bound > 0.0f) frexp(bound, &bound_exp);
+    const float b_in = ldexp(1.0f, -bound_exp), b_out = ldexp(1.0f, bound_exp);
 
     float acc[4][4][4];
     for (int i = 0; i < 4; i++)
