@@ -81,6 +81,7 @@ static void public_device_info(const rt_device_info *in, rn_device_info *out) {
 void rn_context_options_default(rn_context_options *opts) {
     memset(opts, 0, sizeof *opts);
     opts->program_cache = -1;
+    opts->batch_work_group = 256;
 }
 
 rn_status rn_devices_list(rn_device_info *infos, size_t capacity, size_t *count) {

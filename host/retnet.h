@@ -171,15 +171,13 @@ typedef struct rn_context_options {
                                  build log once it is built (NULL: none) */
     void *build_log_user;
     int batch_work_group;     /* work-items of the norms, retention step and argmax of batches
-                                 of 8 rows or more on the matrix engine: 0 (the default) the
-                                 same as every kernel's (work_group); N, a power of two up to
-                                 256, a second build of those three kernels with groups of N.
-                                 On an H100 groups of 256 made these kernels faster for
-                                 batches of 8 and 32 and a single sequence's slower, which
-                                 keeps work_group's (docs/BENCHMARKS.md); 256 is not the
-                                 default until the kernels at that size have passed the op
-                                 checks on a GPU. (The retnet command reads
-                                 RETNET_BATCH_WORK_GROUP.) */
+                                 of 8 rows or more on the matrix engine: N, a power of two up
+                                 to 256 (default 256), builds those three kernels a second time
+                                 with groups of N where the device has the engine; 0, the same
+                                 as every kernel's (work_group). On an H100 groups of 256 made
+                                 batches of 8 and 32 faster and a single sequence and the f32
+                                 path slower, which keep work_group's (docs/BENCHMARKS.md).
+                                 (The retnet command reads RETNET_BATCH_WORK_GROUP.) */
 } rn_context_options;
 
 /* Sets `opts` to the defaults described above. */

@@ -444,9 +444,9 @@ static void run_mma_rows(const char *path, rn_precision precision, double tol) {
     const rn_status bad = rn_context_init(&refused, &options, message, sizeof message);
     expect_true("batch_work_group 3 refused by name",
                 bad == RN_ERR_INVALID_ARGUMENT && !refused && strstr(message, "batch_work_group") != NULL);
-    /* Batches of 8 rows and more take the norms, retention step and argmax built with groups of
-     * 16, or of RETNET_BATCH_WORK_GROUP where set (256 on a GPU: the size the H100 was timed
-     * with): the cases below check their results. */
+    /* Batches of 8 rows and more take the norms, retention step and argmax built with their own
+     * groups: of 16 here, unlike PoCL's main set's 2, or of RETNET_BATCH_WORK_GROUP where set
+     * (256, the default, on a GPU): the cases below check their results. */
     const char *batch_wg = getenv("RETNET_BATCH_WORK_GROUP");
     options.batch_work_group = batch_wg && *batch_wg ? atoi(batch_wg) : 16;
     if (st == RN_OK) st = rn_context_init(&engine, &options, message, sizeof message);

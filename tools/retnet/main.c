@@ -92,9 +92,9 @@ static const char *usage =
     "held in pieces); RETNET_LAYER_GROUPS (one launch per layer when decoding a single sequence,\n"
     "on that many work-groups: -1 one per compute unit on NVIDIA GPUs; default 0, off);\n"
     "RETNET_BATCH_WORK_GROUP (work-items of the norms, retention step and argmax of batches of 8\n"
-    "or more on the matrix engine, a power of two up to 256; default: as RETNET_WORK_GROUP);\n"
-    "RETNET_BUILD_OPTIONS (OpenCL compiler options to add: every program is compiled afresh and\n"
-    "its build log printed on standard error).\n";
+    "or more on the matrix engine, a power of two up to 256, or 0 for RETNET_WORK_GROUP's;\n"
+    "default 256); RETNET_BUILD_OPTIONS (OpenCL compiler options to add: every program is\n"
+    "compiled afresh and its build log printed on standard error).\n";
 
 static int parse_double(const char *s, double lo, double hi, double *out) {
     char *end;
