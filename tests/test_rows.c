@@ -462,8 +462,8 @@ static void run_mma_rows(const char *path, rn_precision precision, double tol) {
     if (st == RN_OK) st = rn_model_load(engine, path, NULL, &b);
     expect_true("model loaded at f32 and with the engine", st == RN_OK && b->kernels.gemm_mma_small &&
                                                             b->kernels.gemm_mma_batched);
-    expect_true("the batch kernels built with their own groups", st == RN_OK && b->kernels.batch &&
-                                                                  b->kernels.batch->wg == (size_t)options.batch_work_group);
+    expect_true("the batch kernels built with their own groups",
+                st == RN_OK && b->kernels.batch && b->kernels.batch->wg == (size_t)options.batch_work_group);
     /* Batches below, at and above the project kernel's rows; prompts of 20 (engine) and 40 tokens. */
     const struct { int B; size_t len; } cases[] = {{2, 3}, {8, 20}, {33, 40}, {64, 5}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0] && st == RN_OK; i++) {
