@@ -407,8 +407,8 @@ __kernel void gemm_mma_reduce(__global const float *part, int splits, int M, int
  * half's range perhaps (the states entering the chunks grow with the context): B is staged times
  * 2^-e, 2^e the power of two at or above that bound, and the product multiplied by 2^e, so that
  * every staged entry is at most 1. A power of two scales exactly: the staged entries round to half
- * as B's own would (dividing by the bound itself rounded twice, on NVIDIA through an approximate
- * reciprocal).
+ * as B's own would (dividing by the bound rounded twice, and OpenCL lets 1 / bound be 2.5 ulp off:
+ * on an H100 a bf16 check failed so, docs/BENCHMARKS.md).
  * global (ceil(N / 128) * 256, ceil(M / 128), batches), local (256, 1, 1).
  */
 #define MMA_BM 128
