@@ -65,9 +65,13 @@ def main():
               f"{'-' if ratio is None else f'{ratio:.2f}x {against}'} | {target}x | {met} |")
     print()
     for (test, model, batch, precision), r in sorted(ours.items()):
-        if test == "tg" and batch == 32 and precision == "auto" and r.get("roofline") is not None:
-            print(f"{model} batch 32: {r['roofline'] * 100:.0f} % of the copy-bandwidth roofline counting the state "
-                  f"read and written ({r['bytes_per_step'] / 1e9:.2f} GB a step); target 70 %.")
+        if test == "tg" and batch in (1, 32) and precision == "auto" and r.get("roofline") is not None:
+            # Issue 12's batch-1 targets (1.2x / 1.1x torch.compile) it puts at about 65 % / 83 %.
+            batch1 = {"torchscale-1.3b": "about 65 % (1.2x torch.compile)", "torchscale-6.7b": "about 83 % (1.1x)"}
+            target = "70 %" if batch == 32 else batch1.get(model, "-")
+            state = " counting the state read and written" if batch == 32 else ""
+            print(f"{model} batch {batch}: {r['roofline'] * 100:.0f} % of the copy-bandwidth roofline{state} "
+                  f"({r['bytes_per_step'] / 1e9:.2f} GB a step); target {target}.")
 
 
 if __name__ == "__main__":
