@@ -294,6 +294,10 @@ typedef struct rn_model_info {
     int one_launch_layers;    /* 1 where a single sequence's decoding step runs each layer in one
                                  launch (rn_context_options.layer_groups asked for it and the
                                  device and model allow it), 0 where it launches per product */
+    int batch_work_group;     /* work-items of the norms, retention step and argmax that batches
+                                 of 8 rows or more on the matrix engine take (the second build
+                                 rn_context_options.batch_work_group asks for); 0 where batches
+                                 take every kernel's work-group (no engine, or the option 0) */
 } rn_model_info;
 
 /* Loads a checkpoint directory: config.json and model.safetensors, or the shards listed in

@@ -464,6 +464,10 @@ static void run_mma_rows(const char *path, rn_precision precision, double tol) {
                                                             b->kernels.gemm_mma_batched);
     expect_true("the batch kernels built with their own groups",
                 st == RN_OK && b->kernels.batch && b->kernels.batch->wg == (size_t)options.batch_work_group);
+    rn_model_info info_a = {0}, info_b = {0};
+    if (st == RN_OK) rn_model_info_get(a, &info_a), rn_model_info_get(b, &info_b);
+    expect_true("rn_model_info gives their groups, and 0 at f32",
+                info_b.batch_work_group == options.batch_work_group && info_a.batch_work_group == 0);
     /* Batches below, at and above the project kernel's rows; prompts of 20 (engine) and 40 tokens. */
     const struct { int B; size_t len; } cases[] = {{2, 3}, {8, 20}, {33, 40}, {64, 5}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0] && st == RN_OK; i++) {

@@ -126,6 +126,7 @@ class rn_model_info(ctypes.Structure):
         ("kv_heads", ctypes.c_int64),
         ("key_embed_dim", ctypes.c_int64),
         ("one_launch_layers", ctypes.c_int),
+        ("batch_work_group", ctypes.c_int),
     ]
 
 

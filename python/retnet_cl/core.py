@@ -185,6 +185,7 @@ def _model_info_dict(info):
         "kv_heads": info.kv_heads,
         "key_embed_dim": info.key_embed_dim,
         "one_launch_layers": bool(info.one_launch_layers),
+        "batch_work_group": info.batch_work_group,
     }
 
 

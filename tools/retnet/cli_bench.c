@@ -63,8 +63,11 @@ static const char *bench_usage =
     "GEMM takes batches: f16/bf16 on NVIDIA), RETNET_MAX_ALLOC_MIB (the largest single buffer,\n"
     "when below the device's limit), RETNET_LAYER_GROUPS (one launch per layer at batch 1, on\n"
     "that many work-groups: -1 one per compute unit on NVIDIA GPUs; default 0, off; the JSON\n"
-    "lines of batch-1 decoding that ran so carry \"layer\":\"one launch\").\n"
-    "docs/BENCHMARKS.md has what they measured.\n";
+    "lines of batch-1 decoding that ran so carry \"layer\":\"one launch\"),\n"
+    "RETNET_BATCH_WORK_GROUP (work-items of the norms, retention step and argmax of batches of 8\n"
+    "or more on the matrix engine; default 256, 0 for RETNET_WORK_GROUP's; the JSON lines of\n"
+    "those batches carry \"batch_work_group\" where it ran). docs/BENCHMARKS.md has what they\n"
+    "measured.\n";
 
 typedef struct bench_options {
     const char *preset, *model, *weights, *device, *mode;
@@ -282,16 +285,18 @@ static void print_result(const bench_run *r, const char *test, long n, long batc
     for (int i = 0; i < reps; i++) ms[i] = 1000.0 / rates[i];
     mean_sd(ms, reps, &ms_mean, &ms_sd);
     if (r->o->json) {
-        char json_a[32], json_b[32];
+        char json_a[32], json_b[32], groups[48] = "";
+        if (decoding && batch >= 8 && r->info.batch_work_group)  /* the batch set ran (rn_model_info) */
+            snprintf(groups, sizeof groups, ",\"batch_work_group\":%d", r->info.batch_work_group);
         printf("{\"test\":\"%s\",\"model\":\"%s\",\"weights\":\"%s\",\"precision\":\"%s\",\"device\":\"%s\",\"n\":%ld,\"batch\":%ld,"
                "\"context\":%ld,\"reps\":%d,\"tokens_per_s\":%.3f,\"tokens_per_s_sd\":%.3f,\"ms_per_token\":%.5f,"
                "\"ms_per_token_sd\":%.5f,\"%s\":%.6g,\"roofline\":%s,\"roofline_with_retention\":%s,"
-               "\"device_bytes\":%llu%s%s}\n",
+               "\"device_bytes\":%llu%s%s%s}\n",
                test, r->name, r->info.device_dtype, cli_precision_name(), r->device, n, batch, context, reps, mean, sd, ms_mean, ms_sd,
                decoding ? "bytes_per_step" : "flops", extra, json_fraction(roofline, json_a),
                json_fraction(roofline_all, json_b), (unsigned long long)device_bytes,
                !decoding ? "" : r->o->read_logits ? ",\"step\":\"logits\"" : ",\"step\":\"greedy\"",
-               decoding && batch == 1 && r->info.one_launch_layers ? ",\"layer\":\"one launch\"" : "");
+               decoding && batch == 1 && r->info.one_launch_layers ? ",\"layer\":\"one launch\"" : "", groups);
         fflush(stdout);
         return;
     }
