@@ -96,7 +96,7 @@ rn_status rn_devices_list(rn_device_info *infos, size_t capacity, size_t *count)
     return RN_OK;
 }
 
-/* A work-group size option: 0 (the default) or a power of two up to 256. */
+/* A work-group size option: 0 or a power of two up to 256. */
 static bool group_size_ok(size_t size) {
     return size <= 256 && (size & (size - 1)) == 0;
 }

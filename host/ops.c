@@ -262,6 +262,12 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
     return RN_OK;
 }
 
+/* Local memory of retention_output and retention_step with groups of `wg`: one query and two
+ * RN_WG arrays, or q and k and RN_WG shares of up to 4 floats (the larger of the two). */
+static uint64_t retention_local_bytes(int64_t dk, size_t wg) {
+    return (uint64_t)(2 * dk + 4 * (int64_t)wg) * sizeof(float);
+}
+
 /* k->batch (ops.h): rms_norm, retention_step and argmax_rows again, with groups of
  * rn_tuning.batch_work_group where it asks for them, for batches on the matrix engine (a program
  * of their three files only); a device that cannot run them at that size, or fit their local
@@ -271,7 +277,7 @@ static rn_status build_batch_set(rt_runtime *rt, rn_tuning tuning, int64_t proje
     size_t wg = tuning.batch_work_group > 0 ? (size_t)tuning.batch_work_group : 0;
     if (wg > rt->dev.info.max_work_group) wg = floor_pow2(rt->dev.info.max_work_group);
     if (wg == 0 || wg == k->wg || !k->gemm_mma_small ||  /* only batches on the engine take it */
-        (uint64_t)(2 * dk + 4 * (int64_t)wg) * sizeof(float) > rt->dev.info.local_mem_bytes)
+        retention_local_bytes(dk, wg) > rt->dev.info.local_mem_bytes)
         return RN_OK;
     rn_kernels *batch = calloc(1, sizeof *batch);
     if (!batch) return rn_fail(rt->err, RN_ERR_OUT_OF_HOST_MEMORY, "the batch kernels' table");
@@ -298,9 +304,8 @@ static rn_status build_batch_set(rt_runtime *rt, rn_tuning tuning, int64_t proje
 
 rn_status rn_kernels_build(rt_runtime *rt, rn_tuning tuning, int64_t dk, int64_t dv, st_dtype weights,
                            rn_kernels *out) {
-    /* Local memory per group: retention_output keeps one query and two RN_WG arrays,
-     * retention_step q and k and RN_WG shares of up to 4 floats, project 3 sums * 4 lanes
-     * floats per work-item; groups shrink until all fit. */
+    /* Local memory per group: the retention kernels' (retention_local_bytes), project's 3 sums *
+     * 4 lanes floats per work-item; groups shrink until all fit. */
     size_t cap = rt->dev.info.is_gpu ? RN_DEFAULT_WG : RN_DEFAULT_WG_CPU;
     if (tuning.work_group > RN_MAX_WG)
         return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "a work-group of %zu is above the limit of %d",
@@ -311,10 +316,9 @@ rn_status rn_kernels_build(rt_runtime *rt, rn_tuning tuning, int64_t dk, int64_t
     const int64_t project_rows = tuning.project_rows > 0 ? tuning.project_rows : 32;
     size_t wg = floor_pow2(rt->dev.info.max_work_group < cap ? rt->dev.info.max_work_group : cap);
     const uint64_t local_bytes = rt->dev.info.local_mem_bytes;
-    while (wg > 1 && ((uint64_t)(2 * dk + 4 * (int64_t)wg) * sizeof(float) > local_bytes ||
-                      (uint64_t)(12 * wg) * sizeof(float) > local_bytes))
+    while (wg > 1 && (retention_local_bytes(dk, wg) > local_bytes || (uint64_t)(12 * wg) * sizeof(float) > local_bytes))
         wg /= 2;
-    uint64_t local_needed = (uint64_t)(2 * dk + 4) * sizeof(float);
+    uint64_t local_needed = retention_local_bytes(dk, 1);
     if (local_needed > local_bytes)
         return rn_fail(rt->err, RN_ERR_LIMIT,
                        "a key head dimension of %lld needs %llu bytes of local memory; '%s' has %llu",

@@ -63,11 +63,10 @@ typedef struct rn_kernels {
     struct rn_kernels *batch;
 } rn_kernels;
 
-/* Batches of at least this many rows on the matrix engine take rn_kernels.batch's norms,
- * retention step and argmax where it is built. With every kernel in groups of 256 instead of 64
- * (RETNET_WORK_GROUP), batches of 8 and 32 decoded 5-6 % faster on an H100, the time saved in
- * those three kernels, while a single sequence decoded 35 % slower (docs/BENCHMARKS.md). */
-#define RN_BATCH_GROUP_ROWS 8
+/* Batches of RN_BATCH_GROUP_ROWS (retnet.h) rows or more on the matrix engine take
+ * rn_kernels.batch's norms, retention step and argmax where it is built: in groups of 256 they
+ * decoded batches of 8 and 32 6.5 % and 5 % faster on an H100, while the same groups for every
+ * kernel made a single sequence 35 % slower (docs/BENCHMARKS.md). */
 
 /* The context's tuning knobs (rn_context_options); 0 takes the default. */
 typedef struct rn_tuning {

@@ -132,6 +132,10 @@ rn_status rn_devices_list(rn_device_info *infos, size_t capacity, size_t *count)
 /* A program's compiler options and build log (rn_context_options.build_log). */
 typedef void (*rn_build_log_fn)(void *user, const char *options, const char *log);
 
+/* Batches of at least this many rows on the matrix engine take the norms, retention step and
+ * argmax built with rn_context_options.batch_work_group. */
+#define RN_BATCH_GROUP_ROWS 8
+
 typedef struct rn_context_options {
     const char *device;      /* "P:D", a name substring, or NULL for $RETNET_DEVICE, else the
                                 first GPU, else the first device */
@@ -171,10 +175,10 @@ typedef struct rn_context_options {
                                  build log once it is built (NULL: none) */
     void *build_log_user;
     int batch_work_group;     /* work-items of the norms, retention step and argmax of batches
-                                 of 8 rows or more on the matrix engine: N, a power of two up
-                                 to 256 (default 256), builds those three kernels a second time
-                                 with groups of N where the device has the engine; 0, the same
-                                 as every kernel's (work_group). On an H100 groups of 256 made
+                                 of RN_BATCH_GROUP_ROWS rows or more on the matrix engine: N, a
+                                 power of two up to 256 (default 256), builds those three
+                                 kernels a second time with groups of N where the device has
+                                 the engine; 0, the same as every kernel's (work_group). On an H100 groups of 256 made
                                  batches of 8 and 32 faster and a single sequence and the f32
                                  path slower, which keep work_group's (docs/BENCHMARKS.md).
                                  (The retnet command reads RETNET_BATCH_WORK_GROUP.) */
@@ -295,9 +299,10 @@ typedef struct rn_model_info {
                                  launch (rn_context_options.layer_groups asked for it and the
                                  device and model allow it), 0 where it launches per product */
     int batch_work_group;     /* work-items of the norms, retention step and argmax that batches
-                                 of 8 rows or more on the matrix engine take (the second build
-                                 rn_context_options.batch_work_group asks for); 0 where batches
-                                 take every kernel's work-group (no engine, or the option 0) */
+                                 of RN_BATCH_GROUP_ROWS rows or more on the matrix engine take
+                                 (the second build rn_context_options.batch_work_group asks
+                                 for); 0 where batches take every kernel's work-group (no
+                                 engine, or the option 0) */
 } rn_model_info;
 
 /* Loads a checkpoint directory: config.json and model.safetensors, or the shards listed in

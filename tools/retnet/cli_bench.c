@@ -286,7 +286,7 @@ static void print_result(const bench_run *r, const char *test, long n, long batc
     mean_sd(ms, reps, &ms_mean, &ms_sd);
     if (r->o->json) {
         char json_a[32], json_b[32], groups[48] = "";
-        if (decoding && batch >= 8 && r->info.batch_work_group)  /* the batch set ran (rn_model_info) */
+        if (decoding && batch >= RN_BATCH_GROUP_ROWS && r->info.batch_work_group)  /* the batch set ran */
             snprintf(groups, sizeof groups, ",\"batch_work_group\":%d", r->info.batch_work_group);
         printf("{\"test\":\"%s\",\"model\":\"%s\",\"weights\":\"%s\",\"precision\":\"%s\",\"device\":\"%s\",\"n\":%ld,\"batch\":%ld,"
                "\"context\":%ld,\"reps\":%d,\"tokens_per_s\":%.3f,\"tokens_per_s_sd\":%.3f,\"ms_per_token\":%.5f,"
