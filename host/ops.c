@@ -469,7 +469,7 @@ rn_status rn_op_linear_mma(rt_runtime *rt, const rn_kernels *k, const rt_buffer 
     rt_arg args[] = {RT_ARG_BUF(x), RT_ARG_VAL(M),     RT_ARG_VAL(K),   RT_ARG_BUF(W),   RT_ARG_VAL(first),
                      RT_ARG_VAL(N), RT_ARG_BUF(y),     RT_ARG_VAL(ld),  RT_ARG_VAL(c0),  RT_ARG_VAL(acc),
                      RT_ARG_VAL(alpha)};
-    size_t global[2] = {(size_t)((out + 127) / 128) * 256, (size_t)((n + 127) / 128)}, local[2] = {256, 1};
+    size_t global[2] = {(size_t)((n + 127) / 128) * 256, (size_t)((out + 127) / 128)}, local[2] = {256, 1};
     return rt_launch(rt, k->gemm_mma, "gemm_mma", args, N_ARGS(args), 2, global, local);
 }
 

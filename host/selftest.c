@@ -367,8 +367,9 @@ static void test_linear(rt_runtime *rt, const rn_kernels *k) {
  * epilogue adds two roundings, 2 u (|alpha y| + |x W^T|). The check's metric divides by max |ref|,
  * so the tolerance is that bound's largest value over the outputs over max |ref|. */
 static void test_linear_mma(rt_runtime *rt, const rn_kernels *k) {
-    /* K from one step of 16 (fewer than the pipeline's stages) to 17 of them, one part-used */
-    const int64_t shapes[][3] = {{37, 40, 70}, {130, 264, 136}, {257, 96, 24}, {5, 8, 20}};
+    /* K from one step of 16 (fewer than the pipeline's stages) to 17 of them, one part-used; an odd
+     * width, whose last column has no neighbour to be stored with */
+    const int64_t shapes[][3] = {{37, 40, 70}, {130, 264, 136}, {257, 96, 24}, {5, 8, 20}, {19, 32, 45}};
     const int64_t row0 = 3, spare = 5, extra = 9;  /* rows of W around the block; y's spare columns */
     const double u = ldexp(1.0, -23);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
