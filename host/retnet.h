@@ -411,6 +411,19 @@ rn_status rn_session_decode_rows(rn_session *session, size_t rows, const int32_t
  * they never see older logits. Feeding the returned tokens back step after step is a greedy
  * generation that reads no logits at all. */
 rn_status rn_session_decode_greedy(rn_session *session, size_t rows, const int32_t *tokens, int32_t *next);
+/* `steps` greedy steps of the first `rows` rows: what calling rn_session_decode_greedy `steps`
+ * times would do, feeding each step's choices to the next, but with the choices going from step
+ * to step on the device and read back while later steps run, so that the device does not wait
+ * for the host between steps. tokens[rows] is the first step's input; out[steps * rows] gets
+ * each step's choices, step i's from out[i * rows]; the last step's are not yet consumed (the
+ * session's position moves by `steps`). *done (when not NULL) says how many steps ran. A
+ * cancellation (rn_context_cancel) is seen between steps: the steps already queued (at most a
+ * few) finish and stay in the session, out holds their choices, and RN_ERR_CANCELLED is
+ * returned. A non-finite logit (RN_ERR_NUMERIC) or a device failure empties the session, as a
+ * failed step does. Meant for generation that needs no look at each token before the next
+ * (benchmarks, fixed-length greedy runs); EOS checks can be done on `out` afterwards. */
+rn_status rn_session_generate_greedy(rn_session *session, size_t rows, const int32_t *tokens, size_t steps,
+                                     int32_t *out, size_t *done);
 size_t rn_session_batch(const rn_session *session);
 /* The tokens row `row` has consumed (0 for a row out of range). */
 uint64_t rn_session_row_position(const rn_session *session, size_t row);

@@ -617,19 +617,25 @@ static void test_argmax(rt_runtime *rt, const rn_kernels *k) {
             emit("  argmax_rows: the host sampler failed: %s  FAIL", err.message);
             failures++;
         }
-        guarded gx = guarded_from(rt, x, (size_t)(rows * V) * sizeof *x), gc = guarded_alloc(rt, sizeof got);
-        must(rn_op_argmax(rt, k, &gx.view, rows, V, &gc.view), rt, "argmax_rows");
-        cl_int choice[2 * KINDS];
-        bool intact = guarded_read(rt, &gc, choice);
+        guarded gx = guarded_from(rt, x, (size_t)(rows * V) * sizeof *x), gc = guarded_alloc(rt, sizeof got),
+                gn = guarded_alloc(rt, (size_t)rows * sizeof(cl_int));
+        must(rn_op_argmax(rt, k, &gx.view, rows, V, &gc.view, &gn.view), rt, "argmax_rows");
+        cl_int choice[2 * KINDS], next[KINDS];
+        bool intact = guarded_read(rt, &gc, choice), next_intact = guarded_read(rt, &gn, next);
+        float want_next[KINDS], got_next[KINDS];
         for (int64_t r = 0; r < rows; r++) {
             got[2 * r] = (float)choice[2 * r];
             got[2 * r + 1] = (float)choice[2 * r + 1];
+            /* the next step's input: the choice, or 0 (a valid token) for a refused row */
+            want_next[r] = want[2 * r + 1] >= 0 ? 0.0f : want[2 * r];
+            got_next[r] = (float)next[r];
             if (want[2 * r + 1] >= 0) want[2 * r] = got[2 * r];  /* a refused row's choice means nothing */
         }
         char shape[64];
         snprintf(shape, sizeof shape, "%lld x %lld, ties, +-0, NaN, +-inf", (long long)rows, (long long)V);
         check("argmax_rows", shape, want, got, 2 * (size_t)rows, 0.0, intact);
-        guarded_free(&gx), guarded_free(&gc);
+        check("argmax_rows next", shape, want_next, got_next, (size_t)rows, 0.0, next_intact);
+        guarded_free(&gx), guarded_free(&gc), guarded_free(&gn);
         free(x);
     }
 }

@@ -112,6 +112,8 @@ rn_status rt_init(rt_runtime *rt, const char *device_spec, rt_cache_mode cache_m
 void rt_release(rt_runtime *rt);
 /* Waits for the queue; reports a failure of anything enqueued before. */
 rn_status rt_finish(rt_runtime *rt);
+/* Hands what is queued to the device without waiting for it. */
+rn_status rt_flush(rt_runtime *rt);
 
 /* ---- programs -------------------------------------------------------------------------------- */
 
@@ -144,6 +146,12 @@ rn_status rt_buffer_read(rt_runtime *rt, const rt_buffer *buf, size_t offset, vo
 /* The same write without waiting for it: `src` must stay as it is until the queue has run the
  * write (a later blocking read or rt_finish). */
 rn_status rt_buffer_write_async(rt_runtime *rt, rt_buffer *buf, size_t offset, const void *src, size_t bytes);
+/* A read without waiting for it: `dst` is written once *done (a new event, which the caller
+ * waits for with rt_event_wait) has completed; until then `dst` must stay allocated. */
+rn_status rt_buffer_read_async(rt_runtime *rt, const rt_buffer *buf, size_t offset, void *dst, size_t bytes,
+                               cl_event *done);
+/* Waits for *event and releases it (*event becomes NULL; a NULL event is already done). */
+rn_status rt_event_wait(rt_runtime *rt, cl_event *event);
 rn_status rt_buffer_zero(rt_runtime *rt, rt_buffer *buf);
 /* Zeroes `bytes` at `offset` (bytes). */
 rn_status rt_buffer_zero_at(rt_runtime *rt, rt_buffer *buf, size_t offset, size_t bytes);

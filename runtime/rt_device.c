@@ -245,3 +245,8 @@ rn_status rt_finish(rt_runtime *rt) {
     cl_int rc = clFinish(rt->queue);
     return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clFinish");
 }
+
+rn_status rt_flush(rt_runtime *rt) {
+    cl_int rc = clFlush(rt->queue);
+    return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clFlush");
+}

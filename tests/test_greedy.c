@@ -10,7 +10,11 @@
  *      copied (rn_session_copy, rn_session_copy_row), each holding the current logits;
  *   3. refusals (rows 0 or above the batch, a token outside the vocabulary, NULL next) and a
  *      cancellation leave the session as it was; a model whose logits are NaN fails the step
- *      with RN_ERR_NUMERIC and empties the session, as rn_session_decode_rows does.
+ *      with RN_ERR_NUMERIC and empties the session, as rn_session_decode_rows does;
+ *   4. rn_session_generate_greedy, the steps following each other on the device: more steps
+ *      than it queues ahead, against the host's choices step by step (tokens, positions, recent
+ *      tokens, bitwise logits after), its refusals and a cancellation before it starts leaving
+ *      the session as it was, and the NaN model failing it as in 3.
  */
 #include <math.h>
 #include <stdio.h>
@@ -216,6 +220,56 @@ static void run_refusals(rn_context *ctx, rn_model *model) {
     rn_session_free(greedy), rn_session_free(rows);
 }
 
+/* ---- 4. steps following each other on the device ------------------------------------------ */
+
+static void run_generate(rn_context *ctx, rn_model *model) {
+    enum { ROWS = 4, STEPS = 11 };  /* more steps than the library queues ahead (a few) */
+    printf("  rn_session_generate_greedy: %d rows, %d steps\n", ROWS, STEPS);
+    rn_session *greedy = NULL, *rows = NULL;
+    rn_status st = two_batches(model, &greedy, &rows);
+    int32_t first[ROWS], tokens[ROWS], want[STEPS * ROWS], out[STEPS * ROWS];
+    for (int b = 0; b < ROWS; b++) first[b] = tokens[b] = token_at(60, b);
+    float logits[B * V];
+    for (int t = 0; t < STEPS && st == RN_OK; t++) {
+        st = rn_session_decode_rows(rows, ROWS, tokens, logits);
+        if (st == RN_OK) st = host_greedy(logits, ROWS, want + t * ROWS);
+        memcpy(tokens, want + t * ROWS, sizeof tokens);
+    }
+    size_t done = 99;
+    memset(out, 0xff, sizeof out);
+    if (st == RN_OK) st = rn_session_generate_greedy(greedy, ROWS, first, STEPS, out, &done);
+    expect_status("generating", st, RN_OK, ctx);
+    expect_true("every step's choices equal the host's", st == RN_OK && done == STEPS && !memcmp(out, want, sizeof out));
+    bool same = true;
+    for (size_t b = 0; b < B; b++) {
+        int32_t a[16], c[16];
+        const size_t na = rn_session_recent(greedy, a, 16), nc = rn_session_recent(rows, c, 16);
+        same = same && rn_session_row_position(greedy, b) == rn_session_row_position(rows, b) && na == nc &&
+               !memcmp(a, c, na * sizeof *a);
+    }
+    const float *g = rn_session_logits(greedy), *r = rn_session_logits(rows);
+    expect_true("positions, recent tokens and logits after (bitwise)",
+                same && g && r && !memcmp(g, r, sizeof logits));
+
+    /* Refusals and a cancellation: nothing runs, nothing moves. */
+    const uint64_t at = rn_session_row_position(greedy, 0);
+    const int32_t bad[ROWS] = {1, V, 2, 3};
+    expect_status("0 rows", rn_session_generate_greedy(greedy, 0, first, 2, out, &done), RN_ERR_INVALID_ARGUMENT, ctx);
+    expect_status("6 rows of a batch of 5", rn_session_generate_greedy(greedy, B + 1, first, 2, out, &done),
+                  RN_ERR_INVALID_ARGUMENT, ctx);
+    expect_status("0 steps", rn_session_generate_greedy(greedy, ROWS, first, 0, out, &done), RN_ERR_INVALID_ARGUMENT,
+                  ctx);
+    expect_status("NULL out", rn_session_generate_greedy(greedy, ROWS, first, 2, NULL, &done),
+                  RN_ERR_INVALID_ARGUMENT, ctx);
+    expect_status("a token outside the vocabulary", rn_session_generate_greedy(greedy, ROWS, bad, 2, out, &done),
+                  RN_ERR_INVALID_ARGUMENT, ctx);
+    rn_context_cancel(ctx, 1);
+    expect_status("cancelled before it starts", rn_session_generate_greedy(greedy, ROWS, first, 2, out, &done),
+                  RN_ERR_CANCELLED, ctx);
+    expect_true("no step ran: done 0, position as before", done == 0 && rn_session_row_position(greedy, 0) == at);
+    rn_session_free(greedy), rn_session_free(rows);
+}
+
 /* Overwrites every value of the safetensors tensor whose name ends in `suffix` outside the
  * layers (the final norm) with NaN. */
 static bool poison_tensor(const char *path, const char *suffix) {
@@ -271,6 +325,14 @@ static void run_non_finite(rn_context *ctx, const char *dir) {
                         rn_session_logits(s) && rn_session_logits(s)[0] == 0.0f);
         expect_status("rn_session_decode_rows over NaN logits", rn_session_decode_rows(s, 2, prompt, NULL),
                       RN_ERR_NUMERIC, ctx);
+        int32_t out[2 * 5];
+        size_t done = 99;
+        expect_status("rn_session_generate_greedy over NaN logits", rn_session_generate_greedy(s, 2, prompt, 5, out, &done),
+                      RN_ERR_NUMERIC, ctx);
+        said = rn_context_last_error(ctx);
+        expect_true("the message names the step, the session emptied",
+                    strstr(said, "non-finite logit at row 0, column 0, in greedy step 1 of 5") && done == 0 &&
+                        rn_session_row_position(s, 0) == 0);
     } else if (st != RN_OK) {
         printf("    setting up: %s: %s  FAIL\n", rn_status_str(st), err.message[0] ? err.message : rn_context_last_error(ctx));
         failures++;
@@ -311,6 +373,7 @@ int main(void) {
     run_batch(ctx, model);
     run_single(ctx, model);
     run_refusals(ctx, model);
+    run_generate(ctx, model);
     run_non_finite(ctx, dir);
     rn_model_free(model);
     uint64_t current, peak;
