@@ -174,6 +174,7 @@ _PROTOTYPES = {
     "rn_session_prefill": (_st, [_vp, _i32p, _sz, ctypes.c_int, _sz, _f32p]),
     "rn_session_decode": (_st, [_vp, ctypes.c_int32, _f32p]),
     "rn_session_decode_greedy": (_st, [_vp, _sz, _i32p, _i32p]),
+    "rn_session_generate_greedy": (_st, [_vp, _sz, _i32p, _sz, _i32p, ctypes.POINTER(_sz)]),
     "rn_session_logits": (_f32p, [_vp]),
     "rn_session_recent": (_sz, [_vp, _i32p, _sz]),
     "rn_session_save": (_st, [_vp, ctypes.c_char_p]),

@@ -317,6 +317,17 @@ class Session(_Handle):
         self.context._check(library().rn_session_decode_greedy(self._h(), 1, arr, nxt))
         return int(nxt[0])
 
+    def generate_greedy(self, token, steps):
+        """Feeds `token` and then each greedy choice for `steps` steps in all; returns the
+        `steps` choices. The choices go from step to step on the device, which never waits for
+        this thread between steps (rn_session_generate_greedy); the last choice is not yet fed."""
+        arr, _ = _lib.id_array([token])
+        out = (ctypes.c_int32 * int(steps))()
+        done = ctypes.c_size_t(0)
+        self.context._check(library().rn_session_generate_greedy(self._h(), 1, arr, int(steps), out,
+                                                                  ctypes.byref(done)))
+        return [int(t) for t in out]
+
     def reset(self):
         """Forgets every token."""
         self.context._check(library().rn_session_reset(self._h()))

@@ -268,6 +268,23 @@ class LogitsTest(unittest.TestCase):
                 s.decode_greedy(97)  # outside the vocabulary
             self.assertEqual(e.exception.status, "RN_ERR_INVALID_ARGUMENT")
 
+    def test_generate_greedy(self):
+        """Steps chained on the device choose what one decode_greedy call per step chooses, and
+        leave the session where those calls leave it."""
+        with swish.session() as s:
+            s.prefill(SWISH_TOKENS[:4], mode="chunkwise", chunk_size=SWISH_CHUNK)
+            with s.copy() as c:
+                want, token = [], SWISH_TOKENS[4]
+                for _ in range(6):
+                    token = c.decode_greedy(token)
+                    want.append(token)
+                self.assertEqual(s.generate_greedy(SWISH_TOKENS[4], 6), want)
+                self.assertEqual(s.position, c.position)
+                self.assertEqual(rows(s.logits), rows(c.logits))
+            with self.assertRaises(rn.RetNetError) as e:
+                s.generate_greedy(SWISH_TOKENS[4], 0)
+            self.assertEqual(e.exception.status, "RN_ERR_INVALID_ARGUMENT")
+
     @need_numpy
     def test_numpy_types(self):
         with swish.session() as s:
