@@ -24,13 +24,14 @@ inline void argmax_take(float v, int i, float *value, int *index, int *bad) {
     if (*bad < 0 && !isfinite(v)) *bad = i;
 }
 
-// out[row] = {index of the row's largest logit, its lowest non-finite column or -1}, and the
-// index alone in next[row]: the next step's input, so that greedy steps can follow each other on
-// the device without the host in between (0 for a refused row, which stays a valid token: that
-// step's results are thrown away). One work-group of RN_WG work-items per row: global
-// (RN_WG * rows). Any V >= 1.
+// out[first + row] = {index of the row's largest logit, its lowest non-finite column or -1},
+// and the index alone in next[row]: the next step's input, so that greedy steps can follow each
+// other on the device without the host in between (0 for a refused row, which stays a valid
+// token: that step's results are thrown away), each step's choices kept at its own `first`. One
+// work-group of RN_WG work-items per row: global (RN_WG * rows). Any V >= 1.
 __kernel void argmax_rows(__global const float *logits,  // [rows, V]
-                          __global int *out,             // [rows, 2]
+                          __global int *out,             // [first + rows, 2]
+                          int first,
                           __global int *next,            // [rows]
                           int V) {
     __local float best_value[RN_WG];
@@ -76,8 +77,8 @@ __kernel void argmax_rows(__global const float *logits,  // [rows, V]
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (lid == 0) {
-        out[2 * row] = best_index[0];
-        out[2 * row + 1] = first_bad[0];
+        out[2 * (first + row)] = best_index[0];
+        out[2 * (first + row) + 1] = first_bad[0];
         next[row] = first_bad[0] >= 0 ? 0 : best_index[0];
     }
 }

@@ -406,15 +406,17 @@ rn_status rn_op_residual(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, cons
 }
 
 rn_status rn_op_argmax(rt_runtime *rt, const rn_kernels *k, const rt_buffer *logits, int64_t rows, int64_t V,
-                       rt_buffer *choice, rt_buffer *next) {
+                       rt_buffer *choice, int64_t first, rt_buffer *next) {
     if (rows < 1 || V < 1 || V > INT32_MAX || logits->bytes / sizeof(float) / (size_t)V < (size_t)rows ||
-        choice->bytes / (2 * sizeof(cl_int)) < (size_t)rows || next->bytes / sizeof(cl_int) < (size_t)rows)
+        first < 0 || first > INT32_MAX - rows || choice->bytes / (2 * sizeof(cl_int)) < (size_t)(first + rows) ||
+        next->bytes / sizeof(cl_int) < (size_t)rows)
         return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT,
-                       "argmax of %lld rows of %lld logits: the logits hold %zu bytes, the choices %zu, the next "
-                       "tokens %zu",
-                       (long long)rows, (long long)V, logits->bytes, choice->bytes, next->bytes);
+                       "argmax of %lld rows of %lld logits into choices from row %lld: the logits hold %zu bytes, "
+                       "the choices %zu, the next tokens %zu",
+                       (long long)rows, (long long)V, (long long)first, logits->bytes, choice->bytes, next->bytes);
     cl_int vocab = (cl_int)V;
-    rt_arg args[] = {RT_ARG_BUF(logits), RT_ARG_BUF(choice), RT_ARG_BUF(next), RT_ARG_VAL(vocab)};
+    cl_int row0 = (cl_int)first;
+    rt_arg args[] = {RT_ARG_BUF(logits), RT_ARG_BUF(choice), RT_ARG_VAL(row0), RT_ARG_BUF(next), RT_ARG_VAL(vocab)};
     size_t global = k->wg * (size_t)rows, local = k->wg;
     return rt_launch(rt, k->argmax_rows, "argmax_rows", args, N_ARGS(args), 1, &global, &local);
 }

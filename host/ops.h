@@ -120,10 +120,11 @@ rn_status rn_op_glu(rt_runtime *rt, const rn_kernels *k, const rt_buffer *a, con
 /* The greedy choice of each of `rows` rows of logits [rows, V] (V >= 1): choice [rows, 2] ints
  * gets {the index of the row's largest logit, the lowest index among equal ones (the host
  * sampler's choice at temperature 0); the row's lowest column holding a NaN or an infinity, or
- * -1}. The first is meaningless where the second is not -1. next [rows] ints gets the first
- * alone (0 where it is meaningless): the input of a following greedy step. */
+ * -1}, from row `first` of choice on. The first is meaningless where the second is not -1.
+ * next [rows] ints gets the first alone (0 where it is meaningless): the input of a following
+ * greedy step. */
 rn_status rn_op_argmax(rt_runtime *rt, const rn_kernels *k, const rt_buffer *logits, int64_t rows, int64_t V,
-                       rt_buffer *choice, rt_buffer *next);
+                       rt_buffer *choice, int64_t first, rt_buffer *next);
 /* x = alpha * x + y over `count` elements. */
 rn_status rn_op_residual(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, const rt_buffer *y,
                          int64_t count, float alpha);

@@ -619,7 +619,7 @@ static void test_argmax(rt_runtime *rt, const rn_kernels *k) {
         }
         guarded gx = guarded_from(rt, x, (size_t)(rows * V) * sizeof *x), gc = guarded_alloc(rt, sizeof got),
                 gn = guarded_alloc(rt, (size_t)rows * sizeof(cl_int));
-        must(rn_op_argmax(rt, k, &gx.view, rows, V, &gc.view, &gn.view), rt, "argmax_rows");
+        must(rn_op_argmax(rt, k, &gx.view, rows, V, &gc.view, 0, &gn.view), rt, "argmax_rows");
         cl_int choice[2 * KINDS], next[KINDS];
         bool intact = guarded_read(rt, &gc, choice), next_intact = guarded_read(rt, &gn, next);
         float want_next[KINDS], got_next[KINDS];

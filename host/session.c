@@ -666,7 +666,7 @@ static rn_status read_choices(rn_session *s, int64_t rows, int32_t *next) {
     rt_runtime *rt = &s->model->ctx->rt;
     const int64_t V = s->model->cfg.vocab_size;
     const rn_kernels *k = group_kernels(&s->model->kernels, mma_rows(s->model, rows), rows);
-    rn_status st = rn_op_argmax(rt, k, &s->step.logits, rows, V, &s->step.choice, &s->step.tokens);
+    rn_status st = rn_op_argmax(rt, k, &s->step.logits, rows, V, &s->step.choice, 0, &s->step.tokens);
     if (st == RN_OK)
         st = rt_buffer_read(rt, &s->step.choice, 0, s->step_choice, (size_t)rows * 2 * sizeof *s->step_choice);
     if (st != RN_OK) return st;
@@ -719,84 +719,90 @@ static rn_status decode_step(rn_session *s, int64_t rows, const int32_t *tokens,
     return RN_OK;
 }
 
-/* How many greedy steps may be queued beyond the oldest whose choices the host has not yet
- * looked at: the device always has the next step queued while the host waits for one, and a
- * cancellation or a non-finite logit is seen within this many steps. */
-#define GREEDY_AHEAD 3
+/* Greedy steps chained on the device are queued at most about 2 x GREEDY_AHEAD ahead of the
+ * device: the host waits for a marker queued GREEDY_AHEAD steps earlier before queueing more, so
+ * that a cancellation is seen within that many steps and a long run holds no endless queue. */
+#define GREEDY_AHEAD 8
 
 /* `steps` greedy steps of the first `rows` rows, each step's choices the next one's input on
- * the device (argmax_rows writes them into the step's token buffer): the host queues the steps
- * ahead and reads the choices back while later steps run, so that the device does not wait for
- * the host between steps. *done: the steps run and kept (out holds their choices). */
+ * the device (argmax_rows writes them into the step's token buffer) and kept there, step by
+ * step, in one buffer that is read back once at the end: no host transfer between steps, so the
+ * device does not wait for the host. (Reading each step's choices back without waiting for them
+ * was slower on an H100 than waiting: a read into ordinary host memory is finished by the
+ * driver on the host, docs/BENCHMARKS.md.) *done: the steps run and kept. */
 static rn_status greedy_steps(rn_session *s, int64_t rows, const int32_t *tokens, int64_t steps, int32_t *out,
                               int64_t *done) {
     *done = 0;
-    if (rn_context_cancelled(s->model->ctx, "decoding")) return RN_ERR_CANCELLED;
+    rn_context *ctx = s->model->ctx;
+    if (rn_context_cancelled(ctx, "decoding")) return RN_ERR_CANCELLED;
     rn_status st = check_tokens(s, tokens, (size_t)rows);
     if (st != RN_OK) return st;
     for (int64_t b = 0; b < rows; b++)
         if (s->positions[b] + (uint64_t)steps > (uint64_t)INT32_MAX)
-            return rn_fail(&s->model->ctx->err, RN_ERR_LIMIT,
+            return rn_fail(&ctx->err, RN_ERR_LIMIT,
                            "row %lld is at position %llu: %lld more steps pass the last position the kernels take",
                            (long long)b, (unsigned long long)s->positions[b], (long long)steps);
-    rt_runtime *rt = &s->model->ctx->rt;
+    rt_runtime *rt = &ctx->rt;
     const rn_kernels *k = group_kernels(&s->model->kernels, mma_rows(s->model, rows), rows);
     const int64_t V = s->model->cfg.vocab_size;
-    /* Per slot (step % (GREEDY_AHEAD + 1)): the step's positions [rows], written from here, and
-     * its choices [rows, 2], read into here; a slot is reused only after its step's read is done. */
-    enum { SLOTS = GREEDY_AHEAD + 1 };
-    cl_int *slot = malloc((size_t)SLOTS * 3 * (size_t)rows * sizeof *slot);
-    cl_event read_done[SLOTS] = {NULL};
-    if (!slot) return rn_fail(&s->model->ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for %lld rows' choices",
-                              (long long)rows);
+    const size_t cells = (size_t)steps * (size_t)rows;
+    /* Host side: every step's positions (written without waiting, so they stay until the end)
+     * and then every step's choices [steps, rows, 2]. */
+    cl_int *at = malloc(cells * 3 * sizeof *at), *choice = at ? at + cells : NULL;
+    rt_buffer history = {0};
+    if (!at) return rn_fail(&ctx->err, RN_ERR_OUT_OF_HOST_MEMORY, "no host memory for %lld greedy steps", (long long)steps);
+    st = rt_buffer_alloc(rt, cells * 2 * sizeof *choice, "greedy choices", &history);
+    if (st != RN_OK) {
+        free(at);
+        return st;
+    }
     cl_int *ids = s->step_input;
     for (int64_t b = 0; b < rows; b++) ids[b] = tokens[b];
     st = rt_buffer_write_async(rt, &s->step.tokens, 0, ids, (size_t)rows * sizeof *ids);
-    int64_t queued = 0, checked = 0;
-    bool stop = false;  /* cancelled: queue no more steps, keep those queued */
-    while (st == RN_OK && checked < steps) {
-        if (!stop && queued < steps && queued - checked < SLOTS) {
-            if (queued > checked && rn_context_cancelled(s->model->ctx, "decoding")) {
-                stop = true;
-                continue;
-            }
-            cl_int *at = slot + (size_t)(queued % SLOTS) * 3 * (size_t)rows, *choice = at + rows;
-            for (int64_t b = 0; b < rows; b++) at[b] = (cl_int)(s->positions[b] + (uint64_t)queued);
-            st = rt_buffer_write_async(rt, &s->step.positions, 0, at, (size_t)rows * sizeof *at);
-            if (st == RN_OK) st = forward(s, &s->step, rows, RN_MODE_RECURRENT, 1, 0, rows);
-            if (st == RN_OK) st = rn_op_argmax(rt, k, &s->step.logits, rows, V, &s->step.choice, &s->step.tokens);
-            if (st == RN_OK)
-                st = rt_buffer_read_async(rt, &s->step.choice, 0, choice, (size_t)rows * 2 * sizeof *choice,
-                                          &read_done[queued % SLOTS]);
-            if (st == RN_OK) st = rt_flush(rt);
-            queued++;
-            continue;
+    cl_event older = NULL, newer = NULL;  /* markers after steps GREEDY_AHEAD apart */
+    int64_t queued = 0;
+    for (; st == RN_OK && queued < steps; queued++) {
+        if (queued > 0 && rn_context_cancelled(ctx, "decoding")) break;
+        cl_int *pos = at + (size_t)queued * (size_t)rows;
+        for (int64_t b = 0; b < rows; b++) pos[b] = (cl_int)(s->positions[b] + (uint64_t)queued);
+        st = rt_buffer_write_async(rt, &s->step.positions, 0, pos, (size_t)rows * sizeof *pos);
+        if (st == RN_OK) st = forward(s, &s->step, rows, RN_MODE_RECURRENT, 1, 0, rows);
+        if (st == RN_OK)
+            st = rn_op_argmax(rt, k, &s->step.logits, rows, V, &history, queued * rows, &s->step.tokens);
+        if (st == RN_OK && queued == 0) st = rt_flush(rt);  /* the device starts while more are queued */
+        if (st == RN_OK && queued % GREEDY_AHEAD == GREEDY_AHEAD - 1) {
+            st = rt_event_wait(rt, &older);
+            older = newer;
+            if (st == RN_OK) st = rt_marker(rt, &newer);
         }
-        if (checked == queued) break;  /* stopped, and every queued step looked at */
-        const cl_int *choice = slot + (size_t)(checked % SLOTS) * 3 * (size_t)rows + rows;
-        st = rt_event_wait(rt, &read_done[checked % SLOTS]);
-        for (int64_t b = 0; st == RN_OK && b < rows; b++) {
-            if (choice[2 * b + 1] >= 0)
-                st = rn_fail(&s->model->ctx->err, RN_ERR_NUMERIC,
-                             "non-finite logit at row %lld, column %d, in greedy step %lld of %lld", (long long)b,
-                             choice[2 * b + 1], (long long)checked + 1, (long long)steps);
-            else
-                out[checked * rows + b] = choice[2 * b];
-        }
-        if (st == RN_OK) checked++;
     }
-    if (st != RN_OK) rt_finish(rt);  /* nothing queued may still read `slot` or step_input */
-    for (int i = 0; i < SLOTS; i++)
-        if (read_done[i]) clReleaseEvent(read_done[i]);
-    free(slot);
+    const bool cancelled = st == RN_OK && queued < steps;
+    if (st == RN_OK) st = rt_buffer_read(rt, &history, 0, choice, (size_t)queued * (size_t)rows * 2 * sizeof *choice);
+    else rt_finish(rt);  /* nothing queued may still read `at` or step_input */
+    if (older) clReleaseEvent(older);
+    if (newer) clReleaseEvent(newer);
+    rt_buffer_free(rt, &history);
+    for (int64_t i = 0; st == RN_OK && i < queued; i++)
+        for (int64_t b = 0; st == RN_OK && b < rows; b++) {
+            const cl_int *c = choice + 2 * ((size_t)i * (size_t)rows + (size_t)b);
+            if (c[1] >= 0)
+                st = rn_fail(&ctx->err, RN_ERR_NUMERIC,
+                             "non-finite logit at row %lld, column %d, in greedy step %lld of %lld", (long long)b,
+                             c[1], (long long)i + 1, (long long)steps);
+            else
+                out[i * rows + b] = c[0];
+        }
+    free(at);
     if (st != RN_OK) return fail_pass(s, st);
-    for (int64_t i = 0; i < checked; i++)
+    for (int64_t i = 0; i < queued; i++)
         for (int64_t b = 0; b < rows; b++) {
             advance_row(s, b, i == 0 ? tokens + b : out + (i - 1) * rows + b, 1);
             rn_session_logits_on_device(s, b, true);
         }
-    *done = checked;
-    return checked < steps ? RN_ERR_CANCELLED : RN_OK;
+    *done = queued;
+    if (cancelled) rn_fail(&ctx->err, RN_ERR_CANCELLED, "decoding was cancelled (rn_context_cancel) after %lld of %lld greedy steps",
+                           (long long)queued, (long long)steps);
+    return cancelled ? RN_ERR_CANCELLED : RN_OK;
 }
 
 static rn_status refuse_batch(const rn_session *s, const char *what) {
@@ -1041,9 +1047,10 @@ rn_status rn_session_generate_greedy(rn_session *s, size_t rows, const int32_t *
     rn_status st = rows < 1 || rows > (size_t)s->batch
                        ? rn_fail(&ctx->err, RN_ERR_INVALID_ARGUMENT, "%zu rows to step greedily; the batch has %lld",
                                  rows, (long long)s->batch)
-                   : steps < 1 || steps > (size_t)INT32_MAX
-                       ? rn_fail(&ctx->err, RN_ERR_INVALID_ARGUMENT, "%zu greedy steps: from 1 to %d at a time", steps,
-                                 INT32_MAX)
+                   : steps < 1 || steps > (size_t)INT32_MAX / rows
+                       ? rn_fail(&ctx->err, RN_ERR_INVALID_ARGUMENT,
+                                 "%zu greedy steps of %zu rows: from 1 to %zu steps at a time", steps, rows,
+                                 (size_t)INT32_MAX / rows)
                        : greedy_steps(s, (int64_t)rows, tokens, (int64_t)steps, out, &ran);
     if (done) *done = (size_t)ran;
     return rn_context_unlock(ctx, st);

@@ -114,6 +114,10 @@ void rt_release(rt_runtime *rt);
 rn_status rt_finish(rt_runtime *rt);
 /* Hands what is queued to the device without waiting for it. */
 rn_status rt_flush(rt_runtime *rt);
+/* *done: a new event that completes when everything queued before it has (a marker). */
+rn_status rt_marker(rt_runtime *rt, cl_event *done);
+/* Waits for *event and releases it (*event becomes NULL; a NULL event is already done). */
+rn_status rt_event_wait(rt_runtime *rt, cl_event *event);
 
 /* ---- programs -------------------------------------------------------------------------------- */
 
@@ -146,12 +150,6 @@ rn_status rt_buffer_read(rt_runtime *rt, const rt_buffer *buf, size_t offset, vo
 /* The same write without waiting for it: `src` must stay as it is until the queue has run the
  * write (a later blocking read or rt_finish). */
 rn_status rt_buffer_write_async(rt_runtime *rt, rt_buffer *buf, size_t offset, const void *src, size_t bytes);
-/* A read without waiting for it: `dst` is written once *done (a new event, which the caller
- * waits for with rt_event_wait) has completed; until then `dst` must stay allocated. */
-rn_status rt_buffer_read_async(rt_runtime *rt, const rt_buffer *buf, size_t offset, void *dst, size_t bytes,
-                               cl_event *done);
-/* Waits for *event and releases it (*event becomes NULL; a NULL event is already done). */
-rn_status rt_event_wait(rt_runtime *rt, cl_event *event);
 rn_status rt_buffer_zero(rt_runtime *rt, rt_buffer *buf);
 /* Zeroes `bytes` at `offset` (bytes). */
 rn_status rt_buffer_zero_at(rt_runtime *rt, rt_buffer *buf, size_t offset, size_t bytes);

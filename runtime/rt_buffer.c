@@ -70,28 +70,6 @@ rn_status rt_buffer_write_async(rt_runtime *rt, rt_buffer *buf, size_t offset, c
     return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clEnqueueWriteBuffer");
 }
 
-rn_status rt_buffer_read_async(rt_runtime *rt, const rt_buffer *buf, size_t offset, void *dst, size_t bytes,
-                               cl_event *done) {
-    *done = NULL;
-    rn_status st = check_range(rt, buf, offset, bytes, "clEnqueueReadBuffer");
-    if (st != RN_OK) return st;
-    cl_int rc = clEnqueueReadBuffer(rt->queue, buf->mem, CL_FALSE, offset, bytes, dst, 0, NULL, done);
-    if (rc == CL_SUCCESS) return RN_OK;
-    *done = NULL;
-    return rt_cl_fail(rt->err, rc, "clEnqueueReadBuffer");
-}
-
-rn_status rt_event_wait(rt_runtime *rt, cl_event *event) {
-    if (!*event) return RN_OK;
-    cl_int rc = clWaitForEvents(1, event), status = CL_COMPLETE;
-    if (rc == CL_SUCCESS)
-        rc = clGetEventInfo(*event, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status, NULL);
-    clReleaseEvent(*event);
-    *event = NULL;
-    if (rc == CL_SUCCESS && status < 0) rc = status;  /* the command itself failed */
-    return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clWaitForEvents");
-}
-
 rn_status rt_buffer_read(rt_runtime *rt, const rt_buffer *buf, size_t offset, void *dst,
                          size_t bytes) {
     rn_status st = check_range(rt, buf, offset, bytes, "clEnqueueReadBuffer");

@@ -246,6 +246,24 @@ rn_status rt_finish(rt_runtime *rt) {
     return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clFinish");
 }
 
+rn_status rt_marker(rt_runtime *rt, cl_event *done) {
+    cl_int rc = clEnqueueMarkerWithWaitList(rt->queue, 0, NULL, done);
+    if (rc == CL_SUCCESS) return RN_OK;
+    *done = NULL;
+    return rt_cl_fail(rt->err, rc, "clEnqueueMarkerWithWaitList");
+}
+
+rn_status rt_event_wait(rt_runtime *rt, cl_event *event) {
+    if (!*event) return RN_OK;
+    cl_int rc = clWaitForEvents(1, event), status = CL_COMPLETE;
+    if (rc == CL_SUCCESS)
+        rc = clGetEventInfo(*event, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status, NULL);
+    clReleaseEvent(*event);
+    *event = NULL;
+    if (rc == CL_SUCCESS && status < 0) rc = status;  /* the command itself failed */
+    return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clWaitForEvents");
+}
+
 rn_status rt_flush(rt_runtime *rt) {
     cl_int rc = clFlush(rt->queue);
     return rc == CL_SUCCESS ? RN_OK : rt_cl_fail(rt->err, rc, "clFlush");

@@ -12,7 +12,7 @@
  *      cancellation leave the session as it was; a model whose logits are NaN fails the step
  *      with RN_ERR_NUMERIC and empties the session, as rn_session_decode_rows does;
  *   4. rn_session_generate_greedy, the steps following each other on the device: more steps
- *      than it queues ahead, against the host's choices step by step (tokens, positions, recent
+ *      than it lets the host queue ahead, against the host's choices step by step (tokens, positions, recent
  *      tokens, bitwise logits after), its refusals and a cancellation before it starts leaving
  *      the session as it was, and the NaN model failing it as in 3.
  */
@@ -223,7 +223,7 @@ static void run_refusals(rn_context *ctx, rn_model *model) {
 /* ---- 4. steps following each other on the device ------------------------------------------ */
 
 static void run_generate(rn_context *ctx, rn_model *model) {
-    enum { ROWS = 4, STEPS = 11 };  /* more steps than the library queues ahead (a few) */
+    enum { ROWS = 4, STEPS = 26 };  /* past the library's second wait for the device (GREEDY_AHEAD 8) */
     printf("  rn_session_generate_greedy: %d rows, %d steps\n", ROWS, STEPS);
     rn_session *greedy = NULL, *rows = NULL;
     rn_status st = two_batches(model, &greedy, &rows);
