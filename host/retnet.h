@@ -413,13 +413,13 @@ rn_status rn_session_decode_rows(rn_session *session, size_t rows, const int32_t
 rn_status rn_session_decode_greedy(rn_session *session, size_t rows, const int32_t *tokens, int32_t *next);
 /* `steps` greedy steps of the first `rows` rows: what calling rn_session_decode_greedy `steps`
  * times would do, feeding each step's choices to the next, but with the choices going from step
- * to step on the device and read back while later steps run, so that the device does not wait
- * for the host between steps. tokens[rows] is the first step's input; out[steps * rows] gets
- * each step's choices, step i's from out[i * rows]; the last step's are not yet consumed (the
- * session's position moves by `steps`). *done (when not NULL) says how many steps ran. A
- * cancellation (rn_context_cancel) is seen between steps: the steps already queued (at most a
- * few) finish and stay in the session, out holds their choices, and RN_ERR_CANCELLED is
- * returned. A non-finite logit (RN_ERR_NUMERIC) or a device failure empties the session, as a
+ * to step on the device and read back once at the end, so that the device does not wait for
+ * the host between steps. tokens[rows] is the first step's input; out[steps * rows] gets each
+ * step's choices, step i's from out[i * rows]; the last step's are not yet consumed (the
+ * session's position moves by `steps`; rows * steps at most INT32_MAX). *done (when not NULL)
+ * says how many steps ran. A cancellation (rn_context_cancel) is seen between steps: the steps
+ * already queued (up to about 16) finish and stay in the session, out holds their choices, and
+ * RN_ERR_CANCELLED is returned. A non-finite logit (RN_ERR_NUMERIC) or a device failure empties the session, as a
  * failed step does. Meant for generation that needs no look at each token before the next
  * (benchmarks, fixed-length greedy runs); EOS checks can be done on `out` afterwards. */
 rn_status rn_session_generate_greedy(rn_session *session, size_t rows, const int32_t *tokens, size_t steps,

@@ -319,8 +319,8 @@ class Session(_Handle):
 
     def generate_greedy(self, token, steps):
         """Feeds `token` and then each greedy choice for `steps` steps in all; returns the
-        `steps` choices. The choices go from step to step on the device, which never waits for
-        this thread between steps (rn_session_generate_greedy); the last choice is not yet fed."""
+        `steps` choices. The choices go from step to step on the device and come back once at the
+        end (rn_session_generate_greedy); the last choice is not yet fed."""
         arr, _ = _lib.id_array([token])
         out = (ctypes.c_int32 * int(steps))()
         done = ctypes.c_size_t(0)

@@ -3,10 +3,11 @@
  * In the manner of llama-bench: each test runs once untimed (kernel compilation, CLBlast's
  * first-call tuning), then `reps` times; rates are the mean and standard deviation over the
  * repetitions. Decoding is greedy generation as the PyTorch peers run it: each step takes the
- * argmax on the device and feeds it to the next step there, the host reading the choices back
- * while later steps run (rn_session_generate_greedy); --sync-steps times one call per step that
- * waits for its token ids (rn_session_decode_greedy), --read-logits steps that read every row's
- * logits back to the host instead (and check them), as sampling on the host needs. Ceilings are measured in the same process: a copy
+ * argmax on the device, reads back one token id per sequence (the step's one synchronisation)
+ * and feeds it to the next step (rn_session_decode_greedy); --chain-steps times steps chained
+ * on the device, the ids read back once at the end (rn_session_generate_greedy), --read-logits
+ * steps that read every row's logits back to the host instead (and check them), as sampling on
+ * the host needs. Ceilings are measured in the same process: a copy
  * kernel for bandwidth, one large SGEMM for compute; decode is quoted as bytes read per step
  * over time against the bandwidth, prefill as projection FLOPs over time against the SGEMM
  * rate. */
@@ -46,11 +47,11 @@ static const char *bench_usage =
     "  --mode M           prefill form: chunkwise (default) or parallel\n"
     "  --read-logits      decode steps read every sequence's logits back to the host (what\n"
     "                     sampling on the host needs; tests tgN+logits) instead of the default\n"
-    "                     greedy steps, which take the argmax on the device and feed it to\n"
-    "                     the next step there, reading the token ids back as later steps run\n"
-    "  --sync-steps       greedy steps one call each, waiting for each step's token ids before\n"
-    "                     queueing the next (what a caller that looks at every token does;\n"
-    "                     tests tgN+sync)\n"
+    "                     greedy steps, which take the argmax on the device, read back one\n"
+    "                     token id per sequence and feed it to the next step\n"
+    "  --chain-steps      greedy steps chained on the device, each step's ids fed to the next\n"
+    "                     there and all read back at the end (rn_session_generate_greedy;\n"
+    "                     tests tgN+chain)\n"
     "  -r N               repetitions (default 5)\n"
     "  --startup          also time context + model + first token with an empty and a warm\n"
     "                     program cache\n"
@@ -81,7 +82,7 @@ typedef struct bench_options {
     unsigned long long seed;
     int startup, profile, no_ceilings, json, no_cache;
     int read_logits;  /* decode steps read the logits back instead of greedy ids */
-    int sync_steps;   /* greedy steps one call each (rn_session_decode_greedy) */
+    int chain_steps;  /* greedy steps chained on the device (rn_session_generate_greedy) */
 } bench_options;
 
 /* What every result line shares. */
@@ -124,7 +125,7 @@ static int parse_bench(int argc, char **argv, bench_options *o) {
         int *flag = !strcmp(a, "--startup") ? &o->startup : !strcmp(a, "--profile") ? &o->profile
                   : !strcmp(a, "--no-ceilings") ? &o->no_ceilings : !strcmp(a, "--json") ? &o->json
                   : !strcmp(a, "--no-cache") ? &o->no_cache : !strcmp(a, "--read-logits") ? &o->read_logits
-                  : !strcmp(a, "--sync-steps") ? &o->sync_steps : NULL;
+                  : !strcmp(a, "--chain-steps") ? &o->chain_steps : NULL;
         if (flag) {
             *flag = 1;
             continue;
@@ -300,7 +301,7 @@ static void print_result(const bench_run *r, const char *test, long n, long batc
                test, r->name, r->info.device_dtype, cli_precision_name(), r->device, n, batch, context, reps, mean, sd, ms_mean, ms_sd,
                decoding ? "bytes_per_step" : "flops", extra, json_fraction(roofline, json_a),
                json_fraction(roofline_all, json_b), (unsigned long long)device_bytes,
-               !decoding ? "" : r->o->read_logits ? ",\"step\":\"logits\"" : r->o->sync_steps ? ",\"step\":\"greedy, one call each\""
+               !decoding ? "" : r->o->read_logits ? ",\"step\":\"logits\"" : r->o->chain_steps ? ",\"step\":\"greedy, chained\""
                                                                  : ",\"step\":\"greedy\"",
                decoding && batch == 1 && r->info.one_launch_layers ? ",\"layer\":\"one launch\"" : "", groups);
         fflush(stdout);
@@ -308,7 +309,7 @@ static void print_result(const bench_run *r, const char *test, long n, long batc
     }
     char name[32], rate[32], roof[16];
     snprintf(name, sizeof name, "%s%ld%s", test, n,
-             !decoding ? "" : r->o->read_logits ? "+logits" : r->o->sync_steps ? "+sync" : "");
+             !decoding ? "" : r->o->read_logits ? "+logits" : r->o->chain_steps ? "+chain" : "");
     snprintf(rate, sizeof rate, "%.1f +- %.1f", mean, sd);
     if (roofline > 0 && roofline_all > 0)
         snprintf(roof, sizeof roof, "%.1f/%.1f%%", 100.0 * roofline, 100.0 * roofline_all);
@@ -386,10 +387,11 @@ static int bench_decode(bench_run *r, long n, long batch, long context) {
         long steps = rep < 0 && n > 8 ? 8 : n;  /* the warm-up only needs every kernel once */
         if (st == RN_OK) memcpy(step, tokens, (size_t)batch * sizeof *step);
         double t0 = cli_seconds();
-        if (r->o->read_logits || r->o->sync_steps)
+        if (r->o->chain_steps && !r->o->read_logits) {
+            if (st == RN_OK && steps > 0) st = rn_session_generate_greedy(s, (size_t)batch, step, (size_t)steps, chosen, NULL);
+        } else {
             for (long i = 0; st == RN_OK && i < steps; i++) st = decode_one(r, s, batch, step, next);
-        else if (st == RN_OK && steps > 0)
-            st = rn_session_generate_greedy(s, (size_t)batch, step, (size_t)steps, chosen, NULL);
+        }
         if (rep >= 0) rates[rep] = (double)batch * steps / (cli_seconds() - t0);
         if (st == RN_OK) rn_context_memory(r->ctx, &during, NULL);
     }
