@@ -728,8 +728,9 @@ static rn_status decode_step(rn_session *s, int64_t rows, const int32_t *tokens,
  * the device (argmax_rows writes them into the step's token buffer) and kept there, step by
  * step, in one buffer that is read back once at the end: no host transfer between steps, so the
  * device does not wait for the host. (Reading each step's choices back without waiting for them
- * was slower on an H100 than waiting: a read into ordinary host memory is finished by the
- * driver on the host, docs/BENCHMARKS.md.) *done: the steps run and kept. */
+ * was slower on an H100 than one call per step, perhaps because a read into ordinary host
+ * memory is finished by the driver on the host: docs/BENCHMARKS.md.) *done: the steps run and
+ * kept. */
 static rn_status greedy_steps(rn_session *s, int64_t rows, const int32_t *tokens, int64_t steps, int32_t *out,
                               int64_t *done) {
     *done = 0;
@@ -794,11 +795,10 @@ static rn_status greedy_steps(rn_session *s, int64_t rows, const int32_t *tokens
         }
     free(at);
     if (st != RN_OK) return fail_pass(s, st);
-    for (int64_t i = 0; i < queued; i++)
-        for (int64_t b = 0; b < rows; b++) {
-            advance_row(s, b, i == 0 ? tokens + b : out + (i - 1) * rows + b, 1);
-            rn_session_logits_on_device(s, b, true);
-        }
+    for (int64_t b = 0; b < rows; b++) {
+        for (int64_t i = 0; i < queued; i++) advance_row(s, b, i == 0 ? tokens + b : out + (i - 1) * rows + b, 1);
+        if (queued > 0) rn_session_logits_on_device(s, b, true);
+    }
     *done = queued;
     if (cancelled) rn_fail(&ctx->err, RN_ERR_CANCELLED, "decoding was cancelled (rn_context_cancel) after %lld of %lld greedy steps",
                            (long long)queued, (long long)steps);
