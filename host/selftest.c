@@ -1118,12 +1118,10 @@ static void test_chunk_products_mma(rt_runtime *rt, const rn_kernels *k) {
         float *ref = malloc(cn * sizeof *ref), *got = malloc(cn * sizeof *got);
         /* Bounded: per product the largest |B| (slots from b_bound_at), and the kernel's staging
          * of B times 2^-e, 2^e the power of two at or above it, which the reference multiplies
-         * by 2^e (scale). */
+         * by 2^e. */
         const size_t bounds_n = (size_t)(e.b_bound_at + chunks * H);
         float *bounds = calloc(bounds_n, sizeof *bounds), *Bq = malloc(bn * sizeof *Bq);
-        double *scale = malloc((size_t)(chunks * H) * sizeof *scale);
         memcpy(Bq, B, bn * sizeof *Bq);
-        for (int64_t i = 0; i < chunks * H; i++) scale[i] = 1.0;
         for (int64_t i = 0; bounded && i < chunks; i++)
             for (int64_t h = 0; h < H; h++) {
                 const size_t at = bo.base + (size_t)i * bo.chunk_step + (size_t)(h / group) * bo.head_step;
@@ -1132,7 +1130,6 @@ static void test_chunk_products_mma(rt_runtime *rt, const rn_kernels *k) {
                 bounds[e.b_bound_at + i * H + h] = m;
                 int ex = 0;
                 frexpf(m, &ex);
-                scale[i * H + h] = ldexp(1.0, ex);
                 for (size_t j = 0; j < (size_t)b_rows * ldb; j++) Bq[at + j] = ldexpf(B[at + j], -ex);
             }
         uint16_t *bits = malloc((an > bn ? an : bn) * sizeof *bits);
@@ -1148,7 +1145,9 @@ static void test_chunk_products_mma(rt_runtime *rt, const rn_kernels *k) {
             for (int64_t h = 0; h < H; h++) {
                 const float *a = A + ao.base + (size_t)i * ao.chunk_step + (size_t)h * ao.head_step;
                 const float *b = Bq + bo.base + (size_t)i * bo.chunk_step + (size_t)(h / group) * bo.head_step;
-                const double b_out = scale[i * H + h];
+                int ex = 0;
+                if (bounded) frexpf(bounds[e.b_bound_at + i * H + h], &ex);
+                const double b_out = ldexp(1.0, ex);
                 const size_t c_at = co.base + (size_t)i * co.chunk_step + (size_t)h * co.head_step;
                 for (int64_t r = 0; r < M; r++)
                     for (int64_t col = 0; col < N; col++) {
@@ -1196,7 +1195,7 @@ static void test_chunk_products_mma(rt_runtime *rt, const rn_kernels *k) {
         snprintf(shape, sizeof shape, "%s, 3 chunks of 150 (%s)", cases[c].name, k->mma_variant);
         check("chunk_products_mma", shape, ref, got, cn, max_ref > 0 ? max_bound / max_ref : max_bound, intact);
         guarded_free(&ga), guarded_free(&gb), guarded_free(&gc), guarded_free(&gbound);
-        free(A), free(B), free(Bq), free(bounds), free(scale), free(C0), free(ref), free(got);
+        free(A), free(B), free(Bq), free(bounds), free(C0), free(ref), free(got);
     }
 }
 

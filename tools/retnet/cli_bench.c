@@ -374,10 +374,12 @@ static int bench_decode(bench_run *r, long n, long batch, long context) {
     rn_session *s = NULL;
     int32_t *tokens = make_tokens(context > batch ? context : batch, r->info.vocab_size);
     int32_t *step = malloc((size_t)batch * sizeof *step), *next = malloc((size_t)batch * sizeof *next);
-    int32_t *chosen = malloc((size_t)(n > 0 ? n : 1) * (size_t)batch * sizeof *chosen);  /* every step's choices */
+    const bool chained = r->o->chain_steps && !r->o->read_logits;
+    /* every step's choices, where the steps are chained */
+    int32_t *chosen = chained ? malloc((size_t)(n > 0 ? n : 1) * (size_t)batch * sizeof *chosen) : NULL;
     double rates[1000];
     uint64_t during = 0;
-    rn_status st = !tokens || !step || !next || !chosen ? RN_ERR_OUT_OF_HOST_MEMORY
+    rn_status st = !tokens || !step || !next || (chained && !chosen) ? RN_ERR_OUT_OF_HOST_MEMORY
                  : batch == 1 ? rn_session_init(r->model, &s)
                               : rn_session_init_batch(r->model, (size_t)batch, &s);
     for (long rep = -1; st == RN_OK && rep < r->o->reps; rep++) {
@@ -387,7 +389,7 @@ static int bench_decode(bench_run *r, long n, long batch, long context) {
         long steps = rep < 0 && n > 8 ? 8 : n;  /* the warm-up only needs every kernel once */
         if (st == RN_OK) memcpy(step, tokens, (size_t)batch * sizeof *step);
         double t0 = cli_seconds();
-        if (r->o->chain_steps && !r->o->read_logits) {
+        if (chained) {
             if (st == RN_OK && steps > 0) st = rn_session_generate_greedy(s, (size_t)batch, step, (size_t)steps, chosen, NULL);
         } else {
             for (long i = 0; st == RN_OK && i < steps; i++) st = decode_one(r, s, batch, step, next);

@@ -340,9 +340,12 @@ static int cmd_info(const options *o) {
     human_bytes(i.device_bytes, buf, sizeof buf);
     info_line("device weights", NULL, "%s, matrices as %s, norms as F32", buf, i.device_dtype);
     info_line("decoding a layer", NULL, "%s", i.one_launch_layers ? "one launch (RETNET_LAYER_GROUPS)" : "a launch per product");
-    if (i.batch_work_group)
-        info_line("batches of 8+", NULL, "norms, retention step and argmax in groups of %d (RETNET_BATCH_WORK_GROUP)",
+    if (i.batch_work_group) {
+        char what[32];
+        snprintf(what, sizeof what, "batches of %d+", RN_BATCH_GROUP_ROWS);
+        info_line(what, NULL, "norms, retention step and argmax in groups of %d (RETNET_BATCH_WORK_GROUP)",
                   i.batch_work_group);
+    }
     rn_model_free(model);
     rn_context_free(ctx);
     return 0;
