@@ -105,6 +105,9 @@ typedef struct rn_workspace {
                                           that finished a retention step (rn_step_norm) */
     rt_buffer choice;                  /* [rows, 2] int, decoding: a greedy step's choices
                                           (rn_op_argmax) */
+    rt_buffer argmax_winners;          /* [rows, RN_ARGMAX_MAX_PARTS, 3] ints, decoding where
+                                          rows are cut into slices (rn_argmax_slices) */
+    rt_buffer argmax_done;             /* [rows] ints: the slices of each row that finished */
     rt_buffer widened;                 /* fp32 copy of one weight matrix (or piece, or as many
                                           rows as one buffer takes) for SGEMM, when the weights
                                           are not fp32 and rows > 1 */

@@ -72,9 +72,10 @@ static bool group_fits(rt_runtime *rt, const rn_kernels *k) {
 static int shared_constants(char *out, size_t cap) {
     return snprintf(out, cap,
                     "#define RN_ACT_GELU %d\n#define RN_ACT_SWISH %d\n"
-                    "#define RN_PROJECT_PLAIN %d\n#define RN_PROJECT_RESIDUAL %d\n#define RN_PROJECT_GLU %d\n",
+                    "#define RN_PROJECT_PLAIN %d\n#define RN_PROJECT_RESIDUAL %d\n#define RN_PROJECT_GLU %d\n"
+                    "#define RN_ARGMAX_DEPTH %d\n",
                     (int)RN_ACT_GELU, (int)RN_ACT_SWISH, (int)RN_PROJECT_PLAIN, (int)RN_PROJECT_RESIDUAL,
-                    (int)RN_PROJECT_GLU);
+                    (int)RN_PROJECT_GLU, RN_ARGMAX_DEPTH);
 }
 
 /* The matrix-engine variant of gemm_mma.cl for weights of type `weights`: writes its preamble
@@ -405,8 +406,18 @@ rn_status rn_op_residual(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, cons
     return rt_launch(rt, k->residual, "residual", args, N_ARGS(args), 1, &global, NULL);
 }
 
+/* argmax_rows' slices of a row of V logits (argmax.cl): about one round of RN_ARGMAX_DEPTH loads
+ * of four per work-item each, where the kernel may count its groups (the ordering across groups
+ * that rn_kernels.step_norm needs too) and the caller lent it room. */
+int64_t rn_argmax_parts(const rn_kernels *k, int64_t V, bool has_slices) {
+    if (!has_slices || !k->step_norm) return 1;
+    const int64_t per_part = (int64_t)k->wg * 4 * RN_ARGMAX_DEPTH;
+    const int64_t parts = (V + per_part - 1) / per_part;
+    return parts < 1 ? 1 : parts > RN_ARGMAX_MAX_PARTS ? RN_ARGMAX_MAX_PARTS : parts;
+}
+
 rn_status rn_op_argmax(rt_runtime *rt, const rn_kernels *k, const rt_buffer *logits, int64_t rows, int64_t V,
-                       rt_buffer *choice, int64_t first, rt_buffer *next) {
+                       rt_buffer *choice, int64_t first, rt_buffer *next, const rn_argmax_slices *slices) {
     if (rows < 1 || V < 1 || V > INT32_MAX || logits->bytes / sizeof(float) / (size_t)V < (size_t)rows ||
         first < 0 || first > INT32_MAX - rows || choice->bytes / (2 * sizeof(cl_int)) < (size_t)(first + rows) ||
         next->bytes / sizeof(cl_int) < (size_t)rows)
@@ -414,11 +425,19 @@ rn_status rn_op_argmax(rt_runtime *rt, const rn_kernels *k, const rt_buffer *log
                        "argmax of %lld rows of %lld logits into choices from row %lld: the logits hold %zu bytes, "
                        "the choices %zu, the next tokens %zu",
                        (long long)rows, (long long)V, (long long)first, logits->bytes, choice->bytes, next->bytes);
-    cl_int vocab = (cl_int)V;
-    cl_int row0 = (cl_int)first;
-    rt_arg args[] = {RT_ARG_BUF(logits), RT_ARG_BUF(choice), RT_ARG_VAL(row0), RT_ARG_BUF(next), RT_ARG_VAL(vocab)};
-    size_t global = k->wg * (size_t)rows, local = k->wg;
-    return rt_launch(rt, k->argmax_rows, "argmax_rows", args, N_ARGS(args), 1, &global, &local);
+    const int64_t parts = rn_argmax_parts(k, V, slices != NULL);
+    if (parts > 1 && (slices->winners->bytes / (3 * sizeof(cl_int)) < (size_t)(rows * parts) ||
+                      slices->done->bytes / sizeof(cl_int) < (size_t)rows))
+        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT,
+                       "argmax of %lld rows in %lld slices: %zu bytes for the slices' winners, %zu for the counters",
+                       (long long)rows, (long long)parts, slices->winners->bytes, slices->done->bytes);
+    cl_int vocab = (cl_int)V, row0 = (cl_int)first, sliced = (cl_int)parts;
+    /* With one part the kernel touches neither scratch buffer: any valid buffer stands in. */
+    rt_arg args[] = {RT_ARG_BUF(logits), RT_ARG_BUF(choice), RT_ARG_VAL(row0), RT_ARG_BUF(next), RT_ARG_VAL(vocab),
+                     RT_ARG_VAL(sliced), RT_ARG_BUF(parts > 1 ? slices->winners : choice),
+                     RT_ARG_BUF(parts > 1 ? slices->done : choice)};
+    size_t global[2] = {k->wg * (size_t)parts, (size_t)rows}, local[2] = {k->wg, 1};
+    return rt_launch(rt, k->argmax_rows, "argmax_rows", args, N_ARGS(args), 2, global, local);
 }
 
 rn_status rn_op_linear(rt_runtime *rt, const rn_kernels *k, const rt_buffer *x, int64_t n,

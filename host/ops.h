@@ -122,9 +122,18 @@ rn_status rn_op_glu(rt_runtime *rt, const rn_kernels *k, const rt_buffer *a, con
  * sampler's choice at temperature 0); the row's lowest column holding a NaN or an infinity, or
  * -1}, from row `first` of choice on. The first is meaningless where the second is not -1.
  * next [rows] ints gets the first alone (0 where it is meaningless): the input of a following
- * greedy step. */
+ * greedy step. With `slices` (room for rows * RN_ARGMAX_MAX_PARTS winners and rows counters,
+ * zero and left zero) a row may be cut across several work-groups (rn_argmax_parts); NULL
+ * keeps one work-group per row. */
+#define RN_ARGMAX_DEPTH 8        /* loads of four logits in flight per work-item (argmax.cl) */
+#define RN_ARGMAX_MAX_PARTS 64
+typedef struct rn_argmax_slices {
+    rt_buffer *winners;          /* [rows, parts, 3] ints */
+    rt_buffer *done;             /* [rows] ints */
+} rn_argmax_slices;
+int64_t rn_argmax_parts(const rn_kernels *k, int64_t V, bool has_slices);
 rn_status rn_op_argmax(rt_runtime *rt, const rn_kernels *k, const rt_buffer *logits, int64_t rows, int64_t V,
-                       rt_buffer *choice, int64_t first, rt_buffer *next);
+                       rt_buffer *choice, int64_t first, rt_buffer *next, const rn_argmax_slices *slices);
 /* x = alpha * x + y over `count` elements. */
 rn_status rn_op_residual(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, const rt_buffer *y,
                          int64_t count, float alpha);

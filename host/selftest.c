@@ -560,9 +560,10 @@ static void test_split_columns(rt_runtime *rt, const rn_kernels *k) {
  * scan. Row kinds: random; all negative; the maximum tied at three places, the lowest in a later
  * work-item's share than a higher one; every value equal; -0 before +0 as the maximum (equal);
  * a NaN after an infinity; -inf alone; +inf alone. Lengths: 1, below and above the group,
- * neither a multiple of it. */
+ * neither a multiple of it, and long enough to be cut into slices, the longest into more than
+ * RN_ARGMAX_MAX_PARTS rounds of loads. */
 static void test_argmax(rt_runtime *rt, const rn_kernels *k) {
-    const int64_t lengths[] = {1, 37, 200, 1000};
+    const int64_t lengths[] = {1, 37, 200, 1000, 5000, 70001, 200003};
     enum { KINDS = 8 };
     rn_sampling greedy;
     rn_sampling_default(&greedy);
@@ -617,25 +618,46 @@ static void test_argmax(rt_runtime *rt, const rn_kernels *k) {
             emit("  argmax_rows: the host sampler failed: %s  FAIL", err.message);
             failures++;
         }
-        guarded gx = guarded_from(rt, x, (size_t)(rows * V) * sizeof *x), gc = guarded_alloc(rt, sizeof got),
-                gn = guarded_alloc(rt, (size_t)rows * sizeof(cl_int));
-        must(rn_op_argmax(rt, k, &gx.view, rows, V, &gc.view, 0, &gn.view), rt, "argmax_rows");
-        cl_int choice[2 * KINDS], next[KINDS];
-        bool intact = guarded_read(rt, &gc, choice), next_intact = guarded_read(rt, &gn, next);
-        float want_next[KINDS], got_next[KINDS];
-        for (int64_t r = 0; r < rows; r++) {
-            got[2 * r] = (float)choice[2 * r];
-            got[2 * r + 1] = (float)choice[2 * r + 1];
-            /* the next step's input: the choice, or 0 (a valid token) for a refused row */
-            want_next[r] = want[2 * r + 1] >= 0 ? 0.0f : want[2 * r];
-            got_next[r] = (float)next[r];
-            if (want[2 * r + 1] >= 0) want[2 * r] = got[2 * r];  /* a refused row's choice means nothing */
+        /* Each row in one work-group, then cut into slices where the device can count its groups
+         * (rn_argmax_parts: the longer rows take several, the longest the most there are); the
+         * sliced launch runs twice, so that counters not left at zero would show in the second. */
+        for (int sliced = 0; sliced < 2; sliced++) {
+            const int64_t parts = rn_argmax_parts(k, V, sliced);
+            if (sliced && parts == 1) continue;  /* the same launch as the first */
+            guarded gx = guarded_from(rt, x, (size_t)(rows * V) * sizeof *x), gc = guarded_alloc(rt, sizeof got),
+                    gn = guarded_alloc(rt, (size_t)rows * sizeof(cl_int)),
+                    gw = guarded_alloc(rt, (size_t)rows * RN_ARGMAX_MAX_PARTS * 3 * sizeof(cl_int)),
+                    gd = guarded_alloc(rt, (size_t)rows * sizeof(cl_int));
+            cl_int zeros[KINDS] = {0}, done[KINDS];
+            clEnqueueWriteBuffer(rt->queue, gd.view.mem, CL_TRUE, 0, sizeof zeros, zeros, 0, NULL, NULL);
+            const rn_argmax_slices slices = {&gw.view, &gd.view};
+            for (int run = 0; run < (sliced ? 2 : 1); run++)
+                must(rn_op_argmax(rt, k, &gx.view, rows, V, &gc.view, 0, &gn.view, sliced ? &slices : NULL), rt,
+                     "argmax_rows");
+            cl_int choice[2 * KINDS], next[KINDS];
+            bool intact = guarded_read(rt, &gc, choice), next_intact = guarded_read(rt, &gn, next);
+            bool counters_intact = guarded_read(rt, &gd, done) && guarded_read(rt, &gw, NULL);
+            float want_row[2 * KINDS], want_next[KINDS], got_next[KINDS], want_done[KINDS], got_done[KINDS];
+            for (int64_t r = 0; r < rows; r++) {
+                got[2 * r] = (float)choice[2 * r];
+                got[2 * r + 1] = (float)choice[2 * r + 1];
+                want_row[2 * r + 1] = want[2 * r + 1];
+                /* a refused row's choice means nothing */
+                want_row[2 * r] = want[2 * r + 1] >= 0 ? got[2 * r] : want[2 * r];
+                /* the next step's input: the choice, or 0 (a valid token) for a refused row */
+                want_next[r] = want[2 * r + 1] >= 0 ? 0.0f : want[2 * r];
+                got_next[r] = (float)next[r];
+                want_done[r] = 0.0f;
+                got_done[r] = (float)done[r];
+            }
+            char shape[96];
+            snprintf(shape, sizeof shape, "%lld x %lld in %lld slice%s, ties, +-0, NaN, +-inf", (long long)rows,
+                     (long long)V, (long long)parts, parts > 1 ? "s" : "");
+            check("argmax_rows", shape, want_row, got, 2 * (size_t)rows, 0.0, intact);
+            check("argmax_rows next", shape, want_next, got_next, (size_t)rows, 0.0, next_intact);
+            if (sliced) check("argmax_rows counters", shape, want_done, got_done, (size_t)rows, 0.0, counters_intact);
+            guarded_free(&gx), guarded_free(&gc), guarded_free(&gn), guarded_free(&gw), guarded_free(&gd);
         }
-        char shape[64];
-        snprintf(shape, sizeof shape, "%lld x %lld, ties, +-0, NaN, +-inf", (long long)rows, (long long)V);
-        check("argmax_rows", shape, want, got, 2 * (size_t)rows, 0.0, intact);
-        check("argmax_rows next", shape, want_next, got_next, (size_t)rows, 0.0, next_intact);
-        guarded_free(&gx), guarded_free(&gc), guarded_free(&gn);
         free(x);
     }
 }

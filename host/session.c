@@ -22,8 +22,8 @@
 
 static void workspace_free(rt_runtime *rt, rn_workspace *ws) {
     rt_buffer *all[] = {&ws->tokens, &ws->positions, &ws->scale_in, &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->g, &ws->o,
-                        &ws->a, &ws->b, &ws->logits, &ws->layer_sync, &ws->step_done, &ws->choice, &ws->widened, &ws->stacked, &ws->partial,
-                        &ws->x_half, &ws->retention.chunk_states, &ws->retention.sigma, &ws->retention.scores,
+                        &ws->a, &ws->b, &ws->logits, &ws->layer_sync, &ws->step_done, &ws->choice,
+                        &ws->argmax_winners, &ws->argmax_done, &ws->widened, &ws->stacked, &ws->partial, &ws->x_half, &ws->retention.chunk_states, &ws->retention.sigma, &ws->retention.scores,
                         &ws->retention.keys};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rt_buffer_free(rt, all[i]);
     ws->rows = 0;
@@ -139,6 +139,7 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
         for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
             if (rn_mma_takes(&m->kernels, inputs[i]) && inputs[i] > engine_cols) engine_cols = inputs[i];
     }
+    const bool sliced_argmax = mode == RN_MODE_RECURRENT && m->kernels.step_norm;  /* rn_argmax_parts */
     struct { rt_buffer *buf; uint64_t bytes; const char *what; } plan[] = {
         {&ws->tokens, r * sizeof(cl_int), "token ids"},
         {&ws->positions, mode == RN_MODE_RECURRENT ? r * sizeof(cl_int) : 0, "row positions"},
@@ -158,6 +159,8 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
         {&ws->step_done, mode == RN_MODE_RECURRENT && m->kernels.step_norm ? r * (size_t)c->heads * sizeof(cl_int) : 0,
          "step counters"},
         {&ws->choice, mode == RN_MODE_RECURRENT ? r * 2 * sizeof(cl_int) : 0, "greedy choices"},
+        {&ws->argmax_winners, sliced_argmax ? r * RN_ARGMAX_MAX_PARTS * 3 * sizeof(cl_int) : 0, "greedy slices"},
+        {&ws->argmax_done, sliced_argmax ? r * sizeof(cl_int) : 0, "greedy slice counters"},
         {&ws->widened, widened, "widened weights"},
         {&ws->stacked, stacked, "stacked products"},
         {&ws->partial, partial_bytes(m, rows, logit_rows), "partial products"},
@@ -666,7 +669,8 @@ static rn_status read_choices(rn_session *s, int64_t rows, int32_t *next) {
     rt_runtime *rt = &s->model->ctx->rt;
     const int64_t V = s->model->cfg.vocab_size;
     const rn_kernels *k = group_kernels(&s->model->kernels, mma_rows(s->model, rows), rows);
-    rn_status st = rn_op_argmax(rt, k, &s->step.logits, rows, V, &s->step.choice, 0, &s->step.tokens);
+    const rn_argmax_slices slices = {&s->step.argmax_winners, &s->step.argmax_done};
+    rn_status st = rn_op_argmax(rt, k, &s->step.logits, rows, V, &s->step.choice, 0, &s->step.tokens, &slices);
     if (st == RN_OK)
         st = rt_buffer_read(rt, &s->step.choice, 0, s->step_choice, (size_t)rows * 2 * sizeof *s->step_choice);
     if (st != RN_OK) return st;
@@ -761,6 +765,7 @@ static rn_status greedy_steps(rn_session *s, int64_t rows, const int32_t *tokens
     for (int64_t b = 0; b < rows; b++) ids[b] = tokens[b];
     st = rt_buffer_write_async(rt, &s->step.tokens, 0, ids, (size_t)rows * sizeof *ids);
     cl_event older = NULL, newer = NULL;  /* markers after steps GREEDY_AHEAD apart */
+    const rn_argmax_slices slices = {&s->step.argmax_winners, &s->step.argmax_done};
     int64_t queued = 0;
     for (; st == RN_OK && queued < steps; queued++) {
         if (queued > 0 && rn_context_cancelled(ctx, "decoding")) break;
@@ -769,7 +774,7 @@ static rn_status greedy_steps(rn_session *s, int64_t rows, const int32_t *tokens
         st = rt_buffer_write_async(rt, &s->step.positions, 0, pos, (size_t)rows * sizeof *pos);
         if (st == RN_OK) st = forward(s, &s->step, rows, RN_MODE_RECURRENT, 1, 0, rows);
         if (st == RN_OK)
-            st = rn_op_argmax(rt, k, &s->step.logits, rows, V, &history, queued * rows, &s->step.tokens);
+            st = rn_op_argmax(rt, k, &s->step.logits, rows, V, &history, queued * rows, &s->step.tokens, &slices);
         if (st == RN_OK && queued == 0) st = rt_flush(rt);  /* the device starts while more are queued */
         if (st == RN_OK && queued % GREEDY_AHEAD == GREEDY_AHEAD - 1) {
             st = rt_event_wait(rt, &older);
