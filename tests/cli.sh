@@ -131,6 +131,8 @@ expect "known option without value" 2 "option --model needs a value" -- "$retnet
 expect "--version" 0 "^retnet [0-9]*\.[0-9]*\.[0-9]* (library [0-9]*\.[0-9]*\.[0-9]*)$" -- "$retnet" --version
 expect "help command" 0 "commands:" -- "$retnet" help
 expect "help bench" 0 "usage: retnet bench" -- "$retnet" help bench
+expect "bench refuses chained steps that read logits" 2 "give one of them" -- \
+  "$retnet" bench --model "$model" -n 2 --read-logits --chain-steps
 expect "unknown preset lists the presets" 2 "the presets in .*tiny" -- "$retnet" bench --preset no-such-shape
 expect "bench --no-ceilings JSON" 0 '"roofline":null' -- \
   "$retnet" bench --model "$model" -p 4 -n 2 -r 1 --no-ceilings --json

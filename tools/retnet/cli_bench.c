@@ -165,6 +165,9 @@ static int parse_bench(int argc, char **argv, bench_options *o) {
         }
     }
     if (!o->preset == !o->model) return cli_usage_error("%s", "give one of --preset NAME or --model DIR");
+    if (o->read_logits && o->chain_steps)
+        return cli_usage_error("%s", "--chain-steps chains greedy steps; --read-logits times steps that read logits: "
+                                     "give one of them");
     return 0;
 }
 
@@ -374,7 +377,7 @@ static int bench_decode(bench_run *r, long n, long batch, long context) {
     rn_session *s = NULL;
     int32_t *tokens = make_tokens(context > batch ? context : batch, r->info.vocab_size);
     int32_t *step = malloc((size_t)batch * sizeof *step), *next = malloc((size_t)batch * sizeof *next);
-    const bool chained = r->o->chain_steps && !r->o->read_logits;
+    const bool chained = r->o->chain_steps;
     /* every step's choices, where the steps are chained */
     int32_t *chosen = chained ? malloc((size_t)(n > 0 ? n : 1) * (size_t)batch * sizeof *chosen) : NULL;
     double rates[1000];
