@@ -23,8 +23,8 @@
 static void workspace_free(rt_runtime *rt, rn_workspace *ws) {
     rt_buffer *all[] = {&ws->tokens, &ws->positions, &ws->scale_in, &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->g, &ws->o,
                         &ws->a, &ws->b, &ws->logits, &ws->layer_sync, &ws->step_done, &ws->choice,
-                        &ws->argmax_winners, &ws->argmax_done, &ws->widened, &ws->stacked, &ws->partial, &ws->x_half, &ws->retention.chunk_states, &ws->retention.sigma, &ws->retention.scores,
-                        &ws->retention.keys};
+                        &ws->argmax_winners, &ws->argmax_done, &ws->widened, &ws->stacked, &ws->partial, &ws->x_half,
+                        &ws->retention.chunk_states, &ws->retention.sigma, &ws->retention.scores, &ws->retention.keys};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rt_buffer_free(rt, all[i]);
     ws->rows = 0;
 }
