@@ -139,7 +139,9 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
         for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
             if (rn_mma_takes(&m->kernels, inputs[i]) && inputs[i] > engine_cols) engine_cols = inputs[i];
     }
-    const bool sliced_argmax = mode == RN_MODE_RECURRENT && m->kernels.step_norm;  /* rn_argmax_parts */
+    /* Decoding's kernels that count their work-groups (retention_step's norm, argmax_rows' slices),
+     * where the device orders writes across groups (rn_kernels.step_norm). */
+    const bool counted = mode == RN_MODE_RECURRENT && m->kernels.step_norm;
     struct { rt_buffer *buf; uint64_t bytes; const char *what; } plan[] = {
         {&ws->tokens, r * sizeof(cl_int), "token ids"},
         {&ws->positions, mode == RN_MODE_RECURRENT ? r * sizeof(cl_int) : 0, "row positions"},
@@ -156,11 +158,10 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
         {&ws->logits, (size_t)logit_rows * (size_t)c->vocab_size * f, "logits"},
         {&ws->layer_sync, mode == RN_MODE_RECURRENT && m->kernels.decode_layer ? 3 * sizeof(cl_uint) : 0,
          "layer barrier"},
-        {&ws->step_done, mode == RN_MODE_RECURRENT && m->kernels.step_norm ? r * (size_t)c->heads * sizeof(cl_int) : 0,
-         "step counters"},
+        {&ws->step_done, counted ? r * (size_t)c->heads * sizeof(cl_int) : 0, "step counters"},
         {&ws->choice, mode == RN_MODE_RECURRENT ? r * 2 * sizeof(cl_int) : 0, "greedy choices"},
-        {&ws->argmax_winners, sliced_argmax ? r * RN_ARGMAX_MAX_PARTS * 3 * sizeof(cl_int) : 0, "greedy slices"},
-        {&ws->argmax_done, sliced_argmax ? r * sizeof(cl_int) : 0, "greedy slice counters"},
+        {&ws->argmax_winners, counted ? r * RN_ARGMAX_MAX_PARTS * 3 * sizeof(cl_int) : 0, "greedy slices"},
+        {&ws->argmax_done, counted ? r * sizeof(cl_int) : 0, "greedy slice counters"},
         {&ws->widened, widened, "widened weights"},
         {&ws->stacked, stacked, "stacked products"},
         {&ws->partial, partial_bytes(m, rows, logit_rows), "partial products"},
