@@ -51,7 +51,7 @@ inline void argmax_meet(__local float *best_value, __local int *best_index, __lo
 // With parts > 1 each slice's group leaves its winner in slices[row][part] and counts itself
 // in done[row] (zero before the launch, and left zero); the row's last group to count meets
 // the slices' winners in slice order. That needs the ordering across work-groups that
-// retention_step's norm needs (rn_kernels.step_norm); the host asks for one part elsewhere.
+// retention_step's norm needs (rn_kernels.groups_hand_off); the host asks for one part elsewhere.
 // global (RN_WG * parts, rows), local (RN_WG, 1). Any V >= 1.
 __kernel void argmax_rows(__global const float *logits,  // [rows, V]
                           __global int *out,             // [first + rows, 2]

@@ -202,7 +202,7 @@ __kernel void retention_output(__global const float *q, __global const float *k,
 // group that finishes a head last, counted in done[B*H] (zero before the launch, and left zero),
 // normalizes the head's whole row of o once every group of the head has written its columns.
 // The host asks for it where that ordering across groups is stated (NVIDIA: membar.gl) or given
-// (CPUs): rn_kernels.step_norm.
+// (CPUs): rn_kernels.groups_hand_off.
 // global (RN_STEP_TILE * ceil(RN_DV / RN_STEP_VEC / RN_STEP_TILE), RN_STEP_SPLIT, B * H),
 // local (RN_STEP_TILE, RN_STEP_SPLIT, 1).
 // q [B, H*DK]; k [B, kv_heads*DK]; v [B, kv_heads*DV]; state [B*H, DK, DV]; o, g [B, H*DV].

@@ -144,7 +144,7 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
     /* decode_layer: groups of 1024 (32 teams of a warp) on NVIDIA, one per compute unit, where
      * all are resident at once; elsewhere only when asked, in groups of 64 (4 teams of 16). */
     const bool nvidia = rt->dev.info.nv_cc_major > 0;
-    k->step_norm = nvidia || !rt->dev.info.is_gpu;
+    k->groups_hand_off = nvidia || !rt->dev.info.is_gpu;
     k->layer_groups = tuning.layer_groups > 0 ? (uint32_t)tuning.layer_groups
                       : tuning.layer_groups < 0 && nvidia ? k->compute_units
                                                           : 0;
@@ -407,10 +407,10 @@ rn_status rn_op_residual(rt_runtime *rt, const rn_kernels *k, rt_buffer *x, cons
 }
 
 /* argmax_rows' slices of a row of V logits (argmax.cl): about one round of RN_ARGMAX_DEPTH loads
- * of four per work-item each, where the kernel may count its groups (the ordering across groups
- * that rn_kernels.step_norm needs too) and the caller lent it room. */
+ * of four per work-item each, where the groups may hand their winners on
+ * (rn_kernels.groups_hand_off) and the caller lent them room. */
 int64_t rn_argmax_parts(const rn_kernels *k, int64_t V, bool has_slices) {
-    if (!has_slices || !k->step_norm) return 1;
+    if (!has_slices || !k->groups_hand_off) return 1;
     const int64_t per_part = (int64_t)k->wg * 4 * RN_ARGMAX_DEPTH;
     const int64_t parts = (V + per_part - 1) / per_part;
     return parts < 1 ? 1 : parts > RN_ARGMAX_MAX_PARTS ? RN_ARGMAX_MAX_PARTS : parts;

@@ -47,9 +47,11 @@ typedef struct rn_kernels {
     /* One layer of a single sequence's decoding step in one launch (decode_layer.cl), on
      * layer_groups work-groups of layer_wg (RN_LAYER_WG) that must all be resident at once:
      * NULL where rn_tuning.layer_groups leaves it off or the device cannot run its groups. */
-    bool step_norm;          /* decoding's retention_step applies the group norm (rn_step_norm):
-                                where the ordering it needs across work-groups is stated (NVIDIA,
-                                membar.gl) or given (CPUs); other GPUs keep group_norm_gate */
+    bool groups_hand_off;    /* a work-group's fenced writes are seen by the group that counts in
+                                after it: stated on NVIDIA (membar.gl), given on CPUs. Decoding's
+                                retention_step then applies the group norm (rn_step_norm) and
+                                argmax_rows cuts rows into slices; other GPUs keep
+                                group_norm_gate's launch and one group per row */
     cl_program layer_program;
     cl_kernel decode_layer;
     size_t layer_wg;

@@ -140,8 +140,8 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
             if (rn_mma_takes(&m->kernels, inputs[i]) && inputs[i] > engine_cols) engine_cols = inputs[i];
     }
     /* Decoding's kernels that count their work-groups (retention_step's norm, argmax_rows' slices),
-     * where the device orders writes across groups (rn_kernels.step_norm). */
-    const bool counted = mode == RN_MODE_RECURRENT && m->kernels.step_norm;
+     * where the device orders writes across groups (rn_kernels.groups_hand_off). */
+    const bool counted = mode == RN_MODE_RECURRENT && m->kernels.groups_hand_off;
     struct { rt_buffer *buf; uint64_t bytes; const char *what; } plan[] = {
         {&ws->tokens, r * sizeof(cl_int), "token ids"},
         {&ws->positions, mode == RN_MODE_RECURRENT ? r * sizeof(cl_int) : 0, "row positions"},
@@ -339,8 +339,8 @@ static rn_status retention(const pass *p, int64_t l) {
         const rn_kernels *k = group_kernels(p->k, p->mma, p->n);
         TRY(rn_op_retention_step(p->rt, k, shape, p->n, &ws->q, &ws->k, &ws->v, &p->m->decay, &ws->positions,
                                  &p->s->state[l], &p->s->scale[2 * l], &p->s->scale[2 * l + 1], &ws->o,
-                                 k->step_norm ? &norm : NULL));
-        if (k->step_norm) return RN_OK;
+                                 k->groups_hand_off ? &norm : NULL));
+        if (k->groups_hand_off) return RN_OK;
     } else {
         /* The scale of position p lives in slot p & 1. A continued prompt enters with that of
          * pos0 - 1, copied aside: its own slot may be the one the prompt's last token writes. */
@@ -374,7 +374,8 @@ static rn_status project(const pass *p, const rn_matrix *W, rn_projection proj) 
  * kernel reads every weight once for all rows, folds each RMSNorm into the product after it,
  * reads q, k, v and g from the stacked matrix and rotates q and k on the way out, and adds the
  * residual or applies the GLU as it writes. Five launches in decoding where the retention step
- * applies the group norm and gate too (rn_kernels.step_norm), else six, as for a short prompt. */
+ * applies the group norm and gate too (rn_kernels.groups_hand_off), else six, as for a short
+ * prompt. */
 static rn_status layer_few_rows(const pass *p, int64_t l) {
     const rn_config *c = p->c;
     const rn_layer_weights *w = &p->m->layers[l];
