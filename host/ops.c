@@ -103,7 +103,7 @@ static const char *mma_select(const rt_runtime *rt, rn_tuning t, st_dtype weight
 }
 
 /* The files and kernels of rn_kernels.batch: all it uses. */
-static const char *const batch_files[] = {"norms.cl", "retention.cl", "argmax.cl"};
+static const char *const batch_files[] = {"norms.cl", "retention_step.cl", "argmax.cl"};
 static const char *const batch_kernel_names[] = {"rms_norm", "retention_step", "argmax_rows"};
 #define N_NAMES(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -121,7 +121,7 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
     k->dk = dk;
     k->dv = dv;
     k->weights = weights;
-    /* retention_step (retention.cl says why): 4 value columns per work-item where dv allows;
+    /* retention_step (retention_step.cl says why): 4 value columns per work-item where dv allows;
      * the key dimension in up to 16 parts of whole rows, leaving at least 4 work-items (64
      * bytes) per row of the group where the group is large enough; rows loaded 16 at a time
      * (the largest divisor of a part's rows up to 16). At 1.3B, batch 32, groups of 64 on an

@@ -300,7 +300,7 @@ rn_status rn_op_chunk_products_mma(rt_runtime *rt, const rn_kernels *k, rn_engin
  * ([batch] ints on the device): q [batch, H*dk], k and v [batch, kv_heads*d], q and k rotated
  * and k scaled; updates state [batch*H, dk, dv] and writes o [batch, H*dv]. The scales are two
  * slots [batch*H]: sequence b reads slot (pos + 1) & 1 (the scale of pos - 1) and writes slot
- * pos & 1 (retention.cl). With `norm`, o leaves through the group norm and gate as
+ * pos & 1 (retention_step.cl). With `norm`, o leaves through the group norm and gate as
  * rn_op_group_norm_gate would leave it, in the same launch; NULL leaves the retention output. */
 typedef struct rn_step_norm {
     const rt_buffer *gate, *weight; /* [batch, H*dv] and [dv], or NULL (rn_op_group_norm_gate) */

@@ -68,7 +68,7 @@ const float *rn_session_logits(const rn_session *s) {
     return st == RN_OK ? s->last_logits : NULL;
 }
 
-/* The slot holding the scale of the last position consumed (retention.cl's double buffer). */
+/* The slot holding the scale of the last position consumed (retention_step.cl's double buffer). */
 static size_t scale_slot(uint64_t position) {
     return position ? (size_t)((position - 1) & 1) : 0;
 }
