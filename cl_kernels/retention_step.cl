@@ -30,9 +30,7 @@
 // group that finishes a head last, counted in done[B*H] (zero before the launch, and left zero),
 // normalizes the head's whole row of o once every group of the head has written its columns.
 // The host asks for it where that ordering across groups is stated (NVIDIA: membar.gl) or given
-// (CPUs): rn_kernels.groups_hand_off. decode_layer.cl runs the same step for its phase 2
-// (retention_step_group below), where q, k, v and g were written in the same launch: they are
-// read through volatile pointers, past a cache that other compute units' writes do not reach.
+// (CPUs): rn_kernels.groups_hand_off.
 // global (RN_STEP_TILE * ceil(RN_DV / RN_STEP_VEC / RN_STEP_TILE), RN_STEP_SPLIT, B * H),
 // local (RN_STEP_TILE, RN_STEP_SPLIT, 1).
 // q [B, H*DK]; k [B, kv_heads*DK]; v [B, kv_heads*DV]; state [B*H, DK, DV]; o, g [B, H*DV].
@@ -47,13 +45,15 @@ typedef float step_t;
 // The step of one work-group: value columns c (one of RN_STEP_COLUMNS: this work-item's) of
 // (sequence, head) bh, part `part` of the key rows, `column` the work-item's place in the tile,
 // `groups` the groups of the head (with norm: how many count in before the last normalizes).
-// Returns, in every work-item, whether this group was the head's last and normalized it.
+// Returns, in every work-item, whether this group was the head's last and normalized it. A
+// kernel that wrote q, k, v or g itself in the same launch would have to read them past the
+// compute unit's cache (volatile), which this one does not.
 inline int retention_step_group(int c, int part, int column, int bh, int groups,
-                                __global const volatile float *q, __global const volatile float *k,
-                                __global const volatile float *v, __global const float *decays, int H,
+                                __global const float *q, __global const float *k,
+                                __global const float *v, __global const float *decays, int H,
                                 int kv_heads, int plain, __global float *state, __global const int *positions,
                                 __global float *scale0, __global float *scale1, __global float *o, int norm,
-                                __global const volatile float *g, __global const float *w, float eps,
+                                __global const float *g, __global const float *w, float eps,
                                 int has_weight, int has_gate, __global volatile int *done,
                                 __local float *q_local, __local float *k_local, __local step_t *shares,
                                 __local int *last) {
@@ -72,15 +72,15 @@ inline int retention_step_group(int c, int part, int column, int bh, int groups,
     const float keep = plain ? gamma : sqrt(s_prev) * gamma / sqrt(s);
     step_t value = 0.0f, out = 0.0f, entry[RN_STEP_BATCH];
     if (live) {
-        value = ((__global const volatile step_t *)(v + ((size_t)sequence * kv_heads + kvh) * RN_DV))[c];
+        value = ((__global const step_t *)(v + ((size_t)sequence * kv_heads + kvh) * RN_DV))[c];
         if (!plain) value /= sqrt(s);
     }
     for (int r0 = 0; r0 < RN_STEP_ROWS; r0 += RN_STEP_BATCH) {
         if (live)
             for (int i = 0; i < RN_STEP_BATCH; i++) entry[i] = st[(size_t)(r0 + i) * RN_STEP_COLUMNS];
         if (r0 == 0) {  // the same in every work-item of the group
-            __global const volatile float *qh = q + ((size_t)sequence * H + h) * RN_DK;
-            __global const volatile float *kh = k + ((size_t)sequence * kv_heads + kvh) * RN_DK;
+            __global const float *qh = q + ((size_t)sequence * H + h) * RN_DK;
+            __global const float *kh = k + ((size_t)sequence * kv_heads + kvh) * RN_DK;
             for (int a = lid; a < RN_DK; a += RN_WG) {
                 q_local[a] = qh[a];
                 k_local[a] = kh[a];
