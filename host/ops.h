@@ -44,14 +44,14 @@ typedef struct rn_kernels {
                                 take gemm_mma_small where it is built and the model's products
                                 fit it; fewer take the project kernel */
     uint32_t compute_units;  /* of the device: how many work-groups fill it */
-    /* One layer of a single sequence's decoding step in one launch (decode_layer.cl), on
-     * layer_groups work-groups of layer_wg (RN_LAYER_WG) that must all be resident at once:
-     * NULL where rn_tuning.layer_groups leaves it off or the device cannot run its groups. */
     bool groups_hand_off;    /* a work-group's fenced writes are seen by the group that counts in
                                 after it: stated on NVIDIA (membar.gl), given on CPUs. Decoding's
                                 retention_step then applies the group norm (rn_step_norm) and
                                 argmax_rows cuts rows into slices; other GPUs keep
                                 group_norm_gate's launch and one group per row */
+    /* One layer of a single sequence's decoding step in one launch (decode_layer.cl), on
+     * layer_groups work-groups of layer_wg (RN_LAYER_WG) that must all be resident at once:
+     * NULL where rn_tuning.layer_groups leaves it off or the device cannot run its groups. */
     cl_program layer_program;
     cl_kernel decode_layer;
     size_t layer_wg;
