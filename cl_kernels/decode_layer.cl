@@ -1,279 +1,269 @@
-// decode_layer.cl: one layer of a single sequence's decoding step in one launch.
+// decode_layer.cl: one layer of a single sequence's decoding step in one launch, its products
+// and its retention step chained inside the launch.
 //
 // Decoding one token through a 1.3B layer reads about 100 MB of weights, 35 us at an H100's
-// bandwidth, yet as five launches (project x4, retention_step) it took about 80 us: each launch
-// pays a fixed cost (dispatch, ramp-up, the tail of its last groups) of several microseconds,
-// and a small matrix cannot hide it. Here a fixed grid of work-groups, all resident at once,
-// runs the layer's five phases and waits between them at a barrier of the whole grid:
-//   1. RMSNorm of x, then q, k, v, g from the stacked matrix, q and k rotated (project's PLAIN);
-//   2. the recurrent step of every head (retention_step's arithmetic), o written raw;
-//   3. the group norm and gate of o, then out_proj, added to x (RESIDUAL);
-//   4. RMSNorm of x, then fc1 and the gate, a = act(fc1 x) * (gate x) (GLU);
-//   5. fc2, added to x (RESIDUAL).
-// Pre-norm models with unquantized, unpieced matrices only; the host keeps the five launches
-// for the rest (host/session.c).
+// bandwidth, yet as five launches (project x4, retention_step) it took about 75 us: each launch
+// pays a fixed cost (dispatch, the ramp of its first loads, the tail of its last groups) that a
+// small matrix cannot hide. Here the layer's work is cut into units of one work-group each, in
+// the order of its five phases:
+//   0. q, k, v, g from the stacked matrix times RMSNorm(x), q and k rotated (project's PLAIN):
+//      (qkvg_rows + 1) / 2 units, an output pair each as `project` cuts them;
+//   1. the recurrent step (retention_step.cl's arithmetic), RN_STEP_TILE value columns of one
+//      head a unit, the head's last group applying the group norm and gate: H * tiles units;
+//   2. x += out_proj o (RESIDUAL): (D + 1) / 2 units;
+//   3. a = act(fc1 n) * (gate n), n = RMSNorm(x) (GLU): F units;
+//   4. x += fc2 a (RESIDUAL): (D + 1) / 2 units.
+// A unit waits until every unit of the phase before has counted itself done (phase 2 until every
+// head is normalized), but a product's unit first loads the start of its two weight rows
+// (RN_LAYER_AHEAD loads a row per work-item), which depend on nothing: the weights keep
+// streaming while the phase before finishes, and a phase boundary costs a count's round trip
+// instead of a launch. Pre-norm models with unquantized, unpieced matrices only; the host keeps
+// the five launches for the rest (host/session.c).
 //
-// A barrier of the whole grid needs every group resident at once, which OpenCL does not
-// promise: the host launches one group per compute unit, which NVIDIA GPUs hold at once, or
-// one group in all (tests elsewhere); it is off unless asked for (rn_tuning.layer_groups). A barrier
-// that waits too long (RN_SPIN_NS on NVIDIA, RN_SPINS polls elsewhere) gives up: its group
-// stops and writes NaN into x, so that the step's logits are refused as non-finite rather
-// than wrong.
+// Waiting for other work-groups needs them to run. A group takes its unit from a ticket (one
+// atomic), so it only ever waits for units of groups that already run, and a group that runs
+// runs to its end on GPUs and on PoCL alike; the order in which a device starts groups does not
+// matter. The host builds it only where a group's fenced writes are seen by the groups that
+// count after it (rn_kernels.groups_hand_off: NVIDIA, CPUs). A wait that lasts too long
+// (RN_SPIN_NS on NVIDIA, RN_SPINS polls elsewhere) gives up: the group writes NaN into x[0],
+// so that the step's logits are refused as non-finite rather than wrong.
 //
-// Work: a "team" of RN_TEAM work-items computes two outputs of a product at a time (a rotation
-// pair, two rows, or in GLU mode fc1's and the gate's row of one output), its lanes striding
-// along the rows eight columns at a time against the normalized input staged in local memory;
-// the grid's teams take the outputs in turn, the work-group's teams summing their lanes
-// together in local memory (one barrier per halving). Activations written in one phase and
-// read in a later one by other groups are read through volatile pointers: a compute unit's
-// cache is not coherent with the others' writes.
+// Activations that other groups wrote in the same launch are read past the compute unit's
+// cache, which their writes do not reach: through volatile pointers, and on NVIDIA the
+// products' inputs by ld.global.cg (16-byte loads that volatile would cut into words).
 //
-// global (RN_LAYER_WG * groups), local RN_LAYER_WG; the preamble gives RN_LAYER_WG and RN_TEAM.
+// global (RN_WG * units), local RN_WG (host/ops.c counts the units).
 // x [D]; q [H*dk]; k [kv_heads*dk]; v [kv_heads*dv]; g, o [H*dv]; a [F]; state [H, dk, dv];
-// `sync` 3 uints, zero before the first launch and left with sync[0] zero. `local_mem` holds
-// 2 RN_LAYER_WG + (H rounded up to 8) + max(D, Dv, F, 2 dk + 4 RN_LAYER_WG) floats.
+// sync [6 + H] uints (RN_DECODE_LAYER_COUNTS + H), zero before the launch and left zero: [0] the
+// tickets, [1] phase 0's units done, [2] heads normalized, [3], [4], [5] phases 2, 3, 4's units
+// done, [6 + h] head h's groups of phase 1.
 
-#define RN_TEAMS (RN_LAYER_WG / RN_TEAM)
-#define RN_STEP_COLS 8  // float4 columns of the state per work-group unit of phase 2
-#define RN_STEP_PARTS (RN_LAYER_WG / RN_STEP_COLS)
 #ifndef RN_SPIN_NS
 #define RN_SPIN_NS 1000000000ul
 #endif
 #ifndef RN_SPINS
 #define RN_SPINS (1u << 28)
 #endif
-
-typedef struct {
-    __global volatile uint *sync;
-    __local int *failed;
-} grid_t;
-
-// Waits until every group of the grid has arrived; returns 0 (in every work-item of the group)
-// when it gave up waiting. The count sync[0] goes back to zero with the last arrival, which
-// then advances the generation sync[1] that the others wait on.
-inline int grid_sync(grid_t grid) {
-    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
-    if (get_local_id(0) == 0 && !*grid.failed) {
-        const uint generation = grid.sync[1];
-        device_fence();  // this group's writes before its arrival
-        if (atomic_inc(&grid.sync[0]) == get_num_groups(0) - 1) {
-            atomic_xchg(&grid.sync[0], 0u);
-            device_fence();
-            atomic_inc(&grid.sync[1]);
-        } else {
-#ifdef RN_NV_PTX
-            ulong start, now;
-            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
-            do asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
-            while (grid.sync[1] == generation && now - start < RN_SPIN_NS);
-#else
-            uint spins = 0;
-            while (grid.sync[1] == generation && ++spins < RN_SPINS) {
-            }
+#ifndef RN_LAYER_AHEAD
+#define RN_LAYER_AHEAD 4
 #endif
-            if (grid.sync[1] == generation) {
-                *grid.failed = 1;
-                grid.sync[2] = 1;
-            }
-        }
-        device_fence();  // the others' writes before this group's reads
-    }
-    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
-    return !*grid.failed;
+
+// A group of eight weights as loaded, widened only when used.
+#if defined(RN_WEIGHT_F16)
+typedef uint4 raw8_t;
+#define RAW8(W, i) (((__global const uint4 *)(W))[i])
+#define WIDEN8(r) halves_to_float8(r)
+#elif defined(RN_WEIGHT_BF16)
+typedef uint4 raw8_t;
+#define RAW8(W, i) (((__global const uint4 *)(W))[i])
+#define WIDEN8(r) bf16_to_float8(r)
+#else
+typedef float8 raw8_t;
+#define RAW8(W, i) (((__global const float8 *)(W))[i])
+#define WIDEN8(r) (r)
+#endif
+
+// Eight floats that another group wrote in this launch.
+inline float8 load_fresh8(__global const float *p) {
+#ifdef RN_NV_PTX
+    float a, b, c, d, e, f, g, h;
+    asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(a), "=f"(b), "=f"(c), "=f"(d) : "l"(p));
+    asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(e), "=f"(f), "=f"(g), "=f"(h) : "l"(p + 4));
+    return (float8)(a, b, c, d, e, f, g, h);
+#else
+    return vload8(0, p);
+#endif
 }
 
-// xl = x / sqrt(mean(x^2) + eps) * w, staged in local memory for the group's teams.
-inline void stage_rms_norm(__global const volatile float *x, __global const float *w, int cols, float eps,
-                           __local float *xl, __local float *red) {
-    const int lid = get_local_id(0);
-    float sum_sq = 0.0f;
-    for (int i0 = 0; i0 < cols; i0 += RN_LAYER_WG) {
-        const int i = i0 + lid;
-        const float v = i < cols ? x[i] : 0.0f;
-        if (i < cols) xl[i] = v;
-        sum_sq += v * v;
+// Polls *count (work-item 0) until it reaches target; whether it did before giving up.
+inline int poll_count(__global volatile uint *count, uint target) {
+    int done;
+#ifdef RN_NV_PTX
+    ulong start, now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+    do {
+        done = *count >= target;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+    } while (!done && now - start < RN_SPIN_NS);
+#else
+    uint spins = 0;
+    while (!(done = *count >= target) && ++spins < RN_SPINS) {
     }
-    const float inv = rsqrt(sum_over(sum_sq, red, lid, RN_LAYER_WG) / cols + eps);
-    for (int i = lid; i < cols; i += RN_LAYER_WG) xl[i] = xl[i] * inv * w[i];
-    barrier(CLK_LOCAL_MEM_FENCE);
+#endif
+    return done;
 }
 
-// Sums of each team's lanes (sums[2][RN_LAYER_WG], team-major): lane 0 of each team ends with
-// its team's two sums.
-inline void team_reduce(float d0, float d1, __local float *sums) {
-    const int lid = get_local_id(0), lane = lid % RN_TEAM;
-    sums[lid] = d0;
-    sums[RN_LAYER_WG + lid] = d1;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int stride = RN_TEAM / 2; stride > 0; stride >>= 1) {
-        if (lane < stride) {
-            sums[lid] += sums[lid + stride];
-            sums[RN_LAYER_WG + lid] += sums[RN_LAYER_WG + lid + stride];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-}
-
-// One product of the layer, y = W xl over `rows` outputs (in GLU mode `rows` outputs of fc1's
-// rows and the gate's after them), written as project's `mode` writes it (common.cl's
-// write_outputs), except that a residual is read back through a volatile pointer.
-inline void layer_product(__global const weight_t *W, int rows, int cols, __local const float *xl, int mode,
-                          float alpha, int activation, __global float *y0, __global float *y1, __global float *y2,
-                          __global float *y3, int end0, int end1, int end2, int rotated, int q_rows,
-                          int half_split, __global const float *angle, __global const int *positions,
-                          float k_scale, __local float *sums) {
-    const int lid = get_local_id(0), lane = lid % RN_TEAM;
-    const int glu = mode == RN_PROJECT_GLU;
-    const int units = glu ? rows : (rows + 1) / 2;
-    const int teams = RN_TEAMS * get_num_groups(0);
-    const int vectors = cols / 8;  // the host checks that every width is a multiple of eight
-    for (int first = 0; first < units; first += teams) {
-        const int unit = first + get_group_id(0) * RN_TEAMS + lid / RN_TEAM;
-        int out0, out1;
-        const int pair = output_rows(min(unit, units - 1), rotated, glu, half_split, &out0, &out1);
-        const size_t w0 = (size_t)out0 * cols / 8;
-        const size_t w1 = (size_t)(glu ? rows + out0 : min(out1, rows - 1)) * cols / 8;
-        float d0 = 0.0f, d1 = 0.0f;
-        for (int c = lane; c < vectors; c += RN_TEAM) {
-            const float8 xv = vload8(c, xl);
-            d0 += dot8(LOAD_WEIGHT8(W, 0, w0 + c), xv);
-            d1 += dot8(LOAD_WEIGHT8(W, 0, w1 + c), xv);
-        }
-        team_reduce(d0, d1, sums);
-        if (lane == 0 && unit < units) {
-            const float v0 = sums[lid], v1 = sums[RN_LAYER_WG + lid];
-            if (mode == RN_PROJECT_RESIDUAL) {
-                __global volatile float *x = y0;
-                x[out0] = alpha * x[out0] + v0;
-                if (out1 < rows) x[out1] = alpha * x[out1] + v1;
-            } else {
-                write_outputs(v0, v1, out0, out1, rows, pair, 0, rows, mode, alpha, activation, y0, y1, y2, y3, end0,
-                              end1, end2, q_rows, angle, 0, 0, positions, 1, k_scale);
-            }
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);  // sums are reused by the next unit
-    }
-}
-
-// Phase 2: the recurrent step of every head. A unit is RN_STEP_COLS float4 columns of one
-// head's state, the work-group's RN_STEP_PARTS parts of the key rows each taking every
-// RN_STEP_PARTS-th row; the parts' shares of o are summed in local memory. The shares go
-// through vload4/vstore4, not float4 pointers: `scratch` lies in the kernel's local-memory
-// argument, whose start NVIDIA's driver need not align to 16 bytes, and a misaligned 16-byte
-// local access faults there where PoCL and Oclgrind let it pass.
-inline void layer_step(__global const volatile float *q, __global const volatile float *k,
-                       __global const volatile float *v, __global const float *decays, int H, int kv_heads,
-                       int plain, __global float *state, __global const int *positions, __global float *scale0,
-                       __global float *scale1, __global float *o, __local float *scratch) {
-    __local float *q_local = scratch, *k_local = scratch + RN_DK;
-    __local float *shares = scratch + 2 * RN_DK;
-    const int lid = get_local_id(0), column = lid % RN_STEP_COLS, part = lid / RN_STEP_COLS;
-    const int tiles = (RN_DV / 4 + RN_STEP_COLS - 1) / RN_STEP_COLS;
-    const int odd = positions[0] & 1;
-    for (int unit = get_group_id(0); unit < H * tiles; unit += get_num_groups(0)) {
-        const int h = unit / tiles, c = (unit % tiles) * RN_STEP_COLS + column;
-        const int kvh = h / (H / kv_heads);
-        const int live = c < RN_DV / 4;
-        for (int a = lid; a < RN_DK; a += RN_LAYER_WG) {
-            q_local[a] = q[h * RN_DK + a];
-            k_local[a] = k[kvh * RN_DK + a];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        const float gamma = exp(decays[h]);
-        const float s_prev = (odd ? scale0 : scale1)[h];
-        const float s = s_prev * gamma + 1.0f;
-        const float keep = plain ? gamma : sqrt(s_prev) * gamma / sqrt(s);
-        float4 value = 0.0f, out = 0.0f;
-        if (live) {
-            const int at = kvh * RN_DV + 4 * c;
-            value = (float4)(v[at], v[at + 1], v[at + 2], v[at + 3]);
-            if (!plain) value /= sqrt(s);
-            __global float4 *st = (__global float4 *)(state + (size_t)h * RN_DK * RN_DV) + c;
-            for (int a = part; a < RN_DK; a += RN_STEP_PARTS) {
-                const float4 entry = st[(size_t)a * (RN_DV / 4)] * keep + k_local[a] * value;
-                st[(size_t)a * (RN_DV / 4)] = entry;
-                out += q_local[a] * entry;
-            }
-        }
-        vstore4(out, lid, shares);
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int stride = RN_STEP_PARTS / 2; stride > 0; stride >>= 1) {
-            if (part < stride) vstore4(vload4(lid, shares) + vload4(lid + stride * RN_STEP_COLS, shares), lid, shares);
-            barrier(CLK_LOCAL_MEM_FENCE);
-        }
-        if (part == 0 && live) vstore4(vload4(lid, shares), c, o + h * RN_DV);
-        if (lid == 0 && unit % tiles == 0) (odd ? scale1 : scale0)[h] = s;
-        barrier(CLK_LOCAL_MEM_FENCE);  // q_local, k_local and shares are reused by the next unit
-    }
-}
-
-// Phase 3's input: xl = gate(g) * w * o / sqrt(mean(o^2) + eps) per head (group_norm_gate's
-// arithmetic); each head's sum of squares by one team.
-inline void stage_head_norm(__global const volatile float *o, __global const volatile float *g,
-                            __global const float *w, int H, float eps, int has_weight, int has_gate,
-                            __local float *xl, __local float *sums, __local float *inv) {
-    const int lid = get_local_id(0), lane = lid % RN_TEAM;
-    for (int first = 0; first < H; first += RN_TEAMS) {
-        const int h = first + lid / RN_TEAM;
-        float sum_sq = 0.0f;
-        if (h < H)
-            for (int i = lane; i < RN_DV; i += RN_TEAM) {
-                const float v = o[h * RN_DV + i];
-                sum_sq += v * v;
-            }
-        team_reduce(sum_sq, 0.0f, sums);
-        if (lane == 0 && h < H) inv[h] = rsqrt(sums[lid] / RN_DV + eps);
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    for (int i = lid; i < H * RN_DV; i += RN_LAYER_WG) {
-        float v = o[i] * inv[i / RN_DV];
-        if (has_weight) v *= w[i % RN_DV];
-        if (has_gate) {
-            const float gate = g[i];
-            v *= gate / (1.0f + exp(-gate));
-        }
-        xl[i] = v;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-}
-
-__kernel __attribute__((reqd_work_group_size(RN_LAYER_WG, 1, 1)))
+// Every barrier of the kernel is reached by every work-item of every unit, whatever its phase,
+// and the phases' work sits between them: PoCL miscompiled barriers inside the phases' own
+// conditionals (lid-0 work done by every work-item).
+__kernel __attribute__((reqd_work_group_size(RN_WG, 1, 1)))
 void decode_layer(__global float *x, __global const float *retention_norm, __global const float *ffn_norm,
                   __global const weight_t *qkvg, __global const weight_t *out_proj,
                   __global const weight_t *ffn_in, __global const weight_t *fc2,
                   __global const float *head_norm, __global const float *decays, __global const float *angle,
                   __global const int *positions, __global float *state, __global float *scale0,
                   __global float *scale1, __global float *q, __global float *k, __global float *v,
-                  __global float *g, __global float *o, __global float *a, __global volatile uint *sync,
-                  __local float *local_mem, int D, int Dv, int F, int H, int kv_heads, int qkvg_rows,
-                  int end0, int end1, int end2, int half_split, int plain, int has_gate, int has_weight,
-                  int activation, float eps, float alpha, float k_scale) {
-    __local int failed;
-    __local float *sums = local_mem, *head_inv = local_mem + 2 * RN_LAYER_WG;
-    __local float *xl = head_inv + (H + 7) / 8 * 8;
-    if (get_local_id(0) == 0) failed = 0;
-    const grid_t grid = {sync, &failed};
+                  __global float *g, __global float *o, __global float *a, __global volatile uint *sync, int D,
+                  int Dv, int F, int H, int kv_heads, int qkvg_rows, int end0, int end1, int end2,
+                  int half_split, int plain, int has_gate, int has_weight, int activation, float eps,
+                  float alpha, float k_scale) {
+    __local float sums[3 * RN_WG], q_local[RN_DK], k_local[RN_DK];
+    __local step_t shares[RN_WG];
+    __local uint ticket;
+    __local int reached, last;
+    const int lid = get_local_id(0);
+    if (lid == 0) ticket = atomic_inc(&sync[0]);
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    stage_rms_norm(x, retention_norm, D, eps, xl, sums);
-    layer_product(qkvg, qkvg_rows, D, xl, RN_PROJECT_PLAIN, 1.0f, 0, q, k, v, g, end0, end1, end2, end1, end0,
-                  half_split, angle, positions, k_scale, sums);
-    if (grid_sync(grid)) layer_step(q, k, v, decays, H, kv_heads, plain, state, positions, scale0, scale1, o, xl);
-    if (grid_sync(grid)) {
-        stage_head_norm(o, g, head_norm, H, eps, has_weight, has_gate, xl, sums, head_inv);
-        layer_product(out_proj, D, Dv, xl, RN_PROJECT_RESIDUAL, alpha, 0, x, x, x, x, 0, 0, 0, 0, 0, 0, angle,
-                      positions, 1.0f, sums);
+    // The unit's phase (0..4; 5: a ticket past the layer's units, the counts not left at zero)
+    // and its place in the phase.
+    const int tiles = (RN_STEP_COLUMNS + RN_STEP_TILE - 1) / RN_STEP_TILE;
+    const int units[5] = {(qkvg_rows + 1) / 2, H * tiles, (D + 1) / 2, F, (D + 1) / 2};
+    int phase = 0, unit = (int)ticket;
+    while (phase < 5 && unit >= units[phase]) unit -= units[phase++];
+    const int step = phase == 1, product = phase != 1 && phase < 5;
+
+    // A product's operands (step: unused).
+    const int first = phase == 0, residual = phase == 2 || phase == 4, glu = phase == 3;
+    __global const weight_t *W = first ? qkvg : phase == 2 ? out_proj : glu ? ffn_in : fc2;
+    __global const float *in = phase == 2 ? o : phase == 4 ? a : x;
+    __global float *y0 = first ? q : glu ? a : x;
+    const int rows = first ? qkvg_rows : glu ? F : D, cols = phase == 2 ? Dv : phase == 4 ? F : D;
+    const int normalize = first || glu, vectors = cols / 8;
+    int out0 = 0, out1 = 0, pair = 0;
+    if (product) pair = output_rows(unit, first ? end1 : 0, glu, half_split, &out0, &out1);
+    const size_t w0 = (size_t)out0 * vectors, w1 = (size_t)(glu ? rows + out0 : min(out1, rows - 1)) * vectors;
+
+    // 1. A product's first weights, which depend on nothing.
+    raw8_t ahead0[RN_LAYER_AHEAD], ahead1[RN_LAYER_AHEAD];
+#pragma unroll
+    for (int i = 0; i < RN_LAYER_AHEAD; i++) {
+        const int c = lid + i * RN_WG;
+        if (product && c < vectors) {
+            ahead0[i] = RAW8(W, w0 + c);
+            ahead1[i] = RAW8(W, w1 + c);
+        }
     }
-    if (grid_sync(grid)) {
-        stage_rms_norm(x, ffn_norm, D, eps, xl, sums);
-        layer_product(ffn_in, F, D, xl, RN_PROJECT_GLU, 1.0f, activation, a, a, a, a, 0, 0, 0, 0, 0, 0, angle,
-                      positions, 1.0f, sums);
+
+    // 2. Wait for the phase before: [1] units of phase 0 done, [2] heads normalized, [3], [4].
+    if (lid == 0) {
+        const uint target = phase == 1 ? (uint)units[0] : phase == 2 ? (uint)H : phase == 3 ? (uint)units[2]
+                            : phase == 4 ? (uint)units[3] : 0u;
+        reached = phase < 5 && poll_count(&sync[phase], target);
     }
-    if (grid_sync(grid)) {
-        for (int i = get_local_id(0); i < F; i += RN_LAYER_WG) xl[i] = ((__global volatile float *)a)[i];
+    barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+    device_fence();  // the count before the reads of what it stands for
+    const int fine = reached;
+
+    // 3. The step's q and k of its head into local memory.
+    const int h = unit / tiles, column = lid % RN_STEP_TILE, part = lid / RN_STEP_TILE;
+    const int kvh = h / (H / kv_heads), c = (unit % tiles) * RN_STEP_TILE + column;
+    if (step)
+        for (int i = lid; i < RN_DK; i += RN_WG) {
+            q_local[i] = ((__global volatile float *)q)[h * RN_DK + i];
+            k_local[i] = ((__global volatile float *)k)[kvh * RN_DK + i];
+        }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    // 4. The work: a product's partial sums, or the step's update of its columns of the state
+    //    (retention_step.cl's arithmetic) and its share of o.
+    if (product) {
+        float acc0 = 0.0f, acc1 = 0.0f, sum_sq = 0.0f;
+        __global const float *norm = first ? retention_norm : ffn_norm;
+#pragma unroll
+        for (int i = 0; i < RN_LAYER_AHEAD; i++) {
+            const int cc = lid + i * RN_WG;
+            if (cc < vectors) {
+                const float8 xv = load_fresh8(in + 8 * (size_t)cc);
+                sum_sq += dot8(xv, xv);
+                const float8 xs = normalize ? xv * vload8(cc, norm) : xv;
+                acc0 += dot8(WIDEN8(ahead0[i]), xs);
+                acc1 += dot8(WIDEN8(ahead1[i]), xs);
+            }
+        }
+        for (int cc = lid + RN_LAYER_AHEAD * RN_WG; cc < vectors; cc += RN_WG) {
+            const float8 xv = load_fresh8(in + 8 * (size_t)cc);
+            sum_sq += dot8(xv, xv);
+            const float8 xs = normalize ? xv * vload8(cc, norm) : xv;
+            acc0 += dot8(WIDEN8(RAW8(W, w0 + cc)), xs);
+            acc1 += dot8(WIDEN8(RAW8(W, w1 + cc)), xs);
+        }
+        sums[lid] = acc0;
+        sums[RN_WG + lid] = acc1;
+        sums[2 * RN_WG + lid] = sum_sq;
+    }
+    const int odd = positions[0] & 1;
+    const float gamma = step ? exp(decays[h]) : 1.0f;
+    const float s_prev = step ? (odd ? scale0 : scale1)[h] : 0.0f;
+    const float s = s_prev * gamma + 1.0f;
+    if (step) {
+        const float keep = plain ? gamma : sqrt(s_prev) * gamma / sqrt(s);
+        step_t out = 0.0f;
+        if (c < RN_STEP_COLUMNS) {
+            step_t value = ((__global const volatile step_t *)(v + (size_t)kvh * RN_DV))[c];
+            if (!plain) value /= sqrt(s);
+            __global step_t *st = (__global step_t *)(state + (size_t)h * RN_DK * RN_DV) + c;
+            for (int r = part * RN_STEP_ROWS; r < (part + 1) * RN_STEP_ROWS; r++) {
+                const step_t entry = st[(size_t)r * RN_STEP_COLUMNS] * keep + k_local[r] * value;
+                st[(size_t)r * RN_STEP_COLUMNS] = entry;
+                out += q_local[r] * entry;
+            }
+        }
+        shares[lid] = out;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    // 5. Sums over the group: a product's three by halving; the step's shares over its parts
+    //    (strides of whole tiles).
+    for (int stride = RN_WG / 2; stride > 0; stride >>= 1) {
+        if (product && lid < stride)
+            for (int i = 0; i < 3; i++) sums[i * RN_WG + lid] += sums[i * RN_WG + lid + stride];
+        if (step && stride >= RN_STEP_TILE && lid < stride) shares[lid] += shares[lid + stride];
         barrier(CLK_LOCAL_MEM_FENCE);
-        layer_product(fc2, D, F, xl, RN_PROJECT_RESIDUAL, alpha, 0, x, x, x, x, 0, 0, 0, 0, 0, 0, angle, positions,
-                      1.0f, sums);
     }
-    if (failed && get_local_id(0) == 0) ((__global volatile float *)x)[0] = NAN;
+
+    // 6. The results, then the count: a product's one work-item writes its two outputs and
+    //    counts its unit; the step's first part writes its columns of o, and its head's groups
+    //    count in (the last one learns it is last).
+    if (product && lid == 0) {
+        const float inv = normalize ? rsqrt(sums[2 * RN_WG] / cols + eps) : 1.0f;
+        const float v0 = sums[0] * inv, v1 = sums[RN_WG] * inv;
+        if (residual) {
+            __global volatile float *y = y0;
+            y[out0] = alpha * y[out0] + v0;
+            if (out1 < rows) y[out1] = alpha * y[out1] + v1;
+        } else {
+            write_outputs(v0, v1, out0, out1, rows, pair, 0, rows, glu ? RN_PROJECT_GLU : RN_PROJECT_PLAIN, 1.0f,
+                          activation, y0, k, v, g, end0, end1, end2, end0, angle, 0, 0, positions, 1, k_scale);
+        }
+        device_fence();  // the outputs before the count
+        const uint before = atomic_inc(&sync[phase == 0 ? 1 : phase + 1]);
+        if (phase == 4 && before == (uint)units[4] - 1)  // the layer's last unit: every count is final
+            for (int i = 0; i < 6; i++) sync[i] = 0u;
+    }
+    if (step) {
+        if (part == 0 && c < RN_STEP_COLUMNS) ((__global step_t *)(o + (size_t)h * RN_DV))[c] = shares[column];
+        if (lid == 0 && c == 0) (odd ? scale1 : scale0)[h] = s;
+        device_fence();  // o's columns before the count
+    }
+    barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+    if (lid == 0) {
+        last = 0;
+        if (step) {
+            __global volatile int *done = (__global volatile int *)&sync[6];
+            last = atomic_inc(&done[h]) == tiles - 1;
+            if (last) atomic_xchg(&done[h], 0);  // every other group of the head has counted
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    // 7. The head's last group: the group norm and gate of its row of o, then the head's count.
+    if (last) {
+        device_fence();  // the count before the other groups' columns
+        head_norm_gate(o, g, head_norm, o, (size_t)h * RN_DV, eps, has_weight, has_gate, (__local float *)shares);
+        device_fence();  // the row before the head's count
+    }
+    barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);  // at the top level: PoCL ran the count early inside
+    if (lid == 0 && last) atomic_inc(&sync[2]);
+    if (!fine && lid == 0) ((__global volatile float *)x)[0] = NAN;
 }

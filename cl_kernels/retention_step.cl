@@ -1,6 +1,7 @@
 // retention_step.cl: one token of each of a batch of sequences in the recurrent form, for
 // decoding (the prompt's forms are retention.cl's). A file of its own because three programs
-// build it: the model's, the batch set's (host/ops.c) and decode_layer's.
+// build it: the model's, the batch set's (host/ops.c) and decode_layer's, whose phase 1 is the
+// same arithmetic on its own tiles (decode_layer.cl).
 
 // One token in the recurrent form for each of B sequences at the same position, continuing
 // their states; q and k arrive rotated (and k scaled), as the project kernel leaves them.
@@ -42,22 +43,18 @@ typedef float4 step_t;
 #else
 typedef float step_t;
 #endif
-// The step of one work-group: value columns c (one of RN_STEP_COLUMNS: this work-item's) of
-// (sequence, head) bh, part `part` of the key rows, `column` the work-item's place in the tile,
-// `groups` the groups of the head (with norm: how many count in before the last normalizes).
-// Returns, in every work-item, whether this group was the head's last and normalized it. A
-// kernel that wrote q, k, v or g itself in the same launch would have to read them past the
-// compute unit's cache (volatile), which this one does not.
-inline int retention_step_group(int c, int part, int column, int bh, int groups,
-                                __global const float *q, __global const float *k,
-                                __global const float *v, __global const float *decays, int H,
-                                int kv_heads, int plain, __global float *state, __global const int *positions,
-                                __global float *scale0, __global float *scale1, __global float *o, int norm,
-                                __global const float *g, __global const float *w, float eps,
-                                int has_weight, int has_gate, __global volatile int *done,
-                                __local float *q_local, __local float *k_local, __local step_t *shares,
-                                __local int *last) {
-    const int lid = part * RN_STEP_TILE + column;
+__kernel void retention_step(__global const float *q, __global const float *k,
+                             __global const float *v, __global const float *decays,
+                             int H, int kv_heads, int plain, __global float *state,
+                             __global const int *positions, __global float *scale0,
+                             __global float *scale1, __global float *o, int norm,
+                             __global const float *g, __global const float *w, float eps, int has_weight,
+                             int has_gate, __global volatile int *done) {
+    __local float q_local[RN_DK], k_local[RN_DK];
+    __local step_t shares[RN_STEP_SPLIT][RN_STEP_TILE];
+    __local int last;
+    const int c = get_global_id(0), part = get_local_id(1), bh = get_global_id(2);
+    const int column = get_local_id(0), lid = part * RN_STEP_TILE + column;
     const int sequence = bh / H, h = bh % H;
     const int kvh = h / (H / kv_heads);
     const int a0 = part * RN_STEP_ROWS;
@@ -96,40 +93,25 @@ inline int retention_step_group(int c, int part, int column, int bh, int groups,
             }
     }
     if (live && c == 0 && part == 0) (odd ? scale1 : scale0)[bh] = s;
-    shares[part * RN_STEP_TILE + column] = out;
+    shares[part][column] = out;
     barrier(CLK_LOCAL_MEM_FENCE);
     if (part == 0 && live) {
         step_t sum = 0.0f;
-        for (int p = 0; p < RN_STEP_SPLIT; p++) sum += shares[p * RN_STEP_TILE + column];
+        for (int p = 0; p < RN_STEP_SPLIT; p++) sum += shares[p][column];
         ((__global step_t *)(o + (size_t)bh * RN_DV))[c] = sum;
     }
-    if (!norm) return 0;
-    device_fence();  // o's columns before the count
-    barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
-    if (lid == 0) {
-        *last = atomic_inc(&done[bh]) == groups - 1;
-        if (*last) atomic_xchg(&done[bh], 0);  // every other group of the head has counted
+    if (norm) {
+        device_fence();  // o's columns before the count
+        barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+        if (lid == 0) {
+            last = atomic_inc(&done[bh]) == (int)get_num_groups(0) - 1;
+            if (last) atomic_xchg(&done[bh], 0);  // every other group of the head has counted
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (last) {
+            device_fence();  // the count before the other groups' columns
+            head_norm_gate(o, g, w, o, (size_t)bh * RN_DV, eps, has_weight, has_gate,
+                           (__local float *)shares);
+        }
     }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    const int normalizes = *last;
-    if (normalizes) {
-        device_fence();  // the count before the other groups' columns
-        head_norm_gate(o, g, w, o, (size_t)bh * RN_DV, eps, has_weight, has_gate, (__local float *)shares);
-    }
-    return normalizes;
-}
-
-__kernel void retention_step(__global const float *q, __global const float *k,
-                             __global const float *v, __global const float *decays,
-                             int H, int kv_heads, int plain, __global float *state,
-                             __global const int *positions, __global float *scale0,
-                             __global float *scale1, __global float *o, int norm,
-                             __global const float *g, __global const float *w, float eps, int has_weight,
-                             int has_gate, __global volatile int *done) {
-    __local float q_local[RN_DK], k_local[RN_DK];
-    __local step_t shares[RN_STEP_SPLIT * RN_STEP_TILE];
-    __local int last;
-    retention_step_group(get_global_id(0), get_local_id(1), get_local_id(0), get_global_id(2), get_num_groups(0), q,
-                         k, v, decays, H, kv_heads, plain, state, positions, scale0, scale1, o, norm, g, w, eps,
-                         has_weight, has_gate, done, q_local, k_local, shares, &last);
 }

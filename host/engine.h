@@ -99,8 +99,8 @@ typedef struct rn_workspace {
     rt_buffer o;                       /* [rows, Dv] retention output, then gated in place */
     rt_buffer a, b;                    /* [rows, F] */
     rt_buffer logits;                  /* [rows, V] */
-    rt_buffer layer_sync;              /* [3] uints, decoding one sequence: decode_layer's
-                                          barrier of the grid */
+    rt_buffer layer_sync;              /* [RN_DECODE_LAYER_COUNTS + H] uints, decoding one
+                                          sequence: decode_layer's counters */
     rt_buffer step_done;               /* [rows * H] ints, decoding: the groups of each head
                                           that finished a retention step (rn_step_norm) */
     rt_buffer choice;                  /* [rows, 2] int, decoding: a greedy step's choices

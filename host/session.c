@@ -156,8 +156,10 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
         {&ws->a, r * (size_t)c->ffn_dim * f, "FFN activations"},
         {&ws->b, r * (size_t)c->ffn_dim * f, "FFN gates"},
         {&ws->logits, (size_t)logit_rows * (size_t)c->vocab_size * f, "logits"},
-        {&ws->layer_sync, mode == RN_MODE_RECURRENT && m->kernels.decode_layer ? 3 * sizeof(cl_uint) : 0,
-         "layer barrier"},
+        {&ws->layer_sync,
+         mode == RN_MODE_RECURRENT && m->kernels.decode_layer ? (RN_DECODE_LAYER_COUNTS + (size_t)c->heads) * sizeof(cl_uint)
+                                                              : 0,
+         "one-launch layer's counters"},
         {&ws->step_done, counted ? r * (size_t)c->heads * sizeof(cl_int) : 0, "step counters"},
         {&ws->choice, mode == RN_MODE_RECURRENT ? r * 2 * sizeof(cl_int) : 0, "greedy choices"},
         {&ws->argmax_winners, counted ? r * RN_ARGMAX_MAX_PARTS * 3 * sizeof(cl_int) : 0, "greedy slices"},

@@ -11,7 +11,7 @@
 #     bench, and tools/engine_table.py turns both into $OUT/bench/engines.md)
 #   batch 1 with a launch per product against one launch per layer (decode_layer), twice
 #   each, in turn:                                           bash scripts/bench.sh --layer
-#     (LAYER_PRESETS and LAYER_GROUPS_TRIED, "0 -1" by default, change what it runs)
+#     (LAYER_PRESETS and ONE_LAUNCH_TRIED, "0 -1" by default, change what it runs)
 set -u
 out=${OUT:-/tmp/retnet-bench}/bench
 mkdir -p "$out"
@@ -42,8 +42,8 @@ if [ "$small" = 4 ]; then
   # decode_layer gives lines without it (and the same figures twice).
   for preset in ${LAYER_PRESETS:-torchscale-1.3b torchscale-6.7b}; do
     for round in 1 2; do
-      for groups in ${LAYER_GROUPS_TRIED:-0 -1}; do
-        RETNET_LAYER_GROUPS=$groups bench "$preset-groups$groups-$round" --preset "$preset" --precision auto -p 0 -n 128 \
+      for one_launch in ${ONE_LAUNCH_TRIED:-0 -1}; do
+        RETNET_ONE_LAUNCH_LAYER=$one_launch bench "$preset-one$one_launch-$round" --preset "$preset" --precision auto -p 0 -n 128 \
           -r 3 --no-ceilings
       done
     done

@@ -83,7 +83,7 @@ class rn_context_options(ctypes.Structure):
         ("project_max_rows", ctypes.c_size_t),
         ("precision", ctypes.c_int),  # rn_precision
         ("max_allocation", ctypes.c_uint64),
-        ("layer_groups", ctypes.c_int),
+        ("one_launch_layer", ctypes.c_int),
         ("build_options", ctypes.c_char_p),
         ("build_log", ctypes.c_void_p),  # rn_build_log_fn; the binding sets none
         ("build_log_user", ctypes.c_void_p),
