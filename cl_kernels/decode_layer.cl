@@ -202,11 +202,18 @@ void decode_layer(__global float *x, __global const float *retention_norm, __glo
         if (c < RN_STEP_COLUMNS) {
             step_t value = ((__global const volatile step_t *)(v + (size_t)kvh * RN_DV))[c];
             if (!plain) value /= sqrt(s);
-            __global step_t *st = (__global step_t *)(state + (size_t)h * RN_DK * RN_DV) + c;
-            for (int r = part * RN_STEP_ROWS; r < (part + 1) * RN_STEP_ROWS; r++) {
-                const step_t entry = st[(size_t)r * RN_STEP_COLUMNS] * keep + k_local[r] * value;
-                st[(size_t)r * RN_STEP_COLUMNS] = entry;
-                out += q_local[r] * entry;
+            __global step_t *st = (__global step_t *)(state + (size_t)h * RN_DK * RN_DV) +
+                                  (size_t)part * RN_STEP_ROWS * RN_STEP_COLUMNS + c;
+            // Rows RN_STEP_BATCH at a time, all loaded before any is used (retention_step.cl's why).
+            for (int r0 = 0; r0 < RN_STEP_ROWS; r0 += RN_STEP_BATCH) {
+                step_t entry[RN_STEP_BATCH];
+                for (int i = 0; i < RN_STEP_BATCH; i++) entry[i] = st[(size_t)(r0 + i) * RN_STEP_COLUMNS];
+                for (int i = 0; i < RN_STEP_BATCH; i++) {
+                    const int r = part * RN_STEP_ROWS + r0 + i;
+                    entry[i] = entry[i] * keep + k_local[r] * value;
+                    st[(size_t)(r0 + i) * RN_STEP_COLUMNS] = entry[i];
+                    out += q_local[r] * entry[i];
+                }
             }
         }
         shares[lid] = out;
