@@ -34,7 +34,7 @@
 //
 // global (RN_WG * units), local RN_WG (host/ops.c counts the units).
 // x [D]; q [H*dk]; k [kv_heads*dk]; v [kv_heads*dv]; g, o [H*dv]; a [F]; state [H, dk, dv];
-// sync [6 + H] uints (RN_DECODE_LAYER_COUNTS + H), zero before the launch and left zero: [0] the
+// sync [RN_DECODE_LAYER_COUNTS (6) + H] uints, zero before the launch and left zero: [0] the
 // tickets, [1] phase 0's units done, [2] heads normalized, [3], [4], [5] phases 2, 3, 4's units
 // done, [6 + h] head h's groups of phase 1.
 
@@ -246,7 +246,7 @@ void decode_layer(__global float *x, __global const float *retention_norm, __glo
         device_fence();  // the outputs before the count
         const uint before = atomic_inc(&sync[phase == 0 ? 1 : phase + 1]);
         if (phase == 4 && before == (uint)units[4] - 1)  // the layer's last unit: every count is final
-            for (int i = 0; i < 6; i++) sync[i] = 0u;
+            for (int i = 0; i < RN_DECODE_LAYER_COUNTS; i++) sync[i] = 0u;
     }
     if (step) {
         if (part == 0 && c < RN_STEP_COLUMNS) ((__global step_t *)(o + (size_t)h * RN_DV))[c] = shares[column];
@@ -257,7 +257,7 @@ void decode_layer(__global float *x, __global const float *retention_norm, __glo
     if (lid == 0) {
         last = 0;
         if (step) {
-            __global volatile int *done = (__global volatile int *)&sync[6];
+            __global volatile int *done = (__global volatile int *)&sync[RN_DECODE_LAYER_COUNTS];
             last = atomic_inc(&done[h]) == tiles - 1;
             if (last) atomic_xchg(&done[h], 0);  // every other group of the head has counted
         }

@@ -73,9 +73,9 @@ static int shared_constants(char *out, size_t cap) {
     return snprintf(out, cap,
                     "#define RN_ACT_GELU %d\n#define RN_ACT_SWISH %d\n"
                     "#define RN_PROJECT_PLAIN %d\n#define RN_PROJECT_RESIDUAL %d\n#define RN_PROJECT_GLU %d\n"
-                    "#define RN_ARGMAX_DEPTH %d\n",
+                    "#define RN_ARGMAX_DEPTH %d\n#define RN_DECODE_LAYER_COUNTS %d\n",
                     (int)RN_ACT_GELU, (int)RN_ACT_SWISH, (int)RN_PROJECT_PLAIN, (int)RN_PROJECT_RESIDUAL,
-                    (int)RN_PROJECT_GLU, RN_ARGMAX_DEPTH);
+                    (int)RN_PROJECT_GLU, RN_ARGMAX_DEPTH, RN_DECODE_LAYER_COUNTS);
 }
 
 /* The matrix-engine variant of gemm_mma.cl for weights of type `weights`: writes its preamble
@@ -145,7 +145,7 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
     k->groups_hand_off = nvidia || !rt->dev.info.is_gpu;
     /* decode_layer (its groups wait for each other's counts): where asked for (-1 on NVIDIA
      * only, any other nonzero value on any device) and where groups hand off. */
-    k->one_launch_layer =
+    const bool one_launch_layer =
         k->groups_hand_off && (tuning.one_launch_layer > 0 || (tuning.one_launch_layer < 0 && nvidia));
     char preamble[1024], mma_defines[128];
     const char *mma = mma_select(rt, tuning, weights, mma_defines, sizeof mma_defines);
@@ -202,7 +202,7 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
             return st;
         }
     }
-    if (k->one_launch_layer) {  /* a program of its own, only where it runs */
+    if (one_launch_layer) {  /* a program of its own, only where it runs */
         const char *layer_sources[3];
         size_t layer_lengths[3];
         char layer_options[96];  /* g written in the launch that reads it (common.cl's RN_FRESH) */
@@ -907,15 +907,13 @@ static size_t decode_layer_units(const rn_kernels *k, int64_t D, int64_t F, int6
     return (size_t)((qkvg_rows + 1) / 2 + heads * tiles + (D + 1) / 2 + F + (D + 1) / 2);
 }
 
-bool rn_decode_layer_takes(const rt_runtime *rt, const rn_kernels *k, int64_t D, int64_t Dv, int64_t F,
-                           int64_t heads) {
-    (void)rt;
+bool rn_decode_layer_takes(const rn_kernels *k, int64_t D, int64_t Dv, int64_t F, int64_t heads) {
     return k->decode_layer && rn_block_elements(k->weights) == 1 && D % 8 == 0 && Dv % 8 == 0 && F % 8 == 0 &&
            D <= INT32_MAX && F <= INT32_MAX && heads <= INT32_MAX;
 }
 
 rn_status rn_op_decode_layer(rt_runtime *rt, const rn_kernels *k, const rn_decode_layer_args *l) {
-    if (!rn_decode_layer_takes(rt, k, l->D, l->Dv, l->F, l->heads) ||
+    if (!rn_decode_layer_takes(k, l->D, l->Dv, l->F, l->heads) ||
         l->sync->bytes < (size_t)(RN_DECODE_LAYER_COUNTS + l->heads) * sizeof(cl_uint))
         return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT,
                        "decode_layer cannot take a layer of D %lld, Dv %lld, F %lld on this device",

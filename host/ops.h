@@ -53,7 +53,6 @@ typedef struct rn_kernels {
      * work-groups wait for each other's counts: asked for by rn_tuning.one_launch_layer, only
      * where groups hand off; decode_layer NULL where not built or the compiler cannot give its
      * groups RN_WG work-items. */
-    bool one_launch_layer;
     cl_program layer_program;
     cl_kernel decode_layer;
     const char *mma_variant; /* "nvidia-mma f16", "nvidia-mma bf16", "emulated f16", ...: NULL
@@ -315,7 +314,7 @@ rn_status rn_op_retention_step(rt_runtime *rt, const rn_kernels *k, rn_retention
 /* A single sequence's decoding step through one pre-norm layer in one launch (decode_layer.cl):
  * x [D] in place, the layer's state and scale slots updated as rn_op_retention_step does, q, k,
  * v, g, o and a its scratch. The matrices must be single pieces of an unquantized type, D, Dv
- * and F multiples of 8, dv of 4 (rn_decode_layer_takes). */
+ * and F multiples of 8 (rn_decode_layer_takes). */
 typedef struct rn_decode_layer_args {
     rt_buffer *x;
     const rt_buffer *retention_norm, *ffn_norm, *head_norm;  /* head_norm NULL: none */
@@ -332,8 +331,7 @@ typedef struct rn_decode_layer_args {
     float eps, alpha, k_scale;
 } rn_decode_layer_args;
 #define RN_DECODE_LAYER_COUNTS 6  /* decode_layer's counters besides one per head */
-bool rn_decode_layer_takes(const rt_runtime *rt, const rn_kernels *k, int64_t D, int64_t Dv, int64_t F,
-                           int64_t heads);
+bool rn_decode_layer_takes(const rn_kernels *k, int64_t D, int64_t Dv, int64_t F, int64_t heads);
 rn_status rn_op_decode_layer(rt_runtime *rt, const rn_kernels *k, const rn_decode_layer_args *l);
 
 #endif /* RN_OPS_H */

@@ -157,8 +157,8 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
         {&ws->b, r * (size_t)c->ffn_dim * f, "FFN gates"},
         {&ws->logits, (size_t)logit_rows * (size_t)c->vocab_size * f, "logits"},
         {&ws->layer_sync,
-         mode == RN_MODE_RECURRENT && m->kernels.decode_layer ? (RN_DECODE_LAYER_COUNTS + (size_t)c->heads) * sizeof(cl_uint)
-                                                              : 0,
+         mode == RN_MODE_RECURRENT && m->kernels.decode_layer
+             ? (RN_DECODE_LAYER_COUNTS + (size_t)c->heads) * sizeof(cl_uint) : 0,
          "one-launch layer's counters"},
         {&ws->step_done, counted ? r * (size_t)c->heads * sizeof(cl_int) : 0, "step counters"},
         {&ws->choice, mode == RN_MODE_RECURRENT ? r * 2 * sizeof(cl_int) : 0, "greedy choices"},
@@ -414,7 +414,7 @@ bool rn_model_decodes_layer_in_one_launch(const rn_model *m) {
     const rn_layer_weights *w = &m->layers[0];
     return c->normalize_before && w->qkvg.count == 1 &&
            w->out_proj.count == 1 && w->ffn_in.count == 1 && w->fc2.count == 1 &&
-           rn_decode_layer_takes(&m->ctx->rt, &m->kernels, c->embed_dim, c->value_embed_dim, c->ffn_dim, c->heads);
+           rn_decode_layer_takes(&m->kernels, c->embed_dim, c->value_embed_dim, c->ffn_dim, c->heads);
 }
 
 /* One layer of one sequence's decoding step in one launch. */
