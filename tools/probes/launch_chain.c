@@ -29,8 +29,9 @@
  * too early shows; the program checks it and fails otherwise. Weights are filled on the device
  * (a hash of the index).
  *
- * Usage: launch_chain [--layers N] [--reps N] [--modes list]   (defaults 24, 20, all five; on a
- * device that is not a GPU `launches`, `tickets` and `empty`, and 2 layers)
+ * Usage: launch_chain [--layers N] [--reps N] [--modes list] [--sleep NS]   (defaults 24, 20, all
+ * five, 0; on a device that is not a GPU `launches`, `tickets` and `empty`, and 2 layers). --sleep
+ * has the waiting groups sleep NS nanoseconds between polls (NVIDIA's nanosleep; elsewhere none).
  */
 #define CL_TARGET_OPENCL_VERSION 120
 #define _POSIX_C_SOURCE 200809L
@@ -48,12 +49,15 @@ static const char *kernel_source =
     "#ifdef NV\n"
     "inline void fence_device(void) { asm volatile(\"membar.gl;\" ::: \"memory\"); }\n"
     "/* x was written in this launch by other compute units: read it from L2, not a stale L1 line */\n"
-    "/* Polls *count until it reaches target, giving up after two seconds. */\n"
+    "/* Polls *count until it reaches target, giving up after two seconds; SLEEP_NS > 0 sleeps that\n"
+    " * long between polls (thousands of groups polling one word keep its L2 slice busy). */\n"
     "inline void spin_until(__global volatile uint *count, uint target) {\n"
     "    ulong start, now;\n"
     "    asm volatile(\"mov.u64 %0, %%globaltimer;\" : \"=l\"(start));\n"
-    "    do asm volatile(\"mov.u64 %0, %%globaltimer;\" : \"=l\"(now));\n"
-    "    while (*count < target && now - start < 2000000000ul);\n"
+    "    do {\n"
+    "        if (SLEEP_NS > 0) asm volatile(\"nanosleep.u32 %0;\" :: \"r\"((uint)SLEEP_NS));\n"
+    "        asm volatile(\"mov.u64 %0, %%globaltimer;\" : \"=l\"(now));\n"
+    "    } while (*count < target && now - start < 2000000000ul);\n"
     "}\n"
     "inline float4 load_x4(__global const float *p) {\n"
     "    float a, b, c, d;\n"
@@ -198,14 +202,16 @@ static void run_step(cl_command_queue queue, cl_kernel chain, int m, cl_uint gen
 static const int layer_shapes[4][2] = {{11008, 2048}, {2048, 3456}, {6912, 2048}, {2048, 3456}};
 
 int main(int argc, char **argv) {
-    int layers = -1, reps = 20;
+    int layers = -1, reps = 20, sleep_ns = 0;
     const char *modes = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--layers") && i + 1 < argc) layers = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--modes") && i + 1 < argc) modes = argv[++i];
+        else if (!strcmp(argv[i], "--sleep") && i + 1 < argc) sleep_ns = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: launch_chain [--layers N] [--reps N] [--modes launches,ordered,tickets,late,empty]\n");
+            fprintf(stderr, "usage: launch_chain [--layers N] [--reps N] [--modes launches,ordered,tickets,late,empty]"
+                            " [--sleep NS]\n");
             return 2;
         }
     }
@@ -219,8 +225,8 @@ int main(int argc, char **argv) {
     if (!dev) CHECK(clGetDeviceIDs(platforms[0], CL_DEVICE_TYPE_DEFAULT, 1, &dev, NULL));
     if (layers < 1) layers = gpu ? 24 : 2;
     if (!modes) modes = gpu ? "launches,ordered,tickets,late,empty" : "launches,tickets,empty";
-    if (reps < 1 || layers > 64) {
-        fprintf(stderr, "launch_chain: --reps at least 1, --layers 1 to 64\n");
+    if (reps < 1 || layers > 64 || sleep_ns < 0 || sleep_ns > 1000000) {
+        fprintf(stderr, "launch_chain: --reps at least 1, --layers 1 to 64, --sleep 0 to 1000000\n");
         return 2;
     }
     char name[256] = "", vendor[256] = "";
@@ -234,7 +240,9 @@ int main(int argc, char **argv) {
     CHECK(err);
     cl_program program = clCreateProgramWithSource(ctx, 1, &kernel_source, NULL, &err);
     CHECK(err);
-    if (clBuildProgram(program, 1, &dev, nvidia ? "-DNV" : "", NULL, NULL) != CL_SUCCESS) {
+    char options[64];
+    snprintf(options, sizeof options, "%s-DSLEEP_NS=%d", nvidia ? "-DNV " : "", sleep_ns);
+    if (clBuildProgram(program, 1, &dev, options, NULL, NULL) != CL_SUCCESS) {
         char log[8192] = "";
         clGetProgramBuildInfo(program, dev, CL_PROGRAM_BUILD_LOG, sizeof log, log, NULL);
         fprintf(stderr, "launch_chain: build failed:\n%s\n", log);
@@ -301,7 +309,13 @@ int main(int argc, char **argv) {
         CHECK(clFinish(queue));
         const double ms = (now_s() - t0) / reps * 1e3;
         if (m == MODE_EMPTY) {
-            printf("%-9s %8.3f ms a step  %6.2f us a launch\n", mode_names[m], ms, ms * 1e3 / products);
+            /* The host's share: the same launches enqueued without waiting for them. */
+            const double e0 = now_s();
+            run_step(queue, chain, m, (cl_uint)(reps + 2), products, plan, units, W, act, plan_buf, sync);
+            const double enqueue_us = (now_s() - e0) * 1e6 / products;
+            CHECK(clFinish(queue));
+            printf("%-9s %8.3f ms a step  %6.2f us a launch (%.2f us of it enqueueing on the host)\n", mode_names[m],
+                   ms, ms * 1e3 / products, enqueue_us);
             continue;
         }
         /* One more step into outputs set to NaN first: a product that read its input before the
