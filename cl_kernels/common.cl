@@ -184,8 +184,36 @@ inline float sum_over(float value, __local float *scratch, int lid, int size) {
     return total;
 }
 
+#if defined(RN_NV_PTX) && RN_WG % 32 == 0
+// The sum of v over the 32 work-items of an NVIDIA warp, in each of them: five shuffles instead of
+// five rounds through local memory with a barrier each. (NVIDIA numbers a group's warps by its
+// flat local id, so a warp is 32 consecutive flat_local_id values.) Every work-item of the warp
+// must call it.
+#define RN_WARP_SUMS 1
+inline float warp_sum(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        float other;
+        asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(other) : "f"(v), "r"(offset));
+        v += other;
+    }
+    return v;
+}
+#endif
+
 inline float group_sum(float value, __local float *scratch) {
+#ifdef RN_WARP_SUMS
+    // Each warp's sum by shuffles, then the warps' sums in order: two barriers whatever RN_WG.
+    const int lid = flat_local_id();
+    const float warp_total = warp_sum(value);
+    if (lid % 32 == 0) scratch[lid / 32] = warp_total;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float total = scratch[0];
+    for (int w = 1; w < RN_WG / 32; w++) total += scratch[w];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return total;
+#else
     return sum_over(value, scratch, flat_local_id(), RN_WG);
+#endif
 }
 
 inline float group_max(float value, __local float *scratch) {

@@ -137,8 +137,23 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
             }
         }
 
-        // Reduce the lanes in use, all their sums at once: one barrier per halving.
+        // Reduce the lanes in use, all their sums at once, into sums[v * RN_WG] for sum v.
         const int used = lanes * RN_MV_SUMS;
+#ifdef RN_WARP_SUMS
+        // Each warp's sums by shuffles, then one work-item per sum adds the warps' in order: two
+        // barriers instead of one per halving (+6 % at batch 1 of 1.3B on the H100, where each
+        // group's closing reduction is a large part of its short life; docs/BENCHMARKS.md).
+        for (int b = 0; b < RN_MV_LANES; b++)
+            if (b < lanes)
+                for (int j = 0; j < RN_MV_SUMS; j++) {
+                    const float warp_total = warp_sum(acc[b][j]);
+                    if (lid % 32 == 0) sums[(b * RN_MV_SUMS + j) * RN_WG + lid / 32] = warp_total;
+                }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lid < used)
+            for (int w = 1; w < RN_WG / 32; w++) sums[lid * RN_WG] += sums[lid * RN_WG + w];
+        barrier(CLK_LOCAL_MEM_FENCE);
+#else
         for (int b = 0; b < RN_MV_LANES; b++)
             if (b < lanes)
                 for (int j = 0; j < RN_MV_SUMS; j++) sums[(b * RN_MV_SUMS + j) * RN_WG + lid] = acc[b][j];
@@ -148,6 +163,7 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
                 for (int v = 0; v < used; v++) sums[v * RN_WG + lid] += sums[v * RN_WG + lid + stride];
             barrier(CLK_LOCAL_MEM_FENCE);
         }
+#endif
 
         // Work-item b writes lane b's outputs.
         for (int b = lid; b < lanes; b += RN_WG) {
