@@ -256,15 +256,11 @@ inline void add_to_global(__global float *p, float v) {
 
 // The group norm and gate of one (token, head) at `base` (norms.cl's group_norm_gate says what),
 // by the whole work-group: the body of group_norm_gate, and of retention_step's last group of a
-// head, which reads o through a volatile pointer as other groups wrote it. decode_layer's program
-// reads g so too (RN_FRESH volatile): it wrote g in the same launch.
+// head, which reads o through a volatile pointer as other groups wrote it.
 // Each work-item reads its RN_DV_PER_ITEM values of o once and keeps them for the second pass.
 // The loops run the same trips in every work-item, the bound tested inside: PoCL 3.1 ran the
 // second loop past the row in two-dimensional groups when each work-item's start was its own.
-#ifndef RN_FRESH
-#define RN_FRESH
-#endif
-inline void head_norm_gate(__global const volatile float *o, __global const RN_FRESH float *g,
+inline void head_norm_gate(__global const volatile float *o, __global const float *g,
                            __global const float *w, __global float *y, size_t base, float eps, int has_weight,
                            int has_gate, __local float *scratch) {
     const int lid = flat_local_id();

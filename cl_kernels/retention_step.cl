@@ -1,7 +1,7 @@
 // retention_step.cl: one token of each of a batch of sequences in the recurrent form, for
-// decoding (the prompt's forms are retention.cl's). A file of its own because three programs
-// build it: the model's, the batch set's (host/ops.c) and decode_layer's, whose phase 1 is the
-// same arithmetic on its own tiles (decode_layer.cl).
+// decoding (the prompt's forms are retention.cl's). A file of its own because two programs
+// build it: the model's and the batch set's (host/ops.c), which has no use for the rest of
+// retention.cl.
 
 // One token in the recurrent form for each of B sequences at the same position, continuing
 // their states; q and k arrive rotated (and k scaled), as the project kernel leaves them.

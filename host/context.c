@@ -134,7 +134,6 @@ rn_status rn_context_init(rn_context **out, const rn_context_options *opts,
     ctx->tuning.work_group = opts->work_group;
     ctx->tuning.project_rows = (int64_t)opts->project_max_rows;
     ctx->tuning.precision = opts->precision;
-    ctx->tuning.one_launch_layer = opts->one_launch_layer;
     ctx->tuning.batch_work_group = opts->batch_work_group;
     atomic_init(&ctx->cancel, 0);
     ctx->id = atomic_fetch_add(&next_context_id, 1);

@@ -99,8 +99,6 @@ typedef struct rn_workspace {
     rt_buffer o;                       /* [rows, Dv] retention output, then gated in place */
     rt_buffer a, b;                    /* [rows, F] */
     rt_buffer logits;                  /* [rows, V] */
-    rt_buffer layer_sync;              /* [RN_DECODE_LAYER_COUNTS + H] uints, decoding one
-                                          sequence: decode_layer's counters */
     rt_buffer step_done;               /* [rows * H] ints, decoding: the groups of each head
                                           that finished a retention step (rn_step_norm) */
     rt_buffer choice;                  /* [rows, 2] int, decoding: a greedy step's choices
@@ -122,10 +120,6 @@ typedef struct rn_workspace {
 } rn_workspace;
 
 #define RN_RECENT_TOKENS 256
-
-/* Whether a single sequence's decoding step runs each layer in one launch (decode_layer.cl,
- * session.c); rn_model_info reports it. */
-bool rn_model_decodes_layer_in_one_launch(const rn_model *model);
 
 /* A session is `batch` independent rows (1 for an ordinary session), each a sequence with its
  * own position, state, scale, recent tokens and last logits. */

@@ -547,7 +547,6 @@ static rn_status rn_model_info_get_locked(const rn_model *m, rn_model_info *info
         .device_dtype = st_dtype_name(m->weights),
         .kv_heads = c->kv_heads,
         .key_embed_dim = c->key_embed_dim,
-        .one_launch_layers = rn_model_decodes_layer_in_one_launch(m),
         .batch_work_group = m->kernels.batch ? (int)m->kernels.batch->wg : 0,
     };
     return RN_OK;

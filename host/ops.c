@@ -39,11 +39,10 @@ void rn_kernels_release(rn_kernels *k) {
                         &k->retention_scan,  &k->retention_sigma,  &k->retention_output,
                         &k->retention_step,  &k->gemm_mma,       &k->gemm_mma_operand,
                         &k->gemm_mma_small, &k->gemm_mma_reduce, &k->gemm_mma_batched,
-                        &k->argmax_rows,     &k->decode_layer};
+                        &k->argmax_rows};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (*all[i]) clReleaseKernel(*all[i]);
     if (k->program) clReleaseProgram(k->program);
-    if (k->layer_program) clReleaseProgram(k->layer_program);
     if (k->batch) {
         rn_kernels_release(k->batch);
         free(k->batch);
@@ -73,9 +72,9 @@ static int shared_constants(char *out, size_t cap) {
     return snprintf(out, cap,
                     "#define RN_ACT_GELU %d\n#define RN_ACT_SWISH %d\n"
                     "#define RN_PROJECT_PLAIN %d\n#define RN_PROJECT_RESIDUAL %d\n#define RN_PROJECT_GLU %d\n"
-                    "#define RN_ARGMAX_DEPTH %d\n#define RN_DECODE_LAYER_COUNTS %d\n",
+                    "#define RN_ARGMAX_DEPTH %d\n",
                     (int)RN_ACT_GELU, (int)RN_ACT_SWISH, (int)RN_PROJECT_PLAIN, (int)RN_PROJECT_RESIDUAL,
-                    (int)RN_PROJECT_GLU, RN_ARGMAX_DEPTH, RN_DECODE_LAYER_COUNTS);
+                    (int)RN_PROJECT_GLU, RN_ARGMAX_DEPTH);
 }
 
 /* The matrix-engine variant of gemm_mma.cl for weights of type `weights`: writes its preamble
@@ -143,10 +142,6 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
     k->mma_rows_from = tuning.project_rows > 0 ? tuning.project_rows + 1 : RN_MMA_ROWS_FROM;
     const bool nvidia = rt->dev.info.nv_cc_major > 0;
     k->groups_hand_off = nvidia || !rt->dev.info.is_gpu;
-    /* decode_layer (its groups wait for each other's counts): where asked for (-1 on NVIDIA
-     * only, any other nonzero value on any device) and where groups hand off. */
-    const bool one_launch_layer =
-        k->groups_hand_off && (tuning.one_launch_layer > 0 || (tuning.one_launch_layer < 0 && nvidia));
     char preamble[1024], mma_defines[128];
     const char *mma = mma_select(rt, tuning, weights, mma_defines, sizeof mma_defines);
     int used = snprintf(preamble, sizeof preamble,
@@ -168,7 +163,6 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
         for (size_t i = 0; i < rn_embedded_kernel_count && n < 32; i++) {
             bool is_common = strcmp(rn_embedded_kernels[i].name, "common.cl") == 0;
             if (is_common != (pass == 0)) continue;
-            if (strcmp(rn_embedded_kernels[i].name, "decode_layer.cl") == 0) continue;  /* a program of its own */
             if (batch_only && !is_common &&
                 !named_in(rn_embedded_kernels[i].name, batch_files, N_NAMES(batch_files)))
                 continue;
@@ -200,25 +194,6 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
         if (st != RN_OK) {
             rn_kernels_release(k);
             return st;
-        }
-    }
-    if (one_launch_layer) {  /* a program of its own, only where it runs */
-        const char *layer_sources[3];
-        size_t layer_lengths[3];
-        char layer_options[96];  /* g written in the launch that reads it (common.cl's RN_FRESH) */
-        snprintf(layer_options, sizeof layer_options, "%s -DRN_FRESH=volatile", options);
-        if ((st = rn_kernel_source("common.cl", &layer_sources[0], &layer_lengths[0], rt->err)) != RN_OK ||
-            (st = rn_kernel_source("retention_step.cl", &layer_sources[1], &layer_lengths[1], rt->err)) != RN_OK ||
-            (st = rn_kernel_source("decode_layer.cl", &layer_sources[2], &layer_lengths[2], rt->err)) != RN_OK ||
-            (st = rt_program_build(rt, preamble, layer_sources, layer_lengths, 3, layer_options,
-                                   &k->layer_program)) != RN_OK ||
-            (st = rt_kernel_create(rt, k->layer_program, "decode_layer", &k->decode_layer)) != RN_OK) {
-            rn_kernels_release(k);
-            return st;
-        }
-        if (rt_kernel_max_group(rt, k->decode_layer) < wg) {  /* too many registers for its groups */
-            clReleaseKernel(k->decode_layer);
-            k->decode_layer = NULL;
         }
     }
     if (mma) {
@@ -274,10 +249,9 @@ static rn_status build_batch_set(rt_runtime *rt, rn_tuning tuning, int64_t proje
         return RN_OK;
     rn_kernels *batch = calloc(1, sizeof *batch);
     if (!batch) return rn_fail(rt->err, RN_ERR_OUT_OF_HOST_MEMORY, "the batch kernels' table");
-    rn_tuning plain = tuning;  /* no matrix-engine kernels, no decode_layer, no set of its own */
+    rn_tuning plain = tuning;  /* no matrix-engine kernels, no set of its own */
     plain.precision = RN_PRECISION_F32;
     plain.mma_emulate = false;
-    plain.one_launch_layer = 0;
     plain.batch_work_group = 0;
     rn_status st = build_with_group(rt, plain, project_rows, dk, dv, weights, wg, true, batch);
     if (st != RN_OK) {
@@ -899,50 +873,4 @@ rn_status rn_op_retention_step(rt_runtime *rt, const rn_kernels *k, rn_retention
     size_t global[3] = {columns, (size_t)k->step_split, (size_t)(batch * shape.heads)};
     size_t local[3] = {tile, (size_t)k->step_split, 1};
     return rt_launch(rt, k->retention_step, "retention_step", args, N_ARGS(args), 3, global, local);
-}
-
-/* decode_layer's units of work (decode_layer.cl), one work-group each: the five phases' units. */
-static size_t decode_layer_units(const rn_kernels *k, int64_t D, int64_t F, int64_t heads, int64_t qkvg_rows) {
-    const int64_t tile = (int64_t)k->wg / k->step_split, tiles = (k->dv / k->step_vec + tile - 1) / tile;
-    return (size_t)((qkvg_rows + 1) / 2 + heads * tiles + (D + 1) / 2 + F + (D + 1) / 2);
-}
-
-bool rn_decode_layer_takes(const rn_kernels *k, int64_t D, int64_t Dv, int64_t F, int64_t heads) {
-    return k->decode_layer && rn_block_elements(k->weights) == 1 && D % 8 == 0 && Dv % 8 == 0 && F % 8 == 0 &&
-           D <= INT32_MAX && F <= INT32_MAX && heads <= INT32_MAX;
-}
-
-rn_status rn_op_decode_layer(rt_runtime *rt, const rn_kernels *k, const rn_decode_layer_args *l) {
-    if (!rn_decode_layer_takes(k, l->D, l->Dv, l->F, l->heads) ||
-        l->sync->bytes < (size_t)(RN_DECODE_LAYER_COUNTS + l->heads) * sizeof(cl_uint))
-        return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT,
-                       "decode_layer cannot take a layer of D %lld, Dv %lld, F %lld on this device",
-                       (long long)l->D, (long long)l->Dv, (long long)l->F);
-    cl_int D = (cl_int)l->D, Dv = (cl_int)l->Dv, F = (cl_int)l->F, H = (cl_int)l->heads;
-    cl_int kv_heads = (cl_int)l->kv_heads, rows = (cl_int)l->qkvg_rows, end0 = (cl_int)l->q_end;
-    cl_int end1 = (cl_int)l->k_end, end2 = (cl_int)l->v_end, half = l->half_split, plain = l->plain;
-    cl_int has_gate = l->g != NULL, has_weight = l->head_norm != NULL, activation = (cl_int)l->activation;
-    float eps = l->eps, alpha = l->alpha, k_scale = l->k_scale;
-    /* Operands the kernel does not read take any valid buffer. */
-    rt_arg args[] = {RT_ARG_BUF(l->x),        RT_ARG_BUF(l->retention_norm),
-                     RT_ARG_BUF(l->ffn_norm), RT_ARG_BUF(l->qkvg),
-                     RT_ARG_BUF(l->out_proj), RT_ARG_BUF(l->ffn_in),
-                     RT_ARG_BUF(l->fc2),      RT_ARG_BUF(l->head_norm ? l->head_norm : l->ffn_norm),
-                     RT_ARG_BUF(l->decays),   RT_ARG_BUF(l->angle),
-                     RT_ARG_BUF(l->positions), RT_ARG_BUF(l->state),
-                     RT_ARG_BUF(l->scale0),   RT_ARG_BUF(l->scale1),
-                     RT_ARG_BUF(l->q),        RT_ARG_BUF(l->k),
-                     RT_ARG_BUF(l->v),        RT_ARG_BUF(l->g ? l->g : l->v),
-                     RT_ARG_BUF(l->o),        RT_ARG_BUF(l->a),
-                     RT_ARG_BUF(l->sync),     RT_ARG_VAL(D),           RT_ARG_VAL(Dv),
-                     RT_ARG_VAL(F),           RT_ARG_VAL(H),
-                     RT_ARG_VAL(kv_heads),    RT_ARG_VAL(rows),
-                     RT_ARG_VAL(end0),        RT_ARG_VAL(end1),
-                     RT_ARG_VAL(end2),        RT_ARG_VAL(half),
-                     RT_ARG_VAL(plain),       RT_ARG_VAL(has_gate),
-                     RT_ARG_VAL(has_weight),  RT_ARG_VAL(activation),
-                     RT_ARG_VAL(eps),         RT_ARG_VAL(alpha),
-                     RT_ARG_VAL(k_scale)};
-    size_t global = k->wg * decode_layer_units(k, l->D, l->F, l->heads, l->qkvg_rows), local = k->wg;
-    return rt_launch(rt, k->decode_layer, "decode_layer", args, N_ARGS(args), 1, &global, &local);
 }

@@ -49,12 +49,6 @@ typedef struct rn_kernels {
                                 retention_step then applies the group norm (rn_step_norm) and
                                 argmax_rows cuts rows into slices; other GPUs keep
                                 group_norm_gate's launch and one group per row */
-    /* One layer of a single sequence's decoding step in one launch (decode_layer.cl), whose
-     * work-groups wait for each other's counts: asked for by rn_tuning.one_launch_layer, only
-     * where groups hand off; decode_layer NULL where not built or the compiler cannot give its
-     * groups RN_WG work-items. */
-    cl_program layer_program;
-    cl_kernel decode_layer;
     const char *mma_variant; /* "nvidia-mma f16", "nvidia-mma bf16", "emulated f16", ...: NULL
                                 without gemm_mma */
     /* rms_norm, retention_step and argmax_rows built again with wider work-groups
@@ -77,8 +71,6 @@ typedef struct rn_tuning {
     bool mma_emulate;        /* selftest only: build gemm_mma.cl's portable stand-in for the
                                 matrix instructions (RN_MMA_EMULATE), to test its tiling and
                                 edges on devices without them */
-    int one_launch_layer;    /* decode_layer: 0 off, -1 on NVIDIA GPUs, 1 wherever groups hand
-                                off (rn_context_options.one_launch_layer) */
     int batch_work_group;    /* rn_kernels.batch's RN_WG: 0 none, N > 0 N
                                 (rn_context_options.batch_work_group) */
 } rn_tuning;
@@ -310,28 +302,5 @@ rn_status rn_op_retention_step(rt_runtime *rt, const rn_kernels *k, rn_retention
                                const rt_buffer *kk, const rt_buffer *v, const rt_buffer *decays,
                                const rt_buffer *positions, rt_buffer *state, rt_buffer *scale0,
                                rt_buffer *scale1, rt_buffer *o, const rn_step_norm *norm);
-
-/* A single sequence's decoding step through one pre-norm layer in one launch (decode_layer.cl):
- * x [D] in place, the layer's state and scale slots updated as rn_op_retention_step does, q, k,
- * v, g, o and a its scratch. The matrices must be single pieces of an unquantized type, D, Dv
- * and F multiples of 8 (rn_decode_layer_takes). */
-typedef struct rn_decode_layer_args {
-    rt_buffer *x;
-    const rt_buffer *retention_norm, *ffn_norm, *head_norm;  /* head_norm NULL: none */
-    const rt_buffer *qkvg, *out_proj, *ffn_in, *fc2;  /* each matrix's one piece */
-    const rt_buffer *decays, *angle, *positions;  /* positions [1]: the sequence's */
-    rt_buffer *state, *scale0, *scale1;
-    rt_buffer *q, *k, *v, *g, *o, *a;             /* g NULL: no output gate */
-    rt_buffer *sync;                              /* RN_DECODE_LAYER_COUNTS + heads uints, zero
-                                                     at first (and left zero) */
-    int64_t D, Dv, F, heads, kv_heads;
-    int64_t q_end, k_end, v_end, qkvg_rows;       /* rn_qkvg_rows's k, v, g and total */
-    bool half_split, plain;
-    rn_activation activation;
-    float eps, alpha, k_scale;
-} rn_decode_layer_args;
-#define RN_DECODE_LAYER_COUNTS 6  /* decode_layer's counters besides one per head */
-bool rn_decode_layer_takes(const rn_kernels *k, int64_t D, int64_t Dv, int64_t F, int64_t heads);
-rn_status rn_op_decode_layer(rt_runtime *rt, const rn_kernels *k, const rn_decode_layer_args *l);
 
 #endif /* RN_OPS_H */

@@ -157,14 +157,6 @@ typedef struct rn_context_options {
                                  models are split; 0: the device's limit. A weight matrix
                                  larger than the limit is held in pieces of whole rows. (The
                                  retnet command reads RETNET_MAX_ALLOC_MIB.) */
-    int one_launch_layer;     /* a single sequence's decoding step runs each layer in one
-                                 launch whose work-groups wait for each other's results instead
-                                 of a launch per product: 0 (the default) off; -1 on NVIDIA GPUs
-                                 only; 1 on every device where work-groups can hand results on
-                                 (NVIDIA GPUs, CPUs). Pre-norm models with unquantized matrices
-                                 in one piece each. Off by default: its speed on a GPU is not
-                                 measured yet (docs/BENCHMARKS.md). (The retnet command reads
-                                 RETNET_ONE_LAUNCH_LAYER.) */
     const char *build_options; /* OpenCL compiler options added to every program the library
                                  builds, to see what the compiler makes of the kernels (NVIDIA's
                                  -cl-nv-verbose: registers and spills per kernel); such builds
@@ -294,9 +286,6 @@ typedef struct rn_model_info {
                                  "BF16", "Q8_0" or "Q4_0" */
     int64_t kv_heads;         /* key/value heads (grouped when below heads) */
     int64_t key_embed_dim;    /* H * dk */
-    int one_launch_layers;    /* 1 where a single sequence's decoding step runs each layer in one
-                                 launch (rn_context_options.one_launch_layer asked for it and the
-                                 device and model allow it), 0 where it launches per product */
     int batch_work_group;     /* work-items of the norms, retention step and argmax that batches
                                  of RN_BATCH_GROUP_ROWS rows or more on the matrix engine take
                                  (the second build rn_context_options.batch_work_group asks

@@ -22,7 +22,7 @@
 
 static void workspace_free(rt_runtime *rt, rn_workspace *ws) {
     rt_buffer *all[] = {&ws->tokens, &ws->positions, &ws->scale_in, &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->g, &ws->o,
-                        &ws->a, &ws->b, &ws->logits, &ws->layer_sync, &ws->step_done, &ws->choice,
+                        &ws->a, &ws->b, &ws->logits, &ws->step_done, &ws->choice,
                         &ws->argmax_winners, &ws->argmax_done, &ws->widened, &ws->stacked, &ws->partial, &ws->x_half,
                         &ws->retention.chunk_states, &ws->retention.sigma, &ws->retention.scores, &ws->retention.keys};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rt_buffer_free(rt, all[i]);
@@ -156,10 +156,6 @@ static rn_status workspace_init(rn_model *m, int64_t rows, rn_mode mode, int64_t
         {&ws->a, r * (size_t)c->ffn_dim * f, "FFN activations"},
         {&ws->b, r * (size_t)c->ffn_dim * f, "FFN gates"},
         {&ws->logits, (size_t)logit_rows * (size_t)c->vocab_size * f, "logits"},
-        {&ws->layer_sync,
-         mode == RN_MODE_RECURRENT && m->kernels.decode_layer
-             ? (RN_DECODE_LAYER_COUNTS + (size_t)c->heads) * sizeof(cl_uint) : 0,
-         "one-launch layer's counters"},
         {&ws->step_done, counted ? r * (size_t)c->heads * sizeof(cl_int) : 0, "step counters"},
         {&ws->choice, mode == RN_MODE_RECURRENT ? r * 2 * sizeof(cl_int) : 0, "greedy choices"},
         {&ws->argmax_winners, counted ? r * RN_ARGMAX_MAX_PARTS * 3 * sizeof(cl_int) : 0, "greedy slices"},
@@ -408,34 +404,6 @@ static rn_status layer_few_rows(const pass *p, int64_t l) {
     return RN_OK;
 }
 
-/* Pre-norm layers whose matrices are each one piece, where the device and the shapes allow it. */
-bool rn_model_decodes_layer_in_one_launch(const rn_model *m) {
-    const rn_config *c = &m->cfg;
-    const rn_layer_weights *w = &m->layers[0];
-    return c->normalize_before && w->qkvg.count == 1 &&
-           w->out_proj.count == 1 && w->ffn_in.count == 1 && w->fc2.count == 1 &&
-           rn_decode_layer_takes(&m->kernels, c->embed_dim, c->value_embed_dim, c->ffn_dim, c->heads);
-}
-
-/* One layer of one sequence's decoding step in one launch. */
-static rn_status layer_fused(const pass *p, int64_t l) {
-    const rn_config *c = p->c;
-    const rn_layer_weights *w = &p->m->layers[l];
-    rn_workspace *ws = p->ws;
-    const rn_decode_layer_args a = {
-        .x = &ws->x, .retention_norm = &w->retention_norm, .ffn_norm = &w->ffn_norm,
-        .head_norm = c->head_norm_weight ? &w->head_norm : NULL, .qkvg = &w->qkvg.pieces[0],
-        .out_proj = &w->out_proj.pieces[0], .ffn_in = &w->ffn_in.pieces[0], .fc2 = &w->fc2.pieces[0],
-        .decays = &p->m->decay, .angle = &p->m->angle, .positions = &ws->positions, .state = &p->s->state[l],
-        .scale0 = &p->s->scale[2 * l], .scale1 = &p->s->scale[2 * l + 1], .q = &ws->q, .k = &ws->k, .v = &ws->v,
-        .g = c->output_gate ? &ws->g : NULL, .o = &ws->o, .a = &ws->a, .sync = &ws->layer_sync,
-        .D = c->embed_dim, .Dv = c->value_embed_dim, .F = c->ffn_dim, .heads = c->heads, .kv_heads = c->kv_heads,
-        .q_end = p->at.k, .k_end = p->at.v, .v_end = p->at.g, .qkvg_rows = p->at.total, .half_split = c->rope_half,
-        .plain = c->plain_retention, .activation = c->activation, .eps = p->eps, .alpha = p->alpha,
-        .k_scale = p->k_scale};
-    return rn_op_decode_layer(p->rt, p->k, &a);
-}
-
 /* y [n, rows of W from row0] = x W^T for a prompt: on the matrix engine where it takes the
  * product, from x rounded to half into ws->x_half (unless `rounded`: the previous product read
  * the same x and left it there), else through SGEMM. */
@@ -568,10 +536,7 @@ static rn_status forward(rn_session *s, rn_workspace *ws, int64_t n, rn_mode mod
                     .k_scale = (float)(1.0 / sqrt((double)c->key_head_dim)), .pre = c->normalize_before,
                     .mma = mma_rows(m, n)};
     const bool prompt = mode != RN_MODE_RECURRENT;
-    const bool one_launch = mode == RN_MODE_RECURRENT && p.n == 1 && rn_model_decodes_layer_in_one_launch(m);
-    rn_status (*layer)(const pass *, int64_t) = one_launch         ? layer_fused
-                                                : few_rows(m, p.n) ? layer_few_rows
-                                                                   : layer_prompt;
+    rn_status (*layer)(const pass *, int64_t) = few_rows(m, p.n) ? layer_few_rows : layer_prompt;
 
     const float embed_scale = c->no_scale_embedding ? 1.0f : (float)sqrt((double)c->embed_dim);
     TRY(rn_matrix_embed(p.rt, p.k, &ws->tokens, p.n, &m->embed, embed_scale, &ws->x));

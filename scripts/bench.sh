@@ -9,9 +9,6 @@
 #   the matrix engines against PyTorch in the same call:    PEER_DIR=DIR bash scripts/bench.sh --engines
 #     (DIR holds shared/bench's peer_graph.py; it runs with and without --compile after retnet
 #     bench, and tools/engine_table.py turns both into $OUT/bench/engines.md)
-#   batch 1 with a launch per product against one launch per layer (decode_layer), twice
-#   each, in turn:                                           bash scripts/bench.sh --layer
-#     (LAYER_PRESETS and ONE_LAUNCH_TRIED, "0 -1" by default, change what it runs)
 set -u
 out=${OUT:-/tmp/retnet-bench}/bench
 mkdir -p "$out"
@@ -21,9 +18,8 @@ case "${1:-}" in
   --nvidia) . scripts/nvidia_env.sh; small=0 ;;
   --quant) . scripts/nvidia_env.sh; small=2 ;;
   --engines) . scripts/nvidia_env.sh; small=3 ;;
-  --layer) . scripts/nvidia_env.sh; small=4 ;;
   --small) small=1 ;;
-  *) echo "usage: bash scripts/bench.sh --nvidia | --small | --quant | --engines | --layer" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/bench.sh --nvidia | --small | --quant | --engines" >&2; exit 2 ;;
 esac
 failures=0
 bench() {  # bench NAME ARGS...: one `retnet bench --json` run
@@ -37,18 +33,7 @@ bench() {  # bench NAME ARGS...: one `retnet bench --json` run
   [ $rc -eq 0 ] || { failures=$((failures + 1)); tail -5 "$out/log.txt"; }
 }
 { date -u; "$retnet" devices; } > "$out/log.txt" 2>&1
-if [ "$small" = 4 ]; then
-  # The lines of one launch per layer carry "layer":"one launch"; a device that cannot run
-  # decode_layer gives lines without it (and the same figures twice).
-  for preset in ${LAYER_PRESETS:-torchscale-1.3b torchscale-6.7b}; do
-    for round in 1 2; do
-      for one_launch in ${ONE_LAUNCH_TRIED:-0 -1}; do
-        RETNET_ONE_LAUNCH_LAYER=$one_launch bench "$preset-one$one_launch-$round" --preset "$preset" --precision auto -p 0 -n 128 \
-          -r 3 --no-ceilings
-      done
-    done
-  done
-elif [ "$small" = 3 ]; then
+if [ "$small" = 3 ]; then
   peers=${PEER_DIR:-../shared/bench}
   [ -f "$peers/peer_graph.py" ] || { echo "no $peers/peer_graph.py: set PEER_DIR" >&2; exit 2; }
   bench ts-1.3b-auto --preset torchscale-1.3b --precision auto -p 2048 -n 128 --batch 1,8,32 -r 3
@@ -78,7 +63,7 @@ else
   bench ts-1.3b-bf16 --preset torchscale-1.3b --weights bf16 -p 0 -n 128 -r 3 --no-ceilings
   bench tiny-startup --preset tiny -p 0 -n 0 --startup --no-ceilings
 fi
-if [ "$small" -lt 3 ] && python3 -c 'import matplotlib' 2>/dev/null; then  # --engines and --layer have no context runs to plot
+if [ "$small" -lt 3 ] && python3 -c 'import matplotlib' 2>/dev/null; then  # --engines has no context runs to plot
   python3 tools/plot_bench.py "$out/results.jsonl" -o "$out/decode_vs_context.png" || failures=$((failures + 1))
 fi
 echo "$failures failed"

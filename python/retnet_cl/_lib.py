@@ -83,10 +83,10 @@ class rn_context_options(ctypes.Structure):
         ("project_max_rows", ctypes.c_size_t),
         ("precision", ctypes.c_int),  # rn_precision
         ("max_allocation", ctypes.c_uint64),
-        ("one_launch_layer", ctypes.c_int),
         ("build_options", ctypes.c_char_p),
         ("build_log", ctypes.c_void_p),  # rn_build_log_fn; the binding sets none
         ("build_log_user", ctypes.c_void_p),
+        ("batch_work_group", ctypes.c_int),
     ]
 
 
@@ -125,7 +125,6 @@ class rn_model_info(ctypes.Structure):
         ("device_dtype", ctypes.c_char_p),
         ("kv_heads", ctypes.c_int64),
         ("key_embed_dim", ctypes.c_int64),
-        ("one_launch_layers", ctypes.c_int),
         ("batch_work_group", ctypes.c_int),
     ]
 

@@ -184,7 +184,6 @@ def _model_info_dict(info):
         "device_dtype": _lib._text(info.device_dtype),
         "kv_heads": info.kv_heads,
         "key_embed_dim": info.key_embed_dim,
-        "one_launch_layers": bool(info.one_launch_layers),
         "batch_work_group": info.batch_work_group,
     }
 

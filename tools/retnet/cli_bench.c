@@ -66,13 +66,10 @@ static const char *bench_usage =
     "two up to 256; default 64 on GPUs, 2 on other devices), RETNET_PROJECT_MAX_ROWS (rows up\n"
     "to which products take the project kernel; default 32, or 4 where the small matrix-engine\n"
     "GEMM takes batches: f16/bf16 on NVIDIA), RETNET_MAX_ALLOC_MIB (the largest single buffer,\n"
-    "when below the device's limit), RETNET_ONE_LAUNCH_LAYER (one launch per layer at batch 1:\n"
-    "-1 on NVIDIA GPUs, 1 on NVIDIA GPUs and CPUs; default 0, off; the JSON lines of batch-1\n"
-    "decoding that ran so carry \"layer\":\"one launch\"),\n"
-    "RETNET_BATCH_WORK_GROUP (work-items of the norms, retention step and argmax of batches of 8\n"
-    "or more on the matrix engine; default 256, 0 for RETNET_WORK_GROUP's; the JSON lines of\n"
-    "those batches carry \"batch_work_group\" where it ran). docs/BENCHMARKS.md has what they\n"
-    "measured.\n";
+    "when below the device's limit), RETNET_BATCH_WORK_GROUP (work-items of the norms,\n"
+    "retention step and argmax of batches of 8 or more on the matrix engine; default 256, 0\n"
+    "for RETNET_WORK_GROUP's; the JSON lines of those batches carry \"batch_work_group\" where\n"
+    "it ran). docs/BENCHMARKS.md has what they measured.\n";
 
 typedef struct bench_options {
     const char *preset, *model, *weights, *device, *mode;
@@ -300,13 +297,13 @@ static void print_result(const bench_run *r, const char *test, long n, long batc
         printf("{\"test\":\"%s\",\"model\":\"%s\",\"weights\":\"%s\",\"precision\":\"%s\",\"device\":\"%s\",\"n\":%ld,\"batch\":%ld,"
                "\"context\":%ld,\"reps\":%d,\"tokens_per_s\":%.3f,\"tokens_per_s_sd\":%.3f,\"ms_per_token\":%.5f,"
                "\"ms_per_token_sd\":%.5f,\"%s\":%.6g,\"roofline\":%s,\"roofline_with_retention\":%s,"
-               "\"device_bytes\":%llu%s%s%s}\n",
+               "\"device_bytes\":%llu%s%s}\n",
                test, r->name, r->info.device_dtype, cli_precision_name(), r->device, n, batch, context, reps, mean, sd, ms_mean, ms_sd,
                decoding ? "bytes_per_step" : "flops", extra, json_fraction(roofline, json_a),
                json_fraction(roofline_all, json_b), (unsigned long long)device_bytes,
                !decoding ? "" : r->o->read_logits ? ",\"step\":\"logits\"" : r->o->chain_steps ? ",\"step\":\"greedy, chained\""
                                                                  : ",\"step\":\"greedy\"",
-               decoding && batch == 1 && r->info.one_launch_layers ? ",\"layer\":\"one launch\"" : "", groups);
+               groups);
         fflush(stdout);
         return;
     }

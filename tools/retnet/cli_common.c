@@ -176,11 +176,10 @@ void cli_context_options(const char *device, int no_cache, rn_context_options *o
     if (no_cache) opts->program_cache = 0;
     /* The tuning knobs are context options; the command takes them from the environment. */
     const char *wg = getenv("RETNET_WORK_GROUP"), *rows = getenv("RETNET_PROJECT_MAX_ROWS");
-    const char *alloc = getenv("RETNET_MAX_ALLOC_MIB"), *one_launch = getenv("RETNET_ONE_LAUNCH_LAYER");
+    const char *alloc = getenv("RETNET_MAX_ALLOC_MIB");
     if (wg && atol(wg) > 0) opts->work_group = (size_t)atol(wg);
     if (rows && atol(rows) > 0) opts->project_max_rows = (size_t)atol(rows);
     if (alloc && atof(alloc) > 0) opts->max_allocation = (uint64_t)(atof(alloc) * 1048576.0);
-    if (one_launch && *one_launch) opts->one_launch_layer = atoi(one_launch);
     const char *batch_wg = getenv("RETNET_BATCH_WORK_GROUP");
     if (batch_wg && *batch_wg) opts->batch_work_group = atoi(batch_wg);
     const char *build = getenv("RETNET_BUILD_OPTIONS");

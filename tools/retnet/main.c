@@ -89,12 +89,10 @@ static const char *usage =
     "on GPUs, 2 elsewhere) and RETNET_PROJECT_MAX_ROWS (rows up to which products take the\n"
     "engine's own kernel instead of SGEMM; default 32); RETNET_MAX_ALLOC_MIB (the largest single\n"
     "buffer to allocate, in MiB, when below the device's own limit: larger weight matrices are\n"
-    "held in pieces); RETNET_ONE_LAUNCH_LAYER (one launch per layer when decoding a single\n"
-    "sequence: -1 on NVIDIA GPUs, 1 on NVIDIA GPUs and CPUs; default 0, off);\n"
-    "RETNET_BATCH_WORK_GROUP (work-items of the norms, retention step and argmax of batches of 8\n"
-    "or more on the matrix engine, a power of two up to 256, or 0 for RETNET_WORK_GROUP's;\n"
-    "default 256); RETNET_BUILD_OPTIONS (OpenCL compiler options to add: every program is\n"
-    "compiled afresh and its build log printed on standard error).\n";
+    "held in pieces); RETNET_BATCH_WORK_GROUP (work-items of the norms, retention step and\n"
+    "argmax of batches of 8 or more on the matrix engine, a power of two up to 256, or 0 for\n"
+    "RETNET_WORK_GROUP's; default 256); RETNET_BUILD_OPTIONS (OpenCL compiler options to add:\n"
+    "every program is compiled afresh and its build log printed on standard error).\n";
 
 static int parse_double(const char *s, double lo, double hi, double *out) {
     char *end;
@@ -339,7 +337,6 @@ static int cmd_info(const options *o) {
     info_line("file tensors", NULL, "%s, %s", buf, i.file_dtype);
     human_bytes(i.device_bytes, buf, sizeof buf);
     info_line("device weights", NULL, "%s, matrices as %s, norms as F32", buf, i.device_dtype);
-    info_line("decoding a layer", NULL, "%s", i.one_launch_layers ? "one launch (RETNET_ONE_LAUNCH_LAYER)" : "a launch per product");
     if (i.batch_work_group) {
         char what[32];
         snprintf(what, sizeof what, "batches of %d+", RN_BATCH_GROUP_ROWS);
