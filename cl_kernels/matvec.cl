@@ -140,6 +140,9 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
         // Reduce the lanes in use, all their sums at once, into sums[v * RN_WG] for sum v.
         const int used = lanes * RN_MV_SUMS;
 #ifdef RN_WARP_SUMS
+#if RN_MV_LANES * RN_MV_SUMS > RN_WG
+#error "project's warp sums take one work-item per sum"
+#endif
         // Each warp's sums by shuffles, then one work-item per sum adds the warps' in order: two
         // barriers instead of one per halving (+6 % at batch 1 of 1.3B on the H100, where each
         // group's closing reduction is a large part of its short life; docs/BENCHMARKS.md).
