@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One call on the NVIDIA machine that checks a build there and times it against another in the
+# same call: the selftest and test_greedy of build A on the GPU, then decoding of A and B in turn
+# (two rounds, so that drift within the call shows), batch 1, 8 and 32 of torchscale-1.3b and
+# batch 1 of 6.7B, then a table of tokens/s by build. Results in $OUT/ab (default OUT
+# /tmp/retnet-ab): results.jsonl (each line starting with its build and round), log.txt,
+# selftest.txt, test_greedy.txt.
+#   through `device`, carry [build-gpu/A, build-gpu/B, .gpu] (build trees made on the development
+#   machine, e.g. B from an older commit in a worktree):
+#     A=build-gpu/main B=build-gpu/base bash scripts/nvidia_ab.sh
+#   LOCAL=1 runs it on this machine's default device with the tiny preset (a dry run).
+set -u
+a=${A:?A: the build tree to check and time}; b=${B:?B: the build tree to time it against}
+out=${OUT:-/tmp/retnet-ab}/ab
+mkdir -p "$out"
+rm -f "$out/results.jsonl" "$out/log.txt"
+if [ -z "${LOCAL:-}" ]; then . scripts/nvidia_env.sh; fi
+export RETNET_PRESET_DIR=${RETNET_PRESET_DIR:-$PWD/models/presets}
+small=${LOCAL:+tiny}
+t0=$SECONDS
+failures=0
+step() { echo "== [$((SECONDS - t0)) s] $*" | tee -a "$out/log.txt"; }
+in_build() { local dir=$1; shift; LD_LIBRARY_PATH=$PWD/$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$@"; }
+check() {  # check NAME COMMAND...: a test of build A, its output in NAME.txt
+  local name=$1; shift; step "$name"
+  in_build "$a" timeout 300 "$@" > "$out/$name.txt" 2>&1
+  local rc=$?
+  tail -1 "$out/$name.txt" | tee -a "$out/log.txt"
+  [ $rc -eq 0 ] || { echo "!! $name exit $rc" | tee -a "$out/log.txt"; failures=$((failures + 1)); }
+}
+bench() {  # bench DIR TAG ARGS...: one `retnet bench --json` run, each line tagged
+  local dir=$1 tag=$2; shift 2; step "$tag: retnet bench $*"
+  in_build "$dir" timeout "${STEP_LIMIT:-120}" "$dir/bin/retnet" bench --json --precision auto --no-ceilings "$@" \
+    2>> "$out/log.txt" | sed "s|^{|{\"run\":\"$tag\",|" >> "$out/results.jsonl"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || failures=$((failures + 1))
+}
+{ date -u; in_build "$a" "$a/bin/retnet" devices; } >> "$out/log.txt" 2>&1
+check selftest "$a/bin/retnet" selftest
+check test_greedy "$a/tests/test_greedy"
+for round in 1 2; do
+  for dir in "$a" "$b"; do
+    tag="$(basename "$dir") $round"
+    bench "$dir" "$tag" --preset "${small:-torchscale-1.3b}" -p 0 -n 128 --batch 1,8,32 -r 3
+    bench "$dir" "$tag" --preset "${small:-torchscale-6.7b}" -p 0 -n 64 --batch 1 -r 2
+  done
+done
+python3 - "$out/results.jsonl" <<'PY' | tee -a "$out/log.txt"
+import json, sys
+rows = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("test") == "tg":
+        rows.setdefault((r["model"], r["batch"]), {})[r["run"]] = r["tokens_per_s"]
+runs = sorted({run for v in rows.values() for run in v})
+print("| model | batch | " + " | ".join(runs) + " |")
+print("| --- | --- |" + " --- |" * len(runs))
+for (model, batch), v in sorted(rows.items()):
+    print(f"| {model} | {batch} | " + " | ".join(f"{v[r]:,.1f}" if r in v else "-" for r in runs) + " |")
+PY
+echo "$failures failed"
+[ "$failures" -eq 0 ]
