@@ -198,17 +198,27 @@ inline float warp_sum(float v) {
     }
     return v;
 }
+
+// A group's sum in two steps around one barrier: each warp leaves its sum of v in
+// totals[warp] (store_warp_sum, every work-item calls it), then the warps' sums are added in
+// order (add_warp_totals). group_sum and project's closing reduction use them.
+inline void store_warp_sum(float v, __local float *totals, int lid) {
+    const float warp_total = warp_sum(v);
+    if (lid % 32 == 0) totals[lid / 32] = warp_total;
+}
+
+inline float add_warp_totals(__local const float *totals) {
+    float total = totals[0];
+    for (int w = 1; w < RN_WG / 32; w++) total += totals[w];
+    return total;
+}
 #endif
 
 inline float group_sum(float value, __local float *scratch) {
 #ifdef RN_WARP_SUMS
-    // Each warp's sum by shuffles, then the warps' sums in order: two barriers whatever RN_WG.
-    const int lid = flat_local_id();
-    const float warp_total = warp_sum(value);
-    if (lid % 32 == 0) scratch[lid / 32] = warp_total;
+    store_warp_sum(value, scratch, flat_local_id());
     barrier(CLK_LOCAL_MEM_FENCE);
-    float total = scratch[0];
-    for (int w = 1; w < RN_WG / 32; w++) total += scratch[w];
+    const float total = add_warp_totals(scratch);
     barrier(CLK_LOCAL_MEM_FENCE);
     return total;
 #else

@@ -144,17 +144,14 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
 #error "project's warp sums take one work-item per sum"
 #endif
         // Each warp's sums by shuffles, then one work-item per sum adds the warps' in order: two
-        // barriers instead of one per halving (+6 % at batch 1 of 1.3B on the H100, where each
-        // group's closing reduction is a large part of its short life; docs/BENCHMARKS.md).
+        // barriers instead of one per halving (+5 % at batch 1 of 1.3B and 6.7B on the H100, where
+        // each group's closing reduction is a large part of its short life; docs/BENCHMARKS.md).
         for (int b = 0; b < RN_MV_LANES; b++)
             if (b < lanes)
-                for (int j = 0; j < RN_MV_SUMS; j++) {
-                    const float warp_total = warp_sum(acc[b][j]);
-                    if (lid % 32 == 0) sums[(b * RN_MV_SUMS + j) * RN_WG + lid / 32] = warp_total;
-                }
+                for (int j = 0; j < RN_MV_SUMS; j++)
+                    store_warp_sum(acc[b][j], sums + (b * RN_MV_SUMS + j) * RN_WG, lid);
         barrier(CLK_LOCAL_MEM_FENCE);
-        if (lid < used)
-            for (int w = 1; w < RN_WG / 32; w++) sums[lid * RN_WG] += sums[lid * RN_WG + w];
+        if (lid < used) sums[lid * RN_WG] = add_warp_totals(sums + lid * RN_WG);
         barrier(CLK_LOCAL_MEM_FENCE);
 #else
         for (int b = 0; b < RN_MV_LANES; b++)
