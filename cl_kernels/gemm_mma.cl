@@ -259,12 +259,18 @@ void gemm_mma(__global const ushort *x, int M, int K, __global const ushort *w, 
  * RN_MMA_EMULATE computes each m16n8k16 from the 32 lanes' registers exactly as PTX lays them
  * out (through local memory, between barriers), so the fragment assembly is tested too.
  */
+/* The tile comes from the preamble (host/ops.h, RN_MS_*), so that the host's grid and slices
+ * and the kernel cannot disagree. */
 #define MS_WARPS 4
-#define MS_NF 4                          /* 8-column fragments per warp */
-#define MS_BN (MS_WARPS * MS_NF * 8)     /* 128 columns per work-group */
-#define MS_MF 4                          /* 16-row fragments: 64 rows per work-group */
-#define MS_KC 128                        /* K per chunk held in registers */
-#define MS_LD (MS_KC + 32)               /* halves per local row of x */
+#define MS_NF RN_MS_NF                   /* 8-column fragments per warp */
+#define MS_BN (MS_WARPS * MS_NF * 8)     /* columns per work-group */
+#define MS_MF RN_MS_MF                   /* 16-row fragments per work-group */
+#define MS_KC RN_MS_KC                   /* K per chunk held in registers */
+#if RN_MS_XK                             /* x of the whole slice staged once, no barrier per chunk */
+#define MS_LD (RN_MS_XK + 32)            /* halves per local row of x (64 mod 128 bytes) */
+#else
+#define MS_LD (MS_KC + 32)
+#endif
 
 #ifdef RN_MMA_EMULATE
 /* One m16n8k16 of the warp whose 32 lanes' registers pass through E (6 uints a lane). Every
@@ -319,6 +325,25 @@ void gemm_mma_small(__global const float *x, int M, int K, __global const ushort
         for (int j = 0; j < MS_NF; j++)
             for (int e = 0; e < 4; e++) c[i][j][e] = 0.0f;
 
+#if RN_MS_XK
+    {   /* x's rows [m0, m0 + 16 mf) over the slice, rounded up to whole steps of 32 (zeros past
+         * M and past the slice), four loads in flight per work-item. */
+        const int quads = ((k_end - k_begin + 31) / 32) * 8, total = mf * 16 * quads;
+        for (int base = tid; base < total; base += 4 * MS_WARPS * 32) {
+            float4 v[4];
+            for (int u = 0; u < 4; u++) {
+                const int i = base + u * MS_WARPS * 32, r = i / quads, col = k_begin + 4 * (i % quads);
+                v[u] = i < total && r < rows && col < k_end ? vload4(0, x + (size_t)(m0 + r) * (size_t)K + (size_t)col)
+                                                            : (float4)(0.0f);
+            }
+            for (int u = 0; u < 4; u++) {
+                const int i = base + u * MS_WARPS * 32;
+                if (i < total) mma_store4(v[u], Xs + ((i / quads) * MS_LD + 4 * (i % quads)) / 2);
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+#endif
     for (int kc = k_begin; kc < k_end; kc += MS_KC) {
         /* This warp's W for the chunk, all loads in flight together. */
         uint4 wr[MS_NF][MS_KC / 32];
@@ -328,6 +353,10 @@ void gemm_mma_small(__global const float *x, int M, int K, __global const ushort
                 wr[j][s] = n < N && col < k_end ? *(__global const uint4 *)(wt + (size_t)n * (size_t)K + (size_t)col)
                                                 : (uint4)(0u);
             }
+#if RN_MS_XK
+        const int xcol = kc - k_begin;
+#else
+        const int xcol = 0;
         /* x's rows [m0, m0 + 16 mf) for the chunk, as halves (zeros past M and past the slice). */
         for (int i = tid; i < mf * 16 * (MS_KC / 4); i += MS_WARPS * 32) {
             const int r = i / (MS_KC / 4), q = i % (MS_KC / 4), col = kc + 4 * q;
@@ -336,20 +365,23 @@ void gemm_mma_small(__global const float *x, int M, int K, __global const ushort
             mma_store4(v, Xs + (r * MS_LD + 4 * q) / 2);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+#endif
         const int steps = min(MS_KC / 32, (k_end - kc + 31) / 32);
         for (int s = 0; s < MS_KC / 32; s++) {
             if (s >= steps) break;  /* the same for the whole group */
             for (int i = 0; i < MS_MF; i++) {
                 if (i >= mf) break;
-                const uint4 lo = *(__local const uint4 *)(Xs + ((16 * i + g) * MS_LD + 32 * s + 8 * t) / 2);
-                const uint4 hi = *(__local const uint4 *)(Xs + ((16 * i + g + 8) * MS_LD + 32 * s + 8 * t) / 2);
+                const uint4 lo = *(__local const uint4 *)(Xs + ((16 * i + g) * MS_LD + xcol + 32 * s + 8 * t) / 2);
+                const uint4 hi = *(__local const uint4 *)(Xs + ((16 * i + g + 8) * MS_LD + xcol + 32 * s + 8 * t) / 2);
                 for (int j = 0; j < MS_NF; j++) {
                     MS_MMA(c[i][j], lo.x, hi.x, lo.y, hi.y, wr[j][s].x, wr[j][s].y);
                     MS_MMA(c[i][j], lo.z, hi.z, lo.w, hi.w, wr[j][s].z, wr[j][s].w);
                 }
             }
         }
+#if !RN_MS_XK
         barrier(CLK_LOCAL_MEM_FENCE);  /* the next chunk overwrites Xs */
+#endif
     }
 
     /* C fragment (i, j) element e: row 16 i + g + 8 (e / 2), column 8 j + 2t + e % 2. */

@@ -72,9 +72,10 @@ static int shared_constants(char *out, size_t cap) {
     return snprintf(out, cap,
                     "#define RN_ACT_GELU %d\n#define RN_ACT_SWISH %d\n"
                     "#define RN_PROJECT_PLAIN %d\n#define RN_PROJECT_RESIDUAL %d\n#define RN_PROJECT_GLU %d\n"
-                    "#define RN_ARGMAX_DEPTH %d\n",
+                    "#define RN_ARGMAX_DEPTH %d\n"
+                    "#define RN_MS_NF %d\n#define RN_MS_MF %d\n#define RN_MS_KC %d\n#define RN_MS_XK %d\n",
                     (int)RN_ACT_GELU, (int)RN_ACT_SWISH, (int)RN_PROJECT_PLAIN, (int)RN_PROJECT_RESIDUAL,
-                    (int)RN_PROJECT_GLU, RN_ARGMAX_DEPTH);
+                    (int)RN_PROJECT_GLU, RN_ARGMAX_DEPTH, RN_MS_NF, RN_MS_MF, RN_MS_KC, RN_MS_XK);
 }
 
 /* The matrix-engine variant of gemm_mma.cl for weights of type `weights`: writes its preamble
@@ -467,11 +468,13 @@ rn_status rn_op_linear_mma(rt_runtime *rt, const rn_kernels *k, const rt_buffer 
  * reads back: at batch 32 of a 1.3B model, with four per compute unit, 1.3 GB a step beside
  * the 2.6 GB of weights. Two per compute unit decoded batch 32 3.8 % faster (1.3B) and 5.7 %
  * (6.7B) on an H100, one slower than four (docs/bench-splits-h100.jsonl). */
-#define MS_BN 128
 int64_t rn_mma_slices(const rn_kernels *k, int64_t in, int64_t width, int64_t *kper) {
-    const int64_t blocks = (width + MS_BN - 1) / MS_BN, steps = (in + 31) / 32;
+    const int64_t blocks = (width + RN_MS_COLS - 1) / RN_MS_COLS, steps = (in + 31) / 32;
     int64_t splits = (2 * (int64_t)k->compute_units + blocks - 1) / blocks;
     if (splits > (in + 255) / 256) splits = (in + 255) / 256;
+#if RN_MS_XK > 0
+    if (splits < (steps + RN_MS_XK / 32 - 1) / (RN_MS_XK / 32)) splits = (steps + RN_MS_XK / 32 - 1) / (RN_MS_XK / 32);
+#endif
     if (splits < 1) splits = 1;
     const int64_t per = (steps + splits - 1) / splits;
     *kper = 32 * per;
@@ -538,7 +541,9 @@ rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projec
     rt_arg gemm_args[] = {RT_ARG_BUF(p->x),     RT_ARG_VAL(M),        RT_ARG_VAL(K),        RT_ARG_BUF(p->W),
                           RT_ARG_VAL(first),    RT_ARG_VAL(N),        RT_ARG_VAL(kper),     RT_ARG_BUF(partial),
                           RT_ARG_VAL(add_into), RT_ARG_BUF(p->y[0]),  RT_ARG_VAL(y_ld),     RT_ARG_VAL(y_col0)};
-    size_t global[3] = {(size_t)((width + MS_BN - 1) / MS_BN) * 128, (size_t)splits, 1}, local[3] = {128, 1, 1};
+    size_t global[3] = {(size_t)((width + RN_MS_COLS - 1) / RN_MS_COLS) * 128, (size_t)splits,
+                        (size_t)((M + 16 * RN_MS_MF - 1) / (16 * RN_MS_MF))},
+           local[3] = {128, 1, 1};
     epilogue e;
     rn_status st = epilogue_of(rt, k, p, &e);
     if (st == RN_OK)

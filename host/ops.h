@@ -197,6 +197,18 @@ typedef struct rn_projection {
 
 rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection *p);
 
+/* gemm_mma_small's tile (cl_kernels/gemm_mma.cl, through every program's preamble): work-groups
+ * of 4 warps, each warp RN_MS_NF fragments of 8 columns, RN_MS_MF fragments of 16 rows per
+ * work-group, W held in registers RN_MS_KC columns of K at a time; where RN_MS_XK > 0 each
+ * work-group stages its slice of x once, so slices are at most RN_MS_XK wide. */
+#ifndef RN_MS_NF
+#define RN_MS_NF 4
+#define RN_MS_MF 4
+#define RN_MS_KC 128
+#define RN_MS_XK 0
+#endif
+#define RN_MS_COLS (4 * 8 * RN_MS_NF)
+
 /* Rows up to which gemm_mma_small takes products (one work-group's 64 rows; beyond, gemm_mma's
  * 128 x 128 tiles fill the device). */
 #define RN_MMA_SMALL_ROWS 64

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # One call on the NVIDIA machine that checks a build there and times it against another in the
-# same call: the selftest and test_greedy of build A on the GPU, then decoding of A and B in turn
-# (two rounds, so that drift within the call shows), batch 1, 8 and 32 of torchscale-1.3b and
-# batch 1 of 6.7B, then a table of tokens/s by build. Results in $OUT/ab (default OUT
+# same call: the selftest and test_greedy of build A on the GPU, then decoding of A and each build
+# of B in turn (two rounds, so that drift within the call shows), batch 1, 8 and 32 of
+# torchscale-1.3b and batch 1 and 32 of 6.7B, then a table of tokens/s by build. Results in $OUT/ab (default OUT
 # /tmp/retnet-ab): results.jsonl (each line starting with its build and round), log.txt,
 # selftest.txt, test_greedy.txt.
-#   through `device`, carry [build-gpu/A, build-gpu/B, .gpu] (build trees made on the development
-#   machine, e.g. B from an older commit in a worktree):
-#     A=build-gpu/main B=build-gpu/base bash scripts/nvidia_ab.sh
+#   through `device`, carry [build-gpu/A, build-gpu/B..., .gpu] (build trees made on the development
+#   machine, e.g. B from an older commit in a worktree, or several separated by spaces):
+#     A=build-gpu/main B="build-gpu/base build-gpu/other" bash scripts/nvidia_ab.sh
 #   LOCAL=1 runs it on this machine's default device with the tiny preset (a dry run).
 set -u
-a=${A:?A: the build tree to check and time}; b=${B:?B: the build tree to time it against}
+a=${A:?A: the build tree to check and time}; b=${B:?B: the build trees to time it against}
 out=${OUT:-/tmp/retnet-ab}/ab
 mkdir -p "$out"
 rm -f "$out/results.jsonl" "$out/log.txt"
@@ -38,10 +38,10 @@ bench() {  # bench DIR TAG ARGS...: one `retnet bench --json` run, each line tag
 check selftest "$a/bin/retnet" selftest
 check test_greedy "$a/tests/test_greedy"
 for round in 1 2; do
-  for dir in "$a" "$b"; do
+  for dir in "$a" $b; do
     tag="$(basename "$dir") $round"
-    bench "$dir" "$tag" --preset "${small:-torchscale-1.3b}" -p 0 -n 128 --batch 1,8,32 -r 3
-    bench "$dir" "$tag" --preset "${small:-torchscale-6.7b}" -p 0 -n 64 --batch 1 -r 2
+    bench "$dir" "$tag" --preset "${small:-torchscale-1.3b}" -p 0 -n 128 --batch 1,8,32 -r 2
+    bench "$dir" "$tag" --preset "${small:-torchscale-6.7b}" -p 0 -n 64 --batch 1,32 -r 2
   done
 done
 python3 - "$out/results.jsonl" <<'PY' | tee -a "$out/log.txt"
