@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# One call on the NVIDIA machine that checks a build there and times it against another in the
-# same call: the selftest and test_greedy of build A on the GPU, then decoding of A and each build
-# of B in turn (two rounds, so that drift within the call shows), batch 1, 8 and 32 of
-# torchscale-1.3b and batch 1 and 32 of 6.7B, then a table of tokens/s by build. Results in $OUT/ab (default OUT
-# /tmp/retnet-ab): results.jsonl (each line starting with its build and round), log.txt,
-# selftest.txt, test_greedy.txt.
-#   through `device`, carry [build-gpu/A, build-gpu/B..., .gpu] (build trees made on the development
-#   machine, e.g. B from an older commit in a worktree, or several separated by spaces):
+# One call on the NVIDIA machine that checks a build there and times it against others in the
+# same call: the selftest and test_greedy of build A on the GPU, then, in turn and in ROUNDS
+# rounds (default 2, so that drift within the call shows), each build of A and B and each of
+# SETTINGS on build A: decoding batch 1, 8 and 32 of torchscale-1.3b, batch 1 and 32 of 6.7B, and
+# a 2048-token prefill of 1.3B; then a table of tokens/s by run. Results in $OUT/ab (default OUT
+# /tmp/retnet-ab): results.jsonl (each line starting with its run), log.txt, selftest.txt,
+# test_greedy.txt.
+#   through `device`, carry [build-gpu/A, build-gpu/B..., .gpu] (trees from
+#   scripts/build_variants.sh: tile variants, or an older commit's tree from a worktree):
 #     A=build-gpu/main B="build-gpu/base build-gpu/other" bash scripts/nvidia_ab.sh
+#   SETTINGS: environment assignments for build A, separated by ';', each a run of its own
+#   (labelled A~1, A~2, ... in the table), e.g.
+#     SETTINGS="RETNET_BUILD_OPTIONS=-DGM_BK=32 -DGM_STAGES=2;RETNET_WORK_GROUP=32"
 #   LOCAL=1 runs it on this machine's default device with the tiny preset (a dry run).
 set -u
-a=${A:?A: the build tree to check and time}; b=${B:?B: the build trees to time it against}
+a=${A:?A: the build tree to check and time}; b=${B:-}
 out=${OUT:-/tmp/retnet-ab}/ab
 mkdir -p "$out"
 rm -f "$out/results.jsonl" "$out/log.txt"
@@ -28,20 +32,28 @@ check() {  # check NAME COMMAND...: a test of build A, its output in NAME.txt
   tail -1 "$out/$name.txt" | tee -a "$out/log.txt"
   [ $rc -eq 0 ] || { echo "!! $name exit $rc" | tee -a "$out/log.txt"; failures=$((failures + 1)); }
 }
-bench() {  # bench DIR TAG ARGS...: one `retnet bench --json` run, each line tagged
-  local dir=$1 tag=$2; shift 2; step "$tag: retnet bench $*"
-  in_build "$dir" timeout "${STEP_LIMIT:-120}" "$dir/bin/retnet" bench --json --precision auto --no-ceilings "$@" \
-    2>> "$out/log.txt" | sed "s|^{|{\"run\":\"$tag\",|" >> "$out/results.jsonl"
+bench() {  # bench DIR SETTING TAG ARGS...: one `retnet bench --json` run, each line tagged
+  local dir=$1 setting=$2 tag=$3; shift 3; step "$tag${setting:+ ($setting)}: retnet bench $*"
+  in_build "$dir" env ${setting:+"$setting"} timeout "${STEP_LIMIT:-120}" "$dir/bin/retnet" bench --json \
+    --precision auto --no-ceilings "$@" 2>> "$out/log.txt" | sed "s|^{|{\"run\":\"$tag\",|" >> "$out/results.jsonl"
   [ "${PIPESTATUS[0]}" -eq 0 ] || failures=$((failures + 1))
 }
 { date -u; in_build "$a" "$a/bin/retnet" devices; } >> "$out/log.txt" 2>&1
 check selftest "$a/bin/retnet" selftest
 check test_greedy "$a/tests/test_greedy"
-for round in 1 2; do
-  for dir in "$a" $b; do
-    tag="$(basename "$dir") $round"
-    bench "$dir" "$tag" --preset "${small:-torchscale-1.3b}" -p 0 -n 128 --batch 1,8,32 -r 2
-    bench "$dir" "$tag" --preset "${small:-torchscale-6.7b}" -p 0 -n 64 --batch 1,32 -r 2
+runs=()  # "dir|setting|label"
+for dir in "$a" $b; do runs+=("$dir||$(basename "$dir")"); done
+IFS=';' read -r -a settings <<< "${SETTINGS:-}"
+for i in "${!settings[@]}"; do
+  runs+=("$a|${settings[$i]}|$(basename "$a")~$((i + 1))")
+  echo "$(basename "$a")~$((i + 1)): ${settings[$i]}" | tee -a "$out/log.txt"
+done
+for round in $(seq "${ROUNDS:-2}"); do
+  for run in "${runs[@]}"; do
+    IFS='|' read -r dir setting label <<< "$run"
+    bench "$dir" "$setting" "$label $round" --preset "${small:-torchscale-1.3b}" -p 0 -n 128 --batch 1,8,32 -r 2
+    bench "$dir" "$setting" "$label $round" --preset "${small:-torchscale-6.7b}" -p 0 -n 64 --batch 1,32 -r 2
+    bench "$dir" "$setting" "$label $round" --preset "${small:-torchscale-1.3b}" -p 2048 -n 0 -r 2
   done
 done
 python3 - "$out/results.jsonl" <<'PY' | tee -a "$out/log.txt"
@@ -49,13 +61,13 @@ import json, sys
 rows = {}
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    if r.get("test") == "tg":
-        rows.setdefault((r["model"], r["batch"]), {})[r["run"]] = r["tokens_per_s"]
+    if r.get("test", "")[:2] in ("tg", "pp"):
+        rows.setdefault((r["model"], r["test"][:2], r["batch"]), {})[r["run"]] = r["tokens_per_s"]
 runs = sorted({run for v in rows.values() for run in v})
-print("| model | batch | " + " | ".join(runs) + " |")
-print("| --- | --- |" + " --- |" * len(runs))
-for (model, batch), v in sorted(rows.items()):
-    print(f"| {model} | {batch} | " + " | ".join(f"{v[r]:,.1f}" if r in v else "-" for r in runs) + " |")
+print("| model | test | batch | " + " | ".join(runs) + " |")
+print("| --- | --- | --- |" + " --- |" * len(runs))
+for (model, test, batch), v in sorted(rows.items()):
+    print(f"| {model} | {test} | {batch} | " + " | ".join(f"{v[r]:,.1f}" if r in v else "-" for r in runs) + " |")
 PY
 echo "$failures failed"
 [ "$failures" -eq 0 ]
