@@ -89,22 +89,11 @@ __kernel void gemm_mma_operand(__global const float *src, __global uint *dst) {
 #endif
 }
 
-/* K per step: 16, or 32 with GM_STAGES 2 (the same 40 KiB: half the barriers per product, one
- * step ahead instead of three; a build option, RETNET_BUILD_OPTIONS="-DGM_BK=32 -DGM_STAGES=2",
- * until it is timed against the default). */
-#ifndef GM_BK
 #define GM_BK 16
-#endif
-#define GM_LD (GM_BK + 8)               /* halves per local row: 48 or 80 bytes, see above */
+#define GM_LD 24                        /* halves per local row */
 #define GM_TILE (128 * GM_LD / 2)       /* uints per stage of one operand */
 #ifndef GM_STAGES
 #define GM_STAGES 4                     /* 48 KiB of local memory in all */
-#endif
-#if GM_BK != 16 && GM_BK != 32
-#error "gemm_mma's K step is 16 or 32"
-#endif
-#if GM_STAGES * GM_TILE * 8 > 49152
-#error "gemm_mma's stages exceed 48 KiB of local memory"
 #endif
 
 #ifdef RN_NV_MMA
@@ -129,18 +118,15 @@ __kernel void gemm_mma_operand(__global const float *src, __global uint *dst) {
 #define GM_PENDING 2
 #endif
 
-/* This work-item's 16-byte pieces (GM_BK / 16 of them) of rows [r0, r0 + 128) of a [rows, K]
- * half matrix, k [k0, k0 + GM_BK), into dst: piece p = tid + 256 u is row p / (GM_BK / 8),
- * halves 8 (p % (GM_BK / 8)); zeros past the rows or K. */
+/* One 16-byte piece of rows [r0, r0 + 128) of a [rows, K] half matrix, k [k0, k0 + 16), into
+ * dst: row tid / 2, halves 8 (tid % 2); zeros past the rows or K. */
 inline void gm_stage(__local uint *dst, __global const ushort *src, int r0, int rows, int K, int k0, int tid) {
-    for (int u = 0; u < GM_BK / 16; u++) {
-        const int p = tid + 256 * u, r = p / (GM_BK / 8), piece = p % (GM_BK / 8), col = k0 + 8 * piece;
-        __local uint *to = dst + (r * GM_LD + 8 * piece) / 2;
-        if (r0 + r < rows && col < K)
-            GM_COPY(to, src + (size_t)(r0 + r) * (size_t)K + (size_t)col);
-        else
-            *(__local uint4 *)to = (uint4)(0u);
-    }
+    const int r = tid >> 1, col = k0 + 8 * (tid & 1);
+    __local uint *to = dst + (r * GM_LD + 8 * (tid & 1)) / 2;
+    if (r0 + r < rows && col < K)
+        GM_COPY(to, src + (size_t)(r0 + r) * (size_t)K + (size_t)col);
+    else
+        *(__local uint4 *)to = (uint4)(0u);
 }
 
 __kernel __attribute__((reqd_work_group_size(256, 1, 1)))
@@ -186,25 +172,23 @@ void gemm_mma(__global const ushort *x, int M, int K, __global const ushort *w, 
 
         __local const uint *A = As + (step % GM_STAGES) * GM_TILE, *B = Bs + (step % GM_STAGES) * GM_TILE;
 #ifdef RN_NV_MMA
-        for (int kk = 0; kk < GM_BK; kk += 16) {
-            uint a[4][4], b[4][2];
-            for (int i = 0; i < 4; i++) {
-                const int row = wm + 16 * i + (lane & 15), col = kk + 8 * (lane >> 4);
-                asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                             : "=r"(a[i][0]), "=r"(a[i][1]), "=r"(a[i][2]), "=r"(a[i][3])
-                             : "r"(mma_local_address(A + (row * GM_LD + col) / 2))
-                             : "memory");
-            }
-            for (int j = 0; j < 2; j++) {
-                const int n = wn + 16 * j + (lane & 7) + 8 * (lane >> 4), col = kk + 8 * ((lane >> 3) & 1);
-                asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                             : "=r"(b[2 * j][0]), "=r"(b[2 * j][1]), "=r"(b[2 * j + 1][0]), "=r"(b[2 * j + 1][1])
-                             : "r"(mma_local_address(B + (n * GM_LD + col) / 2))
-                             : "memory");
-            }
-            for (int i = 0; i < 4; i++)
-                for (int j = 0; j < 4; j++) MMA_SYNC(c[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b[j][0], b[j][1]);
+        uint a[4][4], b[4][2];
+        for (int i = 0; i < 4; i++) {
+            const int row = wm + 16 * i + (lane & 15), col = 8 * (lane >> 4);
+            asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                         : "=r"(a[i][0]), "=r"(a[i][1]), "=r"(a[i][2]), "=r"(a[i][3])
+                         : "r"(mma_local_address(A + (row * GM_LD + col) / 2))
+                         : "memory");
         }
+        for (int j = 0; j < 2; j++) {
+            const int n = wn + 16 * j + (lane & 7) + 8 * (lane >> 4), col = 8 * ((lane >> 3) & 1);
+            asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                         : "=r"(b[2 * j][0]), "=r"(b[2 * j][1]), "=r"(b[2 * j + 1][0]), "=r"(b[2 * j + 1][1])
+                         : "r"(mma_local_address(B + (n * GM_LD + col) / 2))
+                         : "memory");
+        }
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) MMA_SYNC(c[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b[j][0], b[j][1]);
 #else
         /* The fragments' owners, as mma.sync lays them out: lane = 4 g + t holds rows g and
          * g + 8, columns 2t and 2t + 1 of each 16 x 8 fragment of C. */

@@ -11,7 +11,7 @@
 #     A=build-gpu/main B="build-gpu/base build-gpu/other" bash scripts/nvidia_ab.sh
 #   SETTINGS: environment assignments for build A, separated by ';', each a run of its own
 #   (labelled A~1, A~2, ... in the table), e.g.
-#     SETTINGS="RETNET_BUILD_OPTIONS=-DGM_BK=32 -DGM_STAGES=2;RETNET_WORK_GROUP=32"
+#     SETTINGS="RETNET_WORK_GROUP=32;RETNET_WORK_GROUP=128"
 #   LOCAL=1 runs it on this machine's default device with the tiny preset (a dry run).
 set -u
 a=${A:?A: the build tree to check and time}; b=${B:-}
