@@ -235,7 +235,8 @@ void gemm_mma(__global const ushort *x, int M, int K, __global const ushort *w, 
 /*
  * gemm_mma_small: the same product for few rows of x (decoding batches, short prompts: M <= 64 per
  * work-group), where 128 x 128 tiles leave most of the device idle and the time goes into reading W
- * once. A work-group of 4 warps owns 128 columns of y (32 per warp: four 8-column fragments; with
+ * once. The default tile (host/ops.h, RN_MS_*, which builds may change): a work-group of 4 warps
+ * owns 128 columns of y (32 per warp: four 8-column fragments; with
  * 64 columns every work-group staged x once for half as many weights, and decoding a 6.7B batch of
  * 32 on an H100 ran at 1,461 tokens/s against 1,605 now) and one slice [split * kper, +kper) of K
  * (split-K: grid dimension 1), so that even N = 2048 gives hundreds of work-groups; its partial
@@ -271,6 +272,9 @@ void gemm_mma(__global const ushort *x, int M, int K, __global const ushort *w, 
 #else
 #define MS_LD (MS_KC + 32)
 #endif
+#if MS_KC % 64 || RN_MS_XK % 64 || MS_MF * 16 * MS_LD * 2 > 49152
+#error "gemm_mma_small's tile: chunks and slices of x a multiple of 64, x within 48 KiB of local memory"
+#endif
 
 #ifdef RN_MMA_EMULATE
 /* One m16n8k16 of the warp whose 32 lanes' registers pass through E (6 uints a lane). Every
@@ -299,7 +303,8 @@ inline void ms_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b
 #define MS_MMA MMA_SYNC
 #endif
 
-/* global (ceil(N / 64) * 128, splits, ceil(M / 64)), local (128, 1, 1); kper a multiple of 32.
+/* global (ceil(N / MS_BN) * 128, splits, ceil(M / (16 MS_MF))), local (128, 1, 1); kper a multiple
+ * of 32, at most RN_MS_XK where x is staged once.
  * add_into: each slice adds its sums straight into y ([M] rows y_ld apart, columns from y_col0) by
  * atomic adds instead of writing part: a residual y += x W^T, whose epilogue is only that sum,
  * then needs no gemm_mma_reduce launch. */

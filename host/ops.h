@@ -200,7 +200,8 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
 /* gemm_mma_small's tile (cl_kernels/gemm_mma.cl, through every program's preamble): work-groups
  * of 4 warps, each warp RN_MS_NF fragments of 8 columns, RN_MS_MF fragments of 16 rows per
  * work-group, W held in registers RN_MS_KC columns of K at a time; where RN_MS_XK > 0 each
- * work-group stages its slice of x once, so slices are at most RN_MS_XK wide. */
+ * work-group stages its slice of x once, so slices are at most RN_MS_XK wide. A build defines all
+ * four or none (scripts/build_variants.sh makes such builds for timing; the kernel checks them). */
 #ifndef RN_MS_NF
 #define RN_MS_NF 4
 #define RN_MS_MF 4
