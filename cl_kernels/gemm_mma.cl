@@ -307,10 +307,16 @@ inline void ms_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b
  * of 32, at most RN_MS_XK where x is staged once.
  * add_into: each slice adds its sums straight into y ([M] rows y_ld apart, columns from y_col0) by
  * atomic adds instead of writing part: a residual y += x W^T, whose epilogue is only that sum,
- * then needs no gemm_mma_reduce launch. */
+ * then needs no gemm_mma_reduce launch.
+ * normalize (1, or 2 with the weight `norm` [K]): the RMSNorm before the product, folded in as the
+ * project kernel folds it: x is multiplied by `norm` as it is staged, and the work-groups of the
+ * first column block write their slice's sums of squares of x, part[ss_first + split M + row],
+ * from which gemm_mma_reduce scales each output row. (Each work-group summing the whole row
+ * instead was slower than the norm's own launch, docs/BENCHMARKS.md.) */
 __kernel __attribute__((reqd_work_group_size(128, 1, 1)))
 void gemm_mma_small(__global const float *x, int M, int K, __global const ushort *w, ulong w_first, int N,
-                    int kper, __global float *part, int add_into, __global float *y, int y_ld, int y_col0) {
+                    int kper, __global float *part, int add_into, __global float *y, int y_ld, int y_col0,
+                    int normalize, __global const float *norm, ulong ss_first) {
     __local uint Xs[MS_MF * 16 * MS_LD / 2] __attribute__((aligned(16)));
 #ifdef RN_MMA_EMULATE
     __local uint Eall[MS_WARPS * 32 * 6];
@@ -340,6 +346,7 @@ void gemm_mma_small(__global const float *x, int M, int K, __global const ushort
                 const int i = base + u * MS_WARPS * 32, r = i / quads, col = k_begin + 4 * (i % quads);
                 v[u] = i < total && r < rows && col < k_end ? vload4(0, x + (size_t)(m0 + r) * (size_t)K + (size_t)col)
                                                             : (float4)(0.0f);
+                if (normalize == 2 && col < k_end) v[u] *= vload4(0, norm + col);
             }
             for (int u = 0; u < 4; u++) {
                 const int i = base + u * MS_WARPS * 32;
@@ -365,8 +372,9 @@ void gemm_mma_small(__global const float *x, int M, int K, __global const ushort
         /* x's rows [m0, m0 + 16 mf) for the chunk, as halves (zeros past M and past the slice). */
         for (int i = tid; i < mf * 16 * (MS_KC / 4); i += MS_WARPS * 32) {
             const int r = i / (MS_KC / 4), q = i % (MS_KC / 4), col = kc + 4 * q;
-            const float4 v = r < rows && col < k_end ? vload4(0, x + (size_t)(m0 + r) * (size_t)K + (size_t)col)
-                                                     : (float4)(0.0f);
+            float4 v = r < rows && col < k_end ? vload4(0, x + (size_t)(m0 + r) * (size_t)K + (size_t)col)
+                                               : (float4)(0.0f);
+            if (normalize == 2 && col < k_end) v *= vload4(0, norm + col);
             mma_store4(v, Xs + (r * MS_LD + 4 * q) / 2);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
@@ -399,18 +407,44 @@ void gemm_mma_small(__global const float *x, int M, int K, __global const ushort
                 if (add_into) add_to_global(y + (size_t)row * (size_t)y_ld + (size_t)(y_col0 + n), c[i][j][e]);
                 else out[(size_t)row * (size_t)N + (size_t)n] = c[i][j][e];
             }
+
+    if (normalize && get_group_id(0) == 0) {  /* the same for the whole group */
+        /* The slice's sums of squares of x (fp32, before the norm's weight): warp w takes rows
+         * w, w + 4, ..., its lanes every 128th column; the 32 lanes' shares of a row are added
+         * in order by one work-item, through local memory ([rows][33]: Xs is free now). Last, so
+         * that no work-item's accumulators live across these barriers (PoCL's stand-in wrote
+         * outside the partial sums when they did). */
+        barrier(CLK_LOCAL_MEM_FENCE);
+        __local float *shares = (__local float *)Xs;
+        for (int r = warp; r < rows; r += MS_WARPS) {
+            float sum = 0.0f;
+            for (int col = k_begin + 4 * lane; col < k_end; col += 128) {
+                const float4 v = vload4(0, x + (size_t)(m0 + r) * (size_t)K + (size_t)col);
+                sum += dot(v, v);
+            }
+            shares[r * 33 + lane] = sum;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (tid < rows) {
+            float sum = 0.0f;
+            for (int l = 0; l < 32; l++) sum += shares[tid * 33 + l];
+            part[ss_first + (size_t)split * (size_t)M + (size_t)(m0 + tid)] = sum;
+        }
+    }
 }
 
 /* The sum over the splits of gemm_mma_small's partial products, part[splits][M][N], with the
  * project kernel's epilogue (matvec.cl: plain into up to four outputs with q and k rotated,
- * residual, GLU) except its norm, which the caller applies to x before the product. One
+ * residual, GLU), and with `normalize` the RMSNorm's scale of each row from the slices' sums of
+ * squares at part[ss_first] (gemm_mma_small). One
  * work-item per output pair (GLU: per output) and input row: global (pairs, M). Here N is the
  * product's width: `held` (the rows [row0, row0 + held) of W it covered), or 2 `held` in GLU mode. */
 __kernel void gemm_mma_reduce(__global const float *part, int splits, int M, int N, int rows, int mode, float alpha,
                               int activation, __global float *y0, __global float *y1, __global float *y2,
                               __global float *y3, int end0, int end1, int end2, int rotated, int q_rows,
                               __global const float *angle, int pos0, int pos_step, __global const int *positions,
-                              int per_row, float k_scale, int half_split, int row0, int held) {
+                              int per_row, float k_scale, int half_split, int row0, int held, int normalize,
+                              ulong ss_first, int K, float eps) {
     const int glu = mode == RN_PROJECT_GLU;
     const int block = row0 / (glu ? 1 : 2) + (int)get_global_id(0), row = (int)get_global_id(1);
     const int end = min(rows, row0 + held);  // the product covered output rows [row0, end)
@@ -425,6 +459,13 @@ __kernel void gemm_mma_reduce(__global const float *part, int splits, int M, int
         __global const float *p = part + ((size_t)s * (size_t)M + (size_t)row) * (size_t)N;
         v0 += p[col0];
         if (second) v1 += p[col1];
+    }
+    if (normalize) {  /* gemm_mma_small's folded RMSNorm: the row's sum of squares, slice by slice */
+        float squares = 0.0f;
+        for (int s = 0; s < splits; s++) squares += part[ss_first + (size_t)s * (size_t)M + (size_t)row];
+        const float inv = rsqrt(squares / K + eps);
+        v0 *= inv;
+        v1 *= inv;
     }
     write_outputs(v0, v1, out0, out1, end, pair, (size_t)row, rows, mode, alpha, activation, y0, y1, y2, y3, end0,
                   end1, end2, q_rows, angle, pos0, pos_step, positions, per_row, k_scale);

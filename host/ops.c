@@ -228,6 +228,7 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
             k->gemm_mma_small = k->gemm_mma_reduce = NULL;
         }
     }
+    k->mma_folds_norm = RN_MS_FOLD_NORM && k->gemm_mma_small;
     return RN_OK;
 }
 
@@ -481,9 +482,11 @@ int64_t rn_mma_slices(const rn_kernels *k, int64_t in, int64_t width, int64_t *k
     return (steps + per - 1) / per;
 }
 
+/* The slices' partial sums [splits][n][width], then their sums of squares [splits][n] for a
+ * folded norm. */
 uint64_t rn_mma_partial_bytes(const rn_kernels *k, int64_t n, int64_t in, int64_t width) {
     int64_t kper;
-    return (uint64_t)rn_mma_slices(k, in, width, &kper) * (uint64_t)n * (uint64_t)width * sizeof(float);
+    return (uint64_t)rn_mma_slices(k, in, width, &kper) * (uint64_t)n * ((uint64_t)width + 1) * sizeof(float);
 }
 
 /* What a projection does with its output (rn_projection: plain with q/k rotation into up to
@@ -526,7 +529,9 @@ static rn_status epilogue_of(rt_runtime *rt, const rn_kernels *k, const rn_proje
 rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projection *p, rt_buffer *partial) {
     const int64_t held = p->held ? p->held : p->rows - p->row0;
     const int64_t width = p->mode == RN_PROJECT_GLU ? 2 * held : held;
-    if (!k->gemm_mma_small || !rn_mma_takes(k, p->cols) || p->normalize || p->n < 1 || p->n > RN_MMA_SMALL_ROWS ||
+    const bool folds_norm = p->normalize && k->mma_folds_norm && p->mode != RN_PROJECT_RESIDUAL;
+    if (!k->gemm_mma_small || !rn_mma_takes(k, p->cols) || (p->normalize && !folds_norm) || p->n < 1 ||
+        p->n > RN_MMA_SMALL_ROWS ||
         width > INT32_MAX || !partial || partial->bytes < rn_mma_partial_bytes(k, p->n, p->cols, width))
         return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT,
                        "the small matrix-engine GEMM cannot take %lld rows x %lld -> %lld%s",
@@ -538,9 +543,13 @@ rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projec
     /* A residual with alpha 1 is only the sum: the slices add into y themselves, no reduction. */
     const cl_int add_into = p->mode == RN_PROJECT_RESIDUAL && p->alpha == 1.0f;
     cl_int y_ld = (cl_int)p->rows, y_col0 = (cl_int)p->row0;
+    cl_int normalize = folds_norm ? (p->norm ? 2 : 1) : 0;
+    cl_ulong ss_first = (cl_ulong)splits * (cl_ulong)M * (cl_ulong)N;  /* floats: after the partial sums */
+    const rt_buffer *norm = p->norm ? p->norm : p->x;                   /* any buffer where unused */
     rt_arg gemm_args[] = {RT_ARG_BUF(p->x),     RT_ARG_VAL(M),        RT_ARG_VAL(K),        RT_ARG_BUF(p->W),
                           RT_ARG_VAL(first),    RT_ARG_VAL(N),        RT_ARG_VAL(kper),     RT_ARG_BUF(partial),
-                          RT_ARG_VAL(add_into), RT_ARG_BUF(p->y[0]),  RT_ARG_VAL(y_ld),     RT_ARG_VAL(y_col0)};
+                          RT_ARG_VAL(add_into), RT_ARG_BUF(p->y[0]),  RT_ARG_VAL(y_ld),     RT_ARG_VAL(y_col0),
+                          RT_ARG_VAL(normalize), RT_ARG_BUF(norm),    RT_ARG_VAL(ss_first)};
     size_t global[3] = {(size_t)((width + RN_MS_COLS - 1) / RN_MS_COLS) * 128, (size_t)splits,
                         (size_t)((M + 16 * RN_MS_MF - 1) / (16 * RN_MS_MF))},
            local[3] = {128, 1, 1};
@@ -555,7 +564,8 @@ rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projec
                      RT_ARG_VAL(e.ends[0]),  RT_ARG_VAL(e.ends[1]),  RT_ARG_VAL(e.ends[2]),  RT_ARG_VAL(e.rotated),
                      RT_ARG_VAL(e.q_rows),   RT_ARG_BUF(e.angle),    RT_ARG_VAL(e.pos0),     RT_ARG_VAL(e.pos_step),
                      RT_ARG_BUF(e.positions), RT_ARG_VAL(e.per_row), RT_ARG_VAL(e.k_scale),  RT_ARG_VAL(e.half_split),
-                     RT_ARG_VAL(e.row0),     RT_ARG_VAL(e.held)};
+                     RT_ARG_VAL(e.row0),     RT_ARG_VAL(e.held),     RT_ARG_VAL(normalize),  RT_ARG_VAL(ss_first),
+                     RT_ARG_VAL(K),          RT_ARG_VAL(p->eps)};
     size_t rglobal[2] = {p->mode == RN_PROJECT_GLU ? (size_t)held : ((size_t)held + 1) / 2, (size_t)p->n};
     return rt_launch(rt, k->gemm_mma_reduce, "gemm_mma_reduce", args, N_ARGS(args), 2, rglobal, NULL);
 }

@@ -40,6 +40,8 @@ typedef struct rn_kernels {
     /* The products of a prompt's retention on the engine (gemm_mma_batched, fp32 operands
      * rounded to half as staged): built with gemm_mma, NULL without. */
     cl_kernel gemm_mma_batched;
+    bool mma_folds_norm;     /* rn_op_project_mma takes the RMSNorm before the product itself
+                                (RN_MS_FOLD_NORM) */
     int64_t mma_rows_from;   /* batches and prompts of this many rows (up to RN_MMA_SMALL_ROWS)
                                 take gemm_mma_small where it is built and the model's products
                                 fit it; fewer take the project kernel */
@@ -209,14 +211,21 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
 #define RN_MS_XK 0
 #endif
 #define RN_MS_COLS (4 * 8 * RN_MS_NF)
+/* RN_MS_FOLD_NORM 1: rn_op_project_mma folds a projection's RMSNorm into gemm_mma_small (x times
+ * the norm's weight as it is staged, the slices' sums of squares beside the partial sums) and its
+ * reduction (the scale of each row), instead of the caller's rms_norm launch before it. Off until
+ * an NVIDIA call times it (docs/BENCHMARKS.md); scripts/build_variants.sh builds it. */
+#ifndef RN_MS_FOLD_NORM
+#define RN_MS_FOLD_NORM 0
+#endif
 
 /* Rows up to which gemm_mma_small takes products (one work-group's 64 rows; beyond, gemm_mma's
  * 128 x 128 tiles fill the device). */
 #define RN_MMA_SMALL_ROWS 64
 
 /* The same projection on the matrix engine, for n rows up to RN_MMA_SMALL_ROWS (where
- * rn_mma_takes(k, p->cols) and gemm_mma_small is built), except the norm: p->normalize must be
- * false (the caller normalizes x first). gemm_mma_small writes its slices of K into `partial`
+ * rn_mma_takes(k, p->cols) and gemm_mma_small is built), except the norm unless
+ * k->mma_folds_norm: otherwise p->normalize must be false (the caller normalizes x first). gemm_mma_small writes its slices of K into `partial`
  * (at least rn_mma_partial_bytes(k, n, p->cols, width) bytes, width = p->rows, or 2 p->rows in
  * GLU mode); gemm_mma_reduce adds them up and applies the epilogue. A residual with alpha 1 is
  * the exception: the slices add into y themselves (atomic adds, in no fixed order, so the last

@@ -439,17 +439,23 @@ static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *a
     const int64_t dk = k->dk;
     /* units: the compute units the slices of K are cut for, if not the device's: at 4, 9 x 1704
      * -> 20 is cut into 7 slices, more than the device's own count gives on a 2-core CPU. */
-    /* alpha: a residual of alpha 1 is added into y by the slices themselves (no reduction). */
-    const struct { int64_t n, cols, rows; rn_project_mode mode; int rotate; rn_activation act; uint32_t units; float alpha; } cases[] = {
-        {1, 40, 13, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 0, 1.3f},       {3, 264, 70, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0, 1.3f},
-        {8, 520, 3 * 16 + 5, RN_PROJECT_PLAIN, 1, RN_ACT_GELU, 0, 1.3f}, {17, 600, 200, RN_PROJECT_GLU, 0, RN_ACT_SWISH, 0, 1.3f},
-        {32, 96, 3 * 16 + 5, RN_PROJECT_PLAIN, 2, RN_ACT_GELU, 0, 1.3f}, {64, 328, 70, RN_PROJECT_GLU, 0, RN_ACT_GELU, 0, 1.3f},
-        {64, 1032, 136, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0, 1.0f},  {33, 16, 9, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 0, 1.3f},
-        {9, 1704, 20, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 4, 1.0f},    {5, 264, 70, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0, 1.0f},
+    /* alpha: a residual of alpha 1 is added into y by the slices themselves (no reduction).
+     * norm: the RMSNorm before the product (1 without a weight, 2 with one), folded into the
+     * GEMM where the build does that (rn_kernels.mma_folds_norm), else not run. */
+    const struct { int64_t n, cols, rows; rn_project_mode mode; int rotate; rn_activation act; uint32_t units; float alpha; int norm; } cases[] = {
+        {1, 40, 13, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 0, 1.3f, 0},       {3, 264, 70, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0, 1.3f, 0},
+        {8, 520, 3 * 16 + 5, RN_PROJECT_PLAIN, 1, RN_ACT_GELU, 0, 1.3f, 0}, {17, 600, 200, RN_PROJECT_GLU, 0, RN_ACT_SWISH, 0, 1.3f, 0},
+        {32, 96, 3 * 16 + 5, RN_PROJECT_PLAIN, 2, RN_ACT_GELU, 0, 1.3f, 0}, {64, 328, 70, RN_PROJECT_GLU, 0, RN_ACT_GELU, 0, 1.3f, 0},
+        {64, 1032, 136, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0, 1.0f, 0},  {33, 16, 9, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 0, 1.3f, 0},
+        {9, 1704, 20, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 4, 1.0f, 0},    {5, 264, 70, RN_PROJECT_RESIDUAL, 0, RN_ACT_GELU, 0, 1.0f, 0},
+        {17, 600, 200, RN_PROJECT_GLU, 0, RN_ACT_SWISH, 0, 1.3f, 2},     {8, 520, 0, RN_PROJECT_PLAIN, 1, RN_ACT_GELU, 0, 1.3f, 2},
+        {33, 1704, 70, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 4, 1.3f, 1},   {64, 328, 136, RN_PROJECT_PLAIN, 0, RN_ACT_GELU, 0, 1.3f, 2},
     };
+    const float eps = 1e-5f;
     const float k_scale = (float)(1.0 / sqrt((double)dk));
     const double u = ldexp(1.0, -23);
     for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        if (cases[s].norm && !k->mma_folds_norm) continue;
         const int64_t n = cases[s].n, cols = cases[s].cols;
         const float alpha = cases[s].alpha;
         const bool glu = cases[s].mode == RN_PROJECT_GLU, rot = cases[s].rotate != 0;
@@ -467,17 +473,29 @@ static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *a
         for (int64_t b = 0; b < n; b++) at[b] = (cl_int)(b % 3 == 1 ? 3 + b : 70000 + 17 * b);
         guarded gw = stored_weights(rt, k, W, (size_t)(w_rows * cols));
         guarded gx = guarded_from(rt, x, in_count * sizeof *x);  /* the device rounds it itself */
+        /* The norm's weight in powers of two, so that x times it rounds to the half type exactly
+         * as x does; each row's scale from x as the device has it (before rounding), in double. */
+        float *gamma = malloc((size_t)cols * sizeof *gamma), *xw = malloc(in_count * sizeof *xw);
+        double *inv = malloc((size_t)n * sizeof *inv);
+        for (int64_t i = 0; i < cols; i++) gamma[i] = cases[s].norm == 2 ? ldexpf(1.0f, (int)(i % 5) - 2) : 1.0f;
+        for (int64_t b = 0; b < n; b++) {
+            double squares = 0.0;
+            for (int64_t i = 0; i < cols; i++) squares += (double)x[b * cols + i] * (double)x[b * cols + i];
+            inv[b] = cases[s].norm ? 1.0 / sqrt(squares / (double)cols + (double)eps) : 1.0;
+        }
         uint16_t *bits = malloc(in_count * sizeof *bits);
         rn_convert(ST_F32, x, in_count, k->weights, bits, NULL);
         rn_convert(k->weights, bits, in_count, ST_F32, x, NULL);
         free(bits);
-        ref_linear(x, W, n, cols, w_rows, full);
+        for (size_t i = 0; i < in_count; i++) xw[i] = x[i] * gamma[i % (size_t)cols];
+        ref_linear(xw, W, n, cols, w_rows, full);
         double max_bound = 0.0;
         for (int64_t b = 0; b < n; b++)
             for (int64_t r = 0; r < w_rows; r++) {
                 double sum = 0.0;
-                for (int64_t i = 0; i < cols; i++) sum += fabs((double)x[b * cols + i] * (double)W[r * cols + i]);
-                bound[b * w_rows + r] = (float)(sum * (double)cols * u);
+                for (int64_t i = 0; i < cols; i++) sum += fabs((double)xw[b * cols + i] * (double)W[r * cols + i]);
+                full[b * w_rows + r] = (float)(full[b * w_rows + r] * inv[b]);
+                bound[b * w_rows + r] = (float)(sum * inv[b] * (double)cols * u);
                 if (bound[b * w_rows + r] > max_bound) max_bound = bound[b * w_rows + r];
             }
         for (int64_t b = 0; b < n; b++) {
@@ -509,11 +527,13 @@ static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *a
         }
         const uint64_t partial_bytes = rn_mma_partial_bytes(&cut, n, cols, w_rows);
         guarded gpart = guarded_alloc(rt, (size_t)partial_bytes);
+        guarded gg = guarded_from(rt, gamma, (size_t)cols * sizeof *gamma);
         rn_projection p = {.W = &gw.view, .rows = rows, .cols = cols, .x = &gx.view, .n = n, .mode = cases[s].mode,
                            .alpha = alpha, .activation = cases[s].act, .ends = {ends[0], ends[1], ends[2]},
                            .rotated = rotated, .q_rows = q_rows, .pos0 = 0, .pos_step = 1,
                            .positions = rot ? &gp.view : NULL, .angle = &ga.view, .k_scale = k_scale,
-                           .half_split = cases[s].rotate == 2};
+                           .half_split = cases[s].rotate == 2, .normalize = cases[s].norm != 0,
+                           .norm = cases[s].norm == 2 ? &gg.view : NULL, .eps = eps};
         for (int o = 0; o < outputs; o++) p.y[o] = &gy[o].view;
         must(rn_op_project_mma(rt, &cut, &p, &gpart.view), rt, "project_mma");
         bool intact = guarded_read(rt, &gpart, NULL);
@@ -528,8 +548,8 @@ static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *a
         if (tol < 1e-5) tol = 1e-5;
         char shape[80];
         int64_t kper;
-        snprintf(shape, sizeof shape, "%lld x %lld -> %lld %s, %lld slices (%s)", (long long)n, (long long)cols,
-                 (long long)rows,
+        snprintf(shape, sizeof shape, "%lld x %lld -> %lld %s%s, %lld slices (%s)", (long long)n, (long long)cols,
+                 (long long)rows, cases[s].norm == 2 ? "norm w, " : cases[s].norm ? "norm, " : "",
                  glu ? (cases[s].act == RN_ACT_SWISH ? "glu swish" : "glu gelu")
                      : cases[s].mode == RN_PROJECT_RESIDUAL ? (alpha == 1.0f ? "+res added" : "+res")
                      : rot ? (cases[s].rotate == 2 ? "rot halves" : "rot pairs") : "plain",
@@ -537,7 +557,9 @@ static void test_project_mma(rt_runtime *rt, const rn_kernels *k, const float *a
         check("project_mma", shape, ref, got, out_count, tol, intact);
         for (int o = 0; o < outputs; o++) guarded_free(&gy[o]);
         guarded_free(&gw), guarded_free(&gx), guarded_free(&ga), guarded_free(&gp), guarded_free(&gpart);
+        guarded_free(&gg);
         free(x), free(W), free(y0), free(full), free(bound), free(ref), free(got), free(at), free(part);
+        free(gamma), free(xw), free(inv);
     }
 }
 
