@@ -224,8 +224,9 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
 #define RN_MMA_SMALL_ROWS 64
 
 /* The same projection on the matrix engine, for n rows up to RN_MMA_SMALL_ROWS (where
- * rn_mma_takes(k, p->cols) and gemm_mma_small is built), except the norm unless
- * k->mma_folds_norm: otherwise p->normalize must be false (the caller normalizes x first). gemm_mma_small writes its slices of K into `partial`
+ * rn_mma_takes(k, p->cols) and gemm_mma_small is built), with the norm only where
+ * k->mma_folds_norm (elsewhere p->normalize must be false: the caller normalizes x first).
+ * gemm_mma_small writes its slices of K into `partial`
  * (at least rn_mma_partial_bytes(k, n, p->cols, width) bytes, width = p->rows, or 2 p->rows in
  * GLU mode); gemm_mma_reduce adds them up and applies the epilogue. A residual with alpha 1 is
  * the exception: the slices add into y themselves (atomic adds, in no fixed order, so the last
