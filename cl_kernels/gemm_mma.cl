@@ -303,6 +303,15 @@ inline void ms_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b
 #define MS_MMA MMA_SYNC
 #endif
 
+/* Four of x's values for staging: x[row][col .. col + 3], times the norm's weight where normalize
+ * is 2; zeros where `inside` is false (past M or past the slice). */
+inline float4 ms_x4(__global const float *x, int K, int row, int col, bool inside, int normalize,
+                    __global const float *norm) {
+    if (!inside) return (float4)(0.0f);
+    const float4 v = vload4(0, x + (size_t)row * (size_t)K + (size_t)col);
+    return normalize == 2 ? v * vload4(0, norm + col) : v;
+}
+
 /* global (ceil(N / MS_BN) * 128, splits, ceil(M / (16 MS_MF))), local (128, 1, 1); kper a multiple
  * of 32, at most RN_MS_XK where x is staged once.
  * add_into: each slice adds its sums straight into y ([M] rows y_ld apart, columns from y_col0) by
@@ -344,9 +353,7 @@ void gemm_mma_small(__global const float *x, int M, int K, __global const ushort
             float4 v[4];
             for (int u = 0; u < 4; u++) {
                 const int i = base + u * MS_WARPS * 32, r = i / quads, col = k_begin + 4 * (i % quads);
-                v[u] = i < total && r < rows && col < k_end ? vload4(0, x + (size_t)(m0 + r) * (size_t)K + (size_t)col)
-                                                            : (float4)(0.0f);
-                if (normalize == 2 && col < k_end) v[u] *= vload4(0, norm + col);
+                v[u] = ms_x4(x, K, m0 + r, col, i < total && r < rows && col < k_end, normalize, norm);
             }
             for (int u = 0; u < 4; u++) {
                 const int i = base + u * MS_WARPS * 32;
@@ -372,10 +379,8 @@ void gemm_mma_small(__global const float *x, int M, int K, __global const ushort
         /* x's rows [m0, m0 + 16 mf) for the chunk, as halves (zeros past M and past the slice). */
         for (int i = tid; i < mf * 16 * (MS_KC / 4); i += MS_WARPS * 32) {
             const int r = i / (MS_KC / 4), q = i % (MS_KC / 4), col = kc + 4 * q;
-            float4 v = r < rows && col < k_end ? vload4(0, x + (size_t)(m0 + r) * (size_t)K + (size_t)col)
-                                               : (float4)(0.0f);
-            if (normalize == 2 && col < k_end) v *= vload4(0, norm + col);
-            mma_store4(v, Xs + (r * MS_LD + 4 * q) / 2);
+            mma_store4(ms_x4(x, K, m0 + r, col, r < rows && col < k_end, normalize, norm),
+                       Xs + (r * MS_LD + 4 * q) / 2);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
 #endif

@@ -473,11 +473,9 @@ int64_t rn_mma_slices(const rn_kernels *k, int64_t in, int64_t width, int64_t *k
     const int64_t blocks = (width + RN_MS_COLS - 1) / RN_MS_COLS, steps = (in + 31) / 32;
     int64_t splits = (2 * (int64_t)k->compute_units + blocks - 1) / blocks;
     if (splits > (in + 255) / 256) splits = (in + 255) / 256;
-#if RN_MS_XK > 0
-    if (splits < (steps + RN_MS_XK / 32 - 1) / (RN_MS_XK / 32)) splits = (steps + RN_MS_XK / 32 - 1) / (RN_MS_XK / 32);
-#endif
     if (splits < 1) splits = 1;
-    const int64_t per = (steps + splits - 1) / splits;
+    int64_t per = (steps + splits - 1) / splits;
+    if (RN_MS_XK > 0 && per > RN_MS_XK / 32) per = RN_MS_XK / 32;  /* x of a slice staged at once */
     *kper = 32 * per;
     return (steps + per - 1) / per;
 }

@@ -3,8 +3,7 @@
  *
  * The checks themselves (guarded buffers, fixed-seed inputs, awkward shapes, tolerances) are
  * host/selftest.c's (rn_selftest), shared with `retnet selftest`; this runs them on each device
- * in turn, with the work-group of $RETNET_WORK_GROUP and the compiler options of
- * $RETNET_BUILD_OPTIONS when they are set.
+ * in turn, with the work-group of $RETNET_WORK_GROUP when it is set.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -49,7 +48,6 @@ static void test_device(const rn_device_info *info) {
     opts.device = spec;
     const char *wg = getenv("RETNET_WORK_GROUP");
     if (wg) opts.work_group = (size_t)atoi(wg);
-    opts.build_options = getenv("RETNET_BUILD_OPTIONS");
     rn_context *ctx;
     char message[4096];
     if (rn_context_init(&ctx, &opts, message, sizeof message) != RN_OK) {
