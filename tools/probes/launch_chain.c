@@ -21,17 +21,24 @@
  *              only ever waits for groups that have started: safe on any device whose started
  *              groups keep running (GPUs, PoCL), at the price of one atomic per group;
  *   late       ordered, but W loaded only after the wait: what the early loads are worth;
+ *   prefetch   a launch per product, whose work-groups first ask the next product's weights into
+ *              L2 (PTX prefetch.global.L2, each group its share of whole lines; elsewhere OpenCL's
+ *              prefetch()), so that the next launch's first loads hit L2: whether the memory
+ *              left idle while a launch ramps up and drains can carry the next one's weights;
+ *   pf-end     the same, each group asking after its own sums instead of before its loads;
  *   empty      one launch per product of one work-group that returns at once: the bare cost
  *              of a launch on an in-order queue.
  *
- * The results of the first four must be bit for bit equal (the same sums in the same order),
+ * The results of all but `empty` must be bit for bit equal (the same sums in the same order),
  * also in a last step whose outputs are set to NaN first, so that a product that read its input
  * too early shows; the program checks it and fails otherwise. Weights are filled on the device
  * (a hash of the index).
  *
- * Usage: launch_chain [--layers N] [--reps N] [--modes list] [--sleep NS]   (defaults 24, 20, all
- * five, 0; on a device that is not a GPU `launches`, `tickets` and `empty`, and 2 layers). --sleep
- * has the waiting groups sleep NS nanoseconds between polls (NVIDIA's nanosleep; elsewhere none).
+ * Usage: launch_chain [--layers N] [--reps N] [--modes list] [--sleep NS] [--prefetch-mb MB]
+ * (defaults 24, 20, all seven, 0, 0; on a device that is not a GPU `launches`, `tickets` and
+ * `empty`, and 2 layers). --sleep has the waiting groups sleep NS nanoseconds between polls
+ * (NVIDIA's nanosleep; elsewhere none). --prefetch-mb caps what a launch asks for to the next
+ * product's first MB MiB of W (0: all of it; L2 holds 50 MB on an H100, q/k/v/g is 45 MB).
  */
 #define CL_TARGET_OPENCL_VERSION 120
 #define _POSIX_C_SOURCE 200809L
@@ -48,6 +55,7 @@ static const char *kernel_source =
     "#define MAXV 8  /* uint4 loads per row per work-item: K <= 8 * 8 * WG */\n"
     "#ifdef NV\n"
     "inline void fence_device(void) { asm volatile(\"membar.gl;\" ::: \"memory\"); }\n"
+    "#define PREFETCH_L2(p) asm volatile(\"prefetch.global.L2 [%0];\" :: \"l\"(p))\n"
     "/* x was written in this launch by other compute units: read it from L2, not a stale L1 line */\n"
     "/* Polls *count until it reaches target, giving up after two seconds; SLEEP_NS > 0 sleeps that\n"
     " * long between polls (thousands of groups polling one word keep its L2 slice busy). */\n"
@@ -66,11 +74,17 @@ static const char *kernel_source =
     "}\n"
     "#else\n"
     "inline void fence_device(void) { mem_fence(CLK_GLOBAL_MEM_FENCE); }\n"
+    "#define PREFETCH_L2(p) prefetch(p, 1)\n"
     "inline float4 load_x4(__global const float *p) { return vload4(0, p); }\n"
     "inline void spin_until(__global volatile uint *count, uint target) {\n"
     "    for (uint spins = 0; *count < target && spins < (1u << 30); spins++) {}\n"
     "}\n"
     "#endif\n"
+    "/* This group's share of whole 128-byte lines of [base, base + bytes), asked into L2. */\n"
+    "inline void prefetch_share(__global const uchar *base, ulong bytes, uint group, uint groups, int lid) {\n"
+    "    const ulong lines = bytes / 128, from = lines * group / groups, to = lines * (group + 1) / groups;\n"
+    "    for (ulong l = from + (ulong)lid; l < to; l += WG) PREFETCH_L2(base + 128 * l);\n"
+    "}\n"
     "inline float dot8(float8 a, float8 b) { return dot(a.lo, b.lo) + dot(a.hi, b.hi); }\n"
     "inline float8 halves8(uint4 w) { return vload_half8(0, (const __private half *)&w); }\n"
     "\n"
@@ -84,11 +98,14 @@ static const char *kernel_source =
     "\n"
     "/* plan[6 p ..]: W's first half, x's and y's first float, K, N, units before product p.\n"
     " * mode 0: the products [first, first + count), one launch each (count 1); 1: all of them in\n"
-    " * group order; 2: by tickets; +4: W loaded after the wait. sync[0] the tickets, sync[1 + p]\n"
-    " * product p's groups done, both counting on across launches (gen: launches before). */\n"
+    " * group order; 2: by tickets; +4: W loaded after the wait; +16 (+32): before its own loads\n"
+    " * (after its sums) each group asks its share of the next product's first pf_bytes of W into\n"
+    " * L2, from byte pf_first. sync[0] the tickets, sync[1 + p] product p's groups done, both\n"
+    " * counting on across launches (gen: launches before). */\n"
     "__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))\n"
     "void chain(__global const uint4 *W, __global float *act, __global const long *plan, int first,\n"
-    "           int count, int mode, uint gen, uint total, __global volatile uint *sync) {\n"
+    "           int count, int mode, uint gen, uint total, __global volatile uint *sync, ulong pf_first,\n"
+    "           ulong pf_bytes) {\n"
     "    __local uint ticket, ready;\n"
     "    __local float sums[2 * WG];\n"
     "    if (mode & 8) return;\n"
@@ -100,6 +117,8 @@ static const char *kernel_source =
     "        unit = ticket;\n"
     "    }\n"
     "    if (how == 0) unit += (uint)plan[6 * first + 5];\n"
+    "    __global const uchar *next = (__global const uchar *)W + pf_first;\n"
+    "    if (mode & 16) prefetch_share(next, pf_bytes, get_group_id(0), get_num_groups(0), lid);\n"
     "    int p = first;\n"
     "    while (p + 1 < first + count && (uint)plan[6 * (p + 1) + 5] <= unit) p++;\n"
     "    __global const long *e = plan + 6 * p;\n"
@@ -144,6 +163,7 @@ static const char *kernel_source =
     "        if (lid < s) { sums[lid] += sums[lid + s]; sums[WG + lid] += sums[WG + lid + s]; }\n"
     "        barrier(CLK_LOCAL_MEM_FENCE);\n"
     "    }\n"
+    "    if (mode & 32) prefetch_share(next, pf_bytes, get_group_id(0), get_num_groups(0), lid);\n"
     "    if (lid == 0) {\n"
     "        __global float *y = act + e[2];\n"
     "        y[r0] = ok ? sums[0] : NAN;\n"
@@ -170,16 +190,18 @@ static double now_s(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-enum { MODE_LAUNCHES, MODE_ORDERED, MODE_TICKETS, MODE_LATE, MODE_EMPTY, MODES };
-static const char *const mode_names[MODES] = {"launches", "ordered", "tickets", "late", "empty"};
-static const int mode_bits[MODES] = {0, 1, 2, 1 | 4, 8};
+enum { MODE_LAUNCHES, MODE_ORDERED, MODE_TICKETS, MODE_LATE, MODE_PREFETCH, MODE_PREFETCH_END, MODE_EMPTY, MODES };
+static const char *const mode_names[MODES] = {"launches", "ordered", "tickets", "late", "prefetch", "pf-end", "empty"};
+static const int mode_bits[MODES] = {0, 1, 2, 1 | 4, 16, 32, 8};
 
-/* One decoding step's products in mode m (gen: steps run before in this mode). */
+/* One decoding step's products in mode m (gen: steps run before in this mode); in the prefetch
+ * modes each product asks for at most pf_cap bytes of the next one's W (the step's last, of the
+ * first's: the next step's). */
 static void run_step(cl_command_queue queue, cl_kernel chain, int m, cl_uint gen, int products, const cl_long *plan,
-                     cl_long units, cl_mem W, cl_mem act, cl_mem plan_buf, cl_mem sync) {
+                     cl_long units, cl_mem W, cl_mem act, cl_mem plan_buf, cl_mem sync, cl_ulong pf_cap) {
     const cl_uint total = (cl_uint)units;
     const int bits = mode_bits[m];
-    const int each = m == MODE_LAUNCHES || m == MODE_EMPTY;  /* a launch per product */
+    const int each = m == MODE_LAUNCHES || m == MODE_EMPTY || m == MODE_PREFETCH || m == MODE_PREFETCH_END;
     for (int p = 0; p < (each ? products : 1); p++) {
         const int first = each ? p : 0, count = each ? 1 : products;
         const size_t groups = m == MODE_EMPTY ? 1 : each ? (size_t)(plan[6 * p + 4] + 1) / 2 : (size_t)units;
@@ -193,6 +215,11 @@ static void run_step(cl_command_queue queue, cl_kernel chain, int m, cl_uint gen
         CHECK(clSetKernelArg(chain, 6, sizeof gen, &gen));
         CHECK(clSetKernelArg(chain, 7, sizeof total, &total));
         CHECK(clSetKernelArg(chain, 8, sizeof sync, &sync));
+        const cl_long *next = plan + 6 * ((p + 1) % products);
+        const cl_ulong pf_first = 2 * (cl_ulong)next[0], next_bytes = 2 * (cl_ulong)(next[3] * next[4]);
+        const cl_ulong pf_bytes = next_bytes < pf_cap ? next_bytes : pf_cap;
+        CHECK(clSetKernelArg(chain, 9, sizeof pf_first, &pf_first));
+        CHECK(clSetKernelArg(chain, 10, sizeof pf_bytes, &pf_bytes));
         CHECK(clEnqueueNDRangeKernel(queue, chain, 1, NULL, &global, &local, 0, NULL, NULL));
     }
 }
@@ -202,16 +229,17 @@ static void run_step(cl_command_queue queue, cl_kernel chain, int m, cl_uint gen
 static const int layer_shapes[4][2] = {{11008, 2048}, {2048, 3456}, {6912, 2048}, {2048, 3456}};
 
 int main(int argc, char **argv) {
-    int layers = -1, reps = 20, sleep_ns = 0;
+    int layers = -1, reps = 20, sleep_ns = 0, prefetch_mb = 0;
     const char *modes = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--layers") && i + 1 < argc) layers = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--modes") && i + 1 < argc) modes = argv[++i];
         else if (!strcmp(argv[i], "--sleep") && i + 1 < argc) sleep_ns = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--prefetch-mb") && i + 1 < argc) prefetch_mb = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: launch_chain [--layers N] [--reps N] [--modes launches,ordered,tickets,late,empty]"
-                            " [--sleep NS]\n");
+            fprintf(stderr, "usage: launch_chain [--layers N] [--reps N] [--sleep NS] [--prefetch-mb MB]\n"
+                            "                    [--modes launches,ordered,tickets,late,prefetch,pf-end,empty]\n");
             return 2;
         }
     }
@@ -224,11 +252,12 @@ int main(int argc, char **argv) {
     const int gpu = dev != NULL;
     if (!dev) CHECK(clGetDeviceIDs(platforms[0], CL_DEVICE_TYPE_DEFAULT, 1, &dev, NULL));
     if (layers < 1) layers = gpu ? 24 : 2;
-    if (!modes) modes = gpu ? "launches,ordered,tickets,late,empty" : "launches,tickets,empty";
-    if (reps < 1 || layers > 64 || sleep_ns < 0 || sleep_ns > 1000000) {
-        fprintf(stderr, "launch_chain: --reps at least 1, --layers 1 to 64, --sleep 0 to 1000000\n");
+    if (!modes) modes = gpu ? "launches,ordered,tickets,late,prefetch,pf-end,empty" : "launches,tickets,empty";
+    if (reps < 1 || layers > 64 || sleep_ns < 0 || sleep_ns > 1000000 || prefetch_mb < 0 || prefetch_mb > 4096) {
+        fprintf(stderr, "launch_chain: --reps at least 1, --layers 1 to 64, --sleep 0 to 1000000, --prefetch-mb 0 to 4096\n");
         return 2;
     }
+    const cl_ulong pf_cap = prefetch_mb ? (cl_ulong)prefetch_mb << 20 : ~(cl_ulong)0;
     char name[256] = "", vendor[256] = "";
     clGetDeviceInfo(dev, CL_DEVICE_NAME, sizeof name, name, NULL);
     clGetDeviceInfo(dev, CL_DEVICE_VENDOR, sizeof vendor, vendor, NULL);
@@ -304,14 +333,14 @@ int main(int argc, char **argv) {
                 CHECK(clFinish(queue));
                 t0 = now_s();
             }
-            run_step(queue, chain, m, (cl_uint)r, products, plan, units, W, act, plan_buf, sync);
+            run_step(queue, chain, m, (cl_uint)r, products, plan, units, W, act, plan_buf, sync, pf_cap);
         }
         CHECK(clFinish(queue));
         const double ms = (now_s() - t0) / reps * 1e3;
         if (m == MODE_EMPTY) {
             /* The host's share: the same launches enqueued without waiting for them. */
             const double e0 = now_s();
-            run_step(queue, chain, m, (cl_uint)(reps + 2), products, plan, units, W, act, plan_buf, sync);
+            run_step(queue, chain, m, (cl_uint)(reps + 2), products, plan, units, W, act, plan_buf, sync, pf_cap);
             const double enqueue_us = (now_s() - e0) * 1e6 / products;
             CHECK(clFinish(queue));
             printf("%-9s %8.3f ms a step  %6.2f us a launch (%.2f us of it enqueueing on the host)\n", mode_names[m],
@@ -323,7 +352,7 @@ int main(int argc, char **argv) {
         const float nan_pattern = NAN;
         CHECK(clEnqueueFillBuffer(queue, act, &nan_pattern, sizeof nan_pattern, 4096 * sizeof(float),
                                   (size_t)(act_floats - 4096) * sizeof(float), 0, NULL, NULL));
-        run_step(queue, chain, m, (cl_uint)(reps + 2), products, plan, units, W, act, plan_buf, sync);
+        run_step(queue, chain, m, (cl_uint)(reps + 2), products, plan, units, W, act, plan_buf, sync, pf_cap);
         CHECK(clEnqueueReadBuffer(queue, act, CL_TRUE, 0, (size_t)act_floats * sizeof *result, result, 0, NULL, NULL));
         /* Every output of every product against the first mode's: the same sums, so equal bits. */
         size_t differ = 0, nonfinite = 0;
