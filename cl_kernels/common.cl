@@ -251,6 +251,20 @@ inline void device_fence(void) {
 #endif
 }
 
+// Asks this work-group's share (of `groups`) of the first `bytes` of `ahead`, in whole lines of
+// 128 bytes, into L2: the next launch's first weights, asked while this launch ramps up or drains
+// (RN_PREFETCH_AHEAD, host/ops.h, says when: 1 before the group's own loads, 2 after its sums;
+// the caller passes `when`). NVIDIA only; a hint that elsewhere is taken as nothing.
+inline void ask_ahead(int when, __global const uchar *ahead, ulong bytes, ulong group, ulong groups, int lid,
+                      int size) {
+#if defined(RN_NV_PTX) && RN_PREFETCH_AHEAD  /* builds without it compile no prefetch at all */
+    if (when != RN_PREFETCH_AHEAD) return;
+    const ulong lines = bytes / 128, from = lines * group / groups, to = lines * (group + 1) / groups;
+    for (ulong line = from + (ulong)lid; line < to; line += (ulong)size)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(ahead + 128 * line));
+#endif
+}
+
 // *p += v as one indivisible update, for sums whose terms come from several work-groups at once
 // (gemm_mma_small's slices of K adding into a residual). The order of the terms is whatever the
 // groups' order is, so the last bit of such a sum can differ from run to run.

@@ -321,11 +321,14 @@ inline float4 ms_x4(__global const float *x, int K, int row, int col, bool insid
  * project kernel folds it: x is multiplied by `norm` as it is staged, and the work-groups of the
  * first column block write their slice's sums of squares of x, part[ss_first + split M + row],
  * from which gemm_mma_reduce scales each output row. (Each work-group summing the whole row
- * instead was slower than the norm's own launch, docs/BENCHMARKS.md.) */
+ * instead was slower than the norm's own launch, docs/BENCHMARKS.md.)
+ * ahead: the next launch's weights, of which the groups ask their shares of the first ahead_bytes
+ * into L2 (ask_ahead, common.cl). */
 __kernel __attribute__((reqd_work_group_size(128, 1, 1)))
 void gemm_mma_small(__global const float *x, int M, int K, __global const ushort *w, ulong w_first, int N,
                     int kper, __global float *part, int add_into, __global float *y, int y_ld, int y_col0,
-                    int normalize, __global const float *norm, ulong ss_first) {
+                    int normalize, __global const float *norm, ulong ss_first, __global const uchar *ahead,
+                    ulong ahead_bytes) {
     __local uint Xs[MS_MF * 16 * MS_LD / 2] __attribute__((aligned(16)));
 #ifdef RN_MMA_EMULATE
     __local uint Eall[MS_WARPS * 32 * 6];
@@ -339,6 +342,9 @@ void gemm_mma_small(__global const float *x, int M, int K, __global const ushort
     const int k_begin = split * kper, k_end = min(K, k_begin + kper);
     const int rows = min(MS_MF * 16, M - m0), mf = (rows + 15) / 16;
     __global const ushort *wt = w + w_first;
+    const ulong group = get_group_id(0) + get_num_groups(0) * (get_group_id(1) + get_num_groups(1) * get_group_id(2));
+    const ulong groups = get_num_groups(0) * get_num_groups(1) * get_num_groups(2);
+    ask_ahead(1, ahead, ahead_bytes, group, groups, tid, MS_WARPS * 32);
 
     float c[MS_MF][MS_NF][4];
     for (int i = 0; i < MS_MF; i++)
@@ -436,6 +442,7 @@ void gemm_mma_small(__global const float *x, int M, int K, __global const ushort
             part[ss_first + (size_t)split * (size_t)M + (size_t)(m0 + tid)] = sum;
         }
     }
+    ask_ahead(2, ahead, ahead_bytes, group, groups, tid, MS_WARPS * 32);
 }
 
 /* The sum over the splits of gemm_mma_small's partial products, part[splits][M][N], with the

@@ -24,6 +24,8 @@
 // group measured fastest on an H200: four gave 537 tokens/s, eight 380, against 572.)
 // A matrix too large for one buffer of the device is held in pieces of whole rows (host/matrix.h):
 // one launch per piece, W holding output rows [row0, row0 + held), rows the whole output's.
+// ahead: the next launch's weights, of which the groups ask their shares of the first ahead_bytes
+// into L2 (ask_ahead, common.cl).
 // global (RN_WG * groups), local RN_WG. W [held (x2 for GLU), cols] of wtotal elements; x [n, cols].
 
 #define RN_MV_ROWS 2
@@ -57,9 +59,10 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
                       __global float *y3, int end0, int end1, int end2, int rotated, int q_rows,
                       __global const float *angle, int pos0, int pos_step,
                       __global const int *positions, int per_row, float k_scale, int half_split, int row0,
-                      int held) {
+                      int held, __global const uchar *ahead, ulong ahead_bytes) {
     __local float sums[RN_MV_SUMS * RN_MV_LANES * RN_WG];
     const int lid = get_local_id(0);
+    ask_ahead(1, ahead, ahead_bytes, get_group_id(0), get_num_groups(0), lid, RN_WG);
     const int glu = mode == RN_PROJECT_GLU;
     const int outs = glu ? 1 : 2;
     const int end = min(rows, row0 + held);  // the output rows this piece of W gives
@@ -176,4 +179,5 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
         }
         barrier(CLK_LOCAL_MEM_FENCE);  // the next lanes reuse `sums`
     }
+    ask_ahead(2, ahead, ahead_bytes, get_group_id(0), get_num_groups(0), lid, RN_WG);
 }

@@ -91,8 +91,10 @@ rn_status rn_matrix_embed(rt_runtime *rt, const rn_kernels *k, const rt_buffer *
 
 rn_status rn_matrix_project(rt_runtime *rt, const rn_kernels *k, const rn_matrix *W, rn_projection p, bool mma,
                             rt_buffer *partial) {
+    const rt_buffer *after = p.ahead;  /* what the launch after the last piece reads */
     for (int64_t i = 0; i < W->count; i++) {
         p.W = &W->pieces[i];
+        p.ahead = i + 1 < W->count ? &W->pieces[i + 1] : after;
         p.row0 = i * W->piece_rows;
         p.held = rn_matrix_held(W, i);
         rn_status st = mma ? rn_op_project_mma(rt, k, &p, partial) : rn_op_project(rt, k, &p);

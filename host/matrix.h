@@ -52,7 +52,8 @@ rn_status rn_matrix_embed(rt_runtime *rt, const rn_kernels *k, const rt_buffer *
                           const rn_matrix *E, float scale, rt_buffer *x);
 
 /* The projection `p` (its W, row0 and held are set here) with every piece of W: through the
- * project kernel, or with `mma` through the small matrix-engine GEMM (p->normalize false). */
+ * project kernel, or with `mma` through the small matrix-engine GEMM. Each piece's launch looks
+ * ahead to the next piece, the last one's to p.ahead. */
 rn_status rn_matrix_project(rt_runtime *rt, const rn_kernels *k, const rn_matrix *W, rn_projection p, bool mma,
                             rt_buffer *partial);
 

@@ -73,9 +73,10 @@ static int shared_constants(char *out, size_t cap) {
                     "#define RN_ACT_GELU %d\n#define RN_ACT_SWISH %d\n"
                     "#define RN_PROJECT_PLAIN %d\n#define RN_PROJECT_RESIDUAL %d\n#define RN_PROJECT_GLU %d\n"
                     "#define RN_ARGMAX_DEPTH %d\n"
-                    "#define RN_MS_NF %d\n#define RN_MS_MF %d\n#define RN_MS_KC %d\n#define RN_MS_XK %d\n",
+                    "#define RN_MS_NF %d\n#define RN_MS_MF %d\n#define RN_MS_KC %d\n#define RN_MS_XK %d\n"
+                    "#define RN_PREFETCH_AHEAD %d\n",
                     (int)RN_ACT_GELU, (int)RN_ACT_SWISH, (int)RN_PROJECT_PLAIN, (int)RN_PROJECT_RESIDUAL,
-                    (int)RN_PROJECT_GLU, RN_ARGMAX_DEPTH, RN_MS_NF, RN_MS_MF, RN_MS_KC, RN_MS_XK);
+                    (int)RN_PROJECT_GLU, RN_ARGMAX_DEPTH, RN_MS_NF, RN_MS_MF, RN_MS_KC, RN_MS_XK, RN_PREFETCH_AHEAD);
 }
 
 /* The matrix-engine variant of gemm_mma.cl for weights of type `weights`: writes its preamble
@@ -524,6 +525,12 @@ static rn_status epilogue_of(rt_runtime *rt, const rn_kernels *k, const rn_proje
     return RN_OK;
 }
 
+/* The bytes of the next product's weights a projection's launch asks into the cache ahead. */
+static cl_ulong ahead_bytes(const rn_projection *p) {
+    const uint64_t cap = (uint64_t)RN_PREFETCH_MB << 20;
+    return RN_PREFETCH_AHEAD && p->ahead ? (p->ahead->bytes < cap ? p->ahead->bytes : cap) : 0;
+}
+
 rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projection *p, rt_buffer *partial) {
     const int64_t held = p->held ? p->held : p->rows - p->row0;
     const int64_t width = p->mode == RN_PROJECT_GLU ? 2 * held : held;
@@ -544,10 +551,13 @@ rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projec
     cl_int normalize = folds_norm ? (p->norm ? 2 : 1) : 0;
     cl_ulong ss_first = (cl_ulong)splits * (cl_ulong)M * (cl_ulong)N;  /* floats: after the partial sums */
     const rt_buffer *norm = p->norm ? p->norm : p->x;                   /* any buffer where unused */
+    const rt_buffer *ahead = p->ahead ? p->ahead : p->W;
+    cl_ulong ahead_n = ahead_bytes(p);
     rt_arg gemm_args[] = {RT_ARG_BUF(p->x),     RT_ARG_VAL(M),        RT_ARG_VAL(K),        RT_ARG_BUF(p->W),
                           RT_ARG_VAL(first),    RT_ARG_VAL(N),        RT_ARG_VAL(kper),     RT_ARG_BUF(partial),
                           RT_ARG_VAL(add_into), RT_ARG_BUF(p->y[0]),  RT_ARG_VAL(y_ld),     RT_ARG_VAL(y_col0),
-                          RT_ARG_VAL(normalize), RT_ARG_BUF(norm),    RT_ARG_VAL(ss_first)};
+                          RT_ARG_VAL(normalize), RT_ARG_BUF(norm),    RT_ARG_VAL(ss_first), RT_ARG_BUF(ahead),
+                          RT_ARG_VAL(ahead_n)};
     size_t global[3] = {(size_t)((width + RN_MS_COLS - 1) / RN_MS_COLS) * 128, (size_t)splits,
                         (size_t)((M + 16 * RN_MS_MF - 1) / (16 * RN_MS_MF))},
            local[3] = {128, 1, 1};
@@ -576,7 +586,8 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
     rn_status st = epilogue_of(rt, k, p, &e);
     if (st != RN_OK) return st;
     const rt_buffer *norm = p->norm ? p->norm : p->x;  /* absent: never read */
-    cl_ulong wtotal = weight_total(k, p->W);
+    const rt_buffer *ahead = p->ahead ? p->ahead : p->W;
+    cl_ulong wtotal = weight_total(k, p->W), ahead_n = ahead_bytes(p);
     rt_arg args[] = {RT_ARG_BUF(p->W),      RT_ARG_VAL(wtotal),    RT_ARG_VAL(e.rows),     RT_ARG_VAL(cols),
                      RT_ARG_BUF(p->x),      RT_ARG_VAL(n),         RT_ARG_BUF(norm),       RT_ARG_VAL(normalize),
                      RT_ARG_VAL(eps),       RT_ARG_VAL(e.mode),    RT_ARG_VAL(e.alpha),    RT_ARG_VAL(e.activation),
@@ -584,7 +595,7 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
                      RT_ARG_VAL(e.ends[0]), RT_ARG_VAL(e.ends[1]), RT_ARG_VAL(e.ends[2]),  RT_ARG_VAL(e.rotated),
                      RT_ARG_VAL(e.q_rows),  RT_ARG_BUF(e.angle),   RT_ARG_VAL(e.pos0),     RT_ARG_VAL(e.pos_step),
                      RT_ARG_BUF(e.positions), RT_ARG_VAL(e.per_row), RT_ARG_VAL(e.k_scale), RT_ARG_VAL(e.half_split),
-                     RT_ARG_VAL(e.row0),    RT_ARG_VAL(e.held)};
+                     RT_ARG_VAL(e.row0),    RT_ARG_VAL(e.held),    RT_ARG_BUF(ahead),      RT_ARG_VAL(ahead_n)};
     /* Two weight rows per work-group (matvec.cl): two outputs, or one in GLU mode. */
     size_t groups = p->mode == RN_PROJECT_GLU ? (size_t)e.held : ((size_t)e.held + 1) / 2;
     size_t global = k->wg * groups, local = k->wg;

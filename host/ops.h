@@ -195,6 +195,10 @@ typedef struct rn_projection {
     const rt_buffer *angle;      /* [dk] */
     float k_scale;
     bool half_split;
+    /* The weights the launch after this one reads first (the next piece or matrix), or NULL:
+     * where RN_PREFETCH_AHEAD is on, this launch's work-groups ask up to RN_PREFETCH_MB MiB of
+     * them into the device's cache. */
+    const rt_buffer *ahead;
 } rn_projection;
 
 rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection *p);
@@ -217,6 +221,19 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
  * an NVIDIA call times it (docs/BENCHMARKS.md); scripts/build_variants.sh builds it. */
 #ifndef RN_MS_FOLD_NORM
 #define RN_MS_FOLD_NORM 0
+#endif
+
+/* RN_PREFETCH_AHEAD 1 (2): each work-group of a decoding product (`project`, gemm_mma_small) asks
+ * its share of the first RN_PREFETCH_MB MiB of the next product's weights (rn_projection.ahead)
+ * into L2 before its own loads (after its sums), on NVIDIA (PTX prefetch.global.L2; a no-op
+ * elsewhere), so that the memory left idle while a launch ramps up and drains carries the next
+ * launch's first weights. Off until an NVIDIA call times it (docs/BENCHMARKS.md; the probe
+ * tools/probes/launch_chain.c asks the same question on bare products). */
+#ifndef RN_PREFETCH_AHEAD
+#define RN_PREFETCH_AHEAD 0
+#endif
+#ifndef RN_PREFETCH_MB
+#define RN_PREFETCH_MB 16
 #endif
 
 /* Rows up to which gemm_mma_small takes products (one work-group's 64 rows; beyond, gemm_mma's

@@ -378,6 +378,8 @@ static rn_status project(const pass *p, const rn_matrix *W, rn_projection proj) 
 static rn_status layer_few_rows(const pass *p, int64_t l) {
     const rn_config *c = p->c;
     const rn_layer_weights *w = &p->m->layers[l];
+    /* The weights of the product after the layer's last: the next layer's first, or the logits'. */
+    const rn_matrix *after = l + 1 < c->layers ? &p->m->layers[l + 1].qkvg : rn_model_output(p->m);
     rn_workspace *ws = p->ws;
     const int64_t D = c->embed_dim, F = c->ffn_dim;
     /* A prompt's rows follow each other; a batch's sequences each have their own position. */
@@ -386,20 +388,24 @@ static rn_status layer_few_rows(const pass *p, int64_t l) {
                           .mode = RN_PROJECT_PLAIN, .y = {&ws->q, &ws->k, &ws->v, c->output_gate ? &ws->g : NULL},
                           .ends = {p->at.k, p->at.v, p->at.g}, .rotated = p->at.v, .q_rows = p->at.k,
                           .pos0 = (int64_t)p->pos0, .pos_step = 1,
-                          .positions = p->mode == RN_MODE_RECURRENT ? &ws->positions : NULL, .angle = &p->m->angle, .k_scale = p->k_scale, .half_split = c->rope_half};
+                          .positions = p->mode == RN_MODE_RECURRENT ? &ws->positions : NULL, .angle = &p->m->angle, .k_scale = p->k_scale, .half_split = c->rope_half,
+                          .ahead = &w->out_proj.pieces[0]};
     TRY(project(p, &w->qkvg, qkvg));
     TRY(retention(p, l));
     rn_projection out = {.rows = D, .cols = c->value_embed_dim, .x = &ws->o, .n = p->n,
-                         .mode = RN_PROJECT_RESIDUAL, .alpha = p->alpha, .y = {&ws->x}};
+                         .mode = RN_PROJECT_RESIDUAL, .alpha = p->alpha, .y = {&ws->x},
+                         .ahead = &w->ffn_in.pieces[0]};
     TRY(project(p, &w->out_proj, out));
     if (!p->pre) TRY(rn_op_rms_norm(p->rt, p->k, &ws->x, &w->retention_norm, p->n, D, p->eps, &ws->x));
 
     rn_projection ffn_in = {.rows = F, .cols = D, .x = &ws->x, .n = p->n,
                             .normalize = p->pre, .norm = p->pre ? &w->ffn_norm : NULL, .eps = p->eps,
-                            .mode = RN_PROJECT_GLU, .activation = c->activation, .y = {&ws->a}};
+                            .mode = RN_PROJECT_GLU, .activation = c->activation, .y = {&ws->a},
+                            .ahead = &w->fc2.pieces[0]};
     TRY(project(p, &w->ffn_in, ffn_in));
     rn_projection ffn_out = {.rows = D, .cols = F, .x = &ws->a, .n = p->n,
-                             .mode = RN_PROJECT_RESIDUAL, .alpha = p->alpha, .y = {&ws->x}};
+                             .mode = RN_PROJECT_RESIDUAL, .alpha = p->alpha, .y = {&ws->x},
+                             .ahead = &after->pieces[0]};
     TRY(project(p, &w->fc2, ffn_out));
     if (!p->pre) TRY(rn_op_rms_norm(p->rt, p->k, &ws->x, &w->ffn_norm, p->n, D, p->eps, &ws->x));
     return RN_OK;
@@ -507,7 +513,8 @@ static rn_status output_logits(const pass *p, int64_t logit_rows) {
     if (mma || use_project(p->k, logit_rows)) {
         rn_projection out = {.rows = c->vocab_size, .cols = D, .x = last,
                              .n = logit_rows, .normalize = p->pre, .norm = p->pre ? &p->m->final_norm : NULL,
-                             .eps = p->eps, .mode = RN_PROJECT_PLAIN, .y = {&ws->logits}};
+                             .eps = p->eps, .mode = RN_PROJECT_PLAIN, .y = {&ws->logits},
+                             .ahead = &p->m->layers[0].qkvg.pieces[0]};  /* the next step's first */
         pass q = *p;
         q.mma = mma;
         return project(&q, rn_model_output(p->m), out);

@@ -3,9 +3,10 @@
 # same call: the selftest and test_greedy of build A on the GPU, then, in turn and in ROUNDS
 # rounds (default 2, so that drift within the call shows), each build of A and B and each of
 # SETTINGS on build A: decoding batch 1, 8 and 32 of torchscale-1.3b, batch 1 and 32 of 6.7B, and
-# a 2048-token prefill of 1.3B; then a table of tokens/s by run. Results in $OUT/ab (default OUT
+# a 2048-token prefill of 1.3B; then a table of tokens/s by run. Before the timings, the launch
+# probe's prefetch modes on A's bin/launch_chain. Results in $OUT/ab (default OUT
 # /tmp/retnet-ab): results.jsonl (each line starting with its run), log.txt, selftest.txt,
-# test_greedy.txt.
+# test_greedy.txt, launch_chain_pf0.txt and launch_chain_pf16.txt.
 #   through `device`, carry [build-gpu/A, build-gpu/B..., .gpu] (trees from
 #   scripts/build_variants.sh: tile variants, or an older commit's tree from a worktree):
 #     A=build-gpu/main B="build-gpu/base build-gpu/other" bash scripts/nvidia_ab.sh
@@ -41,6 +42,15 @@ bench() {  # bench DIR SETTING TAG ARGS...: one `retnet bench --json` run, each 
 { date -u; in_build "$a" "$a/bin/retnet" devices; } >> "$out/log.txt" 2>&1
 check selftest "$a/bin/retnet" selftest
 check test_greedy "$a/tests/test_greedy"
+# The launch probe of build A (tools/probes/launch_chain.c): a launch per product, and the same
+# asking each next product's weights into L2 before its loads or after its sums (all of them,
+# then at most 16 MiB); launch_chain_pf*.txt.
+if [ -x "$a/bin/launch_chain" ]; then
+  for cap in 0 16; do
+    check "launch_chain_pf$cap" "$a/bin/launch_chain" ${LOCAL:+--layers 1} --reps 5 \
+      --modes launches,prefetch,pf-end --prefetch-mb "$cap"
+  done
+fi
 runs=()  # "dir|setting|label"
 for dir in "$a" $b; do runs+=("$dir||$(basename "$dir")"); done
 IFS=';' read -r -a settings <<< "${SETTINGS:-}"
