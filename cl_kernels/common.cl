@@ -251,16 +251,19 @@ inline void device_fence(void) {
 #endif
 }
 
-// Asks this work-group's share (of `groups`) of the first `bytes` of `ahead`, in whole lines of
-// 128 bytes, into L2: the next launch's first weights, asked while this launch ramps up or drains
+// Asks this work-group's share of the first `bytes` of `ahead`, in whole lines of 128 bytes, into
+// L2: what the next launch reads first, asked while this launch ramps up or drains
 // (RN_PREFETCH_AHEAD, host/ops.h, says when: 1 before the group's own loads, 2 after its sums;
-// the caller passes `when`). NVIDIA only; a hint that elsewhere is taken as nothing.
-inline void ask_ahead(int when, __global const uchar *ahead, ulong bytes, ulong group, ulong groups, int lid,
-                      int size) {
+// the caller says which place this is). NVIDIA only; a hint that elsewhere is taken as nothing.
+inline void ask_ahead(int when, __global const uchar *ahead, ulong bytes) {
 #if defined(RN_NV_PTX) && RN_PREFETCH_AHEAD  /* builds without it compile no prefetch at all */
     if (when != RN_PREFETCH_AHEAD) return;
+    const ulong group = get_group_id(0) + get_num_groups(0) * (get_group_id(1) + get_num_groups(1) * get_group_id(2));
+    const ulong groups = get_num_groups(0) * get_num_groups(1) * get_num_groups(2);
+    const ulong size = get_local_size(0) * get_local_size(1) * get_local_size(2);
+    const ulong lid = get_local_id(0) + get_local_size(0) * (get_local_id(1) + get_local_size(1) * get_local_id(2));
     const ulong lines = bytes / 128, from = lines * group / groups, to = lines * (group + 1) / groups;
-    for (ulong line = from + (ulong)lid; line < to; line += (ulong)size)
+    for (ulong line = from + lid; line < to; line += size)
         asm volatile("prefetch.global.L2 [%0];" ::"l"(ahead + 128 * line));
 #endif
 }

@@ -342,9 +342,7 @@ void gemm_mma_small(__global const float *x, int M, int K, __global const ushort
     const int k_begin = split * kper, k_end = min(K, k_begin + kper);
     const int rows = min(MS_MF * 16, M - m0), mf = (rows + 15) / 16;
     __global const ushort *wt = w + w_first;
-    const ulong group = get_group_id(0) + get_num_groups(0) * (get_group_id(1) + get_num_groups(1) * get_group_id(2));
-    const ulong groups = get_num_groups(0) * get_num_groups(1) * get_num_groups(2);
-    ask_ahead(1, ahead, ahead_bytes, group, groups, tid, MS_WARPS * 32);
+    ask_ahead(1, ahead, ahead_bytes);
 
     float c[MS_MF][MS_NF][4];
     for (int i = 0; i < MS_MF; i++)
@@ -442,7 +440,7 @@ void gemm_mma_small(__global const float *x, int M, int K, __global const ushort
             part[ss_first + (size_t)split * (size_t)M + (size_t)(m0 + tid)] = sum;
         }
     }
-    ask_ahead(2, ahead, ahead_bytes, group, groups, tid, MS_WARPS * 32);
+    ask_ahead(2, ahead, ahead_bytes);
 }
 
 /* The sum over the splits of gemm_mma_small's partial products, part[splits][M][N], with the

@@ -62,7 +62,7 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
                       int held, __global const uchar *ahead, ulong ahead_bytes) {
     __local float sums[RN_MV_SUMS * RN_MV_LANES * RN_WG];
     const int lid = get_local_id(0);
-    ask_ahead(1, ahead, ahead_bytes, get_group_id(0), get_num_groups(0), lid, RN_WG);
+    ask_ahead(1, ahead, ahead_bytes);
     const int glu = mode == RN_PROJECT_GLU;
     const int outs = glu ? 1 : 2;
     const int end = min(rows, row0 + held);  // the output rows this piece of W gives
@@ -179,5 +179,5 @@ __kernel void project(__global const weight_t *W, ulong wtotal, int rows, int co
         }
         barrier(CLK_LOCAL_MEM_FENCE);  // the next lanes reuse `sums`
     }
-    ask_ahead(2, ahead, ahead_bytes, get_group_id(0), get_num_groups(0), lid, RN_WG);
+    ask_ahead(2, ahead, ahead_bytes);
 }

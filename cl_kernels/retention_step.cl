@@ -32,6 +32,8 @@
 // normalizes the head's whole row of o once every group of the head has written its columns.
 // The host asks for it where that ordering across groups is stated (NVIDIA: membar.gl) or given
 // (CPUs): rn_kernels.groups_hand_off.
+// ahead: what the next launch reads first (out_proj's weights), of which the groups ask their
+// shares of the first ahead_bytes into L2 (ask_ahead, common.cl).
 // global (RN_STEP_TILE * ceil(RN_DV / RN_STEP_VEC / RN_STEP_TILE), RN_STEP_SPLIT, B * H),
 // local (RN_STEP_TILE, RN_STEP_SPLIT, 1).
 // q [B, H*DK]; k [B, kv_heads*DK]; v [B, kv_heads*DV]; state [B*H, DK, DV]; o, g [B, H*DV].
@@ -49,7 +51,8 @@ __kernel void retention_step(__global const float *q, __global const float *k,
                              __global const int *positions, __global float *scale0,
                              __global float *scale1, __global float *o, int norm,
                              __global const float *g, __global const float *w, float eps, int has_weight,
-                             int has_gate, __global volatile int *done) {
+                             int has_gate, __global volatile int *done, __global const uchar *ahead,
+                             ulong ahead_bytes) {
     __local float q_local[RN_DK], k_local[RN_DK];
     __local step_t shares[RN_STEP_SPLIT][RN_STEP_TILE];
     __local int last;
@@ -59,6 +62,7 @@ __kernel void retention_step(__global const float *q, __global const float *k,
     const int kvh = h / (H / kv_heads);
     const int a0 = part * RN_STEP_ROWS;
     const bool live = c < RN_STEP_COLUMNS;
+    ask_ahead(1, ahead, ahead_bytes);
     __global step_t *st = (__global step_t *)(state + (size_t)bh * RN_DK * RN_DV) + (size_t)a0 * RN_STEP_COLUMNS + c;
 
     // The scalars of this step, out of the row loop.
@@ -114,4 +118,5 @@ __kernel void retention_step(__global const float *q, __global const float *k,
                            (__local float *)shares);
         }
     }
+    ask_ahead(2, ahead, ahead_bytes);
 }

@@ -525,10 +525,10 @@ static rn_status epilogue_of(rt_runtime *rt, const rn_kernels *k, const rn_proje
     return RN_OK;
 }
 
-/* The bytes of the next product's weights a projection's launch asks into the cache ahead. */
-static cl_ulong ahead_bytes(const rn_projection *p) {
+/* How many bytes of `ahead` (what the next launch reads first) a launch asks into the cache. */
+static cl_ulong ahead_bytes(const rt_buffer *ahead) {
     const uint64_t cap = (uint64_t)RN_PREFETCH_MB << 20;
-    return RN_PREFETCH_AHEAD && p->ahead ? (p->ahead->bytes < cap ? p->ahead->bytes : cap) : 0;
+    return RN_PREFETCH_AHEAD && ahead ? (ahead->bytes < cap ? ahead->bytes : cap) : 0;
 }
 
 rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projection *p, rt_buffer *partial) {
@@ -552,7 +552,7 @@ rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projec
     cl_ulong ss_first = (cl_ulong)splits * (cl_ulong)M * (cl_ulong)N;  /* floats: after the partial sums */
     const rt_buffer *norm = p->norm ? p->norm : p->x;                   /* any buffer where unused */
     const rt_buffer *ahead = p->ahead ? p->ahead : p->W;
-    cl_ulong ahead_n = ahead_bytes(p);
+    cl_ulong ahead_n = ahead_bytes(p->ahead);
     rt_arg gemm_args[] = {RT_ARG_BUF(p->x),     RT_ARG_VAL(M),        RT_ARG_VAL(K),        RT_ARG_BUF(p->W),
                           RT_ARG_VAL(first),    RT_ARG_VAL(N),        RT_ARG_VAL(kper),     RT_ARG_BUF(partial),
                           RT_ARG_VAL(add_into), RT_ARG_BUF(p->y[0]),  RT_ARG_VAL(y_ld),     RT_ARG_VAL(y_col0),
@@ -587,7 +587,7 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
     if (st != RN_OK) return st;
     const rt_buffer *norm = p->norm ? p->norm : p->x;  /* absent: never read */
     const rt_buffer *ahead = p->ahead ? p->ahead : p->W;
-    cl_ulong wtotal = weight_total(k, p->W), ahead_n = ahead_bytes(p);
+    cl_ulong wtotal = weight_total(k, p->W), ahead_n = ahead_bytes(p->ahead);
     rt_arg args[] = {RT_ARG_BUF(p->W),      RT_ARG_VAL(wtotal),    RT_ARG_VAL(e.rows),     RT_ARG_VAL(cols),
                      RT_ARG_BUF(p->x),      RT_ARG_VAL(n),         RT_ARG_BUF(norm),       RT_ARG_VAL(normalize),
                      RT_ARG_VAL(eps),       RT_ARG_VAL(e.mode),    RT_ARG_VAL(e.alpha),    RT_ARG_VAL(e.activation),
@@ -877,10 +877,12 @@ rn_status rn_op_retention_step(rt_runtime *rt, const rn_kernels *k, rn_retention
                                int64_t batch, const rt_buffer *q,
                                const rt_buffer *kk, const rt_buffer *v, const rt_buffer *decays,
                                const rt_buffer *positions, rt_buffer *state, rt_buffer *scale0,
-                               rt_buffer *scale1, rt_buffer *o, const rn_step_norm *norm) {
+                               rt_buffer *scale1, rt_buffer *o, const rn_step_norm *norm,
+                               const rt_buffer *ahead) {
     cl_int heads = (cl_int)shape.heads, kv_heads = (cl_int)shape.kv_heads, plain = shape.plain;
     cl_int normalize = norm != NULL, has_gate = norm && norm->gate, has_weight = norm && norm->weight;
     float eps = norm ? norm->eps : 0.0f;
+    cl_ulong ahead_n = ahead_bytes(ahead);
     if (norm && norm->done->bytes / sizeof(cl_int) < (size_t)(batch * shape.heads))
         return rn_fail(rt->err, RN_ERR_INVALID_ARGUMENT, "retention step of %lld heads: %zu bytes of counters",
                        (long long)(batch * shape.heads), norm->done->bytes);
@@ -891,7 +893,8 @@ rn_status rn_op_retention_step(rt_runtime *rt, const rn_kernels *k, rn_retention
                      RT_ARG_BUF(scale0),    RT_ARG_BUF(scale1), RT_ARG_BUF(o),
                      RT_ARG_VAL(normalize), RT_ARG_BUF(has_gate ? norm->gate : o),
                      RT_ARG_BUF(has_weight ? norm->weight : o), RT_ARG_VAL(eps), RT_ARG_VAL(has_weight),
-                     RT_ARG_VAL(has_gate),  RT_ARG_BUF(norm ? norm->done : o)};
+                     RT_ARG_VAL(has_gate),  RT_ARG_BUF(norm ? norm->done : o), RT_ARG_BUF(ahead ? ahead : o),
+                     RT_ARG_VAL(ahead_n)};
     const size_t tile = k->wg / (size_t)k->step_split;  /* RN_STEP_TILE */
     size_t columns = ((size_t)(k->dv / k->step_vec) + tile - 1) / tile * tile;
     size_t global[3] = {columns, (size_t)k->step_split, (size_t)(batch * shape.heads)};

@@ -195,9 +195,9 @@ typedef struct rn_projection {
     const rt_buffer *angle;      /* [dk] */
     float k_scale;
     bool half_split;
-    /* The weights the launch after this one reads first (the next piece or matrix), or NULL:
-     * where RN_PREFETCH_AHEAD is on, this launch's work-groups ask up to RN_PREFETCH_MB MiB of
-     * them into the device's cache. */
+    /* What the launch after this one reads first (the next piece or matrix of weights, or a
+     * step's states), or NULL: where RN_PREFETCH_AHEAD is on, this launch's work-groups ask up to
+     * RN_PREFETCH_MB MiB of it, from its start, into the device's cache. */
     const rt_buffer *ahead;
 } rn_projection;
 
@@ -223,11 +223,12 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
 #define RN_MS_FOLD_NORM 0
 #endif
 
-/* RN_PREFETCH_AHEAD 1 (2): each work-group of a decoding product (`project`, gemm_mma_small) asks
- * its share of the first RN_PREFETCH_MB MiB of the next product's weights (rn_projection.ahead)
- * into L2 before its own loads (after its sums), on NVIDIA (PTX prefetch.global.L2; a no-op
- * elsewhere), so that the memory left idle while a launch ramps up and drains carries the next
- * launch's first weights. Off until an NVIDIA call times it (docs/BENCHMARKS.md; the probe
+/* RN_PREFETCH_AHEAD 1 (2): each work-group of a decoding launch (`project`, gemm_mma_small,
+ * retention_step) asks its share of the first RN_PREFETCH_MB MiB of what the next launch reads
+ * (rn_projection.ahead: the next product's weights, or after q/k/v/g the step's states) into L2
+ * before its own loads (after its sums), on NVIDIA (PTX prefetch.global.L2; a no-op elsewhere),
+ * so that the memory left idle while a launch ramps up and drains carries the next launch's
+ * first bytes. Off until an NVIDIA call times it (docs/BENCHMARKS.md; the probe
  * tools/probes/launch_chain.c asks the same question on bare products). */
 #ifndef RN_PREFETCH_AHEAD
 #define RN_PREFETCH_AHEAD 0
@@ -331,7 +332,8 @@ rn_status rn_op_chunk_products_mma(rt_runtime *rt, const rn_kernels *k, rn_engin
  * and k scaled; updates state [batch*H, dk, dv] and writes o [batch, H*dv]. The scales are two
  * slots [batch*H]: sequence b reads slot (pos + 1) & 1 (the scale of pos - 1) and writes slot
  * pos & 1 (retention_step.cl). With `norm`, o leaves through the group norm and gate as
- * rn_op_group_norm_gate would leave it, in the same launch; NULL leaves the retention output. */
+ * rn_op_group_norm_gate would leave it, in the same launch; NULL leaves the retention output.
+ * `ahead`: what the launch after it reads first, or NULL (as rn_projection.ahead). */
 typedef struct rn_step_norm {
     const rt_buffer *gate, *weight; /* [batch, H*dv] and [dv], or NULL (rn_op_group_norm_gate) */
     float eps;
@@ -341,6 +343,7 @@ rn_status rn_op_retention_step(rt_runtime *rt, const rn_kernels *k, rn_retention
                                int64_t batch, const rt_buffer *q,
                                const rt_buffer *kk, const rt_buffer *v, const rt_buffer *decays,
                                const rt_buffer *positions, rt_buffer *state, rt_buffer *scale0,
-                               rt_buffer *scale1, rt_buffer *o, const rn_step_norm *norm);
+                               rt_buffer *scale1, rt_buffer *o, const rn_step_norm *norm,
+                               const rt_buffer *ahead);
 
 #endif /* RN_OPS_H */

@@ -1090,7 +1090,7 @@ static void test_retention_steps(rt_runtime *rt, const rn_kernels *k, rn_retenti
         const rn_step_norm norm = {.gate = &ggate.view, .weight = s == 1 ? &gw.view : NULL, .eps = 1e-6f,
                                    .done = &gdone.view};
         must(rn_op_retention_step(rt, k, shape, B, &sq.view, &sk.view, &sv.view, &gd.view, &sp.view, &gs.view,
-                                  &gsc[0].view, &gsc[1].view, &so.view, s > 0 ? &norm : NULL),
+                                  &gsc[0].view, &gsc[1].view, &so.view, s > 0 ? &norm : NULL, NULL),
              rt, "retention_step");
         for (int64_t b = 0; b < B; b++)
             ref_retention_step(q + b * H * dk, kk + b * G * dk, v + b * G * dv, H, G, dk, dv, decay, shape.plain,

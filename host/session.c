@@ -337,7 +337,7 @@ static rn_status retention(const pass *p, int64_t l) {
         const rn_kernels *k = group_kernels(p->k, p->mma, p->n);
         TRY(rn_op_retention_step(p->rt, k, shape, p->n, &ws->q, &ws->k, &ws->v, &p->m->decay, &ws->positions,
                                  &p->s->state[l], &p->s->scale[2 * l], &p->s->scale[2 * l + 1], &ws->o,
-                                 k->groups_hand_off ? &norm : NULL));
+                                 k->groups_hand_off ? &norm : NULL, &p->m->layers[l].out_proj.pieces[0]));
         if (k->groups_hand_off) return RN_OK;
     } else {
         /* The scale of position p lives in slot p & 1. A continued prompt enters with that of
@@ -378,7 +378,15 @@ static rn_status project(const pass *p, const rn_matrix *W, rn_projection proj) 
 static rn_status layer_few_rows(const pass *p, int64_t l) {
     const rn_config *c = p->c;
     const rn_layer_weights *w = &p->m->layers[l];
-    /* The weights of the product after the layer's last: the next layer's first, or the logits'. */
+    /* What the launch after each product reads first: after q/k/v/g a step's retention reads its
+     * states (the first n rows'; a prompt's retention is its own business), after the layer's last
+     * product the next layer's first weights, or the logits'. */
+    rt_buffer states = p->s->state[l];
+    const rt_buffer *after_qkvg = NULL;
+    if (p->mode == RN_MODE_RECURRENT) {
+        states.bytes = states.bytes / (size_t)p->s->batch * (size_t)p->n;
+        after_qkvg = &states;
+    }
     const rn_matrix *after = l + 1 < c->layers ? &p->m->layers[l + 1].qkvg : rn_model_output(p->m);
     rn_workspace *ws = p->ws;
     const int64_t D = c->embed_dim, F = c->ffn_dim;
@@ -389,7 +397,7 @@ static rn_status layer_few_rows(const pass *p, int64_t l) {
                           .ends = {p->at.k, p->at.v, p->at.g}, .rotated = p->at.v, .q_rows = p->at.k,
                           .pos0 = (int64_t)p->pos0, .pos_step = 1,
                           .positions = p->mode == RN_MODE_RECURRENT ? &ws->positions : NULL, .angle = &p->m->angle, .k_scale = p->k_scale, .half_split = c->rope_half,
-                          .ahead = &w->out_proj.pieces[0]};
+                          .ahead = after_qkvg};
     TRY(project(p, &w->qkvg, qkvg));
     TRY(retention(p, l));
     rn_projection out = {.rows = D, .cols = c->value_embed_dim, .x = &ws->o, .n = p->n,
