@@ -83,6 +83,15 @@ rn_status rn_kernels_build(rt_runtime *rt, rn_tuning tuning, int64_t dk, int64_t
                            rn_kernels *out);
 void rn_kernels_release(rn_kernels *k);
 
+/* What rn_kernels_build compiles, for tests that compile it elsewhere: the preamble of defines it
+ * writes for a device (`info`), a tuning, work-groups of wg, heads of dk x dv and weights stored
+ * as `weights` (returns snprintf's count: cap or more means it did not fit), and the sources in
+ * their order, all or (batch_only) those of rn_kernels.batch (returns how many, at most cap).
+ * tests/nvidia_sources.c writes NVIDIA's programs with them. */
+int rn_kernels_preamble(const rt_device_info *info, rn_tuning tuning, size_t wg, int64_t dk, int64_t dv,
+                        st_dtype weights, char *out, size_t cap);
+size_t rn_kernels_sources(bool batch_only, const char **sources, size_t *lengths, size_t cap);
+
 /* How retention runs: query heads, key/value heads (grouped: kv_heads divides heads), and
  * whether torchscale's per-form normalisation applies (plain: fla, none). */
 typedef struct rn_retention_shape {

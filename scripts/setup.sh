@@ -5,8 +5,9 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 source "$root/scripts/packages.sh"
+# (clang: tests/nvidia_compile.sh compiles the NVIDIA-only kernel code with its NVPTX target.)
 ensure_packages cmake gcc make pkg-config ocl-icd-opencl-dev opencl-headers libclblast-dev libcjson-dev \
-          libmicrohttpd-dev haproxy curl pocl-opencl-icd mesa-opencl-icd clinfo python3 python3-numpy valgrind libpcre2-dev nodejs $(command -v npm >/dev/null || echo npm)
+          libmicrohttpd-dev haproxy curl pocl-opencl-icd mesa-opencl-icd clinfo python3 python3-numpy valgrind libpcre2-dev nodejs clang $(command -v npm >/dev/null || echo npm)
 
 # Compiled kernels are cached in stable places: PoCL's cold compile costs tens of seconds.
 export POCL_CACHE_DIR=${POCL_CACHE_DIR:-$HOME/.cache/pocl}
