@@ -53,12 +53,13 @@ static int write_program(const char *dir, const program *p) {
         return 1;
     }
     /* What the PTX must hold: the device-wide fence of every program on NVIDIA; where the group
-     * is whole warps, their shuffles; the matrix engine's products in the half types' programs;
+     * is whole warps, their shuffles; in the half types' programs the matrix engine's products, its
+ * operands' loads (ldmatrix, cp.async) and the residual's atomic adds;
      * the look-ahead's prefetch where the preamble asks for it (host/ops.h's RN_PREFETCH_AHEAD). */
     const bool mma = !p->batch_only && (p->weights == ST_F16 || p->weights == ST_BF16);
     const char *ahead = strstr(preamble, "#define RN_PREFETCH_AHEAD ");
     const bool looks_ahead = ahead && ahead[strlen("#define RN_PREFETCH_AHEAD ")] != '0';
-    printf("%s membar.gl%s%s%s\n", p->name, p->wg % 32 == 0 ? " shfl.sync.bfly" : "", mma ? " mma.sync" : "",
+    printf("%s membar.gl%s%s%s\n", p->name, p->wg % 32 == 0 ? " shfl.sync.bfly" : "", mma ? " mma.sync ldmatrix cp.async red.global.add" : "",
            looks_ahead ? " prefetch.global.L2" : "");
     return 0;
 }
