@@ -322,8 +322,9 @@ inline float4 ms_x4(__global const float *x, int K, int row, int col, bool insid
  * first column block write their slice's sums of squares of x, part[ss_first + split M + row],
  * from which gemm_mma_reduce scales each output row. (Each work-group summing the whole row
  * instead was slower than the norm's own launch, docs/BENCHMARKS.md.)
- * ahead: the next launch's weights, of which the groups ask their shares of the first ahead_bytes
- * into L2 (ask_ahead, common.cl). */
+ * ahead: what the next launch reads first (the next product's weights, or after q/k/v/g the
+ * step's states), of which the groups ask their shares of the first ahead_bytes into L2
+ * (ask_ahead, common.cl). */
 __kernel __attribute__((reqd_work_group_size(128, 1, 1)))
 void gemm_mma_small(__global const float *x, int M, int K, __global const ushort *w, ulong w_first, int N,
                     int kper, __global float *part, int add_into, __global float *y, int y_ld, int y_col0,

@@ -24,8 +24,9 @@
 // group measured fastest on an H200: four gave 537 tokens/s, eight 380, against 572.)
 // A matrix too large for one buffer of the device is held in pieces of whole rows (host/matrix.h):
 // one launch per piece, W holding output rows [row0, row0 + held), rows the whole output's.
-// ahead: the next launch's weights, of which the groups ask their shares of the first ahead_bytes
-// into L2 (ask_ahead, common.cl).
+// ahead: what the next launch reads first (the next product's weights, or after q/k/v/g the
+// step's states), of which the groups ask their shares of the first ahead_bytes into L2
+// (ask_ahead, common.cl).
 // global (RN_WG * groups), local RN_WG. W [held (x2 for GLU), cols] of wtotal elements; x [n, cols].
 
 #define RN_MV_ROWS 2
