@@ -14,6 +14,8 @@
 set -u
 clang=${CLANG:-clang}
 command -v "$clang" > /dev/null || { echo "nvidia_compile: no $clang (Debian's clang): skipped"; exit 77; }
+"$clang" -print-targets 2> /dev/null | grep -q nvptx64 ||
+  { echo "nvidia_compile: $clang has no NVPTX target: skipped"; exit 77; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 failures=0 programs=0
