@@ -3,7 +3,8 @@
 # same call: the selftest and test_greedy of build A on the GPU, then, in turn and in ROUNDS
 # rounds (default 2, so that drift within the call shows), each build of A and B and each of
 # SETTINGS on build A: decoding batch 1, 8 and 32 of torchscale-1.3b, batch 1 and 32 of 6.7B, and
-# a 2048-token prefill of 1.3B; then a table of tokens/s by run. Before the timings, the launch
+# a 2048-token prefill of 1.3B; then a table of tokens/s by run and one of each build's mean over
+# its rounds against A's (A~N: A under a setting). Before the timings, the launch
 # probe's prefetch modes on A's bin/launch_chain. Results in $OUT/ab (default OUT
 # /tmp/retnet-ab): results.jsonl (each line starting with its run), log.txt, selftest.txt,
 # test_greedy.txt, launch_chain_pf0.txt and launch_chain_pf16.txt.
@@ -66,7 +67,7 @@ for round in $(seq "${ROUNDS:-2}"); do
     bench "$dir" "$setting" "$label $round" --preset "${small:-torchscale-1.3b}" -p 2048 -n 0 -r 2
   done
 done
-python3 - "$out/results.jsonl" <<'PY' | tee -a "$out/log.txt"
+python3 - "$out/results.jsonl" "$(basename "$a")" <<'PY' | tee -a "$out/log.txt"
 import json, sys
 rows = {}
 for line in open(sys.argv[1]):
@@ -78,6 +79,19 @@ print("| model | test | batch | " + " | ".join(runs) + " |")
 print("| --- | --- | --- |" + " --- |" * len(runs))
 for (model, test, batch), v in sorted(rows.items()):
     print(f"| {model} | {test} | {batch} | " + " | ".join(f"{v[r]:,.1f}" if r in v else "-" for r in runs) + " |")
+# Each build's mean over its rounds against A's (the first build): what decides a default.
+first = sys.argv[2]
+builds = sorted({run.rsplit(" ", 1)[0] for run in runs}, key=lambda b: (b != first, b))
+def mean(v, build):
+    got = [t for run, t in v.items() if run.rsplit(" ", 1)[0] == build]
+    return sum(got) / len(got) if got else None
+print()
+print("| model | test | batch | " + " | ".join(f"{b} / {first}" for b in builds[1:]) + " |")
+print("| --- | --- | --- |" + " --- |" * (len(builds) - 1))
+for (model, test, batch), v in sorted(rows.items()):
+    base = mean(v, first)
+    cells = [f"{mean(v, b) / base:.3f}x" if base and mean(v, b) else "-" for b in builds[1:]]
+    print(f"| {model} | {test} | {batch} | " + " | ".join(cells) + " |")
 PY
 echo "$failures failed"
 [ "$failures" -eq 0 ]
