@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One call on the NVIDIA machine that checks a build there and times it against others in the
-# same call: the selftest and test_greedy of build A on the GPU, then, in turn and in ROUNDS
+# same call: the selftest and test_greedy of build A on the GPU (and test_greedy of each build of
+# B, whose kernels may differ), then, in turn and in ROUNDS
 # rounds (default 2, so that drift within the call shows), each build of A and B and each of
 # SETTINGS on build A: decoding batch 1, 8 and 32 of torchscale-1.3b, batch 1 and 32 of 6.7B, and
 # a 2048-token prefill of 1.3B; then a table of tokens/s by run and one of each build's mean over
@@ -27,13 +28,14 @@ t0=$SECONDS
 failures=0
 step() { echo "== [$((SECONDS - t0)) s] $*" | tee -a "$out/log.txt"; }
 in_build() { local dir=$1; shift; LD_LIBRARY_PATH=$PWD/$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$@"; }
-check() {  # check NAME COMMAND...: a test of build A, its output in NAME.txt
-  local name=$1; shift; step "$name"
-  in_build "$a" timeout 300 "$@" > "$out/$name.txt" 2>&1
+check_in() {  # check_in DIR NAME COMMAND...: a test of the build in DIR, its output in NAME.txt
+  local dir=$1 name=$2; shift 2; step "$name"
+  in_build "$dir" timeout 300 "$@" > "$out/$name.txt" 2>&1
   local rc=$?
   tail -1 "$out/$name.txt" | tee -a "$out/log.txt"
   [ $rc -eq 0 ] || { echo "!! $name exit $rc" | tee -a "$out/log.txt"; failures=$((failures + 1)); }
 }
+check() { check_in "$a" "$@"; }  # check NAME COMMAND...: a test of build A
 bench() {  # bench DIR SETTING TAG ARGS...: one `retnet bench --json` run, each line tagged
   local dir=$1 setting=$2 tag=$3; shift 3; step "$tag${setting:+ ($setting)}: retnet bench $*"
   in_build "$dir" env ${setting:+"$setting"} timeout "${STEP_LIMIT:-120}" "$dir/bin/retnet" bench --json \
@@ -43,6 +45,10 @@ bench() {  # bench DIR SETTING TAG ARGS...: one `retnet bench --json` run, each 
 { date -u; in_build "$a" "$a/bin/retnet" devices; } >> "$out/log.txt" 2>&1
 check selftest "$a/bin/retnet" selftest
 check test_greedy "$a/tests/test_greedy"
+# Each build of B decodes correctly on the GPU too (a few seconds each): its kernels may differ.
+for dir in $b; do
+  [ -x "$dir/tests/test_greedy" ] && check_in "$dir" "test_greedy_$(basename "$dir")" "$dir/tests/test_greedy"
+done
 # The launch probe of build A (tools/probes/launch_chain.c): a launch per product, and the same
 # asking each next product's weights into L2 before its loads or after its sums (all of them,
 # then at most 16 MiB); launch_chain_pf*.txt.
