@@ -80,10 +80,10 @@ static int shared_constants(char *out, size_t cap) {
 }
 
 /* The matrix-engine variant of gemm_mma.cl for weights of type `weights`: writes its preamble
- * defines into `defines` and returns its name, or returns NULL (and writes nothing) where the
- * products stay fp32. This is the selection point between vendors. */
+ * defines into `defines` (unless NULL) and returns its name, or returns NULL (and writes nothing)
+ * where the products stay fp32. This is the selection point between vendors. */
 static const char *mma_select(const rt_device_info *info, rn_tuning t, st_dtype weights, char *defines, size_t cap) {
-    defines[0] = '\0';
+    if (defines) defines[0] = '\0';
     const bool f16 = weights == ST_F16 && (t.precision == RN_PRECISION_F16 || t.precision == RN_PRECISION_AUTO);
     const bool bf16 = weights == ST_BF16 && (t.precision == RN_PRECISION_BF16 || t.precision == RN_PRECISION_AUTO);
     if (!f16 && !bf16) return NULL;
@@ -114,7 +114,6 @@ static bool named_in(const char *name, const char *const *names, size_t count) {
     return false;
 }
 
-/* Every kernel with groups of `wg`, or with `batch_only` those of rn_kernels.batch only. */
 /* How retention_step cuts its work (retention_step.cl says why): 4 value columns per work-item
  * where dv allows; the key dimension in up to 16 parts of whole rows, leaving at least 4
  * work-items (64 bytes) per row of the group where the group is large enough; rows loaded 16 at
@@ -165,6 +164,7 @@ size_t rn_kernels_sources(bool batch_only, const char **sources, size_t *lengths
     return n;
 }
 
+/* Every kernel with groups of `wg`, or with `batch_only` those of rn_kernels.batch only. */
 static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t project_rows, int64_t dk, int64_t dv,
                                   st_dtype weights, size_t wg, bool batch_only, rn_kernels *k) {
     memset(k, 0, sizeof *k);
@@ -184,8 +184,8 @@ static rn_status build_with_group(rt_runtime *rt, rn_tuning tuning, int64_t proj
     k->mma_rows_from = tuning.project_rows > 0 ? tuning.project_rows + 1 : RN_MMA_ROWS_FROM;
     const bool nvidia = rt->dev.info.nv_cc_major > 0;
     k->groups_hand_off = nvidia || !rt->dev.info.is_gpu;
-    char preamble[1024], mma_defines[128];
-    const char *mma = mma_select(&rt->dev.info, tuning, weights, mma_defines, sizeof mma_defines);
+    char preamble[1024];
+    const char *mma = mma_select(&rt->dev.info, tuning, weights, NULL, 0);  /* its defines: the preamble's */
     const int used = rn_kernels_preamble(&rt->dev.info, tuning, wg, dk, dv, weights, preamble, sizeof preamble);
     if (used < 0 || (size_t)used >= sizeof preamble)
         return rn_fail(rt->err, RN_ERR_BUILD, "the kernels' preamble does not fit %zu bytes", sizeof preamble);
@@ -552,10 +552,14 @@ static cl_ulong ahead_bytes(const rt_buffer *ahead) {
     return RN_PREFETCH_AHEAD && ahead ? (ahead->bytes < cap ? ahead->bytes : cap) : 0;
 }
 
+bool rn_mma_folds_norm(const rn_kernels *k, const rn_projection *p) {
+    return p->normalize && k->mma_folds_norm && p->mode != RN_PROJECT_RESIDUAL;
+}
+
 rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projection *p, rt_buffer *partial) {
     const int64_t held = p->held ? p->held : p->rows - p->row0;
     const int64_t width = p->mode == RN_PROJECT_GLU ? 2 * held : held;
-    const bool folds_norm = p->normalize && k->mma_folds_norm && p->mode != RN_PROJECT_RESIDUAL;
+    const bool folds_norm = rn_mma_folds_norm(k, p);
     if (!k->gemm_mma_small || !rn_mma_takes(k, p->cols) || (p->normalize && !folds_norm) || p->n < 1 ||
         p->n > RN_MMA_SMALL_ROWS ||
         width > INT32_MAX || !partial || partial->bytes < rn_mma_partial_bytes(k, p->n, p->cols, width))

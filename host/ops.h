@@ -40,8 +40,8 @@ typedef struct rn_kernels {
     /* The products of a prompt's retention on the engine (gemm_mma_batched, fp32 operands
      * rounded to half as staged): built with gemm_mma, NULL without. */
     cl_kernel gemm_mma_batched;
-    bool mma_folds_norm;     /* rn_op_project_mma takes the RMSNorm before the product itself
-                                (RN_MS_FOLD_NORM) */
+    bool mma_folds_norm;     /* rn_op_project_mma can take the RMSNorm before the product itself
+                                (RN_MS_FOLD_NORM; rn_mma_folds_norm says for which) */
     int64_t mma_rows_from;   /* batches and prompts of this many rows (up to RN_MMA_SMALL_ROWS)
                                 take gemm_mma_small where it is built and the model's products
                                 fit it; fewer take the project kernel */
@@ -252,13 +252,16 @@ rn_status rn_op_project(rt_runtime *rt, const rn_kernels *k, const rn_projection
 
 /* The same projection on the matrix engine, for n rows up to RN_MMA_SMALL_ROWS (where
  * rn_mma_takes(k, p->cols) and gemm_mma_small is built), with the norm only where
- * k->mma_folds_norm (elsewhere p->normalize must be false: the caller normalizes x first).
+ * rn_mma_folds_norm(k, p) (elsewhere p->normalize must be false: the caller normalizes x first).
  * gemm_mma_small writes its slices of K into `partial`
  * (at least rn_mma_partial_bytes(k, n, p->cols, width) bytes, width = p->rows, or 2 p->rows in
  * GLU mode); gemm_mma_reduce adds them up and applies the epilogue. A residual with alpha 1 is
  * the exception: the slices add into y themselves (atomic adds, in no fixed order, so the last
  * bit of such a sum may differ from run to run) and there is no reduction. */
 rn_status rn_op_project_mma(rt_runtime *rt, const rn_kernels *k, const rn_projection *p, rt_buffer *partial);
+/* Whether rn_op_project_mma folds p's RMSNorm into the product (a build with RN_MS_FOLD_NORM, a
+ * projection with a norm that is not a residual one). */
+bool rn_mma_folds_norm(const rn_kernels *k, const rn_projection *p);
 uint64_t rn_mma_partial_bytes(const rn_kernels *k, int64_t n, int64_t in, int64_t width);
 /* How many slices of K (each `kper` wide) gemm_mma_small cuts a product of `in` columns of x into
  * `width` outputs into: from k->compute_units. */

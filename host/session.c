@@ -358,9 +358,9 @@ static rn_status retention(const pass *p, int64_t l) {
 
 /* A projection of layer_few_rows by W: the project kernel, or with p->mma the small
  * matrix-engine GEMM and its reduction, the norm (if any) first into ws->h unless the GEMM
- * folds it in (rn_kernels.mma_folds_norm). */
+ * folds it in (rn_mma_folds_norm). */
 static rn_status project(const pass *p, const rn_matrix *W, rn_projection proj) {
-    if (p->mma && proj.normalize && !p->k->mma_folds_norm) {
+    if (p->mma && proj.normalize && !rn_mma_folds_norm(p->k, &proj)) {
         TRY(rn_op_rms_norm(p->rt, group_kernels(p->k, true, proj.n), proj.x, proj.norm, proj.n, proj.cols, proj.eps,
                            &p->ws->h));
         proj.x = &p->ws->h;
